@@ -1,0 +1,29 @@
+"""Run in an environment with only the core installed (no extras).
+
+The core must import without any framework, and each framework module must fail with an
+ImportError that names the ``pip install`` that fixes it.
+"""
+
+import importlib
+import sys
+
+import memlayer_integrations  # noqa: F401
+
+for framework in ("langchain_core", "langgraph", "llama_index", "fastapi", "uvicorn"):
+    if framework in sys.modules:
+        raise SystemExit(f"importing the core imported {framework}")
+
+hints = {
+    "memlayer_integrations.langchain": "memlayer-integrations[langchain]",
+    "memlayer_integrations.llama_index": "memlayer-integrations[llama-index]",
+    "memlayer_integrations.server": "memlayer-integrations[server]",
+}
+for module, extra in hints.items():
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        if extra not in str(exc):
+            raise SystemExit(f"{module}: ImportError without the install hint: {exc}")
+    else:
+        raise SystemExit(f"{module} imported without its extra installed")
+print("core imports without extras; framework modules name their extra")

@@ -1,0 +1,58 @@
+"""Long-term memory for LangChain and LlamaIndex agents, backed by MemLayer.
+
+The core (this package) needs only httpx and pydantic: the clients, the error tree and the
+models. Framework adapters live in subpackages that import their framework on demand:
+
+* ``memlayer_integrations.langchain`` (extra ``langchain``)
+* ``memlayer_integrations.llama_index`` (extra ``llama-index``)
+* ``memlayer_integrations.server``, the local MemLayer server (extra ``server``)
+"""
+
+from ._base_client import Op
+from ._client import AsyncMemLayerClient, MemLayerClient
+from ._constants import DEFAULT_BASE_URL
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    MemLayerError,
+    MemoryLimitError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
+from ._version import __version__
+
+__all__ = [
+    "MemLayerClient",
+    "AsyncMemLayerClient",
+    "Op",
+    "Memory",
+    "RecalledMemory",
+    "Usage",
+    "Scope",
+    "RateLimitInfo",
+    "MemLayerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "MemoryLimitError",
+    "NotFoundError",
+    "ConflictError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "DEFAULT_BASE_URL",
+    "__version__",
+]

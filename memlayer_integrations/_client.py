@@ -1,0 +1,378 @@
+"""The MemLayer clients: :class:`MemLayerClient` (sync) and :class:`AsyncMemLayerClient`.
+
+Both take the same arguments and offer the same operations; every operation is defined once
+in ``_base_client.py`` and only sent here, with ``httpx.Client`` or ``httpx.AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Optional
+
+import httpx
+
+from . import _constants as C
+from ._base_client import NOT_GIVEN, BaseClient, Call, MemoryItem, TimeoutTypes, log
+from ._exceptions import MemLayerError
+from ._models import Memory, RecalledMemory, Scope, Usage
+
+__all__ = ["MemLayerClient", "AsyncMemLayerClient"]
+
+
+class MemLayerClient(BaseClient):
+    """Synchronous client for the MemLayer API.
+
+    Args:
+        api_key: an ``ml_live_...`` key; defaults to ``$MEMLAYER_API_KEY``. A missing or
+            malformed key raises :class:`AuthenticationError` at the first call, before
+            anything is sent.
+        base_url: defaults to ``$MEMLAYER_BASE_URL``, then ``https://memlayer.online``.
+        timeout: seconds (or an ``httpx.Timeout``) per attempt; each method also takes
+            ``timeout=`` for one call.
+        max_retries: retries after connection errors, timeouts, 408, 429 and 5xx.
+        http_client: your own ``httpx.Client`` (proxies, transports); it is not closed by
+            :meth:`close`.
+        default_headers: extra headers sent with every request.
+
+    Constructing a client sends nothing.
+
+    Example:
+        >>> from memlayer_integrations import MemLayerClient, AuthenticationError
+        >>> with MemLayerClient(base_url=server.url, api_key=key) as client:
+        ...     client.remember("User is on the Pro plan", user_id="user_123", agent_id="billing_bot")
+        ...     hits = client.recall("which plan?", user_id="user_123")
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        *,
+        base_url: Optional[str] = None,
+        timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        http_client: Optional[httpx.Client] = None,
+        default_headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        super().__init__(api_key, base_url, timeout, max_retries, default_headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            request = self._build_request(self._http, call)
+            log.debug("%s %s (attempt %d)", call.method, call.path, attempt + 1)
+            try:
+                response = self._http.send(request)
+                response.read()
+            except httpx.TransportError as exc:
+                outcome: Any = self._transport_error(exc, call)
+            else:
+                outcome = self._process_response(call, response)
+            if not isinstance(outcome, MemLayerError):
+                return outcome
+            delay = self._retry_delay(outcome, attempt)
+            if delay is None:
+                raise outcome
+            log.info("retrying %s %s in %.2fs after %s", call.method, call.path, delay, type(outcome).__name__)
+            time.sleep(delay)
+            attempt += 1
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections (unless you passed ``http_client``)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> "MemLayerClient":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- operations ------------------------------------------------------------------
+
+    def remember(
+        self,
+        content: str,
+        *,
+        user_id: str,
+        agent_id: str,
+        metadata: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        key: Optional[str] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> Memory:
+        """Store one memory. With ``key``, replace the memory of that key in this scope.
+
+        Retries are safe: a retried call carries the same idempotency key and is stored once.
+        """
+        return self._send(self._remember(content, user_id, agent_id, metadata, session_id, key, timeout))
+
+    def remember_many(
+        self,
+        items: Sequence[MemoryItem],
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: Optional[str] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> list[Memory]:
+        """Store many memories in one request, all or nothing, returned in ``items`` order."""
+        return self._send(self._remember_many(items, user_id, agent_id, session_id, timeout))
+
+    def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        limit: int = C.DEFAULT_RECALL_LIMIT,
+        filters: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        offset: int = 0,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> list[RecalledMemory]:
+        """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents."""
+        return self._send(self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout))
+
+    def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:
+        """One memory by id; :class:`NotFoundError` if it does not exist."""
+        return self._send(self._get(memory_id, timeout))
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        content: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> Memory:
+        """Change a memory's content, its metadata (replaced whole) or both."""
+        return self._send(self._update(memory_id, content, metadata, timeout))
+
+    def forget(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> None:
+        """Delete one memory; :class:`NotFoundError` if it does not exist."""
+        return self._send(self._forget(memory_id, timeout))
+
+    def forget_all(
+        self,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        keys: Optional[Sequence[str]] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> int:
+        """Delete every memory of a user (narrowed by agent, session or keys); returns how many."""
+        return self._send(self._forget_all(user_id, agent_id, session_id, keys, timeout))
+
+    def list_memories(
+        self,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        filters: Optional[Mapping[str, Any]] = None,
+        keys: Optional[Sequence[str]] = None,
+        page_size: int = C.DEFAULT_PAGE_SIZE,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> Iterator[Memory]:
+        """Every matching memory in creation order, fetching pages as you iterate."""
+        cursor: Optional[str] = None
+        while True:
+            page, cursor = self._send(
+                self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
+            )
+            yield from page
+            if not cursor:
+                return
+
+    def list_scopes(self, *, user_id: Optional[str] = None, timeout: TimeoutTypes = NOT_GIVEN) -> list[Scope]:
+        """The (user, agent) pairs that hold memories, optionally for one user."""
+        return self._send(self._list_scopes(user_id, timeout))
+
+    def usage(self, *, timeout: TimeoutTypes = NOT_GIVEN) -> Usage:
+        """Plan, memories stored and allowed, requests made and allowed today."""
+        return self._send(self._usage(timeout))
+
+    def batch(self, operations: Sequence[Mapping[str, Any]], *, timeout: TimeoutTypes = NOT_GIVEN) -> list[Any]:
+        """Run operations built with :class:`Op` in one request, in order, all or nothing."""
+        return self._send(self._batch(operations, timeout))
+
+
+class AsyncMemLayerClient(BaseClient):
+    """Asynchronous client for the MemLayer API: the arguments and operations of
+    :class:`MemLayerClient`, awaitable.
+
+    Example:
+        >>> async with AsyncMemLayerClient(base_url=server.url, api_key=key) as client:
+        ...     await client.remember("User is on the Pro plan", user_id="user_123", agent_id="billing_bot")
+        ...     async for memory in client.list_memories(user_id="user_123"):
+        ...         print(memory.content)
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        *,
+        base_url: Optional[str] = None,
+        timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        http_client: Optional[httpx.AsyncClient] = None,
+        default_headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        super().__init__(api_key, base_url, timeout, max_retries, default_headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient()
+
+    async def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            request = self._build_request(self._http, call)
+            log.debug("%s %s (attempt %d)", call.method, call.path, attempt + 1)
+            try:
+                response = await self._http.send(request)
+                await response.aread()
+            except httpx.TransportError as exc:
+                outcome: Any = self._transport_error(exc, call)
+            else:
+                outcome = self._process_response(call, response)
+            if not isinstance(outcome, MemLayerError):
+                return outcome
+            delay = self._retry_delay(outcome, attempt)
+            if delay is None:
+                raise outcome
+            log.info("retrying %s %s in %.2fs after %s", call.method, call.path, delay, type(outcome).__name__)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def aclose(self) -> None:
+        """Close the underlying HTTP connections (unless you passed ``http_client``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`."""
+        await self.aclose()
+
+    async def __aenter__(self) -> "AsyncMemLayerClient":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def remember(
+        self,
+        content: str,
+        *,
+        user_id: str,
+        agent_id: str,
+        metadata: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        key: Optional[str] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> Memory:
+        """See :meth:`MemLayerClient.remember`."""
+        return await self._send(self._remember(content, user_id, agent_id, metadata, session_id, key, timeout))
+
+    async def remember_many(
+        self,
+        items: Sequence[MemoryItem],
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: Optional[str] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> list[Memory]:
+        """See :meth:`MemLayerClient.remember_many`."""
+        return await self._send(self._remember_many(items, user_id, agent_id, session_id, timeout))
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        limit: int = C.DEFAULT_RECALL_LIMIT,
+        filters: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        offset: int = 0,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> list[RecalledMemory]:
+        """See :meth:`MemLayerClient.recall`."""
+        return await self._send(
+            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+        )
+
+    async def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:
+        """See :meth:`MemLayerClient.get`."""
+        return await self._send(self._get(memory_id, timeout))
+
+    async def update(
+        self,
+        memory_id: str,
+        *,
+        content: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> Memory:
+        """See :meth:`MemLayerClient.update`."""
+        return await self._send(self._update(memory_id, content, metadata, timeout))
+
+    async def forget(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> None:
+        """See :meth:`MemLayerClient.forget`."""
+        return await self._send(self._forget(memory_id, timeout))
+
+    async def forget_all(
+        self,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        keys: Optional[Sequence[str]] = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> int:
+        """See :meth:`MemLayerClient.forget_all`."""
+        return await self._send(self._forget_all(user_id, agent_id, session_id, keys, timeout))
+
+    async def list_memories(
+        self,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        filters: Optional[Mapping[str, Any]] = None,
+        keys: Optional[Sequence[str]] = None,
+        page_size: int = C.DEFAULT_PAGE_SIZE,
+        timeout: TimeoutTypes = NOT_GIVEN,
+    ) -> AsyncIterator[Memory]:
+        """See :meth:`MemLayerClient.list_memories`; iterate with ``async for``."""
+        cursor: Optional[str] = None
+        while True:
+            page, cursor = await self._send(
+                self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
+            )
+            for memory in page:
+                yield memory
+            if not cursor:
+                return
+
+    async def list_scopes(
+        self, *, user_id: Optional[str] = None, timeout: TimeoutTypes = NOT_GIVEN
+    ) -> list[Scope]:
+        """See :meth:`MemLayerClient.list_scopes`."""
+        return await self._send(self._list_scopes(user_id, timeout))
+
+    async def usage(self, *, timeout: TimeoutTypes = NOT_GIVEN) -> Usage:
+        """See :meth:`MemLayerClient.usage`."""
+        return await self._send(self._usage(timeout))
+
+    async def batch(
+        self, operations: Sequence[Mapping[str, Any]], *, timeout: TimeoutTypes = NOT_GIVEN
+    ) -> list[Any]:
+        """See :meth:`MemLayerClient.batch`."""
+        return await self._send(self._batch(operations, timeout))

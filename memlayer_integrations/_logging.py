@@ -1,0 +1,55 @@
+"""The package's logger, and the redaction that keeps API keys out of every log record.
+
+httpx masks ``Authorization`` in its own logs but knows nothing of ``X-API-Key``, so the
+package logger carries a filter that masks anything shaped like a MemLayer key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["logger", "get_logger", "redact", "mask_key", "RedactingFilter"]
+
+_KEY_RE = re.compile(r"ml_live_[A-Za-z0-9]+")
+
+
+def mask_key(key: str | None) -> str:
+    """``ml_live_a1b2c3d4e5f6`` -> ``ml_live_a1b2…``: enough to tell keys apart, not to use one."""
+    if not key:
+        return "<none>"
+    if key.startswith("ml_live_"):
+        return key[:12] + "…"
+    return "<redacted>"
+
+
+def redact(text: str) -> str:
+    """Replace every key-shaped substring of ``text`` by its masked form."""
+    return _KEY_RE.sub(lambda m: mask_key(m.group(0)), text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks keys in a record's message and arguments, whatever the level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def get_logger(name: str = "memlayer_integrations") -> logging.Logger:
+    """A logger under ``memlayer_integrations`` with the redacting filter attached.
+
+    Logger filters do not apply to records of child loggers, so every module that logs takes
+    its logger from here rather than from ``logging.getLogger``.
+    """
+    log = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        log.addFilter(RedactingFilter())
+    return log
+
+
+logger = get_logger()

@@ -1,0 +1,74 @@
+"""The objects of the wire contract (``docs/wire-contract.md``), as pydantic v2 models.
+
+The clients parse responses into these, and the local server serializes its answers from
+them, so both sides agree on one definition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Memory", "RecalledMemory", "Usage", "RateLimitInfo", "Scope"]
+
+
+class _Model(BaseModel):
+    # Unknown fields from a newer server are kept rather than rejected, so an old client
+    # keeps working when the service adds a field.
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+
+class Memory(_Model):
+    """One stored memory, scoped to a user and an agent.
+
+    Example:
+        >>> m = client.remember("User is on the Pro plan", user_id="user_123", agent_id="billing_bot")
+        >>> m.content, m.user_id, m.agent_id
+        ('User is on the Pro plan', 'user_123', 'billing_bot')
+    """
+
+    id: str
+    content: str
+    user_id: str
+    agent_id: str
+    session_id: Optional[str] = None
+    key: Optional[str] = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecalledMemory(_Model):
+    """A memory returned by ``recall``, with its relevance ``score`` (higher is better)."""
+
+    memory: Memory
+    score: float
+
+
+class Usage(_Model):
+    """Where the account stands against its plan. ``None`` limits mean "no limit"."""
+
+    plan: str
+    memories_stored: int
+    memories_limit: Optional[int] = None
+    requests_today: int
+    requests_limit: Optional[int] = None
+    resets_at: datetime
+
+
+class Scope(_Model):
+    """A (user, agent) pair that has memories stored under it."""
+
+    user_id: str
+    agent_id: str
+    memories: int
+
+
+class RateLimitInfo(_Model):
+    """The ``X-RateLimit-*`` headers of the last response. ``None`` limits mean unlimited."""
+
+    limit: Optional[int] = None
+    remaining: Optional[int] = None
+    reset_at: Optional[datetime] = None
