@@ -1,0 +1,140 @@
+"""Framework-free pieces every chat-memory adapter needs, written once.
+
+* :func:`render_memories` turns recalled memories into the block of text put in front of
+  the model: each memory with its id, nothing the conversation already holds, within a
+  character budget.
+* :class:`WriteBuffer` holds a turn's writes in *economy mode*, so that they travel with the
+  next turn's recall in one ``/v1/batch`` request (one request per turn instead of two).
+  Whatever is still buffered is flushed on ``close()`` and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Optional
+
+from ._base_client import MemoryItem, Op, normalize_item
+from ._logging import get_logger
+from ._models import RecalledMemory
+
+__all__ = ["MEMORY_HEADER", "render_memories", "WriteBuffer"]
+
+log = get_logger("memlayer_integrations.memory")
+
+MEMORY_HEADER = "Relevant long-term memories about this user (from earlier conversations):"
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def render_memories(
+    recalled: Sequence[RecalledMemory],
+    *,
+    exclude: Iterable[str] = (),
+    max_chars: int = 2000,
+    header: str = MEMORY_HEADER,
+) -> Optional[str]:
+    """The context block for ``recalled``, or ``None`` when nothing is left to say.
+
+    Args:
+        recalled: memories, best first (as ``recall`` returns them).
+        exclude: texts already in the conversation; a memory whose content equals one of
+            them (ignoring case and spacing) is left out, so the model never reads it twice.
+        max_chars: budget for the whole block. Memories are added best first until the next
+            one would not fit; a memory is never cut in the middle.
+        header: the first line of the block.
+    """
+    seen = {_normalize(t) for t in exclude if t}
+    lines: list[str] = []
+    used = len(header)
+    for item in recalled:
+        text = item.memory.content
+        norm = _normalize(text)
+        if norm in seen:
+            continue
+        line = f"- [{item.memory.id}] {text}"
+        if used + 1 + len(line) > max_chars:
+            break
+        seen.add(norm)
+        lines.append(line)
+        used += 1 + len(line)
+    if not lines:
+        return None
+    return "\n".join([header, *lines])
+
+
+class WriteBuffer:
+    """Writes waiting to ride along with the next request (economy mode).
+
+    Items are grouped by scope, so a flush is one ``remember_many`` operation per
+    (user, agent) pair. :meth:`take` empties the buffer; if the request carrying the taken
+    operations fails, :meth:`restore` puts them back, so a failed request loses nothing.
+
+    Args:
+        flush: called with the pending operations at interpreter exit (and by adapters'
+            ``close()``); it must send them synchronously, e.g. ``client.batch``.
+    """
+
+    def __init__(self, flush: Optional[Callable[[list[dict[str, Any]]], Any]] = None) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._flush = flush
+        if flush is not None:
+            # A weak reference, so the buffer can still be garbage-collected; an exit hook
+            # that held it strongly would keep every adapter alive for the whole process.
+            ref = weakref.ref(self)
+            atexit.register(_flush_at_exit, ref)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._pending.values())
+
+    def add(self, items: Sequence[MemoryItem], *, user_id: str, agent_id: str) -> None:
+        """Queue ``items`` (as accepted by ``remember_many``) for this scope."""
+        ops = [normalize_item(item) for item in items]
+        with self._lock:
+            self._pending.setdefault((user_id, agent_id), []).extend(ops)
+
+    def take(self) -> list[dict[str, Any]]:
+        """Remove and return the pending writes as batch operations."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return [
+            Op.remember_many(items, user_id=user_id, agent_id=agent_id)
+            for (user_id, agent_id), items in pending.items()
+            if items
+        ]
+
+    def restore(self, operations: Sequence[dict[str, Any]]) -> None:
+        """Put back operations returned by :meth:`take` whose request failed, ahead of newer ones."""
+        with self._lock:
+            for op in reversed(list(operations)):
+                scope = (op["user_id"], op["agent_id"])
+                self._pending[scope] = list(op["items"]) + self._pending.get(scope, [])
+
+    def flush(self) -> None:
+        """Send everything pending now, with the ``flush`` callable given at construction."""
+        if self._flush is None:
+            raise RuntimeError("this WriteBuffer has no flush callable")
+        ops = self.take()
+        if not ops:
+            return
+        try:
+            self._flush(ops)
+        except BaseException:
+            self.restore(ops)
+            raise
+
+
+def _flush_at_exit(ref: "weakref.ReferenceType[WriteBuffer]") -> None:
+    buffer = ref()
+    if buffer is None or not len(buffer):
+        return
+    try:
+        buffer.flush()
+    except Exception as exc:  # at exit there is no caller left to raise to
+        log.error("could not flush %d pending memories at exit: %s", len(buffer), exc)
