@@ -543,8 +543,17 @@ class BaseClient:
         return backoff * (1 - 0.25 * random.random())
 
     @staticmethod
-    def _transport_error(exc: httpx.TransportError, call: Call) -> APIConnectionError:
+    def _request_error(exc: httpx.RequestError, call: Call) -> MemLayerError:
+        """Turn an httpx failure into this package's error tree, keeping it as the cause."""
         what = f"{call.method} {call.path}"
+        error: MemLayerError
         if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(f"{what} timed out ({type(exc).__name__})")
-        return APIConnectionError(f"{what} failed: could not reach MemLayer ({type(exc).__name__}: {exc})")
+            error = APITimeoutError(f"{what} timed out ({type(exc).__name__})")
+        elif isinstance(exc, httpx.TransportError):
+            error = APIConnectionError(f"{what} failed: could not reach MemLayer ({type(exc).__name__}: {exc})")
+        else:
+            # An answer came but could not be read: a body that does not decode (a proxy's
+            # wrong Content-Encoding) or a redirect loop. Resending gets the same answer.
+            error = APIResponseValidationError(f"{what}: unreadable answer ({type(exc).__name__}: {exc})")
+        error.__cause__ = exc
+        return error

@@ -69,8 +69,8 @@ class MemLayerClient(BaseClient):
             try:
                 response = self._http.send(request)
                 response.read()
-            except httpx.TransportError as exc:
-                outcome: Any = self._transport_error(exc, call)
+            except httpx.RequestError as exc:
+                outcome: Any = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -237,8 +237,8 @@ class AsyncMemLayerClient(BaseClient):
             try:
                 response = await self._http.send(request)
                 await response.aread()
-            except httpx.TransportError as exc:
-                outcome: Any = self._transport_error(exc, call)
+            except httpx.RequestError as exc:
+                outcome: Any = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):

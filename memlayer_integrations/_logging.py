@@ -32,11 +32,10 @@ class RedactingFilter(logging.Filter):
     """Masks keys in a record's message and arguments, whatever the level."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        # Render first: the key may sit in the arguments, or in the str() of a non-string
+        # message (an exception object, say), not only in the format string.
+        record.msg = redact(record.getMessage())
+        record.args = None
         return True
 
 

@@ -1,0 +1,115 @@
+"""``WriteBuffer``: economy-mode writes are grouped by scope, taken whole, and never lost."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from memlayer_integrations import MemLayerError, Op
+from memlayer_integrations._turn_memory import WriteBuffer, _flush_at_exit
+
+
+def contents(op: dict) -> list[str]:
+    return [item["content"] for item in op["items"]]
+
+
+def test_take_groups_by_scope_as_remember_many_ops():
+    buffer = WriteBuffer()
+    buffer.add(["likes tea"], user_id="u1", agent_id="bot")
+    buffer.add([{"content": "lives in Oslo", "metadata": {"k": 1}}], user_id="u2", agent_id="bot")
+    buffer.add(["drinks it black"], user_id="u1", agent_id="bot")
+    assert len(buffer) == 3
+
+    ops = buffer.take()
+    assert ops == [
+        Op.remember_many(["likes tea", "drinks it black"], user_id="u1", agent_id="bot"),
+        Op.remember_many([{"content": "lives in Oslo", "metadata": {"k": 1}}], user_id="u2", agent_id="bot"),
+    ]
+    assert len(buffer) == 0
+    assert buffer.take() == []
+
+
+def test_add_refuses_malformed_items_and_keeps_nothing():
+    buffer = WriteBuffer()
+    with pytest.raises(TypeError):
+        buffer.add(["fine", {"text": "wrong field"}], user_id="u1", agent_id="bot")
+    assert len(buffer) == 0
+
+
+def test_restore_puts_failed_writes_back_ahead_of_newer_ones():
+    buffer = WriteBuffer()
+    buffer.add(["first", "second"], user_id="u1", agent_id="bot")
+    buffer.add(["other scope"], user_id="u9", agent_id="bot")
+    taken = buffer.take()
+    buffer.add(["third"], user_id="u1", agent_id="bot")  # written while the request was out
+
+    buffer.restore(taken)  # ... and the request failed
+
+    by_scope = {(op["user_id"], op["agent_id"]): contents(op) for op in buffer.take()}
+    assert by_scope == {("u1", "bot"): ["first", "second", "third"], ("u9", "bot"): ["other scope"]}
+
+
+def test_flush_sends_everything_once():
+    sent: list[list[dict]] = []
+    buffer = WriteBuffer(flush=sent.append)
+    buffer.add(["a", "b"], user_id="u1", agent_id="bot")
+    buffer.flush()
+    buffer.flush()  # nothing left: no empty request
+    assert len(sent) == 1 and [contents(op) for op in sent[0]] == [["a", "b"]]
+    assert len(buffer) == 0
+
+
+def test_a_failed_flush_keeps_the_writes_and_raises():
+    def failing(ops: list[dict]) -> None:
+        raise MemLayerError("down")
+
+    buffer = WriteBuffer(flush=failing)
+    buffer.add(["keep me"], user_id="u1", agent_id="bot")
+    with pytest.raises(MemLayerError):
+        buffer.flush()
+    assert len(buffer) == 1
+    assert contents(buffer.take()[0]) == ["keep me"]
+
+
+def test_flush_without_a_callable_is_an_error():
+    buffer = WriteBuffer()
+    buffer.add(["x"], user_id="u1", agent_id="bot")
+    with pytest.raises(RuntimeError, match="flush"):
+        buffer.flush()
+    assert len(buffer) == 1
+
+
+def test_exit_hook_flushes_what_is_left():
+    sent: list[list[dict]] = []
+    buffer = WriteBuffer(flush=sent.append)
+    buffer.add(["left over"], user_id="u1", agent_id="bot")
+    _flush_at_exit(lambda: buffer)
+    assert [contents(op) for op in sent[0]] == [["left over"]]
+
+
+def test_exit_hook_logs_a_failure_instead_of_raising(caplog):
+    def failing(ops: list[dict]) -> None:
+        raise MemLayerError("service unreachable")
+
+    buffer = WriteBuffer(flush=failing)
+    buffer.add(["a", "b"], user_id="u1", agent_id="bot")
+    with caplog.at_level(logging.ERROR, logger="memlayer_integrations"):
+        _flush_at_exit(lambda: buffer)
+    assert "could not flush 2 pending memories" in caplog.text and "service unreachable" in caplog.text
+    buffer.take()  # leave nothing for the real exit hook
+
+
+def test_exit_hook_ignores_a_collected_buffer():
+    _flush_at_exit(lambda: None)  # the weak reference died: nothing to do, nothing raised
+
+
+def test_the_exit_hook_does_not_keep_a_buffer_alive():
+    import gc
+    import weakref
+
+    buffer = WriteBuffer(flush=lambda ops: None)
+    ref = weakref.ref(buffer)
+    del buffer
+    gc.collect()
+    assert ref() is None
