@@ -1,0 +1,398 @@
+"""Long-term memory for ``create_agent``: recall at the start of a turn, remember at its end.
+
+How a turn runs (one ``agent.invoke``):
+
+1. ``before_agent`` (once per turn) recalls the memories relevant to the latest user message
+   and keeps them in the agent state (a private key, so a run resumed after an interrupt
+   reuses them instead of recalling again).
+2. ``wrap_model_call`` (every model call of the turn, however many tool rounds) merges them
+   into the request's system message: never a second system message, never a memory the
+   conversation already holds, within ``max_chars``, each with its memory id.
+3. ``after_agent`` (once per turn) stores the turn's messages in one ``remember_many``.
+
+So a turn costs at most two requests. With ``economy=True`` the write of step 3 is queued
+and travels with the next turn's recall in one ``/v1/batch`` request: one request per turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Literal, NotRequired, Optional
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ModelCallResult,
+    ModelRequest,
+    ModelResponse,
+    OmitFromSchema,
+)
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from .. import (
+    APIConnectionError,
+    AsyncMemLayerClient,
+    InternalServerError,
+    MemLayerClient,
+    Op,
+    RateLimitError,
+    RecalledMemory,
+)
+from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._logging import get_logger
+from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
+from ._clients import ClientPair
+from ._scope import Scope, resolve_scope
+
+__all__ = ["MemLayerMiddleware", "MemLayerState"]
+
+log = get_logger("memlayer_integrations.langchain")
+
+# Errors that say "try again later", never "you may not": only these may be skipped with
+# ``fail_open``. Authentication and permission errors always reach the caller.
+TRANSIENT_ERRORS = (APIConnectionError, InternalServerError, RateLimitError)
+
+_Private = OmitFromSchema(input=True, output=True)
+
+
+class MemLayerState(AgentState[Any]):
+    """The agent state, plus what this middleware keeps between its hooks of one turn."""
+
+    memlayer_recalled: NotRequired[Annotated[list[dict[str, Any]], _Private]]
+    memlayer_turn_start: NotRequired[Annotated[Optional[str], _Private]]
+
+
+def _text(message: AnyMessage) -> str:
+    return str(message.text).strip()
+
+
+def _turn_start(messages: Sequence[AnyMessage]) -> int:
+    """Index of the first message of the current turn: the trailing run of user messages."""
+    i = len(messages)
+    while i > 0 and isinstance(messages[i - 1], HumanMessage):
+        i -= 1
+    return i
+
+
+def _with_memories(system: Optional[SystemMessage], block: str) -> SystemMessage:
+    """The system message with ``block`` appended: one system message, never two."""
+    if system is None:
+        return SystemMessage(content=block)
+    content = system.content
+    if isinstance(content, str):
+        merged: Any = f"{content}\n\n{block}" if content else block
+    else:
+        merged = [*content, {"type": "text", "text": block}]
+    return system.model_copy(update={"content": merged})
+
+
+def _chunks(ops: list[dict[str, Any]], room: int) -> list[list[dict[str, Any]]]:
+    """Split pending ``remember_many`` ops so no op holds more than the contract's 100
+    items, and group them into batches of at most ``room`` operations."""
+    split: list[dict[str, Any]] = []
+    for op in ops:
+        items = op["items"]
+        for i in range(0, len(items), MAX_BATCH_ITEMS):
+            split.append({**op, "items": items[i : i + MAX_BATCH_ITEMS]})
+    return [split[i : i + room] for i in range(0, len(split), room)] or [[]]
+
+
+class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
+    """Gives a ``create_agent`` agent long-term memory of each user, across threads.
+
+    Args:
+        user_id: whose memories; or read per run from the context or
+            ``config["configurable"]["user_id"]`` (see ``_scope``). Missing everywhere:
+            :class:`MemLayerScopeError`.
+        agent_id: the agent the memories belong to (same lookup as ``user_id``).
+        client, async_client, api_key, base_url: how to reach MemLayer. Sync hooks use the
+            sync client, async hooks the async one.
+        remember: which messages of a turn to store: ``"user"`` (default: what the user
+            says is what is worth knowing later), ``"assistant"`` or ``"both"``.
+        recall_limit: memories to recall per turn (1-100).
+        max_chars: budget of the memory block added to the system message.
+        all_agents: recall from every agent of the user, not only ``agent_id``.
+        economy: queue each turn's write and send it with the next turn's recall, in one
+            request. Call :meth:`close` (or :meth:`aclose`) at shutdown; what is still queued
+            is also flushed at interpreter exit.
+        fail_open: on a transient error (connection, timeout, 5xx, 429) go on without
+            memories and log a warning instead of failing the turn. Authentication and
+            permission errors are raised whatever this says.
+        header: first line of the memory block.
+
+    Example:
+        >>> from langchain.agents import create_agent
+        >>> from memlayer_integrations.langchain import MemLayerMiddleware
+        >>> memory = MemLayerMiddleware(agent_id="support_bot", api_key=key, base_url=server.url)
+        >>> agent = create_agent(model, tools=[], middleware=[memory])
+        >>> agent.invoke({"messages": [("user", "I live in Oslo")]},
+        ...              {"configurable": {"user_id": "alice"}})
+    """
+
+    state_schema = MemLayerState
+
+    def __init__(
+        self,
+        *,
+        user_id: Optional[str] = None,
+        agent_id: Optional[str] = None,
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Optional[Any] = None,
+        base_url: Optional[str] = None,
+        remember: Literal["user", "assistant", "both"] = "user",
+        recall_limit: int = DEFAULT_RECALL_LIMIT,
+        max_chars: int = 2000,
+        all_agents: bool = False,
+        economy: bool = False,
+        fail_open: bool = False,
+        header: str = MEMORY_HEADER,
+    ) -> None:
+        super().__init__()
+        if remember not in ("user", "assistant", "both"):
+            raise ValueError("remember must be 'user', 'assistant' or 'both'")
+        if not 1 <= recall_limit <= 100:
+            raise ValueError("recall_limit must be between 1 and 100")
+        self.user_id = user_id
+        self.agent_id = agent_id
+        self.remember = remember
+        self.recall_limit = recall_limit
+        self.max_chars = max_chars
+        self.all_agents = all_agents
+        self.economy = economy
+        self.fail_open = fail_open
+        self.header = header
+        self._clients = ClientPair(client, async_client, api_key, base_url)
+        # Writes waiting for the next recall (economy mode), or that a fail-open turn could
+        # not send: they go with the next recall rather than being lost.
+        self._buffer = WriteBuffer(flush=self._send_pending)
+
+    # -- pure helpers ------------------------------------------------------------------
+
+    def _scope(self, runtime: Optional[Runtime[Any]]) -> Scope:
+        try:
+            config = get_config()
+        except RuntimeError:  # called outside a graph run
+            config = None
+        scope = resolve_scope(
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            config=config,
+            context=getattr(runtime, "context", None),
+            adapter="MemLayerMiddleware",
+        )
+        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        return Scope(scope.user_id, scope.agent_id, str(thread) if thread is not None else None)
+
+    def _recall_op(self, query: str, scope: Scope) -> dict[str, Any]:
+        return Op.recall(
+            query[:4096],
+            user_id=scope.user_id,
+            agent_id=None if self.all_agents else scope.agent_id,
+            limit=self.recall_limit,
+        )
+
+    def _turn_items(self, state: MemLayerState) -> list[dict[str, Any]]:
+        messages = state["messages"]
+        start_id = state.get("memlayer_turn_start")
+        start = next((i for i, m in enumerate(messages) if start_id and m.id == start_id), None)
+        if start is None:
+            # The start message was removed (summarized, say): the last user message on.
+            last_human = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+            start = last_human[-1] if last_human else len(messages)
+        roles = {"user": ("user",), "assistant": ("assistant",), "both": ("user", "assistant")}[self.remember]
+        items: list[dict[str, Any]] = []
+        for message in messages[start:]:
+            if isinstance(message, HumanMessage):
+                role = "user"
+            elif isinstance(message, AIMessage):
+                role = "assistant"
+            else:
+                continue
+            text = _text(message)
+            if role in roles and text:
+                items.append({"content": text[:MAX_CONTENT_CHARS], "metadata": {"role": role}})
+        return items
+
+    def _before_update(self, state: MemLayerState, recalled: list[RecalledMemory]) -> dict[str, Any]:
+        messages = state["messages"]
+        start = _turn_start(messages)
+        return {
+            "memlayer_recalled": [r.model_dump(mode="json") for r in recalled],
+            "memlayer_turn_start": messages[start].id if start < len(messages) else None,
+        }
+
+    def _query(self, state: MemLayerState) -> Optional[str]:
+        humans = [m for m in state["messages"] if isinstance(m, HumanMessage) and _text(m)]
+        return _text(humans[-1]) if humans else None
+
+    def _request_with_memories(self, request: ModelRequest) -> ModelRequest:
+        recalled = [RecalledMemory.model_validate(r) for r in request.state.get("memlayer_recalled") or []]
+        if not recalled:
+            return request
+        held = [_text(m) for m in request.messages]
+        if request.system_message is not None:
+            held.append(_text(request.system_message))
+        block = render_memories(recalled, exclude=held, max_chars=self.max_chars, header=self.header)
+        if block is None:
+            return request
+        return request.override(system_message=_with_memories(request.system_message, block))
+
+    def _fail_open(self, exc: BaseException, what: str) -> bool:
+        if self.fail_open and isinstance(exc, TRANSIENT_ERRORS):
+            log.warning("MemLayer %s failed (%s); the turn goes on without it", what, type(exc).__name__)
+            return True
+        return False
+
+    def _plan(self, state: MemLayerState, runtime: Runtime[Any]) -> list[list[dict[str, Any]]]:
+        scope = self._scope(runtime)
+        query = self._query(state)
+        if not query:
+            return []  # nothing to recall: queued writes wait for the next recall
+        batches = _chunks(self._buffer.take(), MAX_BATCH_ITEMS - 1)
+        batches[-1].append(self._recall_op(query, scope))
+        return batches
+
+    def _requeue(self, batches: list[list[dict[str, Any]]]) -> None:
+        self._buffer.restore([op for batch in batches for op in batch if op["op"] == "remember_many"])
+
+    # -- sync hooks --------------------------------------------------------------------
+
+    def _send_pending(self, ops: list[dict[str, Any]]) -> None:
+        for batch in _chunks(ops, MAX_BATCH_ITEMS):
+            if batch:
+                self._clients.sync.batch(batch)
+
+    def before_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        batches = self._plan(state, runtime)
+        recalled: list[RecalledMemory] = []
+        try:
+            for n, batch in enumerate(batches):
+                try:
+                    recalled = self._send_sync(batch) or recalled
+                except BaseException:
+                    # A batch is all or nothing: what it carried is queued again.
+                    self._requeue(batches[n:])
+                    raise
+        except BaseException as exc:
+            if not self._fail_open(exc, "recall"):
+                raise
+        return self._before_update(state, recalled)
+
+    def _send_sync(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
+        if len(batch) == 1 and batch[0]["op"] == "recall":
+            args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
+            return self._clients.sync.recall(batch[0]["query"], **args)
+        results = self._clients.sync.batch(batch)
+        return results[-1] if batch[-1]["op"] == "recall" else None
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelCallResult:
+        return handler(self._request_with_memories(request))
+
+    def after_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        items = self._turn_items(state)
+        if not items:
+            return None
+        scope = self._scope(runtime)
+        items = [{**item, "session_id": scope.session_id} for item in items]
+        if self.economy:
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            return None
+        try:
+            for i in range(0, len(items), MAX_BATCH_ITEMS):
+                self._clients.sync.remember_many(
+                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                )
+        except BaseException as exc:
+            if not self._fail_open(exc, "write"):
+                raise
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+        return None
+
+    # -- async hooks -------------------------------------------------------------------
+
+    async def _asend_pending(self, ops: list[dict[str, Any]]) -> None:
+        for batch in _chunks(ops, MAX_BATCH_ITEMS):
+            if batch:
+                await self._clients.async_.batch(batch)
+
+    async def abefore_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        batches = self._plan(state, runtime)
+        recalled: list[RecalledMemory] = []
+        try:
+            for n, batch in enumerate(batches):
+                try:
+                    recalled = await self._send_async(batch) or recalled
+                except BaseException:
+                    self._requeue(batches[n:])
+                    raise
+        except BaseException as exc:
+            if not self._fail_open(exc, "recall"):
+                raise
+        return self._before_update(state, recalled)
+
+    async def _send_async(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
+        if len(batch) == 1 and batch[0]["op"] == "recall":
+            args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
+            return await self._clients.async_.recall(batch[0]["query"], **args)
+        results = await self._clients.async_.batch(batch)
+        return results[-1] if batch[-1]["op"] == "recall" else None
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelCallResult:
+        return await handler(self._request_with_memories(request))
+
+    async def aafter_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        items = self._turn_items(state)
+        if not items:
+            return None
+        scope = self._scope(runtime)
+        items = [{**item, "session_id": scope.session_id} for item in items]
+        if self.economy:
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            return None
+        try:
+            for i in range(0, len(items), MAX_BATCH_ITEMS):
+                await self._clients.async_.remember_many(
+                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                )
+        except BaseException as exc:
+            if not self._fail_open(exc, "write"):
+                raise
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """How many memories are queued, waiting for the next recall or :meth:`flush`."""
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        """Send every queued write now (one request per 100 operations)."""
+        self._buffer.flush()
+
+    async def aflush(self) -> None:
+        """Async :meth:`flush`, with the async client."""
+        ops = self._buffer.take()
+        try:
+            await self._asend_pending(ops)
+        except BaseException:
+            self._buffer.restore(ops)
+            raise
+
+    def close(self) -> None:
+        """Flush queued writes, then close the clients this middleware built."""
+        self.flush()
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.aflush()
+        await self._clients.aclose()

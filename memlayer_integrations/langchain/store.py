@@ -1,0 +1,436 @@
+"""A LangGraph ``BaseStore`` kept in MemLayer, for ``create_agent(..., store=...)``."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Optional, Union
+
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    InvalidNamespaceError,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+)
+from langgraph.store.base import validate_op_namespace
+from langgraph.store.base.embed import get_text_at_path, tokenize_path
+
+from .. import AsyncMemLayerClient, MemLayerClient, Memory
+from .. import Op as MOp
+from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from ._clients import ClientPair
+
+__all__ = ["MemLayerStore", "memlayer_namespace", "encode_label", "decode_label"]
+
+_ESCAPES = {"%": "%25", ".": "%2E"}
+_ESCAPE_RE = re.compile(r"%(25|2E)")
+_FILTER_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
+_MAX_ID = 256
+
+Scope = tuple[str, str]  # (user_id, agent_id)
+
+
+def encode_label(value: str) -> str:
+    """A namespace label for ``value``: ``%`` becomes ``%25`` and ``.`` becomes ``%2E``.
+
+    LangGraph labels may not contain ``.``, but user ids often do (e-mail addresses).
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidNamespaceError(f"a namespace id must be a non-empty string, got {value!r}")
+    return "".join(_ESCAPES.get(c, c) for c in value)
+
+
+def decode_label(label: str) -> str:
+    """The id a label stands for; the inverse of :func:`encode_label`.
+
+    Raises:
+        InvalidNamespaceError: ``label`` is not what :func:`encode_label` produces (a ``%``
+            not followed by ``25`` or ``2E``), so decoding stays exact both ways.
+    """
+    value = _ESCAPE_RE.sub(lambda m: "%" if m.group(1) == "25" else ".", label)
+    if encode_label(value) != label:
+        raise InvalidNamespaceError(
+            f"namespace label {label!r} has a '%' that is not '%25' or '%2E'; build labels "
+            f"from ids with memlayer_namespace()"
+        )
+    return value
+
+
+def memlayer_namespace(user_id: str, *labels: str) -> tuple[str, ...]:
+    """A store namespace for ``user_id`` (any string, e-mail addresses included).
+
+    Example:
+        >>> memlayer_namespace("alice@example.com", "memories")
+        ('alice@example%2Ecom', 'memories')
+    """
+    return tuple(encode_label(x) for x in (user_id, *labels))
+
+
+def _render(value: dict[str, Any], index: Union[None, bool, list[str]]) -> str:
+    """The searchable text of a value: the indexed fields, else the value as JSON."""
+    texts: list[str] = []
+    if isinstance(index, list):
+        for path in index:
+            texts.extend(get_text_at_path(value, tokenize_path(path)))
+    text = "\n".join(t for t in texts if t.strip()) or json.dumps(value, ensure_ascii=False)
+    return text[:MAX_CONTENT_CHARS]
+
+
+def _check_filter(filter: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    if not filter:
+        return None
+    for key, cond in filter.items():
+        if isinstance(cond, dict):
+            bad = set(cond) - _FILTER_OPS
+            if bad:
+                raise ValueError(
+                    f"filter on {key!r}: MemLayer filters compare top-level fields with a value or "
+                    f"{sorted(_FILTER_OPS)}; nested matches ({sorted(bad)}) are not supported"
+                )
+        elif isinstance(cond, (list, tuple)):
+            raise ValueError(f"filter on {key!r}: list values are not supported")
+    return dict(filter)
+
+
+def _matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
+    path = condition.path
+    if len(ns) < len(path):
+        return False
+    pairs = zip(ns, path) if condition.match_type == "prefix" else zip(reversed(ns), reversed(path))
+    return all(p == "*" or n == p for n, p in pairs)
+
+
+class MemLayerStore(BaseStore):
+    """LangGraph's long-term store, kept in MemLayer.
+
+    **Namespaces.** A namespace ``(user, *labels)`` is stored under MemLayer user
+    ``decode_label(user)`` and agent ``agent_id`` followed by ``"." + label`` for each further
+    label (``("alice", "memories")`` is user ``alice``, agent ``langgraph_store.memories``).
+    Labels cannot contain ``.``, so this is reversible; ids that do (e-mail addresses) go
+    through :func:`memlayer_namespace`, which escapes ``%`` and ``.`` as ``%25`` and ``%2E``.
+    A store namespace's memories therefore sit next to what other adapters store for the same
+    user, and :meth:`list_namespaces` (``GET /v1/scopes``) only reports agents under
+    ``agent_id``.
+
+    **Items.** An item is a memory whose ``key`` is the item key (a put replaces it) and
+    whose ``metadata`` is the value itself, so values round-trip exactly (JSON objects of at
+    most 16 KiB) and filters on value fields are MemLayer metadata filters. The memory's
+    content is a text rendering of the value (the ``index`` fields if given, else its JSON)
+    for ``search(query=...)``.
+
+    **Requests.** One ``batch``/``abatch`` call is one ``/v1/batch`` request (per 100
+    operations), plus one ``GET /v1/scopes`` per user when it searches or lists namespaces
+    (a prefix may cover namespaces the store has to discover). Reads see the store as it
+    was before the call's writes, as with ``InMemoryStore``.
+
+    **Differences from InMemoryStore.** Filters follow the MemLayer contract: an item without
+    the field never matches (not even ``$ne`` or ``None``), and numbers never compare with
+    strings. There is no TTL (``supports_ttl`` is ``False``). A namespace lives as long as
+    it holds items.
+
+    Args:
+        agent_id: the MemLayer agent under which namespaces are stored.
+        client, async_client, api_key, base_url: how to reach MemLayer.
+        index: default fields rendered as searchable text (``put(index=...)`` overrides).
+
+    Example:
+        >>> store = MemLayerStore(api_key=key, base_url=server.url)
+        >>> ns = memlayer_namespace("alice@example.com", "prefs")
+        >>> store.put(ns, "drink", {"likes": "green tea", "cups": 3})
+        >>> store.get(ns, "drink").value
+        {'likes': 'green tea', 'cups': 3}
+        >>> [i.key for i in store.search(ns, filter={"cups": {"$gte": 2}})]
+        ['drink']
+    """
+
+    supports_ttl = False
+
+    def __init__(
+        self,
+        *,
+        agent_id: str = "langgraph_store",
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Optional[Any] = None,
+        base_url: Optional[str] = None,
+        index: Optional[list[str]] = None,
+    ) -> None:
+        if not agent_id or "." in agent_id:
+            raise ValueError("agent_id must be a non-empty string without '.'")
+        self.agent_id = agent_id
+        self.index = index
+        self._clients = ClientPair(client, async_client, api_key, base_url)
+
+    # -- namespaces <-> scopes -------------------------------------------------------
+
+    def _scope(self, namespace: tuple[str, ...]) -> Scope:
+        if not namespace:
+            raise InvalidNamespaceError("a namespace needs at least one label (the user)")
+        user_id = decode_label(namespace[0])
+        agent_id = self.agent_id + "".join("." + label for label in namespace[1:])
+        if len(user_id) > _MAX_ID or len(agent_id) > _MAX_ID:
+            raise InvalidNamespaceError(f"namespace {namespace} is too long for MemLayer (256 characters)")
+        return user_id, agent_id
+
+    def _namespace(self, user_id: str, agent_id: str) -> Optional[tuple[str, ...]]:
+        """The namespace of a scope, or ``None`` if the scope is not one of this store's."""
+        if agent_id == self.agent_id:
+            rest: list[str] = []
+        elif agent_id.startswith(self.agent_id + "."):
+            rest = agent_id[len(self.agent_id) + 1 :].split(".")
+            if not all(rest):
+                return None
+        else:
+            return None
+        return (encode_label(user_id), *rest)
+
+    # -- planning (pure) ---------------------------------------------------------------
+
+    def _validate(self, ops: list[Op]) -> None:
+        for op in ops:
+            validate_op_namespace(op)
+            if isinstance(op, PutOp) and op.ttl is not None:
+                raise NotImplementedError("MemLayerStore does not support TTL (supports_ttl is False)")
+            if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
+                raise ValueError(f"unknown store operation {type(op).__name__}")
+
+    def _users_to_scan(self, ops: list[Op]) -> Optional[set[Optional[str]]]:
+        """The users whose scopes must be listed first (``None`` in the set: all users)."""
+        users: set[Optional[str]] = set()
+        for op in ops:
+            if isinstance(op, SearchOp):
+                prefix = op.namespace_prefix
+                users.add(decode_label(prefix[0]) if prefix else None)
+            elif isinstance(op, ListNamespacesOp):
+                first = next(
+                    (c.path[0] for c in op.match_conditions or () if c.match_type == "prefix" and c.path),
+                    "*",
+                )
+                users.add(None if first == "*" else decode_label(first))
+        if None in users:
+            return {None}
+        return users
+
+    def _matching(self, prefix: tuple[str, ...], namespaces: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        return [ns for ns in namespaces if ns[: len(prefix)] == prefix]
+
+    def _plan(self, ops: list[Op], namespaces: list[tuple[str, ...]]) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Wire operations for ``ops``, and for each store op how to read its results."""
+        wire: list[dict[str, Any]] = []
+        readers: list[Any] = [None] * len(ops)
+
+        gets: dict[Scope, list[int]] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                gets.setdefault(self._scope(op.namespace), []).append(i)
+        for (user_id, agent_id), idxs in gets.items():
+            keys = sorted({ops[i].key for i in idxs})
+            lo = len(wire)
+            for c in range(0, len(keys), MAX_BATCH_ITEMS):
+                chunk = keys[c : c + MAX_BATCH_ITEMS]
+                wire.append(MOp.list(user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS))
+            for i in idxs:
+                readers[i] = ("get", lo, len(wire))
+
+        for i, op in enumerate(ops):
+            if not isinstance(op, SearchOp):
+                continue
+            filters = _check_filter(op.filter)
+            if op.limit <= 0 or op.offset < 0:
+                readers[i] = ("empty",)
+                continue
+            scopes = [self._scope(ns) for ns in self._matching(op.namespace_prefix, namespaces)]
+            single = len(scopes) == 1
+            first = len(wire)
+            for user_id, agent_id in scopes:
+                if op.query and op.query.strip():
+                    start, end = (op.offset, op.offset + op.limit) if single else (0, op.offset + op.limit)
+                    for s in range(start, end, 100):
+                        wire.append(
+                            MOp.recall(op.query[:4096], user_id=user_id, agent_id=agent_id,
+                                       filters=filters, limit=min(100, end - s), offset=s)
+                        )
+                else:
+                    need = op.offset + op.limit
+                    wire.append(
+                        MOp.list(user_id=user_id, agent_id=agent_id, filters=filters, limit=min(100, need))
+                    )
+            readers[i] = ("search", first, len(wire), single and bool(op.query and op.query.strip()))
+
+        # Writes, after the reads; the last op on a key wins, as in InMemoryStore.
+        last: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for op in ops:
+            if isinstance(op, PutOp):
+                last.pop((op.namespace, op.key), None)
+                last[(op.namespace, op.key)] = op
+        deletes: dict[Scope, list[str]] = {}
+        puts: dict[Scope, list[dict[str, Any]]] = {}
+        for (ns, key), op in last.items():
+            scope = self._scope(ns)
+            if op.value is None:
+                deletes.setdefault(scope, []).append(key)
+            else:
+                index = self.index if op.index is None else op.index
+                puts.setdefault(scope, []).append(
+                    {"content": _render(dict(op.value), index), "metadata": dict(op.value), "key": key}
+                )
+        for (user_id, agent_id), keys in deletes.items():
+            for c in range(0, len(keys), MAX_BATCH_ITEMS):
+                wire.append(MOp.forget_all(user_id=user_id, agent_id=agent_id, keys=keys[c : c + MAX_BATCH_ITEMS]))
+        for (user_id, agent_id), items in puts.items():
+            for c in range(0, len(items), MAX_BATCH_ITEMS):
+                wire.append(MOp.remember_many(items[c : c + MAX_BATCH_ITEMS], user_id=user_id, agent_id=agent_id))
+        return wire, readers
+
+    # -- reading results (pure) --------------------------------------------------------
+
+    def _item(self, memory: Memory, cls: type[Item] = Item, **extra: Any) -> Item:
+        ns = self._namespace(memory.user_id, memory.agent_id)
+        return cls(
+            value=dict(memory.metadata),
+            key=memory.key or memory.id,
+            namespace=ns if ns is not None else (),
+            created_at=memory.created_at,
+            updated_at=memory.updated_at,
+            **extra,
+        )
+
+    def _read(
+        self,
+        ops: list[Op],
+        readers: list[Any],
+        results: list[Any],
+        namespaces: list[tuple[str, ...]],
+    ) -> list[Result]:
+        out: list[Result] = []
+        for op, reader in zip(ops, readers):
+            if isinstance(op, PutOp):
+                out.append(None)
+            elif isinstance(op, ListNamespacesOp):
+                out.append(self._list_namespaces(op, namespaces))
+            elif isinstance(op, GetOp):
+                _, lo, hi = reader
+                found = [m for page, _ in results[lo:hi] for m in page if m.key == op.key]
+                out.append(self._item(found[0]) if found else None)
+            elif reader[0] == "empty":
+                out.append([])
+            else:
+                _, lo, hi, single_recall = reader
+                out.append(self._search_result(op, results[lo:hi], single_recall))
+        return out
+
+    def _search_result(self, op: SearchOp, results: list[Any], single_recall: bool) -> list[SearchItem]:
+        rows: list[tuple[Optional[float], Memory]] = []
+        for result in results:
+            if isinstance(result, tuple):  # a list page
+                rows.extend((None, m) for m in result[0])
+            else:
+                rows.extend((r.score, r.memory) for r in result)
+        if single_recall:
+            window = rows  # offset and limit were applied by the server
+        elif op.query and op.query.strip():
+            rows.sort(key=lambda r: -(r[0] or 0.0))
+            window = rows[op.offset : op.offset + op.limit]
+        else:
+            # Namespace by namespace (first created first), then by creation, as InMemoryStore.
+            first: dict[tuple[str, str], datetime] = {}
+            for _, m in rows:
+                scope = (m.user_id, m.agent_id)
+                first[scope] = min(first.get(scope, m.created_at), m.created_at)
+            rows.sort(key=lambda r: (first[(r[1].user_id, r[1].agent_id)], r[1].created_at))
+            window = rows[op.offset : op.offset + op.limit]
+        return [self._item(m, SearchItem, score=score) for score, m in window]  # type: ignore[misc]
+
+    def _list_namespaces(self, op: ListNamespacesOp, namespaces: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        found = [ns for ns in namespaces if all(_matches(c, ns) for c in op.match_conditions or ())]
+        if op.max_depth is not None:
+            found = list({ns[: op.max_depth] for ns in found})
+        return sorted(set(found))[op.offset : op.offset + op.limit]
+
+    def _namespaces(self, scopes: Iterable[Any]) -> list[tuple[str, ...]]:
+        out = []
+        for s in scopes:
+            ns = self._namespace(s.user_id, s.agent_id)
+            if ns is not None:
+                out.append(ns)
+        return out
+
+    # -- I/O ---------------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        self._validate(ops)
+        client = self._clients.sync
+        scopes: list[Any] = []
+        for user in self._users_to_scan(ops) or ():
+            scopes.extend(client.list_scopes(user_id=user))
+        namespaces = self._namespaces(scopes)
+        wire, readers = self._plan(ops, namespaces)
+        results: list[Any] = []
+        for c in range(0, len(wire), MAX_BATCH_ITEMS):
+            results.extend(client.batch(wire[c : c + MAX_BATCH_ITEMS]))
+        self._more_pages_sync(ops, wire, readers, results)
+        return self._read(ops, readers, results, namespaces)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        self._validate(ops)
+        client = self._clients.async_
+        scopes: list[Any] = []
+        for user in self._users_to_scan(ops) or ():
+            scopes.extend(await client.list_scopes(user_id=user))
+        namespaces = self._namespaces(scopes)
+        wire, readers = self._plan(ops, namespaces)
+        results: list[Any] = []
+        for c in range(0, len(wire), MAX_BATCH_ITEMS):
+            results.extend(await client.batch(wire[c : c + MAX_BATCH_ITEMS]))
+        await self._more_pages_async(ops, wire, readers, results)
+        return self._read(ops, readers, results, namespaces)
+
+    @staticmethod
+    def _short_pages(ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]) -> list[int]:
+        """List pages of searches that need more items than one page (offset+limit > 100)."""
+        todo = []
+        for op, reader in zip(ops, readers):
+            if isinstance(op, SearchOp) and reader[0] == "search":
+                for w in range(reader[1], reader[2]):
+                    page, cursor = results[w] if isinstance(results[w], tuple) else ([], None)
+                    if cursor and len(page) < op.offset + op.limit:
+                        todo.append(w)
+        return todo
+
+    def _more_pages_sync(self, ops, wire, readers, results) -> None:
+        for w in self._short_pages(ops, wire, readers, results):
+            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            page, cursor = results[w]
+            page = list(page)
+            while cursor and len(page) < op.offset + op.limit:
+                more, cursor = self._clients.sync.batch([{**wire[w], "cursor": cursor}])[0]
+                page.extend(more)
+            results[w] = (page, cursor)
+
+    async def _more_pages_async(self, ops, wire, readers, results) -> None:
+        for w in self._short_pages(ops, wire, readers, results):
+            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            page, cursor = results[w]
+            page = list(page)
+            while cursor and len(page) < op.offset + op.limit:
+                more, cursor = (await self._clients.async_.batch([{**wire[w], "cursor": cursor}]))[0]
+                page.extend(more)
+            results[w] = (page, cursor)
+
+    def close(self) -> None:
+        """Close the clients this store built."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()

@@ -1,0 +1,56 @@
+"""MemLayerChatMessageHistory: exact round-trip of every message type, order, no length cap,
+one request per add, and a clear that touches only the history's own messages."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+from memlayer_integrations.langchain import MemLayerChatMessageHistory
+
+MESSAGES = [
+    SystemMessage("Be brief."),
+    HumanMessage("What is the weather in Oslo?", id="h1"),
+    AIMessage(
+        content="",
+        tool_calls=[{"name": "weather", "args": {"city": "Oslo", "units": ["c"]}, "id": "call_1", "type": "tool_call"}],
+        additional_kwargs={"x": {"y": 1}},
+        response_metadata={"model": "fake"},
+    ),
+    ToolMessage("3 °C, snow ❄", tool_call_id="call_1", name="weather", status="success"),
+    AIMessage([{"type": "text", "text": "It is 3 °C and snowing."}]),
+]
+
+
+def _history(clients: tuple, session: str = "s1", **kw) -> MemLayerChatMessageHistory:
+    sync, async_, _ = clients
+    return MemLayerChatMessageHistory(user_id="alice", agent_id="chat", session_id=session, client=sync, async_client=async_, **kw)
+
+
+def test_every_message_type_round_trips_exactly(clients: tuple, counter) -> None:
+    history = _history(clients)
+    counter.take()
+    history.add_messages(MESSAGES)
+    assert counter.take() == ["POST /v1/memories/batch"]
+    assert history.messages == MESSAGES
+    assert _history(clients, "s2").messages == []
+
+
+async def test_async_round_trip_and_clear(clients: tuple) -> None:
+    history = _history(clients)
+    await history.aadd_messages(MESSAGES[:2])
+    await history.aadd_messages(MESSAGES[2:])
+    assert await history.aget_messages() == MESSAGES
+    await history.aclear()
+    assert await history.aget_messages() == []
+
+
+def test_no_cap_on_length_and_clear_keeps_other_memories(clients: tuple) -> None:
+    sync = clients[0]
+    history = _history(clients, page_size=7)
+    many = [HumanMessage(f"message {i}") for i in range(130)]
+    history.add_messages(many)
+    assert history.messages == many
+    sync.remember("not a chat message", user_id="alice", agent_id="chat", session_id="s1")
+    history.clear()
+    assert history.messages == []
+    assert [m.content for m in sync.list_memories(user_id="alice", agent_id="chat")] == ["not a chat message"]

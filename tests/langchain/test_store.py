@@ -1,0 +1,199 @@
+"""MemLayerStore against LangGraph's own InMemoryStore: the same scenario on both must give
+the same answers (sync and async), plus what is specific to MemLayer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langgraph.store.base import BaseStore, GetOp, InvalidNamespaceError, ListNamespacesOp, PutOp, SearchOp
+from langgraph.store.memory import InMemoryStore
+
+from memlayer_integrations import AuthenticationError
+from memlayer_integrations.langchain import MemLayerStore, memlayer_namespace
+from memlayer_integrations.langchain.store import decode_label, encode_label
+
+ALICE = memlayer_namespace("alice@example.com", "prefs")
+ALICE_NOTES = memlayer_namespace("alice@example.com", "notes", "work")
+BOB = ("bob", "prefs")
+
+
+def _load(store: BaseStore) -> None:
+    store.put(ALICE, "drink", {"text": "green tea", "cups": 3, "tags": ["hot"], "nested": {"a": [1, {"b": None}]}})
+    store.put(ALICE, "food", {"text": "pizza", "cups": 1})
+    store.put(ALICE_NOTES, "n1", {"text": "quarterly report", "cups": 0, "status": "open"})
+    store.put(BOB, "drink", {"text": "coffee", "cups": 5, "status": "closed"})
+    store.put(ALICE, "food", {"text": "sushi", "cups": 2})  # overwrite keeps the item's place
+    store.put(ALICE, "gone", {"text": "soon deleted", "cups": 9})
+    store.delete(ALICE, "gone")
+
+
+def _observe(store: BaseStore) -> dict[str, Any]:
+    def keys(items: list) -> list[tuple]:
+        return [(tuple(i.namespace), i.key, i.value) for i in items]
+
+    return {
+        "get": store.get(ALICE, "drink").value,
+        "get_overwritten": store.get(ALICE, "food").value,
+        "get_deleted": store.get(ALICE, "gone"),
+        "search_ns": keys(store.search(ALICE)),
+        "search_prefix": keys(store.search((ALICE[0],))),
+        "search_all": sorted(keys(store.search(()))),
+        "eq": keys(store.search((ALICE[0],), filter={"cups": 2})),
+        "$eq": keys(store.search(("bob",), filter={"status": {"$eq": "closed"}})),
+        "$ne": sorted(keys(store.search((), filter={"cups": {"$ne": 3}}))),
+        "range": sorted(keys(store.search((), filter={"cups": {"$gte": 2, "$lt": 5}}))),
+        "$gt/$lte": keys(store.search((), filter={"cups": {"$gt": 2, "$lte": 3}})),
+        "limit_offset": keys(store.search(ALICE, limit=1, offset=1)),
+        "ns_all": store.list_namespaces(),
+        "ns_prefix": store.list_namespaces(prefix=(ALICE[0],)),
+        "ns_suffix": store.list_namespaces(suffix=("prefs",)),
+        "ns_wildcard": store.list_namespaces(prefix=("*", "prefs")),
+        "ns_depth": store.list_namespaces(max_depth=1),
+        "ns_page": store.list_namespaces(limit=1, offset=1),
+        # Last: InMemoryStore creates an (empty) namespace when a get reads a missing one.
+        "get_missing_ns": store.get(("carol", "x"), "drink"),
+    }
+
+
+async def _aobserve_batch(store: BaseStore) -> list:
+    results = await store.abatch(
+        [
+            GetOp(ALICE, "drink"),
+            SearchOp(("bob",), None, 10, 0, None),
+            ListNamespacesOp(None, 1, 10, 0),
+            PutOp(ALICE, "new", {"text": "new"}),
+            GetOp(ALICE, "new"),  # reads see the store as it was before the batch's writes
+        ]
+    )
+    return [
+        results[0].value,
+        [(i.key, i.value) for i in results[1]],
+        results[2],
+        results[3],
+        results[4],
+        (await store.aget(ALICE, "new")).value,
+    ]
+
+
+@pytest.fixture
+def store(clients: tuple) -> MemLayerStore:
+    sync, async_, _ = clients
+    return MemLayerStore(client=sync, async_client=async_)
+
+
+def test_same_answers_as_in_memory_store(store: MemLayerStore) -> None:
+    reference = InMemoryStore()
+    _load(reference)
+    _load(store)
+    expected, got = _observe(reference), _observe(store)
+    for what in expected:
+        assert got[what] == expected[what], what
+    # Not vacuous: the scenario does find things.
+    assert len(got["search_all"]) == 4 and got["range"] and got["ns_all"]
+
+
+async def test_async_same_answers_as_in_memory_store(store: MemLayerStore) -> None:
+    reference = InMemoryStore()
+    _load(reference)
+    _load(store)
+    assert await _aobserve_batch(store) == await _aobserve_batch(reference)
+    await store.aput(BOB, "tea", {"text": "earl grey"})
+    await store.adelete(BOB, "drink")
+    assert [i.key for i in await store.asearch(("bob",))] == ["tea"]
+    assert await store.alist_namespaces(prefix=("bob",)) == [("bob", "prefs")]
+
+
+def test_filters_follow_the_contract_on_missing_fields(store: MemLayerStore) -> None:
+    """The one documented difference: a missing field never matches, not even ``$ne``."""
+    _load(store)
+    assert [i.key for i in store.search((), filter={"status": {"$ne": "open"}})] == ["drink"]
+    reference = InMemoryStore()
+    _load(reference)
+    assert len(reference.search((), filter={"status": {"$ne": "open"}})) == 3
+
+
+def test_item_dates_come_from_the_memory(store: MemLayerStore) -> None:
+    store.put(ALICE, "k", {"v": 1})
+    first = store.get(ALICE, "k")
+    store.put(ALICE, "k", {"v": 2})
+    second = store.get(ALICE, "k")
+    assert second.created_at == first.created_at
+    assert second.updated_at > first.updated_at
+
+
+def test_query_search_ranks_by_relevance_and_respects_filters(store: MemLayerStore) -> None:
+    _load(store)
+    hits = store.search((ALICE[0],), query="green tea")
+    assert [h.key for h in hits][:1] == ["drink"]
+    assert hits[0].score is not None and hits[0].score > 0
+    assert store.search((ALICE[0],), query="tea", filter={"cups": {"$lt": 2}}) == []
+    assert [h.key for h in store.search(ALICE, query="sushi", limit=1)] == ["food"]
+
+
+def test_index_fields_choose_the_searchable_text(clients: tuple) -> None:
+    sync, async_, _ = clients
+    store = MemLayerStore(client=sync, async_client=async_, index=["title"])
+    store.put(("u",), "a", {"title": "walrus facts", "body": "penguin"})
+    store.put(("u",), "b", {"title": "penguin facts", "body": "seal"}, index=["body"])
+    assert [h.key for h in store.search(("u",), query="walrus")] == ["a"]
+    assert [h.key for h in store.search(("u",), query="seal")] == ["b"]
+    assert store.search(("u",), query="penguin") == []
+
+
+def test_one_batch_call_is_one_request(store: MemLayerStore, counter) -> None:
+    counter.take()
+    store.batch([PutOp(ALICE, str(i), {"i": i}) for i in range(30)] + [PutOp(BOB, "x", {"i": 0})])
+    assert counter.take() == ["POST /v1/batch"]
+    store.batch([GetOp(ALICE, "1"), GetOp(ALICE, "2"), GetOp(BOB, "x"), PutOp(ALICE, "3", None)])
+    assert counter.take() == ["POST /v1/batch"]
+    store.batch([SearchOp(ALICE, {"i": {"$gt": 20}}, 5, 0, None), ListNamespacesOp(None, None, 10, 0)])
+    assert counter.take() == ["GET /v1/scopes", "POST /v1/batch"]
+
+
+def test_search_pages_past_one_list_page(store: MemLayerStore) -> None:
+    store.batch([PutOp(("u",), f"{i:03}", {"i": i}) for i in range(120)])
+    found = store.search(("u",), limit=15, offset=100)
+    assert [i.value["i"] for i in found] == list(range(100, 115))
+
+
+def test_ttl_is_rejected(store: MemLayerStore) -> None:
+    assert store.supports_ttl is False
+    with pytest.raises(NotImplementedError):
+        store.put(ALICE, "k", {"v": 1}, ttl=5)
+    with pytest.raises(NotImplementedError):
+        store.batch([PutOp(ALICE, "k", {"v": 1}, ttl=5.0)])
+
+
+def test_namespace_encoding_is_exact() -> None:
+    for raw in ["alice@example.com", "a%b", "%2E", "x.y.z", "plain"]:
+        label = encode_label(raw)
+        assert "." not in label
+        assert decode_label(label) == raw
+    with pytest.raises(InvalidNamespaceError):
+        decode_label("a%41")  # not what encode_label makes: refused, so decoding stays exact
+    assert memlayer_namespace("a.b@c.d", "x.y") == ("a%2Eb@c%2Ed", "x%2Ey")
+
+
+def test_namespaces_map_to_scopes(store: MemLayerStore, clients: tuple) -> None:
+    store.put(ALICE_NOTES, "n", {"v": 1})
+    scopes = [(s.user_id, s.agent_id) for s in clients[0].list_scopes()]
+    assert scopes == [("alice@example.com", "langgraph_store.notes.work")]
+    # Memories of other agents of the same user are not store namespaces.
+    clients[0].remember("unrelated", user_id="alice@example.com", agent_id="support_bot")
+    assert store.list_namespaces() == [ALICE_NOTES]
+
+
+def test_unsupported_filters_and_bad_labels_fail_loudly(store: MemLayerStore) -> None:
+    with pytest.raises(ValueError, match="nested"):
+        store.search(ALICE, filter={"nested": {"a": 1}})
+    with pytest.raises(InvalidNamespaceError):
+        store.put(("a.b",), "k", {"v": 1})
+    with pytest.raises(InvalidNamespaceError):
+        store.put(("a%41",), "k", {"v": 1})
+
+
+def test_authentication_error_propagates(base_url: str) -> None:
+    store = MemLayerStore(api_key="ml_live_" + "0" * 32, base_url=base_url)
+    with pytest.raises(AuthenticationError):
+        store.get(ALICE, "k")
