@@ -17,12 +17,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Optional
 
 from ._base_client import MemoryItem, Op, normalize_item
+from ._constants import MAX_BATCH_ITEMS
 from ._logging import get_logger
 from ._models import RecalledMemory
 
 __all__ = ["MEMORY_HEADER", "render_memories", "WriteBuffer"]
 
 log = get_logger("memlayer_integrations.memory")
+
+# Content characters one economy-mode request carries at most, well under the 1 MiB body limit.
+MAX_BATCH_CHARS = 256_000
 
 MEMORY_HEADER = "Relevant long-term memories about this user (from earlier conversations):"
 
@@ -99,14 +103,32 @@ class WriteBuffer:
         with self._lock:
             self._pending.setdefault((user_id, agent_id), []).extend(ops)
 
-    def take(self) -> list[dict[str, Any]]:
-        """Remove and return the pending writes as batch operations."""
+    def take(self, max_items: int = MAX_BATCH_ITEMS - 1, max_chars: int = MAX_BATCH_CHARS) -> list[dict[str, Any]]:
+        """Remove and return pending writes, oldest first, as batch operations.
+
+        At most ``max_items`` memories and about ``max_chars`` characters of content are
+        taken, so that the operations and one more (the recall they ride with) always fit in
+        one request; the rest stays queued for the next one. At least one memory is taken
+        when any is pending.
+        """
+        taken: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        count = chars = 0
         with self._lock:
-            pending, self._pending = self._pending, {}
+            for scope in list(self._pending):
+                items = self._pending[scope]
+                while items and count < max_items:
+                    size = len(items[0].get("content", ""))
+                    if count and chars + size > max_chars:
+                        break
+                    taken.setdefault(scope, []).append(items.pop(0))
+                    count += 1
+                    chars += size
+                if not items:
+                    del self._pending[scope]
+                if count >= max_items or (count and chars >= max_chars):
+                    break
         return [
-            Op.remember_many(items, user_id=user_id, agent_id=agent_id)
-            for (user_id, agent_id), items in pending.items()
-            if items
+            Op.remember_many(items, user_id=user_id, agent_id=agent_id) for (user_id, agent_id), items in taken.items()
         ]
 
     def restore(self, operations: Sequence[dict[str, Any]]) -> None:
@@ -117,17 +139,22 @@ class WriteBuffer:
                 self._pending[scope] = list(op["items"]) + self._pending.get(scope, [])
 
     def flush(self) -> None:
-        """Send everything pending now, with the ``flush`` callable given at construction."""
+        """Send everything pending now, one request at a time, with the ``flush`` callable.
+
+        If a request fails, what it carried goes back to the queue and the error is raised;
+        what earlier requests stored stays stored and is not queued again.
+        """
         if self._flush is None:
             raise RuntimeError("this WriteBuffer has no flush callable")
-        ops = self.take()
-        if not ops:
-            return
-        try:
-            self._flush(ops)
-        except BaseException:
-            self.restore(ops)
-            raise
+        while True:
+            ops = self.take(max_items=MAX_BATCH_ITEMS)
+            if not ops:
+                return
+            try:
+                self._flush(ops)
+            except BaseException:
+                self.restore(ops)
+                raise
 
 
 def _flush_at_exit(ref: "weakref.ReferenceType[WriteBuffer]") -> None:

@@ -88,17 +88,6 @@ def _with_memories(system: Optional[SystemMessage], block: str) -> SystemMessage
     return system.model_copy(update={"content": merged})
 
 
-def _chunks(ops: list[dict[str, Any]], room: int) -> list[list[dict[str, Any]]]:
-    """Split pending ``remember_many`` ops so no op holds more than the contract's 100
-    items, and group them into batches of at most ``room`` operations."""
-    split: list[dict[str, Any]] = []
-    for op in ops:
-        items = op["items"]
-        for i in range(0, len(items), MAX_BATCH_ITEMS):
-            split.append({**op, "items": items[i : i + MAX_BATCH_ITEMS]})
-    return [split[i : i + room] for i in range(0, len(split), room)] or [[]]
-
-
 class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     """Gives a ``create_agent`` agent long-term memory of each user, across threads.
 
@@ -246,39 +235,33 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             return True
         return False
 
-    def _plan(self, state: MemLayerState, runtime: Runtime[Any]) -> list[list[dict[str, Any]]]:
+    def _plan(self, state: MemLayerState, runtime: Runtime[Any]) -> list[dict[str, Any]]:
+        """The one request of this turn's start: queued writes (as many as fit), then the recall."""
         scope = self._scope(runtime)
         query = self._query(state)
         if not query:
             return []  # nothing to recall: queued writes wait for the next recall
-        batches = _chunks(self._buffer.take(), MAX_BATCH_ITEMS - 1)
-        batches[-1].append(self._recall_op(query, scope))
-        return batches
+        return [*self._buffer.take(), self._recall_op(query, scope)]
 
-    def _requeue(self, batches: list[list[dict[str, Any]]]) -> None:
-        self._buffer.restore([op for batch in batches for op in batch if op["op"] == "remember_many"])
+    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+        # A batch is all or nothing: what it carried is queued again.
+        self._buffer.restore([op for op in batch if op["op"] == "remember_many"])
 
     # -- sync hooks --------------------------------------------------------------------
 
     def _send_pending(self, ops: list[dict[str, Any]]) -> None:
-        for batch in _chunks(ops, MAX_BATCH_ITEMS):
-            if batch:
-                self._clients.sync.batch(batch)
+        self._clients.sync.batch(ops)
 
     def before_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        batches = self._plan(state, runtime)
+        batch = self._plan(state, runtime)
         recalled: list[RecalledMemory] = []
-        try:
-            for n, batch in enumerate(batches):
-                try:
-                    recalled = self._send_sync(batch) or recalled
-                except BaseException:
-                    # A batch is all or nothing: what it carried is queued again.
-                    self._requeue(batches[n:])
+        if batch:
+            try:
+                recalled = self._send_sync(batch) or []
+            except BaseException as exc:
+                self._requeue(batch)
+                if not self._fail_open(exc, "recall"):
                     raise
-        except BaseException as exc:
-            if not self._fail_open(exc, "recall"):
-                raise
         return self._before_update(state, recalled)
 
     def _send_sync(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
@@ -302,37 +285,31 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         if self.economy:
             self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
             return None
-        try:
-            for i in range(0, len(items), MAX_BATCH_ITEMS):
+        for i in range(0, len(items), MAX_BATCH_ITEMS):
+            try:
                 self._clients.sync.remember_many(
                     items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
                 )
-        except BaseException as exc:
-            if not self._fail_open(exc, "write"):
-                raise
-            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            except BaseException as exc:
+                if not self._fail_open(exc, "write"):
+                    raise
+                # Only what was not stored waits for the next request.
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                break
         return None
 
     # -- async hooks -------------------------------------------------------------------
 
-    async def _asend_pending(self, ops: list[dict[str, Any]]) -> None:
-        for batch in _chunks(ops, MAX_BATCH_ITEMS):
-            if batch:
-                await self._clients.async_.batch(batch)
-
     async def abefore_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        batches = self._plan(state, runtime)
+        batch = self._plan(state, runtime)
         recalled: list[RecalledMemory] = []
-        try:
-            for n, batch in enumerate(batches):
-                try:
-                    recalled = await self._send_async(batch) or recalled
-                except BaseException:
-                    self._requeue(batches[n:])
+        if batch:
+            try:
+                recalled = await self._send_async(batch) or []
+            except BaseException as exc:
+                self._requeue(batch)
+                if not self._fail_open(exc, "recall"):
                     raise
-        except BaseException as exc:
-            if not self._fail_open(exc, "recall"):
-                raise
         return self._before_update(state, recalled)
 
     async def _send_async(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
@@ -356,15 +333,16 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         if self.economy:
             self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
             return None
-        try:
-            for i in range(0, len(items), MAX_BATCH_ITEMS):
+        for i in range(0, len(items), MAX_BATCH_ITEMS):
+            try:
                 await self._clients.async_.remember_many(
                     items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
                 )
-        except BaseException as exc:
-            if not self._fail_open(exc, "write"):
-                raise
-            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            except BaseException as exc:
+                if not self._fail_open(exc, "write"):
+                    raise
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                break
         return None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -380,12 +358,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     async def aflush(self) -> None:
         """Async :meth:`flush`, with the async client."""
-        ops = self._buffer.take()
-        try:
-            await self._asend_pending(ops)
-        except BaseException:
-            self._buffer.restore(ops)
-            raise
+        while ops := self._buffer.take(max_items=MAX_BATCH_ITEMS):
+            try:
+                await self._clients.async_.batch(ops)
+            except BaseException:
+                self._buffer.restore(ops)
+                raise
 
     def close(self) -> None:
         """Flush queued writes, then close the clients this middleware built."""

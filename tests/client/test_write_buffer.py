@@ -113,3 +113,38 @@ def test_the_exit_hook_does_not_keep_a_buffer_alive():
     del buffer
     gc.collect()
     assert ref() is None
+
+
+def test_take_is_bounded_so_a_batch_with_a_recall_always_fits():
+    from memlayer_integrations._constants import MAX_BATCH_ITEMS
+
+    buffer = WriteBuffer()
+    buffer.add([f"m{i}" for i in range(250)], user_id="u1", agent_id="bot")
+    first = buffer.take()
+    assert sum(len(op["items"]) for op in first) == MAX_BATCH_ITEMS - 1
+    assert [i["content"] for i in first[0]["items"]][:2] == ["m0", "m1"]  # oldest first
+    assert len(buffer) == 250 - (MAX_BATCH_ITEMS - 1)
+
+
+def test_take_respects_the_character_budget_but_always_takes_one():
+    buffer = WriteBuffer()
+    buffer.add(["x" * 300, "y" * 300, "z"], user_id="u1", agent_id="bot")
+    assert [i["content"][0] for i in buffer.take(max_chars=500)[0]["items"]] == ["x"]
+    assert [i["content"][0] for i in buffer.take(max_chars=10)[0]["items"]] == ["y"]
+
+
+def test_flush_sends_in_bounded_requests_and_requeues_only_the_failed_one():
+    sent: list[int] = []
+
+    def send(ops):
+        n = sum(len(op["items"]) for op in ops)
+        if len(sent) == 1:
+            raise RuntimeError("boom")
+        sent.append(n)
+
+    buffer = WriteBuffer(flush=send)
+    buffer.add([f"m{i}" for i in range(250)], user_id="u1", agent_id="bot")
+    with pytest.raises(RuntimeError):
+        buffer.flush()
+    assert sent == [100]
+    assert len(buffer) == 150  # the first 100 are stored, not queued again
