@@ -1,0 +1,233 @@
+"""``MemLayerChatStore``: a LlamaIndex ``BaseChatStore`` that keeps chat histories in MemLayer.
+
+A chat store key is a session: the store is bound to one ``user_id`` and ``agent_id``, and
+the messages of key ``k`` are memories of that scope with ``session_id = k``, in creation
+order. Each memory's content is the message's text (so it can be recalled); the message
+itself, with every field (role, content blocks, ``additional_kwargs``), is kept in the
+memory's metadata and is what the store gives back.
+
+Costs, in requests: ``add_message`` 1; ``get_messages`` 1 per 100 messages;
+``delete_message``/``delete_last_message`` the listing plus 1; ``delete_messages`` and
+``set_messages`` the listing plus 1 per 100 messages (one atomic batch up to 100);
+``get_keys`` lists every message of the scope (1 request per 100), because the contract
+lists scopes but not the sessions inside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Iterable, List, Optional
+
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.storage.chat_store.base import BaseChatStore
+
+from .._base_client import Op
+from .._client import AsyncMemLayerClient, MemLayerClient
+from .._constants import MAX_BATCH_ITEMS
+from .._models import Memory
+from ._clients import ClientPair, require_scope
+from ._messages import message_text
+
+__all__ = ["MemLayerChatStore"]
+
+#: ``metadata["type"]`` of the memories this store writes; other memories of the same
+#: session (written by another adapter, say) are not chat store messages and are ignored.
+MESSAGE_TYPE = "llama_index.chat_message"
+_FILTERS = {"type": MESSAGE_TYPE}
+
+
+def _item(message: ChatMessage) -> dict[str, Any]:
+    text = message_text(message)
+    return {
+        # The content must not be blank; a message without text (tool calls, images) is
+        # still kept whole in the metadata.
+        "content": text if text.strip() else f"[{message.role.value} message]",
+        "metadata": {"type": MESSAGE_TYPE, "message": message.model_dump(mode="json")},
+    }
+
+
+def _message(memory: Memory) -> ChatMessage:
+    return ChatMessage.model_validate(memory.metadata["message"])
+
+
+def _chunks(ops: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [list(ops[i : i + MAX_BATCH_ITEMS]) for i in range(0, len(ops), MAX_BATCH_ITEMS)]
+
+
+def _pick(memories: list[Memory], idx: int) -> Optional[Memory]:
+    # As SimpleChatStore: an index past the end deletes nothing.
+    if -len(memories) <= idx < len(memories):
+        return memories[idx]
+    return None
+
+
+def _distinct_sessions(memories: Iterable[Memory]) -> List[str]:
+    keys: dict[str, None] = {}
+    for m in memories:
+        if m.session_id is not None:
+            keys.setdefault(m.session_id, None)
+    return list(keys)
+
+
+class MemLayerChatStore(BaseChatStore):
+    """Chat histories in MemLayer, one session per key, for one user and agent.
+
+    Args:
+        user_id: whose conversations these are (required).
+        agent_id: which agent's (required).
+        client, async_client, api_key, base_url: how to reach MemLayer (see
+            :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
+
+    Serializes without its clients or key.
+
+    Example:
+        >>> from llama_index.core.memory import ChatMemoryBuffer
+        >>> store = MemLayerChatStore(user_id="user_123", agent_id="support_bot",
+        ...                           api_key=key, base_url=server.url)
+        >>> memory = ChatMemoryBuffer.from_defaults(chat_store=store, chat_store_key="session-1")
+    """
+
+    user_id: str
+    agent_id: str
+    base_url: Optional[str] = None
+    page_size: int = Field(default=100, ge=1, le=100)
+
+    _clients: ClientPair = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Any = None,
+        **data: Any,
+    ) -> None:
+        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        super().__init__(**data)
+        self._clients = ClientPair(client, async_client, api_key, self.base_url)
+        self.base_url = self._clients.base_url
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MemLayerChatStore"
+
+    def _scope(self, key: Optional[str] = None) -> dict[str, Any]:
+        scope: dict[str, Any] = {"user_id": self.user_id, "agent_id": self.agent_id}
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise ValueError("a chat store key is a non-empty string")
+            scope["session_id"] = key
+        return scope
+
+    def _replace_ops(self, old: list[Memory], key: str, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        ops = [Op.forget(m.id) for m in old]
+        items = [_item(m) for m in messages]
+        for i in range(0, len(items), MAX_BATCH_ITEMS):
+            ops.append(Op.remember_many(items[i : i + MAX_BATCH_ITEMS], **self._scope(key)))
+        return ops
+
+    # -- sync ------------------------------------------------------------------------
+
+    def _list(self, key: Optional[str]) -> list[Memory]:
+        return list(
+            self._clients.sync.list_memories(**self._scope(key), filters=_FILTERS, page_size=self.page_size)
+        )
+
+    def _run(self, ops: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(ops):
+            self._clients.sync.batch(chunk)
+
+    def set_messages(self, key: str, messages: List[ChatMessage]) -> None:
+        """Replace the messages of ``key`` (atomically when old and new fit in 100 operations)."""
+        self._run(self._replace_ops(self._list(key), key, messages))
+
+    def get_messages(self, key: str) -> List[ChatMessage]:
+        """The messages of ``key``, oldest first (``[]`` for an unknown key)."""
+        return [_message(m) for m in self._list(key)]
+
+    def add_message(self, key: str, message: ChatMessage) -> None:
+        """Append ``message`` to ``key`` (one request)."""
+        item = _item(message)
+        self._clients.sync.remember(item["content"], metadata=item["metadata"], **self._scope(key))
+
+    def delete_messages(self, key: str) -> Optional[List[ChatMessage]]:
+        """Delete every message of ``key``; returns them, or ``None`` if there were none."""
+        old = self._list(key)
+        if not old:
+            return None
+        self._run([Op.forget(m.id) for m in old])
+        return [_message(m) for m in old]
+
+    def delete_message(self, key: str, idx: int) -> Optional[ChatMessage]:
+        """Delete the message at position ``idx`` of ``key``; ``None`` if there is none."""
+        target = _pick(self._list(key), idx)
+        if target is None:
+            return None
+        self._clients.sync.forget(target.id)
+        return _message(target)
+
+    def delete_last_message(self, key: str) -> Optional[ChatMessage]:
+        """Delete the newest message of ``key``; ``None`` if there is none."""
+        return self.delete_message(key, -1)
+
+    def get_keys(self) -> List[str]:
+        """Every key with messages, in order of first message (lists the whole scope)."""
+        return _distinct_sessions(self._list(None))
+
+    # -- async -----------------------------------------------------------------------
+
+    async def _alist(self, key: Optional[str]) -> list[Memory]:
+        pages = self._clients.async_.list_memories(**self._scope(key), filters=_FILTERS, page_size=self.page_size)
+        return [m async for m in pages]
+
+    async def _arun(self, ops: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(ops):
+            await self._clients.async_.batch(chunk)
+
+    async def aset_messages(self, key: str, messages: List[ChatMessage]) -> None:
+        """Async :meth:`set_messages`."""
+        await self._arun(self._replace_ops(await self._alist(key), key, messages))
+
+    async def aget_messages(self, key: str) -> List[ChatMessage]:
+        """Async :meth:`get_messages`."""
+        return [_message(m) for m in await self._alist(key)]
+
+    async def async_add_message(self, key: str, message: ChatMessage) -> None:
+        """Async :meth:`add_message` (LlamaIndex's name for it)."""
+        item = _item(message)
+        await self._clients.async_.remember(item["content"], metadata=item["metadata"], **self._scope(key))
+
+    async def adelete_messages(self, key: str) -> Optional[List[ChatMessage]]:
+        """Async :meth:`delete_messages`."""
+        old = await self._alist(key)
+        if not old:
+            return None
+        await self._arun([Op.forget(m.id) for m in old])
+        return [_message(m) for m in old]
+
+    async def adelete_message(self, key: str, idx: int) -> Optional[ChatMessage]:
+        """Async :meth:`delete_message`."""
+        target = _pick(await self._alist(key), idx)
+        if target is None:
+            return None
+        await self._clients.async_.forget(target.id)
+        return _message(target)
+
+    async def adelete_last_message(self, key: str) -> Optional[ChatMessage]:
+        """Async :meth:`delete_last_message`."""
+        return await self.adelete_message(key, -1)
+
+    async def aget_keys(self) -> List[str]:
+        """Async :meth:`get_keys`."""
+        return _distinct_sessions(await self._alist(None))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client if this store built it."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Close every client this store built."""
+        await self._clients.aclose()

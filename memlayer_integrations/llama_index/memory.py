@@ -1,0 +1,371 @@
+"""``MemLayerMemory``: a LlamaIndex ``BaseMemory`` with a short window and long-term recall.
+
+What it costs, per turn (one user message and its answer):
+
+* one recall, however many times the engine or agent asks for the messages: LlamaIndex's
+  agents call ``aget`` before and after every tool round, so results are cached until the
+  next user message arrives;
+* one ``remember_many`` with the turn's messages, sent when the final answer is put.
+
+That is two requests per turn. With ``economy=True`` the turn's write waits and travels with
+the next turn's recall in one ``/v1/batch`` request: one request per turn. Writes still
+waiting are sent by :meth:`MemLayerMemory.close` (and at interpreter exit), and a request
+that fails puts them back, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, List, Optional, Union
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.memory.memory import InsertMethod
+from llama_index.core.memory.types import BaseMemory
+
+from .._base_client import Op
+from .._client import AsyncMemLayerClient, MemLayerClient
+from .._models import RecalledMemory
+from .._turn_memory import WriteBuffer, render_memories
+from ._clients import ClientPair, require_scope
+from ._messages import ends_turn, inject_memories, memory_item, message_text, query_from, trim_window
+
+__all__ = ["MemLayerMemory"]
+
+
+class MemLayerMemory(BaseMemory):
+    """Chat memory for LlamaIndex chat engines and agents, backed by MemLayer.
+
+    It keeps the last ``window_size`` messages in process and, on every read, adds the
+    long-term memories recalled for the current input (left out when the window already
+    holds them). Messages put into it are stored as long-term memories of ``user_id`` and
+    ``agent_id``, one request per turn.
+
+    Works as the ``memory=`` of ``SimpleChatEngine``, ``ContextChatEngine``,
+    ``CondensePlusContextChatEngine``, ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``.
+
+    Args:
+        user_id: whose memories these are (required).
+        agent_id: which agent's memories (required).
+        session_id: stored with every memory written, to tell conversations apart.
+        window_size: how many recent messages are kept in process (system messages stay).
+        recall_limit: how many memories to recall per user message.
+        max_memory_chars: budget for the block of recalled memories.
+        insert_method: ``InsertMethod.USER`` (default) puts the memories in front of the
+            latest user message: engines and agents add their own system prompt in front of
+            the memory's messages without merging, so a memory system message would be a
+            second one. ``InsertMethod.SYSTEM`` merges them into the window's system message,
+            or prepends one if there is none; use it when the memory's messages are the whole
+            prompt.
+        economy: send each turn's write with the next turn's recall (one request per turn).
+        client, async_client: clients to use; else built from ``api_key`` and ``base_url``
+            (or ``$MEMLAYER_API_KEY`` and ``$MEMLAYER_BASE_URL``).
+
+    Constructing it sends nothing. It serializes (``to_dict``, ``model_dump``) without its
+    clients or key, so a workflow ``Context`` holding it can be saved; a restored copy
+    builds its clients from ``base_url`` and ``$MEMLAYER_API_KEY``, or pass them to
+    ``MemLayerMemory.from_dict(data, client=..., async_client=...)``.
+
+    Example:
+        >>> from llama_index.core.chat_engine import SimpleChatEngine
+        >>> from memlayer_integrations.llama_index import MemLayerMemory
+        >>> memory = MemLayerMemory(user_id="user_123", agent_id="support_bot",
+        ...                         api_key=key, base_url=server.url)
+        >>> engine = SimpleChatEngine.from_defaults(llm=llm, memory=memory)
+        >>> engine.chat("I moved to Oslo last month").response
+        >>> memory.close()  # sends anything still waiting
+    """
+
+    user_id: str
+    agent_id: str
+    session_id: Optional[str] = None
+    window_size: int = Field(default=20, ge=1)
+    recall_limit: int = Field(default=5, ge=1, le=100)
+    max_memory_chars: int = Field(default=2000, ge=100)
+    insert_method: InsertMethod = InsertMethod.USER
+    economy: bool = False
+    base_url: Optional[str] = None
+    chat_history: List[ChatMessage] = Field(default_factory=list, description="The in-process window.")
+
+    _clients: ClientPair = PrivateAttr()
+    _buffer: WriteBuffer = PrivateAttr()
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    # (generation, query, results): valid while no new user message arrived.
+    _cache: Optional[tuple[int, str, list[RecalledMemory]]] = PrivateAttr(default=None)
+    _generation: int = PrivateAttr(default=0)
+
+    def __init__(
+        self,
+        *,
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Any = None,
+        **data: Any,
+    ) -> None:
+        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        super().__init__(**data)
+        clients = ClientPair(client, async_client, api_key, self.base_url)
+        self.base_url = clients.base_url
+        self._clients = clients
+        # The exit hook flushes with the sync client: at exit there is no event loop left.
+        self._buffer = WriteBuffer(flush=lambda ops: clients.sync.batch(ops))
+        self.chat_history = trim_window(list(self.chat_history), self.window_size)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MemLayerMemory"
+
+    @classmethod
+    def from_defaults(cls, **kwargs: Any) -> "MemLayerMemory":  # type: ignore[override]
+        """Same as the constructor (LlamaIndex's factory name)."""
+        return cls(**kwargs)
+
+    @field_serializer("chat_history")
+    def _dump_history(self, messages: List[ChatMessage]) -> list[dict[str, Any]]:
+        # JSON mode, so bytes in image blocks survive a JSON round trip.
+        return [m.model_dump(mode="json") for m in messages]
+
+    @field_serializer("insert_method")
+    def _dump_insert_method(self, method: InsertMethod) -> str:
+        return method.value
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, input: Union[str, ChatMessage, None] = None, **kwargs: Any) -> List[ChatMessage]:
+        """The window, with the memories recalled for ``input`` (else the latest user message).
+
+        Extra keyword arguments (``initial_token_count`` from chat engines) are accepted and
+        ignored: the window is bounded by ``window_size``.
+        """
+        window, generation, query = self._snapshot(input)
+        recalled = self._recall(query, generation) if query else []
+        return self._compose(window, recalled, input)
+
+    async def aget(self, input: Union[str, ChatMessage, None] = None, **kwargs: Any) -> List[ChatMessage]:
+        """Async :meth:`get`."""
+        window, generation, query = self._snapshot(input)
+        recalled = await self._arecall(query, generation) if query else []
+        return self._compose(window, recalled, input)
+
+    def get_all(self) -> List[ChatMessage]:
+        """The window as it is, without recalled memories."""
+        with self._lock:
+            return [m.model_copy(deep=True) for m in self.chat_history]
+
+    async def aget_all(self) -> List[ChatMessage]:
+        """Async :meth:`get_all` (no I/O)."""
+        return self.get_all()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def put(self, message: ChatMessage) -> None:
+        """Add ``message`` to the window; it is stored when its turn ends."""
+        self.put_messages([message])
+
+    async def aput(self, message: ChatMessage) -> None:
+        """Async :meth:`put`."""
+        await self.aput_messages([message])
+
+    def put_messages(self, messages: List[ChatMessage]) -> None:
+        """Add ``messages``; a final assistant answer among them sends the turn (one request)."""
+        if self._accept(messages):
+            self._write_pending()
+
+    async def aput_messages(self, messages: List[ChatMessage]) -> None:
+        """Async :meth:`put_messages`."""
+        if self._accept(messages):
+            await self._awrite_pending()
+
+    def set(self, messages: List[ChatMessage]) -> None:
+        """Replace the window with ``messages``. Nothing is stored or deleted on the server:
+        a history handed in this way is taken as already known."""
+        with self._lock:
+            self.chat_history = trim_window([m.model_copy(deep=True) for m in messages], self.window_size)
+            self._new_generation()
+
+    async def aset(self, messages: List[ChatMessage]) -> None:
+        """Async :meth:`set` (no I/O)."""
+        self.set(messages)
+
+    def reset(self) -> None:
+        """Start a new conversation: clear the local window only.
+
+        Long-term memories stay on the server, and writes not yet sent are still sent (at
+        the end of the next turn, by :meth:`close` or at exit). To delete the long-term
+        memories, call :meth:`forget_all`.
+        """
+        with self._lock:
+            self.chat_history = []
+            self._new_generation()
+
+    async def areset(self) -> None:
+        """Async :meth:`reset` (no I/O)."""
+        self.reset()
+
+    def forget_all(self) -> int:
+        """Delete every long-term memory of this user and agent, drop unsent writes and clear
+        the window. Returns how many memories were deleted."""
+        ops = self._buffer.take()
+        try:
+            deleted = self._clients.sync.forget_all(user_id=self.user_id, agent_id=self.agent_id)
+        except BaseException:
+            self._buffer.restore(ops)
+            raise
+        self.reset()
+        return deleted
+
+    async def aforget_all(self) -> int:
+        """Async :meth:`forget_all`."""
+        ops = self._buffer.take()
+        try:
+            deleted = await self._clients.async_.forget_all(user_id=self.user_id, agent_id=self.agent_id)
+        except BaseException:
+            self._buffer.restore(ops)
+            raise
+        self.reset()
+        return deleted
+
+    @property
+    def pending_writes(self) -> int:
+        """How many messages wait to be stored (economy mode, or a turn not yet answered)."""
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        """Send every waiting write now."""
+        self._write_pending()
+
+    async def aflush(self) -> None:
+        """Async :meth:`flush`."""
+        await self._awrite_pending()
+
+    def close(self) -> None:
+        """Send every waiting write, then close the clients this memory built."""
+        self._write_pending()
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self._awrite_pending()
+        await self._clients.aclose()
+
+    def __enter__(self) -> "MemLayerMemory":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "MemLayerMemory":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    # -- pure steps shared by the sync and async paths --------------------------------
+
+    def _new_generation(self) -> None:
+        self._generation += 1
+        self._cache = None
+
+    def _snapshot(self, input: Union[str, ChatMessage, None]) -> tuple[list[ChatMessage], int, Optional[str]]:
+        with self._lock:
+            window = list(self.chat_history)
+            return window, self._generation, query_from(window, input)
+
+    def _cached(self, query: str, generation: int) -> Optional[list[RecalledMemory]]:
+        with self._lock:
+            if self._cache is not None and self._cache[:2] == (generation, query):
+                return self._cache[2]
+            return None
+
+    def _store_cache(self, query: str, generation: int, recalled: list[RecalledMemory]) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._cache = (generation, query, recalled)
+
+    def _recall_op(self, query: str) -> dict[str, Any]:
+        return Op.recall(query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit)
+
+    def _compose(
+        self, window: Sequence[ChatMessage], recalled: list[RecalledMemory], input: Union[str, ChatMessage, None]
+    ) -> List[ChatMessage]:
+        seen = [message_text(m) for m in window]
+        if input is not None:
+            seen.append(input if isinstance(input, str) else message_text(input))
+        block = render_memories(recalled, exclude=seen, max_chars=self.max_memory_chars)
+        return inject_memories(window, block, self.insert_method)
+
+    def _accept(self, messages: Sequence[ChatMessage]) -> bool:
+        """Add to the window and queue what is stored; ``True`` when the turn should be sent now."""
+        items: list[dict[str, Any]] = []
+        ended = False
+        with self._lock:
+            for message in messages:
+                self.chat_history.append(message.model_copy(deep=True))
+                if message.role == MessageRole.USER:
+                    self._new_generation()
+                item = memory_item(message, self.session_id)
+                if item is not None:
+                    items.append(item)
+                ended = ended or ends_turn(message)
+            self.chat_history = trim_window(self.chat_history, self.window_size)
+        if items:
+            self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
+        # In economy mode the turn waits for the next recall instead.
+        return ended and not self.economy
+
+    # -- I/O, twice ------------------------------------------------------------------
+
+    def _recall(self, query: str, generation: int) -> list[RecalledMemory]:
+        cached = self._cached(query, generation)
+        if cached is not None:
+            return cached
+        ops = self._buffer.take() if self.economy else []
+        try:
+            if ops:
+                recalled = self._clients.sync.batch([*ops, self._recall_op(query)])[-1]
+            else:
+                recalled = self._clients.sync.recall(
+                    query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+                )
+        except BaseException:
+            self._buffer.restore(ops)
+            raise
+        self._store_cache(query, generation, recalled)
+        return recalled
+
+    async def _arecall(self, query: str, generation: int) -> list[RecalledMemory]:
+        cached = self._cached(query, generation)
+        if cached is not None:
+            return cached
+        ops = self._buffer.take() if self.economy else []
+        try:
+            if ops:
+                recalled = (await self._clients.async_.batch([*ops, self._recall_op(query)]))[-1]
+            else:
+                recalled = await self._clients.async_.recall(
+                    query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+                )
+        except BaseException:
+            self._buffer.restore(ops)
+            raise
+        self._store_cache(query, generation, recalled)
+        return recalled
+
+    def _write_pending(self) -> None:
+        ops = self._buffer.take()
+        for i, op in enumerate(ops):
+            try:
+                self._clients.sync.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+            except BaseException:
+                self._buffer.restore(ops[i:])
+                raise
+
+    async def _awrite_pending(self) -> None:
+        ops = self._buffer.take()
+        for i, op in enumerate(ops):
+            try:
+                await self._clients.async_.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+            except BaseException:
+                self._buffer.restore(ops[i:])
+                raise

@@ -1,0 +1,124 @@
+"""``MemLayerMemoryBlock``: MemLayer as a long-term block of LlamaIndex's ``Memory``.
+
+LlamaIndex's ``Memory`` keeps a short-term FIFO of messages and, when it grows past its
+token budget, flushes the oldest messages into its memory blocks; on every read it asks
+each block for content to put in front of the model. This block stores the flushed
+messages in MemLayer (one request per flush) and answers reads with the memories recalled
+for the latest user message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, List, Optional
+
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.memory.memory import BaseMemoryBlock
+from llama_index.core.utils import get_tokenizer
+
+from .._client import AsyncMemLayerClient, MemLayerClient
+from .._models import RecalledMemory
+from .._turn_memory import render_memories
+from ._clients import ClientPair, require_scope
+from ._messages import memory_item, message_text, query_from
+
+__all__ = ["MemLayerMemoryBlock"]
+
+# Where render_memories starts a memory: "- [mem_...] ".
+_ENTRY = re.compile(r"\n(?=- \[mem_)")
+
+
+class MemLayerMemoryBlock(BaseMemoryBlock[str]):
+    """A ``Memory`` block that stores flushed messages in MemLayer and recalls from it.
+
+    Args:
+        user_id: whose memories (required).
+        agent_id: which agent's memories (required).
+        name: the block's name in the memory template.
+        recall_limit: how many memories to recall per read.
+        max_memory_chars: budget for the rendered memories.
+        priority: LlamaIndex's truncation priority (0 = never truncate).
+        client, async_client, api_key, base_url: how to reach MemLayer (see
+            :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
+
+    Reads are cached per query until this block stores something, because ``Memory`` is
+    read several times per turn (agents read it before and after every tool round).
+
+    Example:
+        >>> from llama_index.core.memory import Memory
+        >>> block = MemLayerMemoryBlock(user_id="user_123", agent_id="support_bot",
+        ...                             api_key=key, base_url=server.url)
+        >>> memory = Memory.from_defaults(session_id="s1", token_limit=40000,
+        ...                               memory_blocks=[block])
+    """
+
+    name: str = Field(default="memlayer_memories", description="The name of the memory block.")
+    user_id: str
+    agent_id: str
+    recall_limit: int = Field(default=5, ge=1, le=100)
+    max_memory_chars: int = Field(default=2000, ge=100)
+    priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
+    base_url: Optional[str] = None
+    tokenizer_fn: Callable[[str], List] = Field(default_factory=get_tokenizer, exclude=True)
+
+    _clients: ClientPair = PrivateAttr()
+    _cache: Optional[tuple[str, list[RecalledMemory]]] = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        *,
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Any = None,
+        **data: Any,
+    ) -> None:
+        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        super().__init__(**data)
+        self._clients = ClientPair(client, async_client, api_key, self.base_url)
+        self.base_url = self._clients.base_url
+
+    async def _aget(self, messages: Optional[List[ChatMessage]] = None, **block_kwargs: Any) -> str:
+        """The memories recalled for the latest user message, rendered; ``""`` if none."""
+        messages = messages or []
+        query = query_from(messages)
+        if query is None:
+            return ""
+        if self._cache is not None and self._cache[0] == query:
+            recalled = self._cache[1]
+        else:
+            recalled = await self._clients.async_.recall(
+                query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+            )
+            self._cache = (query, recalled)
+        block = render_memories(
+            recalled, exclude=[message_text(m) for m in messages], max_chars=self.max_memory_chars
+        )
+        return block or ""
+
+    async def _aput(self, messages: List[ChatMessage]) -> None:
+        """Store the messages flushed from short-term memory, in one request."""
+        items = [
+            item
+            for m in messages
+            if (item := memory_item(m, m.additional_kwargs.get("session_id"))) is not None
+        ]
+        if not items:
+            return
+        await self._clients.async_.remember_many(items, user_id=self.user_id, agent_id=self.agent_id)
+        self._cache = None  # what was just stored may now be recalled
+
+    async def atruncate(self, content: str, tokens_to_truncate: int) -> Optional[str]:
+        """Drop the least relevant memories until ``tokens_to_truncate`` tokens are saved.
+
+        Memories are listed best first, so lines go from the end; a memory is never cut in
+        the middle. ``None`` when nothing is left but the header.
+        """
+        if tokens_to_truncate <= 0:
+            return content
+        # The header, then one entry per memory (an entry may span lines).
+        entries = _ENTRY.split(content)
+        target = len(self.tokenizer_fn(content)) - tokens_to_truncate
+        while len(entries) > 1 and len(self.tokenizer_fn("\n".join(entries))) > target:
+            entries.pop()
+        return "\n".join(entries) if len(entries) > 1 else None

@@ -1,0 +1,84 @@
+"""MemLayerToolSpec: schemas, the three tools sync and async, scope safety, and errors
+inside a FunctionAgent."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
+
+from memlayer_integrations import AuthenticationError, NotFoundError
+from memlayer_integrations.llama_index import MemLayerToolSpec
+
+from ._support import recorded_clients, tool_rounds_llm
+
+
+def spec_for(clients: tuple, user_id: str = "u1") -> MemLayerToolSpec:
+    return MemLayerToolSpec(user_id, "bot", session_id="s1", client=clients[0], async_client=clients[1])
+
+
+def test_schemas_never_expose_scope(clients: tuple) -> None:
+    tools = {t.metadata.name: t for t in spec_for(clients).to_tool_list()}
+    assert set(tools) == {"remember", "recall", "forget"}
+    params = {name: t.metadata.get_parameters_dict() for name, t in tools.items()}
+    assert {n: sorted(p["properties"]) for n, p in params.items()} == {
+        "remember": ["content"],
+        "recall": ["query"],
+        "forget": ["memory_id"],
+    }
+    for name, tool in tools.items():
+        text = str(params[name]) + tool.metadata.description
+        assert "user_id" not in text and "agent_id" not in text
+        assert tool.async_fn is not None
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_remember_recall_forget(clients: tuple, flavor: str) -> None:
+    tools = {t.metadata.name: t for t in spec_for(clients).to_tool_list()}
+
+    async def use(name: str, **kwargs):
+        return tools[name].call(**kwargs) if flavor == "sync" else await tools[name].acall(**kwargs)
+
+    saved = await use("remember", content="User prefers tea over coffee")
+    [stored] = list(clients[0].list_memories(user_id="u1", agent_id="bot"))
+    assert stored.id in saved.content and stored.session_id == "s1"
+    found = await use("recall", query="tea or coffee")
+    assert f"[{stored.id}] User prefers tea over coffee" in found.content
+    assert "No memories" in (await use("recall", query="bicycle")).content
+    assert (await use("forget", memory_id=stored.id)).content == f"Forgot memory {stored.id}."
+    assert list(clients[0].list_memories(user_id="u1", agent_id="bot")) == []
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_forget_refuses_another_users_memory(clients: tuple, flavor: str) -> None:
+    theirs = clients[0].remember("Bob's secret", user_id="bob", agent_id="bot")
+    spec = spec_for(clients)
+    with pytest.raises(NotFoundError):
+        spec.forget(theirs.id) if flavor == "sync" else await spec.aforget(theirs.id)
+    assert clients[0].get(theirs.id).content == "Bob's secret"
+
+
+async def test_agent_sees_a_safe_error_and_the_application_can_stop(base_url: str) -> None:
+    key = "ml_live_" + secrets.token_hex(12)
+    bad = recorded_clients(base_url, key)
+    tools = spec_for(bad).to_tool_list()
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "anything"})
+
+    # Left alone, the agent hands the model an error ToolOutput and carries on.
+    handler = FunctionAgent(tools=tools, llm=llm).run("What do you know about me?")
+    results = [ev async for ev in handler.stream_events() if isinstance(ev, ToolCallResult)]
+    await handler
+    output = results[0].tool_output
+    assert output.is_error
+    assert "invalid or missing API key" in output.content and key not in output.content
+    assert isinstance(output.exception, AuthenticationError) and output.exception.status_code == 401
+    assert key not in str(llm.seen[-1])  # what the model was shown
+
+    # The documented way to stop instead (tool_spec module docstring).
+    handler = FunctionAgent(tools=tools, llm=tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})).run("hi")
+    with pytest.raises(AuthenticationError):
+        async for event in handler.stream_events():
+            if isinstance(event, ToolCallResult) and isinstance(event.tool_output.exception, AuthenticationError):
+                await handler.cancel_run()
+                raise event.tool_output.exception
