@@ -356,6 +356,16 @@ class BaseClient:
 
     # -- identity --------------------------------------------------------------------
 
+    def _settings(self) -> dict[str, Any]:
+        """The arguments that build a client of the other flavour for the same account."""
+        return dict(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=self._default_headers,
+        )
+
     @property
     def rate_limit(self) -> Optional[RateLimitInfo]:
         """The ``X-RateLimit-*`` headers of the last response, or ``None`` before any."""

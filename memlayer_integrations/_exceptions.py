@@ -4,6 +4,7 @@ Every error the clients raise derives from :class:`MemLayerError`, and every HTT
 mapped to its class in one place, :func:`status_error_from_response`::
 
     MemLayerError
+    ├── MemLayerScopeError            an adapter has no user_id/agent_id (also a ValueError)
     ├── APIConnectionError            the request never got an HTTP answer
     │   └── APITimeoutError           ... because it timed out
     ├── APIResponseValidationError    an answer that does not match the contract
@@ -34,6 +35,7 @@ from ._logging import redact
 
 __all__ = [
     "MemLayerError",
+    "MemLayerScopeError",
     "APIConnectionError",
     "APITimeoutError",
     "APIResponseValidationError",
@@ -97,6 +99,14 @@ class MemLayerError(Exception):
             f"{type(self).__name__}(message={self.message!r}, status_code={self.status_code!r}, "
             f"code={self.code!r}, request_id={self.request_id!r})"
         )
+
+
+class MemLayerScopeError(MemLayerError, ValueError):
+    """An adapter has no ``user_id`` (or ``agent_id``) to scope its memories by.
+
+    Give it at construction or, where the framework has one, in the run context. There is
+    never a shared default scope that would mix users' memories, so this fails closed.
+    """
 
 
 class APIConnectionError(MemLayerError):

@@ -21,15 +21,12 @@ from typing import Any, Optional, cast
 
 from langchain_core.runnables import RunnableConfig
 
+from .._exceptions import MemLayerScopeError
+
 __all__ = ["MemLayerScopeError", "Scope", "resolve_scope", "run_context"]
 
 # Where LangGraph keeps the run's Runtime (and so its context) inside ``configurable``.
 _RUNTIME_KEY = "__pregel_runtime"
-
-
-class MemLayerScopeError(ValueError):
-    """No ``user_id`` (or ``agent_id``) for a MemLayer adapter: give it at construction, in
-    the run context or in ``config["configurable"]``."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
 from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
-from ._clients import ClientPair
+from .._client_pair import ClientPair
 
 __all__ = ["MemLayerChatMessageHistory"]
 

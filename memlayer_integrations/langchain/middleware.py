@@ -43,7 +43,7 @@ from .. import (
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
 from .._logging import get_logger
 from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
-from ._clients import ClientPair
+from .._client_pair import ClientPair
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerMiddleware", "MemLayerState"]

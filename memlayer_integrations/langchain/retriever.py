@@ -12,7 +12,7 @@ from langchain_core.runnables import RunnableConfig, ensure_config
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
-from ._clients import ClientPair
+from .._client_pair import ClientPair
 from ._scope import resolve_scope
 
 __all__ = ["MemLayerRetriever"]

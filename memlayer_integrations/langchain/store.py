@@ -27,7 +27,7 @@ from langgraph.store.base.embed import get_text_at_path, tokenize_path
 from .. import AsyncMemLayerClient, MemLayerClient, Memory
 from .. import Op as MOp
 from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
-from ._clients import ClientPair
+from .._client_pair import ClientPair
 
 __all__ = ["MemLayerStore", "memlayer_namespace", "encode_label", "decode_label"]
 

@@ -25,7 +25,7 @@ from .. import (
     UnprocessableEntityError,
 )
 from .._constants import MAX_CONTENT_CHARS
-from ._clients import ClientPair
+from .._client_pair import ClientPair
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerToolkit", "RememberTool", "RecallTool", "ForgetTool"]

@@ -11,7 +11,7 @@ top-level package, so the core works without LlamaIndex.
 * :class:`MemLayerToolSpec`: ``remember``, ``recall`` and ``forget`` tools for agents.
 
 Every adapter is bound to one ``user_id`` and ``agent_id`` at construction (a missing one
-raises :class:`MissingScopeError`); the model never chooses whose memories it touches.
+raises :class:`MemLayerScopeError`); the model never chooses whose memories it touches.
 """
 
 try:
@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the core-only CI j
         "pip install 'memlayer-integrations[llama-index]'"
     ) from exc
 
-from ._clients import MissingScopeError
+from .._exceptions import MemLayerScopeError
 from .chat_store import MemLayerChatStore
 from .memory import MemLayerMemory
 from .memory_block import MemLayerMemoryBlock
@@ -35,5 +35,5 @@ __all__ = [
     "MemLayerChatStore",
     "MemLayerRetriever",
     "MemLayerToolSpec",
-    "MissingScopeError",
+    "MemLayerScopeError",
 ]

@@ -26,7 +26,7 @@ from .._base_client import Op
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._constants import MAX_BATCH_ITEMS
 from .._models import Memory
-from ._clients import ClientPair, require_scope
+from .._client_pair import ClientPair, require_scope
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]

@@ -28,7 +28,7 @@ from .._base_client import Op
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._models import RecalledMemory
 from .._turn_memory import WriteBuffer, render_memories
-from ._clients import ClientPair, require_scope
+from .._client_pair import ClientPair, require_scope
 from ._messages import ends_turn, inject_memories, memory_item, message_text, query_from, trim_window
 
 __all__ = ["MemLayerMemory"]

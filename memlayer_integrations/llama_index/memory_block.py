@@ -20,7 +20,7 @@ from llama_index.core.utils import get_tokenizer
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._models import RecalledMemory
 from .._turn_memory import render_memories
-from ._clients import ClientPair, require_scope
+from .._client_pair import ClientPair, require_scope
 from ._messages import memory_item, message_text, query_from
 
 __all__ = ["MemLayerMemoryBlock"]

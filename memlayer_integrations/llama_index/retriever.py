@@ -16,7 +16,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._models import RecalledMemory
-from ._clients import ClientPair, require_scope
+from .._client_pair import ClientPair, require_scope
 from ._messages import MAX_QUERY_CHARS
 
 __all__ = ["MemLayerRetriever"]

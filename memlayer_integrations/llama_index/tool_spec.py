@@ -34,7 +34,7 @@ from .._client import AsyncMemLayerClient, MemLayerClient
 from .._exceptions import NotFoundError
 from .._models import Memory, RecalledMemory
 from .._turn_memory import render_memories
-from ._clients import ClientPair, require_scope
+from .._client_pair import ClientPair, require_scope
 
 __all__ = ["MemLayerToolSpec"]
 

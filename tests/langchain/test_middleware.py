@@ -169,11 +169,11 @@ async def test_economy_batch_failure_restores_the_queue(clients: tuple) -> None:
     assert memory.pending == 1
     calls: list[str] = []
     down, adown = mock_clients(_failing(503, "internal_error", calls), sync._api_key)
-    memory._clients._async_client = adown
+    memory._clients._async = adown
     with pytest.raises(Exception):
         await _aask(agent, "Which tea?", "alice")
     assert calls == ["/v1/batch"] and memory.pending == 1
-    memory._clients._async_client = async_
+    memory._clients._async = async_
     await memory.aclose()
     assert [m.content for m in sync.list_memories(user_id="alice", agent_id="bot")] == [FACT]
 

@@ -15,7 +15,7 @@ from memlayer_integrations.llama_index import (
     MemLayerMemoryBlock,
     MemLayerRetriever,
     MemLayerToolSpec,
-    MissingScopeError,
+    MemLayerScopeError,
 )
 
 from ._support import mock_clients
@@ -29,7 +29,7 @@ POSITIONAL_BUILT = [MemLayerRetriever, MemLayerToolSpec]
 @pytest.mark.parametrize("value", [None, "", "  "])
 def test_missing_scope_fails_at_construction(cls: type, missing: str, value, api_key: str) -> None:
     scope = {"user_id": "u1", "agent_id": "bot", missing: value}
-    with pytest.raises(MissingScopeError, match=missing):
+    with pytest.raises(MemLayerScopeError, match=missing):
         if cls in KEYWORD_BUILT:
             cls(**scope, api_key=api_key, base_url="http://memlayer.test")
         else:

@@ -1,0 +1,107 @@
+"""What every framework adapter needs before it talks to MemLayer: a bound scope and a
+pair of clients.
+
+Frameworks call an adapter's sync methods from sync code and its async methods from async
+code, so each adapter holds a :class:`MemLayerClient` and an :class:`AsyncMemLayerClient`.
+Callers pass either, both, or just ``api_key``/``base_url``; a missing twin is built with
+the other one's key, URL, timeout, retries and headers, so sync and async calls always reach
+the same account. Nothing here sends a request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional, Union
+
+from ._client import AsyncMemLayerClient, MemLayerClient
+from ._exceptions import MemLayerScopeError
+
+__all__ = ["ClientPair", "require_scope"]
+
+
+def require_scope(owner: str, **scope: Any) -> None:
+    """Raise :class:`MemLayerScopeError` unless every value in ``scope`` is a non-blank str.
+
+    Memories without a scope could end up under the wrong user, so a missing scope fails
+    closed, at construction rather than at the first request.
+    """
+    for name, value in scope.items():
+        if not isinstance(value, str) or not value.strip():
+            raise MemLayerScopeError(
+                f"{owner} needs {name}=... (a non-empty string): every memory belongs to one "
+                f"user and one agent, chosen by the application; got {value!r}"
+            )
+
+
+class ClientPair:
+    """The sync and async clients of one adapter.
+
+    Args:
+        client: a :class:`MemLayerClient` for sync calls.
+        async_client: an :class:`AsyncMemLayerClient` for async calls.
+        api_key: used to build the clients when neither is given (else ``$MEMLAYER_API_KEY``).
+        base_url: likewise (else ``$MEMLAYER_BASE_URL``, then the hosted service).
+
+    Clients passed in belong to the caller and are never closed here.
+    """
+
+    def __init__(
+        self,
+        client: Optional[MemLayerClient] = None,
+        async_client: Optional[AsyncMemLayerClient] = None,
+        api_key: Any = None,
+        base_url: Optional[str] = None,
+    ) -> None:
+        if client is not None and not isinstance(client, MemLayerClient):
+            raise TypeError(f"client must be a MemLayerClient, not {type(client).__name__}")
+        if async_client is not None and not isinstance(async_client, AsyncMemLayerClient):
+            raise TypeError(f"async_client must be an AsyncMemLayerClient, not {type(async_client).__name__}")
+        if (client is not None or async_client is not None) and (api_key is not None or base_url is not None):
+            raise TypeError("pass either client/async_client or api_key/base_url, not both")
+        self._sync = client
+        self._async = async_client
+        self._owned: list[Union[MemLayerClient, AsyncMemLayerClient]] = []
+        self._lock = threading.Lock()
+        if client is None and async_client is None:
+            # Building a client sends nothing; it only resolves the key and URL.
+            self._sync = MemLayerClient(api_key=api_key, base_url=base_url)
+            self._owned.append(self._sync)
+
+    @property
+    def base_url(self) -> str:
+        """The URL both clients talk to."""
+        given = self._sync if self._sync is not None else self._async
+        assert given is not None  # __init__ always leaves one set
+        return given.base_url
+
+    @property
+    def sync(self) -> MemLayerClient:
+        with self._lock:
+            if self._sync is None:
+                assert self._async is not None
+                self._sync = MemLayerClient(**self._async._settings())
+                self._owned.append(self._sync)
+            return self._sync
+
+    @property
+    def async_(self) -> AsyncMemLayerClient:
+        with self._lock:
+            if self._async is None:
+                assert self._sync is not None
+                self._async = AsyncMemLayerClient(**self._sync._settings())
+                self._owned.append(self._async)
+            return self._async
+
+    def close(self) -> None:
+        """Close the sync client if this pair built it (the async one needs :meth:`aclose`)."""
+        for c in self._owned:
+            if isinstance(c, MemLayerClient):
+                c.close()
+
+    async def aclose(self) -> None:
+        """Close every client this pair built."""
+        for c in self._owned:
+            if isinstance(c, MemLayerClient):
+                c.close()
+            else:
+                await c.aclose()
