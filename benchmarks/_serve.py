@@ -1,0 +1,80 @@
+"""A local server in a child process, for the load benchmarks.
+
+The concurrency and load figures are about the server, so the server gets its own process
+(and its own interpreter lock) and the load generator another, as with ``memlayer serve``
+in production. The child starts :class:`LocalMemLayerServer` on a temporary database,
+creates the keys asked for, writes ``{"url": ..., "keys": [...]}`` as one line to its
+stdout (a pipe to the parent, never a log) and serves until its stdin is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+_ROOT = Path(__file__).resolve().parent.parent
+_START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ChildServer:
+    url: str
+    keys: list[str]
+    pid: int
+
+    def rss_mib(self) -> float:
+        return round(psutil.Process(self.pid).memory_info().rss / 2**20, 1)
+
+
+@contextlib.contextmanager
+def child_server(keys: int = 1) -> Iterator[ChildServer]:
+    """Start a server process, yield its address and keys, stop it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._serve", str(keys)],
+        cwd=_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], _START_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the server process did not start (exit code {proc.poll()})")
+        info = json.loads(line)
+        yield ChildServer(url=info["url"], keys=info["keys"], pid=proc.pid)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _main() -> None:
+    from memlayer_integrations.server import LocalMemLayerServer
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    with LocalMemLayerServer(db_path=None) as server:
+        keys = [server.create_key(plan="unlimited") for _ in range(n)]
+        sys.stdout.write(json.dumps({"url": server.url, "keys": keys}) + "\n")
+        sys.stdout.flush()
+        sys.stdin.read()  # serve until the parent closes our stdin
+
+
+if __name__ == "__main__":
+    _main()

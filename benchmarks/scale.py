@@ -1,0 +1,252 @@
+"""Server scale: recall latency and remember throughput as one user's memories grow.
+
+One user's scope is filled to 1k, 10k and 100k memories with ``remember_many`` batches of
+100 (the loading throughput is measured on the way); at each size, realistic queries are
+recalled (limit 10) and single ``remember`` calls are timed. Then a fresh server holds 100k
+memories spread over 1,000 users, to show that one big account does not slow down the
+others. Memory is the RSS of this process, which includes the embedded server.
+
+Latencies are measured at the client: request, loopback HTTP, server work and parsing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from memlayer_integrations import MemLayerClient
+
+from ._harness import Context, md_table, rss_mib, summarize_ms, verdict
+from ._text import TextGenerator
+
+NAME = "scale"
+TITLE = "Server scale"
+
+AGENT = "assistant"
+BATCH = 100
+
+
+def _db_bytes(server: Any) -> int:
+    path = server.settings.db_path
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            total += p.stat().st_size
+    return total
+
+
+def _load(client: Any, texts: list[str], user_of: Any) -> dict[str, Any]:
+    """Store ``texts`` in batches of 100 (one user per batch); time each request."""
+    times = []
+    start = time.perf_counter()
+    for i in range(0, len(texts), BATCH):
+        chunk = texts[i : i + BATCH]
+        t0 = time.perf_counter()
+        client.remember_many(chunk, user_id=user_of(i), agent_id=AGENT)
+        times.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    return {
+        "memories": len(texts),
+        "requests": len(times),
+        "seconds": round(elapsed, 3),
+        "memories_per_s": round(len(texts) / elapsed, 1) if elapsed else None,
+        "batch_latency": summarize_ms(times) if times else None,
+    }
+
+
+def _recall(client: Any, queries: list[tuple[str, str]], warmup: int = 5) -> dict[str, Any]:
+    for user, q in queries[:warmup]:
+        client.recall(q, user_id=user, limit=10)
+    times, hits = [], 0
+    for user, q in queries:
+        t0 = time.perf_counter()
+        results = client.recall(q, user_id=user, limit=10)
+        times.append(time.perf_counter() - t0)
+        hits += bool(results)
+    out = summarize_ms(times)
+    out["queries_with_results"] = round(hits / len(queries), 3)
+    return out
+
+
+def _singles(client: Any, gen: TextGenerator, user: str, n: int) -> dict[str, Any]:
+    times = []
+    for _ in range(n):
+        text = gen.memory()
+        t0 = time.perf_counter()
+        client.remember(text, user_id=user, agent_id=AGENT)
+        times.append(time.perf_counter() - t0)
+    out = summarize_ms(times)
+    out["memories_per_s"] = round(n / sum(times), 1)
+    return out
+
+
+def _warm_up(client: Any, gen: TextGenerator) -> None:
+    """A few requests outside the measured scope, so the first figures are not cold starts."""
+    for _ in range(10):
+        client.remember(gen.memory(), user_id="warm_up", agent_id=AGENT)
+        client.recall(gen.query(), user_id="warm_up")
+    client.remember_many(gen.memories(100), user_id="warm_up", agent_id=AGENT)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    stages = ctx.pick([100, 300], [1_000, 3_000], [1_000, 10_000, 100_000])
+    n_queries = ctx.pick(10, 50, 300)
+    n_singles = ctx.pick(10, 30, 200)
+    spread_total, spread_users = ctx.pick((300, 3), (3_000, 30), (100_000, 1_000))
+
+    gen = TextGenerator(seed=20261127)
+    user = "user_0001"
+    rows: list[dict[str, Any]] = []
+    rss_start = rss_mib()
+    with ctx.client() as client:
+        _warm_up(client, gen)
+        corpus: list[str] = []  # what queries may be about
+        stored = 0  # what the scope holds, single writes included
+        for target in stages:
+            texts = gen.memories(target - stored)
+            load = _load(client, texts, lambda i: user)
+            corpus.extend(texts)
+            stored += len(texts)
+            queries = [(user, q) for q in gen.queries(n_queries, corpus)]
+            recall = _recall(client, queries)
+            # Singles come after the recall figures, so recall is measured at exactly `target`.
+            singles = _singles(client, gen, user, n_singles)
+            stored += n_singles
+            rows.append(
+                {
+                    "memories": target,
+                    "users": 1,
+                    "load": load,
+                    "recall": recall,
+                    "remember_single": singles,
+                    "rss_mib": rss_mib(),
+                    "rss_growth_mib": round(rss_mib() - rss_start, 1),
+                    "db_bytes": _db_bytes(ctx.server),
+                }
+            )
+
+    # 100k spread over many users, on a fresh server so the first scenario is not in its index.
+    from memlayer_integrations.server import LocalMemLayerServer
+
+    spread_gen = TextGenerator(seed=7)
+    spread_rss_start = rss_mib()
+    with LocalMemLayerServer(db_path=None) as server:
+        key = server.create_key(plan="unlimited")
+        per_user = spread_total // spread_users
+        if per_user % BATCH:
+            raise ValueError(f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user")
+        users = [f"user_{i:05d}" for i in range(spread_users)]
+        texts = spread_gen.memories(per_user * spread_users)
+        with MemLayerClient(api_key=key, base_url=server.url) as client:
+            _warm_up(client, spread_gen)
+            load = _load(client, texts, lambda i: users[i // per_user])
+            queries = []
+            for _ in range(n_queries):
+                u = spread_gen.rng.randrange(spread_users)
+                own = texts[u * per_user : (u + 1) * per_user]
+                queries.append((users[u], spread_gen.queries(1, own)[0]))
+            recall = _recall(client, queries)
+            singles = _singles(client, spread_gen, users[0], n_singles)
+        rows.append(
+            {
+                "memories": per_user * spread_users,
+                "users": spread_users,
+                "load": load,
+                "recall": recall,
+                "remember_single": singles,
+                "rss_mib": rss_mib(),
+                "rss_growth_mib": round(rss_mib() - spread_rss_start, 1),
+                "db_bytes": _db_bytes(server),
+            }
+        )
+
+    one_user = [r for r in rows if r["users"] == 1]
+    first, last = one_user[0], one_user[-1]
+    growth = {
+        "memories_ratio": round(last["memories"] / first["memories"], 1),
+        "recall_p50_ratio": round(last["recall"]["p50_ms"] / first["recall"]["p50_ms"], 2),
+    }
+    return {
+        "rows": rows,
+        "rss_start_mib": rss_start,
+        "growth": growth,
+        "queries_per_size": n_queries,
+        "recall_limit": 10,
+        "batch_size": BATCH,
+    }
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, str]]:
+    one_user = [r for r in result["rows"] if r["users"] == 1]
+    biggest = one_user[-1]
+    p50 = biggest["recall"]["p50_ms"]
+    g = result["growth"]
+    return [
+        {
+            "target": f"recall p50 < 10 ms at {biggest['memories']:,} memories (one user)",
+            "measured": f"{p50:.2f} ms",
+            "verdict": verdict(p50 < 10.0),
+        },
+        {
+            "target": "recall latency grows clearly below linear",
+            "measured": f"{g['memories_ratio']:g}x memories -> {g['recall_p50_ratio']:g}x p50",
+            "verdict": verdict(g["recall_p50_ratio"] < g["memories_ratio"] / 4),
+        },
+    ]
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    table = md_table(
+        [
+            "memories",
+            "users",
+            "recall p50 ms",
+            "recall p95 ms",
+            "queries with results",
+            "single remember p50 ms",
+            "single remember /s",
+            "batch load /s",
+            "batch (100) p50 ms",
+            "RSS MiB",
+            "RSS growth MiB",
+            "database MiB",
+        ],
+        [
+            [
+                r["memories"],
+                r["users"],
+                r["recall"]["p50_ms"],
+                r["recall"]["p95_ms"],
+                r["recall"]["queries_with_results"],
+                r["remember_single"]["p50_ms"],
+                r["remember_single"]["memories_per_s"],
+                r["load"]["memories_per_s"],
+                r["load"]["batch_latency"]["p50_ms"],
+                r["rss_mib"],
+                r["rss_growth_mib"],
+                round(r["db_bytes"] / 2**20, 1),
+            ]
+            for r in rows
+        ],
+    )
+    g = result["growth"]
+    return "\n".join(
+        [
+            f"{result['queries_per_size']} queries per size (80 % about something stored), recall "
+            f"limit {result['recall_limit']}; texts are seeded English-like sentences with Zipfian "
+            f"word frequencies. \"batch load /s\" is the throughput of `remember_many` "
+            f"({result['batch_size']} per request) while filling the scope up to that size. RSS is "
+            f"this process (client and embedded server, and whatever earlier benchmarks imported); "
+            f"it was {result['rss_start_mib']} MiB before loading, and \"RSS growth\" is measured "
+            "from there (from the start of the many-users server for the last row). \"database\" "
+            "is the SQLite file with its WAL.",
+            "",
+            table,
+            "",
+            f"From the smallest to the largest single-user scope: {g['memories_ratio']:g}x the "
+            f"memories, {g['recall_p50_ratio']:g}x the recall p50.",
+        ]
+    )

@@ -1,0 +1,246 @@
+"""The SQLite database: connections, transactions and versioned migrations.
+
+One file in WAL mode. Writes go through a single connection behind a lock (SQLite allows
+one writer at a time anyway, and the lock turns contention into a queue instead of
+``database is locked`` errors); reads use a pool of connections and run concurrently with
+writes. Every write transaction is committed before the response is sent, so a write that
+was acknowledged is on disk.
+
+The schema version is SQLite's ``PRAGMA user_version``: migration *n* (1-based) brings the
+file from version *n-1* to *n*, in one transaction with the version bump.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Union
+
+__all__ = ["Database", "MIGRATIONS", "SCHEMA_VERSION", "SchemaTooNewError"]
+
+_V1 = """
+CREATE TABLE accounts (
+    id              INTEGER PRIMARY KEY,
+    plan            TEXT NOT NULL,
+    memory_limit    INTEGER,
+    request_limit   INTEGER,
+    suspended       INTEGER NOT NULL DEFAULT 0,
+    memory_count    INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL
+);
+
+-- Keys are stored as a salted SHA-256 only. `lookup` is a short digest of the key used to
+-- find the row; the salted hash is then compared in constant time.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    name        TEXT,
+    lookup      TEXT NOT NULL,
+    salt        BLOB NOT NULL,
+    hash        BLOB NOT NULL,
+    hint        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
+CREATE INDEX api_keys_lookup ON api_keys(lookup);
+
+-- AUTOINCREMENT: rowids only grow, so "rowid > cursor" pages in creation order even after
+-- the newest memory was deleted.
+CREATE TABLE memories (
+    rowid       INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    user_id     TEXT NOT NULL,
+    agent_id    TEXT NOT NULL,
+    session_id  TEXT,
+    key         TEXT,
+    content     TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX memories_scope ON memories(account_id, user_id, agent_id);
+CREATE UNIQUE INDEX memories_key ON memories(account_id, user_id, agent_id, key) WHERE key IS NOT NULL;
+
+-- Full-text index over content, kept in step by triggers (external content: the text is
+-- stored once, in `memories`).
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+    content, content='memories', content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts(rowid, content) VALUES (new.rowid, new.content);
+    UPDATE accounts SET memory_count = memory_count + 1 WHERE id = new.account_id;
+END;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+    UPDATE accounts SET memory_count = memory_count - 1 WHERE id = old.account_id;
+END;
+CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
+    INSERT INTO memories_fts(rowid, content) VALUES (new.rowid, new.content);
+END;
+
+CREATE TABLE request_counts (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    day         TEXT NOT NULL,
+    requests    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, day)
+) WITHOUT ROWID;
+
+CREATE TABLE idempotency (
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    body         BLOB NOT NULL,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+CREATE INDEX idempotency_created ON idempotency(created_at);
+"""
+
+#: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer version of this package."""
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; every transaction here is explicit.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; return the version found."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"database schema version {found} is newer than this server's {SCHEMA_VERSION}; "
+                "upgrade memlayer-integrations"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer[:60]!r}")
+
+
+class Database:
+    """Connections to one SQLite file. Opening is lazy; :meth:`close` closes them all.
+
+    Example:
+        >>> db = Database("memlayer.db")
+        >>> with db.write() as conn:
+        ...     conn.execute("UPDATE accounts SET suspended = 1 WHERE id = ?", (1,))
+        >>> with db.read() as conn:
+        ...     conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+    """
+
+    def __init__(self, path: Union[str, Path], synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def open(self) -> None:
+        """Create the file if needed and run pending migrations (idempotent)."""
+        with self._write_lock:
+            self._open_writer()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(str(self.path), self._synchronous)
+            try:
+                migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._writer = conn
+            with self._pool_lock:
+                self._all.append(conn)
+        return self._writer
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), rolled back on error."""
+        with self._write_lock:
+            conn = self._open_writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on a pooled connection: one consistent snapshot."""
+        if self._writer is None:
+            self.open()
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("database is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = _connect(str(self.path), self._synchronous)
+            with self._pool_lock:
+                self._all.append(conn)
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            with self._pool_lock:
+                self._idle.append(conn)
+
+    def close(self) -> None:
+        """Close every connection; the database cannot be used afterwards."""
+        with self._write_lock, self._pool_lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._idle.clear()
+            self._writer = None

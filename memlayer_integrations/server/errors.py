@@ -1,0 +1,65 @@
+"""The one error type of the server and the contract's error body.
+
+Handlers raise :class:`ApiError`; the app turns it (and every other failure) into
+``{"error": {"code", "message", "field"}, "request_id"}`` with the right status.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Optional, Union
+
+__all__ = ["ApiError", "validation_error", "error_body", "new_request_id", "field_path", "json_bytes"]
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status``, contract ``code``, ``message`` and the offending ``field``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: Optional[str] = None,
+        headers: Optional[dict[str, str]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    def prefixed(self, prefix: str) -> "ApiError":
+        """The same error, its field moved under ``prefix`` (``operations[2]``, say)."""
+        field = f"{prefix}.{self.field}" if self.field else prefix
+        return ApiError(self.status, self.code, f"{prefix}: {self.message}", field, self.headers)
+
+
+def validation_error(message: str, field: Optional[str]) -> ApiError:
+    return ApiError(422, "validation_error", message, field)
+
+
+def json_bytes(body: object) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_body(code: str, message: str, field: Optional[str], request_id: str) -> bytes:
+    return json_bytes({"error": {"code": code, "message": message, "field": field}, "request_id": request_id})
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def field_path(loc: Sequence[Union[str, int]]) -> Optional[str]:
+    """``("items", 3, "metadata")`` -> ``"items[3].metadata"``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None

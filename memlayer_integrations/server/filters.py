@@ -1,0 +1,71 @@
+"""Metadata filters -> a parameterized SQL condition.
+
+Every filter key and value is a bound parameter: keys are matched against ``json_each``'s
+``key`` column instead of being spliced into a JSON path, so no key (quotes, dots, ``$``)
+can change the query. Type rules of the contract: a memory without the key never matches,
+not even ``$ne``, and a number never matches a string (nor a boolean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import validation_error
+
+__all__ = ["Filter", "compile_filters", "MAX_FILTER_KEYS"]
+
+MAX_FILTER_KEYS = 64
+_SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A condition on the memories table (aliased ``m``) and its parameters."""
+
+    sql: str
+    params: list[Any] = field(default_factory=list)
+
+
+def _condition(op: str, value: Any, where: str) -> tuple[str, list[Any]]:
+    sql_op = _SQL_OPS[op]
+    if value is None or isinstance(value, bool):
+        if op not in ("$eq", "$ne"):
+            raise validation_error(f"{where}: {op} needs a number or a string", where)
+        if value is None:
+            return ("j.type = 'null'" if op == "$eq" else "j.type != 'null'"), []
+        return f"j.type IN ('true', 'false') AND (j.type = 'true') {sql_op} ?", [int(value)]
+    if isinstance(value, str):
+        return f"j.type = 'text' AND j.value {sql_op} ?", [value]
+    if isinstance(value, (int, float)):
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            raise validation_error(f"{where}: number out of range", where)
+        return f"j.type IN ('integer', 'real') AND j.value {sql_op} ?", [value]
+    raise validation_error(f"{where}: a filter value is a string, number, boolean or null", where)
+
+
+def compile_filters(filters: Optional[dict[str, Any]], prefix: str = "filters") -> Optional[Filter]:
+    """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422."""
+    if not filters:
+        return None
+    if len(filters) > MAX_FILTER_KEYS:
+        raise validation_error(f"{prefix}: at most {MAX_FILTER_KEYS} keys", prefix)
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, spec in filters.items():
+        where = f"{prefix}.{key}"
+        ops = spec if isinstance(spec, dict) else {"$eq": spec}
+        if not ops:
+            raise validation_error(f"{where}: an operator object needs at least one operator", where)
+        conditions = []
+        key_params: list[Any] = [key]
+        for op, value in ops.items():
+            if op not in _SQL_OPS:
+                raise validation_error(f"{where}: unknown operator {op!r} (use {' '.join(_SQL_OPS)})", f"{where}.{op}")
+            sql, values = _condition(op, value, f"{where}.{op}" if isinstance(spec, dict) else where)
+            conditions.append(f"({sql})")
+            key_params.extend(values)
+        parts.append(f"EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {' AND '.join(conditions)})")
+        params.extend(key_params)
+    return Filter(" AND ".join(parts), params)

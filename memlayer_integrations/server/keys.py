@@ -1,0 +1,164 @@
+"""API keys and the accounts they open: creation, lookup, revocation, suspension.
+
+A key is shown once, when it is created, and stored only as a salted SHA-256. To find a key's
+row without storing the key, each row carries ``lookup``: the first 16 hex digits of the
+key's SHA-256. The candidate rows' salted hashes are then compared with
+``hmac.compare_digest``, so how long a check takes does not depend on how much of a guess
+matched. (A single hash suffices: keys carry ~238 random bits, so there is nothing for a slow
+password hash to protect against.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import string
+from dataclasses import dataclass
+from typing import Optional
+
+from .._constants import KEY_PATTERN, KEY_PREFIX
+from .settings import Plan
+
+__all__ = [
+    "Account",
+    "KeyInfo",
+    "KeyNotFoundError",
+    "generate_key",
+    "create_key",
+    "authenticate",
+    "list_keys",
+    "find_key",
+    "revoke_key",
+    "set_suspended",
+]
+
+_ALPHABET = string.ascii_letters + string.digits
+_KEY_RANDOM_CHARS = 40
+
+
+class KeyNotFoundError(LookupError):
+    """No key with that id (or value) exists in this database."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account a request was authenticated as."""
+
+    id: int
+    plan: str
+    memory_limit: Optional[int]
+    request_limit: Optional[int]
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What ``memlayer keys list`` shows of a key: never the key itself."""
+
+    id: str
+    account_id: int
+    name: Optional[str]
+    plan: str
+    hint: str
+    created_at: str
+    revoked: bool
+    suspended: bool
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked else "suspended" if self.suspended else "active"
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_KEY_RANDOM_CHARS))
+
+
+def _lookup(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _salted(salt: bytes, key: str) -> bytes:
+    return hashlib.sha256(salt + key.encode()).digest()
+
+
+def create_key(conn: sqlite3.Connection, *, plan_name: str, plan: Plan, name: Optional[str], now: str) -> tuple[str, str]:
+    """Create an account on ``plan`` and its key, inside the caller's write transaction.
+
+    Returns:
+        ``(key, key_id)``: the key, to show once, and its id (``key_...``), to manage it.
+    """
+    key = generate_key()
+    account_id = conn.execute(
+        "INSERT INTO accounts (plan, memory_limit, request_limit, created_at) VALUES (?, ?, ?, ?)",
+        (plan_name, plan.memories, plan.requests_per_day, now),
+    ).lastrowid
+    key_id = "key_" + secrets.token_hex(8)
+    salt = secrets.token_bytes(16)
+    conn.execute(
+        "INSERT INTO api_keys (id, account_id, name, lookup, salt, hash, hint, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (key_id, account_id, name, _lookup(key), salt, _salted(salt, key), key[: len(KEY_PREFIX) + 4] + "…", now),
+    )
+    return key, key_id
+
+
+def _match(conn: sqlite3.Connection, key: str) -> Optional[sqlite3.Row]:
+    found = None
+    for row in conn.execute(
+        "SELECT k.id, k.revoked_at, a.id AS account_id, a.plan, a.memory_limit, a.request_limit, a.suspended,"
+        " k.salt, k.hash FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.lookup = ?",
+        (_lookup(key),),
+    ):
+        # Every candidate is compared, so the time taken does not say which one matched.
+        if hmac.compare_digest(_salted(row["salt"], key), row["hash"]):
+            found = row
+    return found
+
+
+def authenticate(conn: sqlite3.Connection, key: str) -> Optional[Account]:
+    """The account of a live (not revoked) key, or ``None``. The format is checked by the caller."""
+    row = _match(conn, key)
+    if row is None or row["revoked_at"] is not None:
+        return None
+    return Account(row["account_id"], row["plan"], row["memory_limit"], row["request_limit"], bool(row["suspended"]))
+
+
+def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
+    """Resolve a key id (``key_...``) or the key itself to the key id."""
+    if KEY_PATTERN.fullmatch(key_or_id):
+        row = _match(conn, key_or_id)
+        if row is not None:
+            return row["id"]
+    elif conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_or_id,)).fetchone():
+        return key_or_id
+    raise KeyNotFoundError("no such key (give the key id shown by `memlayer keys list`, or the key)")
+
+
+def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
+    rows = conn.execute(
+        "SELECT k.id, k.account_id, k.name, a.plan, k.hint, k.created_at, k.revoked_at, a.suspended"
+        " FROM api_keys k JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at, k.rowid"
+    )
+    return [
+        KeyInfo(r["id"], r["account_id"], r["name"], r["plan"], r["hint"], r["created_at"], r["revoked_at"] is not None, bool(r["suspended"]))
+        for r in rows
+    ]
+
+
+def revoke_key(conn: sqlite3.Connection, key_or_id: str, *, now: str) -> str:
+    """Revoke a key for good (its account's memories stay); return its id."""
+    key_id = find_key(conn, key_or_id)
+    conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (now, key_id))
+    return key_id
+
+
+def set_suspended(conn: sqlite3.Connection, key_or_id: str, suspended: bool) -> str:
+    """Suspend or reinstate the account of a key; return the key id."""
+    key_id = find_key(conn, key_or_id)
+    conn.execute(
+        "UPDATE accounts SET suspended = ? WHERE id = (SELECT account_id FROM api_keys WHERE id = ?)",
+        (int(suspended), key_id),
+    )
+    return key_id

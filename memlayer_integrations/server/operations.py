@@ -1,0 +1,136 @@
+"""One function per endpoint: read the request from a :class:`Context`, call ``store``.
+
+These functions are what ``/v1/batch`` runs too, so an operation behaves the same alone
+and inside a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._constants import MAX_BATCH_ITEMS
+from . import store
+from .errors import ApiError, validation_error
+from .parsing import check_memory_id, query_to_dict, validate
+from .schemas import (
+    OP_MODELS,
+    ForgetAllQuery,
+    ListQuery,
+    RecallRequest,
+    RememberManyRequest,
+    RememberRequest,
+    ScopesQuery,
+    UpdateRequest,
+)
+from .service import Context, Operation
+
+__all__ = ["OPERATIONS"]
+
+_SCOPE_PARAMS = ("user_id", "agent_id", "session_id")
+
+
+def remember(ctx: Context) -> tuple[int, Any]:
+    return store.remember(ctx.conn, ctx.account, validate(RememberRequest, ctx.json()), ctx.now_iso)
+
+
+def remember_many(ctx: Context) -> tuple[int, Any]:
+    req = validate(RememberManyRequest, ctx.json())
+    return 201, {"memories": store.remember_many(ctx.conn, ctx.account, req, ctx.now_iso)}
+
+
+def recall(ctx: Context) -> tuple[int, Any]:
+    return 200, {"results": store.recall(ctx.conn, ctx.account, validate(RecallRequest, ctx.json()))}
+
+
+def get(ctx: Context) -> tuple[int, Any]:
+    return 200, store.get(ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"]))
+
+
+def update(ctx: Context) -> tuple[int, Any]:
+    memory_id = check_memory_id(ctx.incoming.path_params["memory_id"])
+    return 200, store.update(ctx.conn, ctx.account, memory_id, validate(UpdateRequest, ctx.json()), ctx.now_iso)
+
+
+def forget(ctx: Context) -> tuple[int, Any]:
+    store.forget(ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"]))
+    return 204, None
+
+
+def forget_all(ctx: Context) -> tuple[int, Any]:
+    q = validate(ForgetAllQuery, query_to_dict(ctx.incoming.query, _SCOPE_PARAMS, {"key": "keys"}))
+    return 200, {"deleted": store.forget_all(ctx.conn, ctx.account, q)}
+
+
+def list_memories(ctx: Context) -> tuple[int, Any]:
+    params = query_to_dict(ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"})
+    return 200, store.list_page(ctx.conn, ctx.account, validate(ListQuery, params))
+
+
+def scopes(ctx: Context) -> tuple[int, Any]:
+    q = validate(ScopesQuery, query_to_dict(ctx.incoming.query, ("user_id",), {}))
+    return 200, {"scopes": store.scopes(ctx.conn, ctx.account, q.user_id)}
+
+
+def usage(ctx: Context) -> tuple[int, Any]:
+    return 200, store.usage(ctx.conn, ctx.account, ctx.requests_today, ctx.now)
+
+
+def _run_op(ctx: Context, name: str, req: Any) -> Any:
+    conn, account = ctx.conn, ctx.account
+    if name == "remember":
+        return {"memory": store.remember(conn, account, req, ctx.now_iso)[1]}
+    if name == "remember_many":
+        return {"memories": store.remember_many(conn, account, req, ctx.now_iso)}
+    if name == "recall":
+        return {"results": store.recall(conn, account, req)}
+    if name == "get":
+        return {"memory": store.get(conn, account, req.memory_id)}
+    if name == "update":
+        return {"memory": store.update(conn, account, req.memory_id, req, ctx.now_iso)}
+    if name == "forget":
+        return {"deleted": store.forget(conn, account, req.memory_id)}
+    if name == "forget_all":
+        return {"deleted": store.forget_all(conn, account, req)}
+    if name == "list":
+        return store.list_page(conn, account, req)
+    return {"usage": store.usage(conn, account, ctx.requests_today, ctx.now)}
+
+
+def batch(ctx: Context) -> tuple[int, Any]:
+    """Run the operations in order on the caller's transaction; the first failure fails all."""
+    body = ctx.json()
+    if not isinstance(body, dict):
+        raise validation_error("the request body must be a JSON object", None)
+    unknown = sorted(set(body) - {"operations"})
+    if unknown:
+        raise validation_error(f"{unknown[0]}: unknown field", unknown[0])
+    operations = body.get("operations")
+    if not isinstance(operations, list) or not 1 <= len(operations) <= MAX_BATCH_ITEMS:
+        raise validation_error(f"operations: a list of 1 to {MAX_BATCH_ITEMS} operations", "operations")
+    results = []
+    for i, raw in enumerate(operations):
+        try:
+            if not isinstance(raw, dict):
+                raise validation_error("an operation is a JSON object", None)
+            name = raw.get("op")
+            if not isinstance(name, str) or name not in OP_MODELS:
+                raise validation_error(f"op: one of {', '.join(OP_MODELS)}", "op")
+            results.append(_run_op(ctx, name, validate(OP_MODELS[name], raw)))
+        except ApiError as exc:
+            raise exc.prefixed(f"operations[{i}]") from None
+    return 200, {"results": results}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "remember": Operation(remember, writes=True),
+    "remember_many": Operation(remember_many, writes=True),
+    "recall": Operation(recall, writes=False),
+    "get": Operation(get, writes=False),
+    "update": Operation(update, writes=True),
+    "forget": Operation(forget, writes=True),
+    "forget_all": Operation(forget_all, writes=True),
+    "list": Operation(list_memories, writes=False),
+    "scopes": Operation(scopes, writes=False),
+    "usage": Operation(usage, writes=False),
+    "batch": Operation(batch, writes=True),
+}

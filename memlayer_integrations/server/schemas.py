@@ -1,0 +1,304 @@
+"""Request and response bodies of the wire contract, as pydantic models.
+
+Request models are strict (a number is not a string, ``true`` is not ``1``) and forbid
+unknown fields, so a typo such as ``metdata`` is a 422 naming the field rather than a
+silently dropped value. The response objects themselves (``Memory``, ``RecalledMemory``,
+``Usage``, ``Scope``) are the package's own models from ``_models``; the server and the
+clients share one definition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+from .._constants import DEFAULT_PAGE_SIZE, DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._models import Memory, RecalledMemory, Scope, Usage
+
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+MAX_QUERY_CHARS = 4096
+MAX_OFFSET = 10_000
+MAX_RECALL_LIMIT = 100
+MAX_PAGE_SIZE = 100
+MEMORY_ID_RE = re.compile(r"mem_[0-9a-f]{32}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL_RE.search(value):
+        raise _error("control_character", "must not contain control characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise _error("blank", "must not be empty or only white space")
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise _error("too_deep", f"must not be nested more than {MAX_METADATA_DEPTH} levels deep")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise _error("too_large", f"must be at most {MAX_METADATA_BYTES} bytes serialized, got {size}")
+    return value
+
+
+def _check_memory_id(value: str) -> str:
+    if not MEMORY_ID_RE.fullmatch(value):
+        raise _error("memory_id", "must be 'mem_' followed by 32 lowercase hex digits")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    AfterValidator(_no_control),
+    Field(json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"}),
+]
+Content = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS),
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": r"\S"}),
+]
+QueryText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS),
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": r"\S"}),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_metadata),
+    Field(description=f"a JSON object, at most {MAX_METADATA_BYTES} bytes serialized, nesting depth at most {MAX_METADATA_DEPTH}"),
+]
+MemoryId = Annotated[str, AfterValidator(_check_memory_id), Field(json_schema_extra={"pattern": r"^mem_[0-9a-f]{32}$"})]
+KeyList = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+_SCALAR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+FILTERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Match metadata, top-level keys only: a value (equality) or an object of operators "
+    "($eq $ne $gt $gte $lt $lte), all of which must hold.",
+    "additionalProperties": {
+        "anyOf": [
+            _SCALAR_SCHEMA,
+            {
+                "type": "object",
+                "minProperties": 1,
+                "properties": {op: _SCALAR_SCHEMA for op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")},
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
+Filters = Annotated[dict[str, Any], WithJsonSchema(FILTERS_SCHEMA)]
+RecallLimit = Annotated[int, Field(ge=1, le=MAX_RECALL_LIMIT)]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class RememberRequest(_Request):
+    content: Content
+    user_id: Identifier
+    agent_id: Identifier
+    session_id: Optional[Identifier] = None
+    metadata: Optional[Metadata] = None
+    key: Optional[Identifier] = Field(None, description="replaces the memory of this key in (user_id, agent_id)")
+
+
+class RememberItem(_Request):
+    content: Content
+    metadata: Optional[Metadata] = None
+    key: Optional[Identifier] = None
+    session_id: Optional[Identifier] = Field(None, description="overrides the request's session_id")
+
+
+class RememberManyRequest(_Request):
+    user_id: Identifier
+    agent_id: Identifier
+    session_id: Optional[Identifier] = None
+    items: Annotated[list[RememberItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class RecallRequest(_Request):
+    query: QueryText
+    user_id: Identifier
+    agent_id: Optional[Identifier] = Field(None, description="null searches all of the user's agents")
+    session_id: Optional[Identifier] = None
+    filters: Optional[Filters] = None
+    limit: RecallLimit = DEFAULT_RECALL_LIMIT
+    offset: Offset = 0
+
+
+class UpdateRequest(_Request):
+    content: Optional[Content] = None
+    metadata: Optional[Metadata] = Field(None, description="replaces the whole metadata object")
+
+    @model_validator(mode="after")
+    def _something(self) -> "UpdateRequest":
+        if self.content is None and self.metadata is None:
+            raise _error("missing", "give content, metadata or both")
+        return self
+
+
+class ForgetAllQuery(_Request):
+    user_id: Identifier
+    agent_id: Optional[Identifier] = None
+    session_id: Optional[Identifier] = None
+    keys: Optional[KeyList] = None
+
+
+class ListQuery(ForgetAllQuery):
+    filters: Optional[Filters] = None
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: Optional[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = None
+
+
+class ScopesQuery(_Request):
+    user_id: Optional[Identifier] = None
+
+
+# -- /v1/batch operations: the op name plus the fields of the single endpoint -----------------
+
+
+class RememberOp(RememberRequest):
+    op: Literal["remember"]
+
+
+class RememberManyOp(RememberManyRequest):
+    op: Literal["remember_many"]
+
+
+class RecallOp(RecallRequest):
+    op: Literal["recall"]
+
+
+class GetOp(_Request):
+    op: Literal["get"]
+    memory_id: MemoryId
+
+
+class UpdateOp(UpdateRequest):
+    op: Literal["update"]
+    memory_id: MemoryId
+
+
+class ForgetOp(_Request):
+    op: Literal["forget"]
+    memory_id: MemoryId
+
+
+class ForgetAllOp(ForgetAllQuery):
+    op: Literal["forget_all"]
+
+
+class ListOp(ListQuery):
+    op: Literal["list"]
+
+
+class UsageOp(_Request):
+    op: Literal["usage"]
+
+
+OP_MODELS: dict[str, type[_Request]] = {
+    "remember": RememberOp,
+    "remember_many": RememberManyOp,
+    "recall": RecallOp,
+    "get": GetOp,
+    "update": UpdateOp,
+    "forget": ForgetOp,
+    "forget_all": ForgetAllOp,
+    "list": ListOp,
+    "usage": UsageOp,
+}
+AnyOp = Annotated[
+    Union[RememberOp, RememberManyOp, RecallOp, GetOp, UpdateOp, ForgetOp, ForgetAllOp, ListOp, UsageOp],
+    Field(discriminator="op"),
+]
+
+
+class BatchRequest(_Request):
+    """Only describes the body in the OpenAPI schema; each operation is validated on its own."""
+
+    operations: Annotated[list[AnyOp], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class MemoryResult(BaseModel):
+    memory: Memory
+
+
+class MemoriesResponse(BaseModel):
+    memories: list[Memory]
+
+
+class PageResponse(BaseModel):
+    memories: list[Memory]
+    next_cursor: Optional[str]
+
+
+class RecallResponse(BaseModel):
+    results: list[RecalledMemory]
+
+
+class DeletedResponse(BaseModel):
+    deleted: int
+
+
+class ScopesResponse(BaseModel):
+    scopes: list[Scope]
+
+
+class UsageResult(BaseModel):
+    usage: Usage
+
+
+class BatchResponse(BaseModel):
+    results: list[Union[MemoryResult, MemoriesResponse, PageResponse, RecallResponse, DeletedResponse, UsageResult]]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="bad_request, invalid_json, invalid_api_key, wrong_key_format, account_suspended, "
+        "memory_limit_reached, not_found, method_not_allowed, idempotency_key_reused, conflict, "
+        "payload_too_large, unsupported_media_type, validation_error, daily_quota_exceeded, "
+        "rate_limited, internal_error"
+    )
+    message: str
+    field: Optional[str] = Field(description="the offending request field, e.g. items[3].metadata")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+    request_id: str

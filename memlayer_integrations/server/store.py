@@ -1,0 +1,262 @@
+"""The memory operations of the contract, on an open SQLite connection.
+
+Each function takes a validated request model and the authenticated account, and returns
+the JSON-ready result. Scoping is enforced here and only here: every statement is
+restricted to ``account_id``, and list/recall/forget-all to the caller's ``user_id`` (and
+``agent_id``/``session_id`` when given). Memory ids are global, so get/update/forget of an
+id belonging to another account answer 404, exactly as an id that never existed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from . import search as search_module
+from .errors import ApiError, validation_error
+from .filters import compile_filters
+from .keys import Account
+from .schemas import ForgetAllQuery, ListQuery, RecallRequest, RememberItem, RememberManyRequest, RememberRequest, UpdateRequest
+
+__all__ = [
+    "memory_json",
+    "remember",
+    "remember_many",
+    "recall",
+    "get",
+    "update",
+    "forget",
+    "forget_all",
+    "list_page",
+    "scopes",
+    "usage",
+    "iso",
+    "next_midnight",
+]
+
+_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def next_midnight(moment: datetime) -> datetime:
+    return (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def memory_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "content": row["content"],
+        "user_id": row["user_id"],
+        "agent_id": row["agent_id"],
+        "session_id": row["session_id"],
+        "key": row["key"],
+        "metadata": json.loads(row["metadata"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _dump(metadata: Optional[dict[str, Any]]) -> str:
+    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _not_found(memory_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"memory {memory_id} not found")
+
+
+def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3.Row:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
+    ).fetchone()
+    if row is None:
+        raise _not_found(memory_id)
+    return row
+
+
+def _by_key(conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str) -> Optional[sqlite3.Row]:
+    return conn.execute(
+        f"SELECT {_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
+        (account.id, user_id, agent_id, key),
+    ).fetchone()
+
+
+def _write(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, items: list[RememberItem],
+    session_id: Optional[str], now: str, field_prefix: str,
+) -> list[tuple[dict[str, Any], bool]]:
+    """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first."""
+    existing: list[Optional[sqlite3.Row]] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.key is not None:
+            if item.key in seen:
+                where = f"{field_prefix}[{i}].key" if field_prefix else "key"
+                raise validation_error(f"{where}: key {item.key!r} is also used by item {seen[item.key]}", where)
+            seen[item.key] = i
+            existing.append(_by_key(conn, account, user_id, agent_id, item.key))
+        else:
+            existing.append(None)
+    new = sum(1 for row in existing if row is None)
+    if account.memory_limit is not None and new:
+        stored = conn.execute("SELECT memory_count FROM accounts WHERE id = ?", (account.id,)).fetchone()[0]
+        if stored + new > account.memory_limit:
+            raise ApiError(
+                403, "memory_limit_reached",
+                f"storing {new} more memories would exceed the plan's limit of {account.memory_limit} "
+                f"({stored} stored); nothing was stored",
+            )
+    out = []
+    for item, row in zip(items, existing):
+        session = item.session_id if item.session_id is not None else session_id
+        metadata = _dump(item.metadata)
+        if row is None:
+            memory_id = "mem_" + uuid.uuid4().hex
+            conn.execute(
+                "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (memory_id, account.id, user_id, agent_id, session, item.key, item.content, metadata, now, now),
+            )
+            memory = {
+                "id": memory_id, "content": item.content, "user_id": user_id, "agent_id": agent_id,
+                "session_id": session, "key": item.key, "metadata": json.loads(metadata),
+                "created_at": now, "updated_at": now,
+            }
+            out.append((memory, True))
+        else:
+            conn.execute(
+                "UPDATE memories SET content = ?, metadata = ?, session_id = ?, updated_at = ? WHERE rowid = ?",
+                (item.content, metadata, session, now, row["rowid"]),
+            )
+            memory = memory_json(row)
+            memory.update(content=item.content, metadata=json.loads(metadata), session_id=session, updated_at=now)
+            out.append((memory, False))
+    return out
+
+
+def remember(conn: sqlite3.Connection, account: Account, req: RememberRequest, now: str) -> tuple[int, dict[str, Any]]:
+    """Store one memory: ``(201, memory)``, or ``(200, memory)`` when its key replaced one."""
+    item = RememberItem.model_construct(content=req.content, metadata=req.metadata, key=req.key, session_id=req.session_id)
+    [(memory, created)] = _write(conn, account, req.user_id, req.agent_id, [item], None, now, "")
+    return (201 if created else 200), memory
+
+
+def remember_many(conn: sqlite3.Connection, account: Account, req: RememberManyRequest, now: str) -> list[dict[str, Any]]:
+    pairs = _write(conn, account, req.user_id, req.agent_id, req.items, req.session_id, now, "items")
+    return [memory for memory, _ in pairs]
+
+
+def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> list[dict[str, Any]]:
+    hits = search_module.search(
+        conn, account.id, req.query, user_id=req.user_id, agent_id=req.agent_id, session_id=req.session_id,
+        filters=compile_filters(req.filters), limit=req.limit, offset=req.offset,
+    )
+    return [{"memory": memory_json(row), "score": score} for row, score in hits]
+
+
+def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str, Any]:
+    return memory_json(_load(conn, account, memory_id))
+
+
+def update(conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str) -> dict[str, Any]:
+    row = _load(conn, account, memory_id)
+    memory = memory_json(row)
+    if req.content is not None:
+        memory["content"] = req.content
+    if req.metadata is not None:
+        memory["metadata"] = req.metadata
+    memory["updated_at"] = now
+    conn.execute(
+        "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
+        (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
+    )
+    return memory
+
+
+def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
+    deleted = conn.execute("DELETE FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)).rowcount
+    if not deleted:
+        raise _not_found(memory_id)
+    return deleted
+
+
+def _scope_sql(account: Account, q: ForgetAllQuery) -> tuple[str, list[Any]]:
+    sql = "m.account_id = ? AND m.user_id = ?"
+    params: list[Any] = [account.id, q.user_id]
+    if q.agent_id is not None:
+        sql += " AND m.agent_id = ?"
+        params.append(q.agent_id)
+    if q.session_id is not None:
+        sql += " AND m.session_id = ?"
+        params.append(q.session_id)
+    if q.keys:
+        sql += f" AND m.key IN ({', '.join('?' * len(q.keys))})"
+        params.extend(q.keys)
+    return sql, params
+
+
+def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) -> int:
+    sql, params = _scope_sql(account, q)
+    return conn.execute(f"DELETE FROM memories AS m WHERE {sql}", params).rowcount
+
+
+def _encode_cursor(rowid: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{rowid}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, field: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "after" or not number.isdigit() or len(number) > 18:
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise validation_error(f"{field}: not a cursor returned by this server", field) from None
+
+
+def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[str, Any]:
+    """One page in creation order; ``next_cursor`` is ``None`` on the last page."""
+    sql, params = _scope_sql(account, q)
+    flt = compile_filters(q.filters)
+    if flt is not None:
+        sql += " AND " + flt.sql
+        params.extend(flt.params)
+    if q.cursor is not None:
+        sql += " AND m.rowid > ?"
+        params.append(_decode_cursor(q.cursor, "cursor"))
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?", [*params, q.limit + 1]
+    ).fetchall()
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    return {"memories": [memory_json(r) for r in rows], "next_cursor": _encode_cursor(rows[-1]["rowid"]) if more else None}
+
+
+def scopes(conn: sqlite3.Connection, account: Account, user_id: Optional[str]) -> list[dict[str, Any]]:
+    sql = "SELECT user_id, agent_id, count(*) AS n FROM memories WHERE account_id = ?"
+    params: list[Any] = [account.id]
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        params.append(user_id)
+    sql += " GROUP BY user_id, agent_id ORDER BY user_id, agent_id"
+    return [{"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["n"]} for r in conn.execute(sql, params)]
+
+
+def usage(conn: sqlite3.Connection, account: Account, requests_today: int, now: datetime) -> dict[str, Any]:
+    stored = conn.execute("SELECT memory_count FROM accounts WHERE id = ?", (account.id,)).fetchone()[0]
+    return {
+        "plan": account.plan,
+        "memories_stored": stored,
+        "memories_limit": account.memory_limit,
+        "requests_today": requests_today,
+        "requests_limit": account.request_limit,
+        "resets_at": next_midnight(now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,87 @@
+"""Storage: migrations, keys stored only as hashes, concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from memlayer_integrations.server import LocalMemLayerServer
+from memlayer_integrations.server.db import MIGRATIONS, SCHEMA_VERSION, Database, SchemaTooNewError
+
+
+def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path):
+    db = Database(tmp_path / "m.db")
+    db.open()
+    db.close()
+    conn = sqlite3.connect(tmp_path / "m.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reopening_runs_no_migration_twice(tmp_path):
+    with LocalMemLayerServer(tmp_path / "m.db") as server:
+        key = server.create_key()
+        httpx.post(server.url + "/v1/memories", json={"content": "kept", "user_id": "u", "agent_id": "a"},
+                   headers={"X-API-Key": key}).raise_for_status()
+    with LocalMemLayerServer(tmp_path / "m.db") as server:
+        r = httpx.get(server.url + "/v1/memories", params={"user_id": "u"}, headers={"X-API-Key": key})
+        assert [m["content"] for m in r.json()["memories"]] == ["kept"]
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "new.db")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNewError, match="newer"):
+        Database(tmp_path / "new.db").open()
+
+
+def test_a_failing_migration_leaves_the_database_untouched(tmp_path, monkeypatch):
+    from memlayer_integrations.server import db as db_module
+
+    monkeypatch.setattr(db_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE x (a);\nTHIS IS NOT SQL;"))
+    monkeypatch.setattr(db_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        Database(tmp_path / "m.db").open()
+    conn = sqlite3.connect(tmp_path / "m.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def test_keys_are_stored_only_as_salted_hashes(tmp_path):
+    with LocalMemLayerServer(tmp_path / "k.db") as server:
+        keys = [server.create_key(name=f"k{i}") for i in range(3)]
+        for key in keys:
+            assert httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).status_code == 200
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for key in keys:
+        assert key.encode() not in raw
+        assert key[8:].encode() not in raw  # not even the random part
+        assert key[: 8 + 16].encode() not in raw
+    rows = sqlite3.connect(tmp_path / "k.db").execute("SELECT salt, hash FROM api_keys").fetchall()
+    assert len({salt for salt, _ in rows}) == 3 and all(len(h) == 32 for _, h in rows)
+
+
+def test_concurrent_clients(tmp_path):
+    """32 clients writing and reading at once: every write stored once, no error."""
+    with LocalMemLayerServer(tmp_path / "c.db") as server:
+        key = server.create_key()
+
+        def work(n: int) -> list[int]:
+            statuses = []
+            with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
+                for i in range(4):
+                    statuses.append(http.post("/memories", json={"content": f"fact {n} {i}", "user_id": f"u{n % 4}", "agent_id": "a"}).status_code)
+                    statuses.append(http.post("/memories/search", json={"query": f"fact {i}", "user_id": f"u{n % 4}"}).status_code)
+                    statuses.append(http.get("/usage").status_code)
+            return statuses
+
+        with ThreadPoolExecutor(32) as pool:
+            statuses = [s for batch in pool.map(work, range(32)) for s in batch]
+        assert statuses.count(201) == 128 and set(statuses) == {200, 201}
+        usage = httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).json()
+        assert usage["memories_stored"] == 128 and usage["requests_today"] == 385

@@ -1,0 +1,91 @@
+"""Idempotency-Key: a replay returns the first answer, changes nothing and costs no quota."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from ._helpers import assert_error
+
+BODY = {"content": "likes tea", "user_id": "u1", "agent_id": "bot"}
+
+
+def count(http: httpx.Client) -> int:
+    return len(http.get("/memories", params={"user_id": "u1"}).json()["memories"])
+
+
+def test_replay_returns_the_first_response_and_stores_once(http):
+    first = http.post("/memories", json=BODY, headers={"Idempotency-Key": "idem-1"})
+    again = http.post("/memories", json=BODY, headers={"Idempotency-Key": "idem-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["x-request-id"] != first.headers["x-request-id"]
+    assert count(http) == 1
+
+
+def test_replays_are_not_counted(base_url, local_server):
+    with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key(plan="tiny")}) as http:
+        first = http.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
+        for _ in range(3):
+            replay = http.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
+        assert first.headers["x-ratelimit-remaining"] == replay.headers["x-ratelimit-remaining"] == "9"
+        assert http.get("/usage").json()["requests_today"] == 2
+
+
+def test_reuse_for_another_body_path_or_method_is_409(http):
+    memory = http.post("/memories", json=BODY, headers={"Idempotency-Key": "same"}).json()
+    assert_error(http.post("/memories", json={**BODY, "content": "other"}, headers={"Idempotency-Key": "same"}),
+                 409, "idempotency_key_reused", "Idempotency-Key")
+    assert_error(http.post("/memories/search", json={"query": "tea", "user_id": "u1"}, headers={"Idempotency-Key": "same"}),
+                 409, "idempotency_key_reused", "Idempotency-Key")
+    assert_error(http.delete(f"/memories/{memory['id']}", headers={"Idempotency-Key": "same"}),
+                 409, "idempotency_key_reused", "Idempotency-Key")
+    assert count(http) == 1
+
+
+def test_keys_are_per_account(http, base_url, local_server):
+    http.post("/memories", json=BODY, headers={"Idempotency-Key": "shared"})
+    with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key()}) as other:
+        r = other.post("/memories", json=BODY, headers={"Idempotency-Key": "shared"})
+        assert r.status_code == 201 and count(other) == 1
+
+
+def test_forget_replay_is_204_not_404(http):
+    memory = http.post("/memories", json=BODY).json()
+    for _ in range(2):
+        r = http.delete(f"/memories/{memory['id']}", headers={"Idempotency-Key": "del"})
+        assert r.status_code == 204
+
+
+def test_errors_are_not_stored_so_a_fixed_retry_runs(http):
+    bad = http.post("/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"})
+    assert_error(bad, 422, "validation_error", "content")
+    assert http.post("/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"}).status_code == 422
+
+
+def test_invalid_idempotency_key_is_400(http):
+    for key in ["x" * 256, "tab\there", "é"]:
+        r = http.post("/memories", json=BODY, headers={"Idempotency-Key": key.encode()})
+        assert_error(r, 400, "bad_request", "Idempotency-Key")
+    assert count(http) == 0
+
+
+def test_concurrent_duplicates_store_once(http):
+    def send(_: int) -> httpx.Response:
+        return http.post("/memories/batch", json={"user_id": "u1", "agent_id": "bot", "items": [{"content": "a"}, {"content": "b"}]},
+                         headers={"Idempotency-Key": "race"})
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(send, range(32)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.text for r in responses}) == 1
+    assert count(http) == 2
+
+
+def test_recall_can_be_replayed(http):
+    http.post("/memories", json=BODY)
+    q = {"query": "tea", "user_id": "u1"}
+    first = http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"})
+    http.post("/memories", json={**BODY, "content": "more tea"})
+    assert http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"}).json() == first.json()

@@ -1,0 +1,149 @@
+"""Bad input gets the contract's 4xx, naming the field; never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ._helpers import assert_error
+
+OK = {"content": "c", "user_id": "u", "agent_id": "a"}
+
+
+def post_raw(http, path, content, content_type="application/json"):
+    return http.post(path, content=content, headers={"Content-Type": content_type} if content_type else {})
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**OK, "content": ""}, "content"),
+        ({**OK, "content": " \n\t "}, "content"),
+        ({**OK, "content": "x" * 32769}, "content"),
+        ({**OK, "content": 5}, "content"),
+        ({"user_id": "u", "agent_id": "a"}, "content"),
+        ({**OK, "user_id": ""}, "user_id"),
+        ({**OK, "user_id": "a" * 257}, "user_id"),
+        ({**OK, "agent_id": "bad\nid"}, "agent_id"),
+        ({**OK, "session_id": "\x00"}, "session_id"),
+        ({**OK, "key": "\x85"}, "key"),
+        ({**OK, "metadata": []}, "metadata"),
+        ({**OK, "metadata": "x"}, "metadata"),
+        ({**OK, "metadata": {"k": "x" * 16400}}, "metadata"),
+        ({**OK, "metdata": {}}, "metdata"),
+    ],
+)
+def test_remember_fields(http, body, field):
+    assert_error(http.post("/memories", json=body), 422, "validation_error", field)
+
+
+def test_limits_are_inclusive(http):
+    assert http.post("/memories", json={**OK, "content": "x" * 32768, "user_id": "u" * 256}).status_code == 201
+
+
+def test_metadata_depth(http):
+    nested: dict = {"v": 1}
+    for _ in range(7):
+        nested = {"n": nested}
+    assert http.post("/memories", json={**OK, "metadata": nested}).status_code == 201  # depth 8
+    assert_error(http.post("/memories", json={**OK, "metadata": {"n": nested}}), 422, "validation_error", "metadata")
+    deep = '{"content":"c","user_id":"u","agent_id":"a","metadata":' + '{"a":' * 100000 + "1" + "}" * 100001
+    r = post_raw(http, "/memories", deep.encode())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "", "user_id": "u"}, "query"),
+        ({"query": "   ", "user_id": "u"}, "query"),
+        ({"query": "x" * 4097, "user_id": "u"}, "query"),
+        ({"query": "x", "user_id": "u", "limit": 0}, "limit"),
+        ({"query": "x", "user_id": "u", "limit": 101}, "limit"),
+        ({"query": "x", "user_id": "u", "limit": True}, "limit"),
+        ({"query": "x", "user_id": "u", "limit": "5"}, "limit"),
+        ({"query": "x", "user_id": "u", "offset": 10001}, "offset"),
+        ({"query": "x", "user_id": "u", "offset": -1}, "offset"),
+        ({"query": "x", "user_id": "u", "filters": {"a": {"$regex": "x"}}}, "filters.a.$regex"),
+        ({"query": "x", "user_id": "u", "filters": {"a": {}}}, "filters.a"),
+        ({"query": "x", "user_id": "u", "filters": {"a": [1]}}, "filters.a"),
+        ({"query": "x", "user_id": "u", "filters": {"a": {"$gt": None}}}, "filters.a.$gt"),
+        ({"query": "x", "user_id": "u", "filters": {"a": 2**70}}, "filters.a"),
+        ({"query": "x"}, "user_id"),
+    ],
+)
+def test_recall_fields(http, body, field):
+    assert_error(http.post("/memories/search", json=body), 422, "validation_error", field)
+
+
+def test_remember_many_items(http):
+    base = {"user_id": "u", "agent_id": "a"}
+    assert_error(http.post("/memories/batch", json={**base, "items": []}), 422, "validation_error", "items")
+    assert_error(http.post("/memories/batch", json={**base, "items": [{"content": "x"}] * 101}), 422, "validation_error", "items")
+    items = [{"content": "ok"}] * 3 + [{"content": "ok", "metadata": 1}]
+    assert_error(http.post("/memories/batch", json={**base, "items": items}), 422, "validation_error", "items[3].metadata")
+
+
+def test_memory_id_format(http):
+    for bad in ("mem_XYZ", "mem_" + "A" * 32, "12", "mem_" + "0" * 33):
+        assert_error(http.get(f"/memories/{bad}"), 422, "validation_error", "memory_id")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_json"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'{"content": "a", "content": "b", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
+        (b'{"content": "\xff\xfe", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
+        (b'{"content": "\\ud800", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
+        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": NaN}}', "application/json", 400, "invalid_json"),
+        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": 1e999}}', "application/json", 400, "invalid_json"),
+        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": ' + b"9" * 5000 + b"}}", "application/json", 400, "invalid_json"),
+        (json.dumps(OK).encode(), "text/plain", 415, "unsupported_media_type"),
+        (json.dumps(OK).encode(), None, 415, "unsupported_media_type"),
+        (json.dumps(OK).encode("utf-16"), "application/json; charset=utf-16", 415, "unsupported_media_type"),
+        (b"[1, 2]", "application/json", 422, "validation_error"),
+        (b'"just a string"', "application/json", 422, "validation_error"),
+    ],
+)
+def test_bodies_that_are_not_the_expected_json(http, content, content_type, status, code):
+    assert_error(post_raw(http, "/memories", content, content_type), status, code)
+
+
+def test_charset_utf8_is_accepted(http):
+    assert post_raw(http, "/memories", json.dumps(OK).encode(), "application/json; charset=UTF-8").status_code == 201
+
+
+def test_body_over_one_mib_is_413(http):
+    big = json.dumps({**OK, "content": "x" * (1024 * 1024)}).encode()
+    assert_error(post_raw(http, "/memories", big), 413, "payload_too_large")
+
+    def chunks():
+        yield b'{"content": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'", "user_id": "u", "agent_id": "a"}'
+
+    assert_error(http.post("/memories", content=chunks(), headers={"Content-Type": "application/json"}), 413, "payload_too_large")
+
+
+def test_query_parameters(http):
+    assert_error(http.get("/memories", params=[("user_id", "a"), ("user_id", "b")]), 422, "validation_error", "user_id")
+    assert_error(http.get("/memories", params={"user_id": "u", "agent_id": ""}), 422, "validation_error", "agent_id")
+    assert_error(http.get("/memories", params={"user_id": "u", "filters": "[1]"}), 422, "validation_error", "filters")
+    assert_error(http.get("/memories", params={"user_id": "u\x01"}), 422, "validation_error", "user_id")
+    assert_error(http.get("/scopes", params={"user_id": ""}), 422, "validation_error", "user_id")
+    assert http.get("/memories", params={"user_id": "u", "unknown": "ignored"}).status_code == 200
+
+
+def test_batch_shape(http):
+    assert_error(http.post("/batch", json={"operations": "x"}), 422, "validation_error", "operations")
+    assert_error(http.post("/batch", json={"operations": [{"op": "usage"}] * 101}), 422, "validation_error", "operations")
+    assert_error(http.post("/batch", json={"operations": [1]}), 422, "validation_error", "operations[0]")
+    assert_error(http.post("/batch", json={"operations": [{"op": "usage"}], "x": 1}), 422, "validation_error", "x")
+    assert_error(http.post("/batch", json={"operations": [{"op": "list", "user_id": "u", "limit": 0}]}),
+                 422, "validation_error", "operations[0].limit")
+    assert_error(http.post("/batch", json={"operations": [{"op": "get", "memory_id": "nope"}]}),
+                 422, "validation_error", "operations[0].memory_id")

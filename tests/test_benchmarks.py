@@ -1,0 +1,267 @@
+"""The benchmark suite runs at a tiny size and produces well-formed figures.
+
+Timing never decides anything here: only that each benchmark runs, that its figures have
+the expected shape and sane values (shares between 0 and 1, p50 <= p95, counts that add
+up), and that the report is written. The LoCoMo benchmark runs on a small file in the same
+format, so the suite does not depend on the data set being present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from benchmarks import concurrency, load, locomo, overhead, requests_per_turn, scale
+from benchmarks.__main__ import main
+from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
+from benchmarks._runner import BENCHMARKS
+from benchmarks._text import TextGenerator
+
+# LlamaIndex's workflow agents inspect their own pydantic fields when built, which warns.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")
+
+
+@pytest.fixture
+def ctx(local_server: Any) -> Any:
+    context = Context(size="tiny", server=local_server)
+    yield context
+    context.close()
+
+
+# Differences that may be negative: two medians within noise, RSS after a collection.
+SIGNED = {"overhead_us", "rss_growth_mib"}
+
+
+def _numbers(value: Any) -> list[float]:
+    """Every number in a nested result that cannot be negative."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() if k not in SIGNED for n in _numbers(v)]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    return []
+
+
+def _check_common(module: Any, result: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(result)) == result, "figures must be plain JSON"
+    assert all(math.isfinite(n) and n >= 0 for n in _numbers(result))
+    targets = module.targets(result)
+    assert targets, "every benchmark states its targets"
+    for t in targets:
+        assert set(t) == {"target", "measured", "verdict"}
+        assert t["verdict"] in ("met", "NOT met")
+    text = module.render(result)
+    assert "| --- |" in text
+
+
+def _check_latency(stats: dict[str, Any]) -> None:
+    assert stats["n"] > 0
+    assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+
+
+# -- the harness ---------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5], 99) == 5
+    assert percentile([1, 2, 3, 4, 5], 100) == 5
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_summarize_ms_converts_seconds() -> None:
+    stats = summarize_ms([0.001, 0.002, 0.003])
+    assert stats["n"] == 3 and stats["p50_ms"] == 2.0 and stats["max_ms"] == 3.0
+
+
+def test_counting_transport_counts_by_route_with_ids_folded() -> None:
+    counter: Counter = Counter()
+    inner = httpx.MockTransport(lambda request: httpx.Response(204))
+    with httpx.Client(transport=CountingTransport(inner, counter)) as http:
+        http.get("http://x/v1/memories/mem_" + "a" * 32)
+        http.get("http://x/v1/memories/mem_" + "b" * 32)
+        http.post("http://x/v1/memories/search")
+    assert counter == {"GET /v1/memories/{id}": 2, "POST /v1/memories/search": 1}
+
+
+def test_text_generator_is_seeded() -> None:
+    a, b = TextGenerator(seed=3), TextGenerator(seed=3)
+    texts = a.memories(50)
+    assert texts == b.memories(50)
+    assert texts != TextGenerator(seed=4).memories(50)
+    assert len(set(texts)) > 40
+    grounded = a.query(about="Maya bought the red bike on Monday.")
+    assert "bike" in grounded  # every question shape names a noun of the memory
+
+
+def test_md_table_formats_cells() -> None:
+    table = md_table(["a", "b"], [[1234, 0.5], [None, True]])
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| 1,234 | 0.50 |", "| — | yes |"]
+
+
+# -- each benchmark at the tiny size --------------------------------------------------------
+
+
+def test_requests_per_turn(ctx: Context) -> None:
+    result = requests_per_turn.run(ctx)
+    _check_common(requests_per_turn, result)
+    rows = result["rows"]
+    adapters = {r["adapter"] for r in rows}
+    assert adapters == {
+        "MemLayerMiddleware",
+        "MemLayerChatMessageHistory",
+        "MemLayerMemory",
+        "MemLayerMemoryBlock",
+    }
+    assert {r["tool_rounds"] for r in rows} == {0, 3}
+    assert any(r["economy"] for r in rows)
+    for r in rows:
+        assert len(r["per_turn"]) == r["turns"] == result["turns"]
+        assert r["total"] == sum(r["per_turn"]) + r["flush"] == sum(r["routes"].values())
+        assert r["max_per_turn"] >= r["steady_state"] >= 1
+    assert "mem0's LlamaIndex memory makes 3 per turn" in requests_per_turn.render(result)
+
+
+def test_overhead(ctx: Context) -> None:
+    result = overhead.run(ctx)
+    _check_common(overhead, result)
+    calls = [r["call"] for r in result["rows"]]
+    assert any("MemLayerRetriever" in c for c in calls)
+    assert any("MemLayerMemory.get" in c for c in calls)
+    assert any("MemLayerMiddleware" in c for c in calls)
+    for r in result["rows"]:
+        assert r["same_results"] is True
+        assert r["requests_per_adapter_call"] == r["requests_per_bare_call"] == 1
+        assert r["ratio"] == pytest.approx(r["adapter_median_ms"] / r["bare_median_ms"], rel=1e-3)
+
+
+def test_scale(ctx: Context) -> None:
+    result = scale.run(ctx)
+    _check_common(scale, result)
+    rows = result["rows"]
+    assert [r["memories"] for r in rows] == [100, 300, 300]
+    assert [r["users"] for r in rows] == [1, 1, 3]
+    for r in rows:
+        _check_latency(r["recall"])
+        _check_latency(r["remember_single"])
+        assert r["recall"]["queries_with_results"] > 0.5
+        assert r["load"]["requests"] == math.ceil(r["load"]["memories"] / 100)
+        assert r["rss_mib"] > 0
+
+
+def test_concurrency() -> None:
+    result = concurrency.run(Context(size="tiny", server=None))
+    _check_common(concurrency, result)
+    assert [r["workers"] for r in result["rows"]] == [1, 4]
+    for r in result["rows"]:
+        assert r["errors"] == 0
+        assert set(r["by_operation"]) <= {"recall", "remember"}
+        assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
+        _check_latency(r["latency"])
+
+
+def test_load_tally_matches() -> None:
+    result = load.run(Context(size="tiny", server=None))
+    _check_common(load, result)
+    assert result["errors"] == 0
+    assert result["tally_matches"] is True
+    assert result["server_memories_stored"] == result["acknowledged_stored"] - result["acknowledged_forgotten"]
+    assert set(result["by_operation"]) <= {"remember", "recall", "list", "forget"}
+
+
+def _locomo_file(tmp_path: Path) -> Path:
+    def session(n: int, speaker_texts: list[tuple[str, str]]) -> list[dict[str, str]]:
+        return [{"speaker": s, "dia_id": f"D{n}:{i + 1}", "text": t} for i, (s, t) in enumerate(speaker_texts)]
+
+    data = [
+        {
+            "sample_id": "conv-a",
+            "conversation": {
+                "speaker_a": "Ann",
+                "speaker_b": "Bo",
+                "session_1_date_time": "1:56 pm on 8 May, 2023",
+                "session_1": session(1, [("Ann", "I adopted a puppy named Rex"), ("Bo", "Congrats on the puppy!")]),
+                "session_2_date_time": "10:00 am on 2 June, 2023",
+                "session_2": session(2, [("Ann", "Rex loves the beach in Lisbon"), ("Bo", "I started pottery classes")]),
+            },
+            "qa": [
+                {"question": "What is the name of Ann's puppy?", "answer": "Rex", "evidence": ["D1:1"], "category": 4},
+                {"question": "Where does Rex love to go?", "answer": "beach", "evidence": ["D2:1; D1:1"], "category": 1},
+                {"question": "When did Bo start pottery?", "answer": "June", "evidence": ["D2:2"], "category": 2},
+                {"question": "What is Bo's cat called?", "answer": "n/a", "evidence": [], "category": 5},
+                {"question": "Which city has the beach?", "answer": "Lisbon", "evidence": ["D9:9"], "category": 4},
+            ],
+        }
+    ]
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_locomo_loads_turns_with_dates_and_splits_evidence(tmp_path: Path) -> None:
+    (sample,) = locomo.load_samples(str(_locomo_file(tmp_path)))
+    assert sample["turns"][0] == ("D1:1", "[8 May 2023] Ann: I adopted a puppy named Rex")
+    assert sample["turns"][2] == ("D2:1", "[2 June 2023] Ann: Rex loves the beach in Lisbon")
+    assert [q["category"] for q in sample["questions"]] == [4, 1, 2, 4]  # category 5 left out
+    assert sample["questions"][1]["evidence"] == {"D2:1", "D1:1"}
+
+
+def test_locomo(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(locomo.DATA_ENV, str(_locomo_file(tmp_path)))
+    result = locomo.run(ctx)
+    _check_common(locomo, result)
+    assert result["memories"] == 4
+    overall = result["overall"]
+    assert overall["questions"] == 4
+    assert (result["evidence_ids"], result["evidence_ids_naming_no_turn"]) == (5, 1)
+    assert 0 <= overall["recall@1"] <= overall["recall@5"] <= overall["recall@10"] <= 1
+    assert overall["recall@10"] > 0  # "Rex" and "puppy" are findable by any ranking
+    assert set(result["by_category"]) == {"1", "2", "4"}
+
+
+def test_locomo_without_data_is_skipped(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(locomo.DATA_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(Skip, match="not found"):
+        locomo.run(ctx)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_command_writes_markdown_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(locomo.DATA_ENV, str(_locomo_file(tmp_path)))
+    out = tmp_path / "results"
+    code = main(["--size", "tiny", "--only", "locomo,overhead", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert list(report["benchmarks"]) == ["overhead", "locomo"]  # report order, not --only order
+    assert report["machine"]["logical_cpus"] >= 1
+    assert report["machine"]["parallel_speedup_2_processes"] > 0
+    assert sum(report["machine"]["cpu_during_run"].values()) == pytest.approx(100, abs=0.5)
+    assert report["versions"]["memlayer-integrations"]
+    assert all("result" in b and "targets" in b for b in report["benchmarks"].values())
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for heading in ("## Machine", "## Versions", "## Summary", "## Adapter overhead", "## Recall quality on LoCoMo"):
+        assert heading in markdown
+
+
+def test_command_rejects_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--only", "nope"])
+    assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_every_benchmark_is_registered() -> None:
+    assert list(BENCHMARKS) == ["requests_per_turn", "overhead", "scale", "concurrency", "load", "locomo"]
+    for module in BENCHMARKS.values():
+        assert callable(module.run) and callable(module.targets) and callable(module.render)
