@@ -10,6 +10,7 @@ the same account. Nothing here sends a request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any, Optional, Union
 
@@ -31,6 +32,13 @@ def require_scope(owner: str, **scope: Any) -> None:
                 f"{owner} needs {name}=... (a non-empty string): every memory belongs to one "
                 f"user and one agent, chosen by the application; got {value!r}"
             )
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class ClientPair:
@@ -62,6 +70,7 @@ class ClientPair:
         self._async = async_client
         self._owned: list[Union[MemLayerClient, AsyncMemLayerClient]] = []
         self._lock = threading.Lock()
+        self._async_loop: Optional[asyncio.AbstractEventLoop] = None
         if client is None and async_client is None:
             # Building a client sends nothing; it only resolves the key and URL.
             self._sync = MemLayerClient(api_key=api_key, base_url=base_url)
@@ -86,10 +95,19 @@ class ClientPair:
     @property
     def async_(self) -> AsyncMemLayerClient:
         with self._lock:
+            loop = _running_loop()
+            if self._async is not None and self._async in self._owned and loop is not self._async_loop:
+                # httpx pools connections per event loop: a client built inside one
+                # ``asyncio.run`` cannot be used from the next (frameworks' sync methods run
+                # async code that way), so a client this pair built is rebuilt for the new loop.
+                self._owned.remove(self._async)
+                self._async = None
             if self._async is None:
-                assert self._sync is not None
-                self._async = AsyncMemLayerClient(**self._sync._settings())
+                source = self._sync if self._sync is not None else None
+                assert source is not None
+                self._async = AsyncMemLayerClient(**source._settings())
                 self._owned.append(self._async)
+                self._async_loop = loop
             return self._async
 
     def close(self) -> None:
