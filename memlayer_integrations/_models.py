@@ -39,6 +39,20 @@ class Memory(_Model):
     created_at: datetime
     updated_at: datetime
 
+    def provenance(self) -> dict[str, Any]:
+        """Where the memory comes from, as JSON-friendly values: scope, key and times.
+
+        Adapters put this in the metadata of the documents and nodes they return.
+        """
+        return {
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "session_id": self.session_id,
+            "key": self.key,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
 
 class RecalledMemory(_Model):
     """A memory returned by ``recall``, with its relevance ``score`` (higher is better)."""

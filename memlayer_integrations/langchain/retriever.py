@@ -31,12 +31,7 @@ def _document(hit: RecalledMemory) -> Document:
             **m.metadata,
             "id": m.id,
             "score": hit.score,
-            "user_id": m.user_id,
-            "agent_id": m.agent_id,
-            "session_id": m.session_id,
-            "key": m.key,
-            "created_at": m.created_at.isoformat(),
-            "updated_at": m.updated_at.isoformat(),
+            **m.provenance(),
         },
     )
 

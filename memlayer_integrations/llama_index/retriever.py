@@ -33,12 +33,7 @@ def to_node(hit: RecalledMemory) -> NodeWithScore:
         text=m.content,
         metadata={
             "memory_id": m.id,
-            "user_id": m.user_id,
-            "agent_id": m.agent_id,
-            "session_id": m.session_id,
-            "key": m.key,
-            "created_at": m.created_at.isoformat(),
-            "updated_at": m.updated_at.isoformat(),
+            **m.provenance(),
             "memory_metadata": dict(m.metadata),
         },
         excluded_llm_metadata_keys=list(_HIDDEN_KEYS),
