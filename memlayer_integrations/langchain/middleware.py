@@ -276,7 +276,11 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     ) -> ModelCallResult:
         return handler(self._request_with_memories(request))
 
-    def after_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+    def _writes_to_send(
+        self, state: MemLayerState, runtime: Runtime[Any]
+    ) -> Optional[tuple[Scope, list[dict[str, Any]]]]:
+        """The turn's memories to send now, or ``None`` when there are none or economy mode
+        queued them for the next recall."""
         items = self._turn_items(state)
         if not items:
             return None
@@ -285,6 +289,13 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         if self.economy:
             self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
             return None
+        return scope, items
+
+    def after_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        writes = self._writes_to_send(state, runtime)
+        if writes is None:
+            return None
+        scope, items = writes
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 self._clients.sync.remember_many(
@@ -325,14 +336,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         return await handler(self._request_with_memories(request))
 
     async def aafter_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        items = self._turn_items(state)
-        if not items:
+        writes = self._writes_to_send(state, runtime)
+        if writes is None:
             return None
-        scope = self._scope(runtime)
-        items = [{**item, "session_id": scope.session_id} for item in items]
-        if self.economy:
-            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
-            return None
+        scope, items = writes
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 await self._clients.async_.remember_many(
