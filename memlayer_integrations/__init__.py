@@ -8,7 +8,6 @@ models. Framework adapters live in subpackages that import their framework on de
 * ``memlayer_integrations.server``, the local MemLayer server (extra ``server``)
 """
 
-from ._base_client import Op
 from ._client import AsyncMemLayerClient, MemLayerClient
 from ._constants import DEFAULT_BASE_URL
 from ._exceptions import (
@@ -29,6 +28,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
+from ._operations import Op
 from ._version import __version__
 
 __all__ = [

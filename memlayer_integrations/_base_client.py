@@ -4,16 +4,16 @@ response parsing and error mapping.
 :class:`MemLayerClient` and :class:`AsyncMemLayerClient` (in ``_client.py``) only *send*:
 each public method builds a :class:`Call` here and hands it to a send loop that asks this
 module whether to retry. Keeping all decisions here means the sync and async clients cannot
-drift apart.
+drift apart. What each operation's body and result look like is in ``_operations.py``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import uuid
-from urllib.parse import quote
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,20 +28,37 @@ from ._exceptions import (
     APIResponseValidationError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
     MemLayerError,
     RateLimitError,
     status_error_from_response,
 )
 from ._logging import get_logger, mask_key
-from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
+from ._models import RateLimitInfo
+from ._operations import (
+    BATCH_PARSERS,
+    memory_path,
+    parse_deleted,
+    parse_memories,
+    parse_memory,
+    parse_nothing,
+    parse_page,
+    parse_recalled,
+    parse_scopes,
+    parse_usage,
+    recall_body,
+    remember_body,
+    remember_many_body,
+    scope_params,
+    update_body,
+)
+# Still imported from here by ``_turn_memory`` and the LlamaIndex adapters.
+from ._operations import MemoryItem, Op, normalize_item  # noqa: F401
 from ._version import __version__
 
 log = get_logger("memlayer_integrations.client")
 
 TimeoutTypes = Union[float, httpx.Timeout, None]
-#: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
-#: ``key`` and ``session_id``.
-MemoryItem = Union[str, Mapping[str, Any]]
 
 
 class _NotGiven:
@@ -72,250 +89,42 @@ class Call:
     idempotency_key: Optional[str] = field(default=None)
 
 
-def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if v is not None}
+def _json_text(value: Any, what: str, path: str = "", **options: Any) -> str:
+    """``value`` as JSON text, refusing NaN and infinities before anything is sent.
 
-
-def normalize_item(item: MemoryItem) -> dict[str, Any]:
-    """Turn a ``remember_many`` item into its wire form, rejecting what the server would."""
-    if isinstance(item, str):
-        return {"content": item}
-    if isinstance(item, Mapping):
-        unknown = set(item) - {"content", "metadata", "key", "session_id"}
-        if unknown:
-            raise TypeError(f"unknown memory item field(s): {sorted(unknown)}")
-        if "content" not in item:
-            raise TypeError("a memory item mapping needs 'content'")
-        return _drop_none(dict(item))
-    raise TypeError(f"a memory item is a str or a mapping, not {type(item).__name__}")
-
-
-def _parse_memory(body: Any) -> Memory:
-    return Memory.model_validate(body)
-
-
-def _parse_memory_field(body: Any) -> Memory:
-    return Memory.model_validate(body["memory"])
-
-
-def _parse_memories(body: Any) -> list[Memory]:
-    return [Memory.model_validate(m) for m in body["memories"]]
-
-
-def _parse_recalled(body: Any) -> list[RecalledMemory]:
-    return [RecalledMemory.model_validate(r) for r in body["results"]]
-
-
-def _parse_deleted(body: Any) -> int:
-    return int(body["deleted"])
-
-
-def _parse_page(body: Any) -> tuple[list[Memory], Optional[str]]:
-    return _parse_memories(body), body.get("next_cursor")
-
-
-def _parse_usage(body: Any) -> Usage:
-    return Usage.model_validate(body)
-
-
-def _parse_scopes(body: Any) -> list[Scope]:
-    return [Scope.model_validate(s) for s in body["scopes"]]
-
-
-def _parse_nothing(body: Any) -> None:
-    return None
-
-
-# How each batch operation's result is read: the same shapes as the single endpoints.
-_BATCH_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "remember": _parse_memory_field,
-    "remember_many": _parse_memories,
-    "recall": _parse_recalled,
-    "get": _parse_memory_field,
-    "update": _parse_memory_field,
-    "forget": _parse_deleted,
-    "forget_all": _parse_deleted,
-    "list": _parse_page,
-    "usage": lambda body: Usage.model_validate(body["usage"]),
-}
-
-
-class Op:
-    """Builders for the operations of :meth:`MemLayerClient.batch`.
-
-    A batch runs several operations in one request (one request against the daily quota),
-    in order and all or nothing.
-
-    Example:
-        >>> memories, recalled = client.batch([
-        ...     Op.remember_many(["likes tea"], user_id="u1", agent_id="bot"),
-        ...     Op.recall("tea", user_id="u1"),
-        ... ])
+    ``json.dumps`` writes them as ``NaN`` and ``Infinity``, which are not JSON: the server
+    would answer 400 ``invalid_json`` and the request would still count against the daily
+    quota. So the same :class:`BadRequestError` is raised here, naming where the value is.
     """
-
-    @staticmethod
-    def remember(
-        content: str,
-        *,
-        user_id: str,
-        agent_id: str,
-        metadata: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
-        key: Optional[str] = None,
-    ) -> dict[str, Any]:
-        return {"op": "remember", **_remember_body(content, user_id, agent_id, metadata, session_id, key)}
-
-    @staticmethod
-    def remember_many(
-        items: Sequence[MemoryItem], *, user_id: str, agent_id: str, session_id: Optional[str] = None
-    ) -> dict[str, Any]:
-        return {"op": "remember_many", **_remember_many_body(items, user_id, agent_id, session_id)}
-
-    @staticmethod
-    def recall(
-        query: str,
-        *,
-        user_id: str,
-        agent_id: Optional[str] = None,
-        limit: int = C.DEFAULT_RECALL_LIMIT,
-        filters: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
-        offset: int = 0,
-    ) -> dict[str, Any]:
-        return {"op": "recall", **_recall_body(query, user_id, agent_id, limit, filters, session_id, offset)}
-
-    @staticmethod
-    def get(memory_id: str) -> dict[str, Any]:
-        return {"op": "get", "memory_id": memory_id}
-
-    @staticmethod
-    def update(
-        memory_id: str, *, content: Optional[str] = None, metadata: Optional[Mapping[str, Any]] = None
-    ) -> dict[str, Any]:
-        return {"op": "update", "memory_id": memory_id, **_update_body(content, metadata)}
-
-    @staticmethod
-    def forget(memory_id: str) -> dict[str, Any]:
-        return {"op": "forget", "memory_id": memory_id}
-
-    @staticmethod
-    def forget_all(
-        *,
-        user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        keys: Optional[Sequence[str]] = None,
-    ) -> dict[str, Any]:
-        return {
-            "op": "forget_all",
-            **_drop_none(
-                {"user_id": user_id, "agent_id": agent_id, "session_id": session_id, "keys": _list_or_none(keys)}
-            ),
-        }
-
-    @staticmethod
-    def list(
-        *,
-        user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        filters: Optional[Mapping[str, Any]] = None,
-        keys: Optional[Sequence[str]] = None,
-        limit: int = C.DEFAULT_PAGE_SIZE,
-        cursor: Optional[str] = None,
-    ) -> dict[str, Any]:
-        return {
-            "op": "list",
-            **_drop_none(
-                {
-                    "user_id": user_id,
-                    "agent_id": agent_id,
-                    "session_id": session_id,
-                    "filters": dict(filters) if filters is not None else None,
-                    "keys": _list_or_none(keys),
-                    "limit": limit,
-                    "cursor": cursor,
-                }
-            ),
-        }
-
-    @staticmethod
-    def usage() -> dict[str, Any]:
-        return {"op": "usage"}
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):  # a circular reference, say
+            raise
+        where = _non_finite_at(value, path) or None
+    raise BadRequestError(
+        f"{what}: {where or 'a number'} is NaN or infinite, which JSON cannot carry; "
+        "send a finite number, a string or null",
+        code="invalid_json",
+        field=where,
+    )
 
 
-def _list_or_none(keys: Optional[Sequence[str]]) -> Optional[list[str]]:
-    if keys is None:
+def _non_finite_at(value: Any, path: str) -> Optional[str]:
+    """Where the first NaN or infinity in ``value`` is: ``metadata.score``, ``items[1].metadata.x``."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, Mapping):
+        children = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
         return None
-    if isinstance(keys, str):
-        raise TypeError("keys is a sequence of keys, not a single string")
-    return list(keys)
-
-
-def _remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "content": content,
-            "user_id": user_id,
-            "agent_id": agent_id,
-            "session_id": session_id,
-            "metadata": dict(metadata) if metadata is not None else None,
-            "key": key,
-        }
-    )
-
-
-def _remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
-    if isinstance(items, (str, Mapping)):
-        raise TypeError("items is a sequence of memories; wrap a single one in a list")
-    return _drop_none(
-        {
-            "user_id": user_id,
-            "agent_id": agent_id,
-            "session_id": session_id,
-            "items": [normalize_item(i) for i in items],
-        }
-    )
-
-
-def _recall_body(query, user_id, agent_id, limit, filters, session_id, offset) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "query": query,
-            "user_id": user_id,
-            "agent_id": agent_id,
-            "session_id": session_id,
-            "filters": dict(filters) if filters is not None else None,
-            "limit": limit,
-            "offset": offset or None,
-        }
-    )
-
-
-def _update_body(content, metadata) -> dict[str, Any]:
-    if content is None and metadata is None:
-        raise TypeError("update needs content, metadata or both")
-    return _drop_none({"content": content, "metadata": dict(metadata) if metadata is not None else None})
-
-
-def _memory_path(memory_id: str) -> str:
-    if not isinstance(memory_id, str) or not memory_id:
-        raise TypeError("memory_id must be a non-empty string")
-    # Quote so that an id like "../usage" stays one path segment.
-    return "/memories/" + quote(memory_id, safe="")
-
-
-def _scope_params(
-    user_id: str, agent_id: Optional[str], session_id: Optional[str], keys: Optional[Sequence[str]]
-) -> list[tuple[str, str]]:
-    params = [("user_id", user_id)]
-    if agent_id is not None:
-        params.append(("agent_id", agent_id))
-    if session_id is not None:
-        params.append(("session_id", session_id))
-    for k in _list_or_none(keys) or []:
-        params.append(("key", k))
-    return params
+    for where, child in children:
+        found = _non_finite_at(child, where)
+        if found is not None:
+            return found
+    return None
 
 
 class BaseClient:
@@ -409,7 +218,9 @@ class BaseClient:
         timeout = self.timeout if call.timeout is NOT_GIVEN else call.timeout
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
-        content = json.dumps(call.json, ensure_ascii=False).encode() if call.json is not None else None
+        content = None
+        if call.json is not None:
+            content = _json_text(call.json, f"{call.method} {call.path}", ensure_ascii=False).encode()
         return http.build_request(
             call.method,
             self.base_url + C.API_PREFIX + call.path,
@@ -428,51 +239,69 @@ class BaseClient:
     # -- operations: one definition each, sent by both clients ------------------------
 
     def _remember(self, content, user_id, agent_id, metadata, session_id, key, timeout) -> Call:
-        body = _remember_body(content, user_id, agent_id, metadata, session_id, key)
-        return self._call("POST", "/memories", _parse_memory, json=body, timeout=timeout)
+        body = remember_body(content, user_id, agent_id, metadata, session_id, key)
+        return self._call("POST", "/memories", parse_memory, json=body, timeout=timeout)
 
     def _remember_many(self, items, user_id, agent_id, session_id, timeout) -> Call:
-        body = _remember_many_body(items, user_id, agent_id, session_id)
-        return self._call("POST", "/memories/batch", _parse_memories, json=body, timeout=timeout)
+        body = remember_many_body(items, user_id, agent_id, session_id)
+        return self._call("POST", "/memories/batch", parse_memories, json=body, timeout=timeout)
 
     def _recall(self, query, user_id, agent_id, limit, filters, session_id, offset, timeout) -> Call:
-        body = _recall_body(query, user_id, agent_id, limit, filters, session_id, offset)
-        return self._call("POST", "/memories/search", _parse_recalled, json=body, timeout=timeout)
+        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset)
+        return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
     def _get(self, memory_id, timeout) -> Call:
-        return self._call("GET", _memory_path(memory_id), _parse_memory, timeout=timeout)
+        return self._call("GET", memory_path(memory_id), parse_memory, timeout=timeout)
 
     def _update(self, memory_id, content, metadata, timeout) -> Call:
-        body = _update_body(content, metadata)
-        return self._call("PATCH", _memory_path(memory_id), _parse_memory, json=body, timeout=timeout)
+        body = update_body(content, metadata)
+        return self._call("PATCH", memory_path(memory_id), parse_memory, json=body, timeout=timeout)
 
     def _forget(self, memory_id, timeout) -> Call:
-        return self._call("DELETE", _memory_path(memory_id), _parse_nothing, timeout=timeout)
+        return self._call("DELETE", memory_path(memory_id), parse_nothing, timeout=timeout)
 
     def _forget_all(self, user_id, agent_id, session_id, keys, timeout) -> Call:
-        params = _scope_params(user_id, agent_id, session_id, keys)
-        return self._call("DELETE", "/memories", _parse_deleted, params=params, timeout=timeout)
+        params = scope_params(user_id, agent_id, session_id, keys)
+        return self._call("DELETE", "/memories", parse_deleted, params=params, timeout=timeout)
 
     def _list_page(self, user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout) -> Call:
-        params = _scope_params(user_id, agent_id, session_id, keys)
+        params = scope_params(user_id, agent_id, session_id, keys)
         if filters is not None:
-            params.append(("filters", json.dumps(dict(filters), separators=(",", ":"))))
+            filters_json = _json_text(dict(filters), "GET /memories", "filters", separators=(",", ":"))
+            params.append(("filters", filters_json))
         params.append(("limit", str(page_size)))
         if cursor:
             params.append(("cursor", cursor))
-        return self._call("GET", "/memories", _parse_page, params=params, timeout=timeout)
+        return self._call("GET", "/memories", parse_page, params=params, timeout=timeout)
+
+    @staticmethod
+    def _next_cursor(cursor: Optional[str], seen: set[str]) -> Optional[str]:
+        """The cursor to ask for the next page with, or ``None`` after the last page.
+
+        ``seen`` holds the cursors of this listing so far. A server that hands back one of
+        them would make ``list_memories`` fetch the same pages forever; stop instead.
+        """
+        if not cursor:
+            return None
+        if cursor in seen:
+            raise APIResponseValidationError(
+                f"GET /memories: the server sent the page cursor {cursor!r} a second time; "
+                "stopping the listing rather than fetching the same pages forever"
+            )
+        seen.add(cursor)
+        return cursor
 
     def _list_scopes(self, user_id, timeout) -> Call:
         params = [("user_id", user_id)] if user_id is not None else None
-        return self._call("GET", "/scopes", _parse_scopes, params=params, timeout=timeout)
+        return self._call("GET", "/scopes", parse_scopes, params=params, timeout=timeout)
 
     def _usage(self, timeout) -> Call:
-        return self._call("GET", "/usage", _parse_usage, timeout=timeout)
+        return self._call("GET", "/usage", parse_usage, timeout=timeout)
 
     def _batch(self, operations: Sequence[Mapping[str, Any]], timeout) -> Call:
         ops = [dict(o) for o in operations]
         for i, op in enumerate(ops):
-            if op.get("op") not in _BATCH_PARSERS:
+            if op.get("op") not in BATCH_PARSERS:
                 raise ValueError(f"operations[{i}]: unknown op {op.get('op')!r}; build operations with Op")
         names = [o["op"] for o in ops]
 
@@ -480,7 +309,7 @@ class BaseClient:
             results = body["results"]
             if len(results) != len(names):
                 raise ValueError("batch answered a different number of results")
-            return [_BATCH_PARSERS[n](r) for n, r in zip(names, results)]
+            return [BATCH_PARSERS[n](r) for n, r in zip(names, results)]
 
         return self._call("POST", "/batch", parse, json={"operations": ops}, timeout=timeout)
 
@@ -509,7 +338,7 @@ class BaseClient:
         self._record_rate_limit(response)
         if response.status_code >= 400:
             return status_error_from_response(response)
-        if response.status_code == 204 or call.parse is _parse_nothing:
+        if response.status_code == 204 or call.parse is parse_nothing:
             return call.parse(None)
         try:
             body = json.loads(response.content)

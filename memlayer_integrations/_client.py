@@ -1,7 +1,8 @@
 """The MemLayer clients: :class:`MemLayerClient` (sync) and :class:`AsyncMemLayerClient`.
 
 Both take the same arguments and offer the same operations; every operation is defined once
-in ``_base_client.py`` and only sent here, with ``httpx.Client`` or ``httpx.AsyncClient``.
+(``_operations.py``, ``_base_client.py``) and only sent here, with ``httpx.Client`` or
+``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any, Optional
 import httpx
 
 from . import _constants as C
-from ._base_client import NOT_GIVEN, BaseClient, Call, MemoryItem, TimeoutTypes, log
+from ._base_client import NOT_GIVEN, BaseClient, Call, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, RecalledMemory, Scope, Usage
+from ._operations import MemoryItem
 
 __all__ = ["MemLayerClient", "AsyncMemLayerClient"]
 
@@ -183,12 +185,14 @@ class MemLayerClient(BaseClient):
     ) -> Iterator[Memory]:
         """Every matching memory in creation order, fetching pages as you iterate."""
         cursor: Optional[str] = None
+        seen: set[str] = set()
         while True:
             page, cursor = self._send(
                 self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
             )
             yield from page
-            if not cursor:
+            cursor = self._next_cursor(cursor, seen)
+            if cursor is None:
                 return
 
     def list_scopes(self, *, user_id: Optional[str] = None, timeout: TimeoutTypes = NOT_GIVEN) -> list[Scope]:
@@ -352,13 +356,15 @@ class AsyncMemLayerClient(BaseClient):
     ) -> AsyncIterator[Memory]:
         """See :meth:`MemLayerClient.list_memories`; iterate with ``async for``."""
         cursor: Optional[str] = None
+        seen: set[str] = set()
         while True:
             page, cursor = await self._send(
                 self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
             )
             for memory in page:
                 yield memory
-            if not cursor:
+            cursor = self._next_cursor(cursor, seen)
+            if cursor is None:
                 return
 
     async def list_scopes(

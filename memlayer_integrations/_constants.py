@@ -39,3 +39,6 @@ DEFAULT_RECALL_LIMIT = 5
 DEFAULT_PAGE_SIZE = 50
 MAX_BATCH_ITEMS = 100
 MAX_CONTENT_CHARS = 32_768
+# The contract's longest recall query. Adapters cut the text they recall with (a user's
+# message, a model's question) to it, so a long message still recalls instead of failing.
+MAX_QUERY_CHARS = 4096

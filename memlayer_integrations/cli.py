@@ -183,10 +183,6 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    return _run_demo([])
-
-
 def _run_demo(argv: list[str]) -> int:
     try:
         demo = importlib.import_module("memlayer_integrations.demo")
@@ -240,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--output", "-o", metavar="PATH", help="e.g. docs/openapi.json (default: stdout)")
     openapi.set_defaults(func=_openapi)
 
-    sub.add_parser("demo", help="a guided demo on a temporary local server (memlayer demo --help)").set_defaults(func=_demo)
+    # Listed for `memlayer --help` only: main() hands `memlayer demo ...` to the demo's own parser.
+    sub.add_parser("demo", help="a guided demo on a temporary local server (memlayer demo --help)")
     return parser
 
 

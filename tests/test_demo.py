@@ -135,6 +135,28 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
     assert FULL_KEY.search(output + proc.stderr.decode(errors="replace")) is None
 
 
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ("fastapi", "uvicorn", "langchain", "langchain_core", "langgraph", "llama_index"),  # the core alone
+        ("fastapi", "uvicorn"),
+        ("langchain", "langchain_core", "langgraph"),
+        ("llama_index",),
+    ],
+)
+def test_memlayer_demo_without_an_extra_names_the_install(missing: tuple[str, ...]) -> None:
+    # A None entry in sys.modules makes importing that package fail, as if it were not installed.
+    code = (
+        f"import sys\nfor name in {missing!r}:\n    sys.modules[name] = None\n"
+        "from memlayer_integrations import cli\nsys.exit(cli.main(['demo']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "memlayer demo needs the server, LangChain and LlamaIndex" in proc.stderr
+    assert "pip install 'memlayer-integrations[all]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_help_explains_real_models(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         demo.main(["--help"])

@@ -40,7 +40,7 @@ from .. import (
     RateLimitError,
     RecalledMemory,
 )
-from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._logging import get_logger
 from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
 from .._client_pair import ClientPair
@@ -177,7 +177,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     def _recall_op(self, query: str, scope: Scope) -> dict[str, Any]:
         return Op.recall(
-            query[:4096],
+            query[:MAX_QUERY_CHARS],
             user_id=scope.user_id,
             agent_id=None if self.all_agents else scope.agent_id,
             limit=self.recall_limit,

@@ -24,7 +24,7 @@ from .. import (
     RecalledMemory,
     UnprocessableEntityError,
 )
-from .._constants import MAX_CONTENT_CHARS
+from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._client_pair import ClientPair
 from ._scope import Scope, resolve_scope
 
@@ -133,7 +133,9 @@ class RecallTool(_MemLayerTool):
     def _run(self, query: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
         try:
-            hits = self.clients.sync.recall(query[:4096], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k)
+            hits = self.clients.sync.recall(
+                query[:MAX_QUERY_CHARS], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k
+            )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
         return _format(hits)
@@ -142,7 +144,7 @@ class RecallTool(_MemLayerTool):
         scope = self._scope(config, require_agent=False)
         try:
             hits = await self.clients.async_.recall(
-                query[:4096], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k
+                query[:MAX_QUERY_CHARS], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k
             )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc

@@ -1,4 +1,5 @@
-"""What each operation sends and how it reads the answer; lazy listing; batches and ``Op``."""
+"""What each operation sends and how it reads the answer; lazy listing; batches and ``Op``;
+what cannot be sent as JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from memlayer_integrations import Memory, Op, RecalledMemory, Scope, Usage
+from memlayer_integrations import (
+    APIResponseValidationError,
+    BadRequestError,
+    Memory,
+    Op,
+    RecalledMemory,
+    Scope,
+    Usage,
+)
 
 from ._support import Script, call, collect, memory_json, usage_json
 
@@ -248,6 +257,54 @@ async def test_stopping_early_fetches_no_more_pages(make_client):
             if count == 15:
                 break
     assert len(script.requests) == 2
+
+
+async def test_a_repeated_cursor_stops_the_listing_with_an_error(make_client):
+    script = Script(
+        httpx.Response(200, json={"memories": [memory_json(1)], "next_cursor": "c1"}),
+        httpx.Response(200, json={"memories": [memory_json(2)], "next_cursor": "c1"}),
+    )
+    seen: list[Memory] = []
+    with pytest.raises(APIResponseValidationError, match="cursor 'c1' a second time"):
+        iterator = make_client(script).list_memories(user_id="u1")
+        if hasattr(iterator, "__aiter__"):
+            async for memory in iterator:
+                seen.append(memory)
+        else:
+            seen.extend(iterator)
+    assert [m.content for m in seen] == ["memory 1", "memory 2"]  # each page once, then the error
+    assert len(script.requests) == 2
+
+
+# -- what JSON cannot carry ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs", "field"),
+    [
+        ("remember", ["hi"], {"agent_id": "bot", "metadata": {"score": float("nan")}}, "metadata.score"),
+        ("remember_many", [[{"content": "a"}, {"content": "b", "metadata": {"w": [1.0, float("inf")]}}]],
+         {"agent_id": "bot"}, "items[1].metadata.w[1]"),
+        ("recall", ["tea"], {"filters": {"rank": float("-inf")}}, "filters.rank"),
+        ("batch", [[Op.remember("hi", user_id="u1", agent_id="bot", metadata={"x": float("nan")})]], {},
+         "operations[0].metadata.x"),
+    ],
+)
+async def test_nan_or_infinity_is_refused_before_sending(make_client, method, args, kwargs, field):
+    script = Script()
+    if method != "batch":
+        kwargs = {"user_id": "u1", **kwargs}
+    with pytest.raises(BadRequestError, match="NaN or infinite") as error:
+        await call(make_client(script), method, *args, **kwargs)
+    assert (error.value.code, error.value.field) == ("invalid_json", field)
+    assert script.requests == []
+
+
+async def test_nan_in_listing_filters_is_refused_before_sending(make_client):
+    script = pages(total=1, size=50)
+    with pytest.raises(BadRequestError, match="filters.score is NaN"):
+        await collect(make_client(script).list_memories(user_id="u1", filters={"score": float("nan")}))
+    assert script.requests == []
 
 
 # -- batch and Op ----------------------------------------------------------------------------

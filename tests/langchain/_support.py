@@ -1,5 +1,6 @@
-"""Helpers for the LangChain adapter tests: clients whose requests are counted at the
-transport, and a scripted chat model that records what it was shown."""
+"""Helpers for the LangChain adapter tests: the request counter the ``clients`` fixture logs
+into, clients of a scripted transport, and a scripted chat model that records what it was
+shown."""
 
 from __future__ import annotations
 
@@ -27,40 +28,6 @@ class Counter:
     def take(self) -> list[str]:
         seen, self.requests = self.requests, []
         return seen
-
-
-class _CountingTransport(httpx.HTTPTransport):
-    def __init__(self, counter: Counter) -> None:
-        super().__init__()
-        self.counter = counter
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.counter.record(request)
-        return super().handle_request(request)
-
-
-class _AsyncCountingTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, counter: Counter) -> None:
-        super().__init__()
-        self.counter = counter
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.counter.record(request)
-        return await super().handle_async_request(request)
-
-
-def counted_clients(base_url: str, api_key: str, **kwargs: Any) -> tuple[MemLayerClient, AsyncMemLayerClient, Counter]:
-    counter = Counter()
-    sync = MemLayerClient(
-        api_key=api_key, base_url=base_url, http_client=httpx.Client(transport=_CountingTransport(counter)), **kwargs
-    )
-    async_ = AsyncMemLayerClient(
-        api_key=api_key,
-        base_url=base_url,
-        http_client=httpx.AsyncClient(transport=_AsyncCountingTransport(counter)),
-        **kwargs,
-    )
-    return sync, async_, counter
 
 
 def mock_clients(

@@ -1,22 +1,18 @@
-"""Clients for the adapter tests: real requests to the session's local server, counted at
-the transport."""
+"""The request log of the LangChain adapter tests: ``clients`` (``tests/conftest.py``) are
+real clients of the session's local server whose requests are counted here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from ._support import Counter, counted_clients
+from ._support import Counter
 
 
 @pytest.fixture
-def clients(base_url: str, api_key: str) -> Iterator[tuple]:
-    sync, async_, counter = counted_clients(base_url, api_key)
-    yield sync, async_, counter
-    sync.close()
+def counter() -> Counter:
+    return Counter()
 
 
 @pytest.fixture
-def counter(clients: tuple) -> Counter:
-    return clients[2]
+def request_log(counter: Counter) -> Counter:
+    return counter

@@ -4,6 +4,7 @@ errors."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -13,6 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
 from memlayer_integrations import AuthenticationError
+from memlayer_integrations._constants import MAX_QUERY_CHARS
 from memlayer_integrations.langchain import MemLayerMiddleware, MemLayerScopeError
 
 from ._support import ScriptedChatModel, mock_clients
@@ -176,6 +178,22 @@ async def test_economy_batch_failure_restores_the_queue(clients: tuple) -> None:
     memory._clients._async = async_
     await memory.aclose()
     assert [m.content for m in sync.list_memories(user_id="alice", agent_id="bot")] == [FACT]
+
+
+def test_a_long_message_recalls_with_the_longest_query_the_server_takes() -> None:
+    queries: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/memories/search":
+            queries.append(json.loads(request.content)["query"])
+            return httpx.Response(200, json={"results": []})
+        return httpx.Response(201, json={"memories": []})
+
+    sync, async_ = mock_clients(handler, "ml_live_" + "a" * 32)
+    agent, _ = _agent(MemLayerMiddleware(agent_id="bot", client=sync, async_client=async_))
+    long_message = "tell me about tea " * 300
+    _ask(agent, long_message, "alice")
+    assert queries == [long_message[:MAX_QUERY_CHARS]]
 
 
 def test_scope_from_context_and_missing_scope(clients: tuple) -> None:

@@ -3,6 +3,9 @@ and error propagation through create_agent's tool node."""
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -10,10 +13,11 @@ from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from memlayer_integrations import AuthenticationError, MemLayerClient
+from memlayer_integrations._constants import MAX_QUERY_CHARS
 from memlayer_integrations.langchain import MemLayerScopeError, MemLayerToolkit
 from memlayer_integrations.langchain.tools import ForgetTool, RecallTool, RememberTool
 
-from ._support import ScriptedChatModel
+from ._support import ScriptedChatModel, mock_clients
 
 
 class _ServerParams:
@@ -92,6 +96,21 @@ async def test_recoverable_errors_reach_the_model_safely(clients: tuple, api_key
     msg = await forget.ainvoke({"name": "forget", "args": {"memory_id": "mem_" + "f" * 32}, "id": "c1", "type": "tool_call"})
     assert isinstance(msg, ToolMessage) and msg.status == "error"
     assert "No memory with that id" in msg.content and api_key not in msg.content and "req_" not in msg.content
+
+
+async def test_recall_sends_at_most_the_longest_query_the_server_takes() -> None:
+    queries: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        queries.append(json.loads(request.content)["query"])
+        return httpx.Response(200, json={"results": []})
+
+    sync, async_ = mock_clients(handler, "ml_live_" + "a" * 32)
+    recall = RecallTool(user_id="alice", agent_id="bot", client=sync, async_client=async_)
+    long_query = "which tea " * 500
+    assert recall.invoke({"query": long_query}) == "No relevant memories."
+    assert await recall.ainvoke({"query": long_query}) == "No relevant memories."
+    assert queries == [long_query[:MAX_QUERY_CHARS]] * 2
 
 
 def _agent_with(tools, call: dict):

@@ -1,21 +1,18 @@
-"""Clients of the session's local server whose requests are recorded at the transport."""
+"""The request log of the LlamaIndex adapter tests: ``clients`` (``tests/conftest.py``) are
+real clients of the session's local server whose requests are recorded here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from ._support import Recorder, recorded_clients
+from ._support import Recorder
 
 
 @pytest.fixture
-def clients(base_url: str, api_key: str) -> Iterator[tuple]:
-    sync, async_, recorder = recorded_clients(base_url, api_key)
-    yield sync, async_, recorder
-    sync.close()
+def recorder() -> Recorder:
+    return Recorder()
 
 
 @pytest.fixture
-def recorder(clients: tuple) -> Recorder:
-    return clients[2]
+def request_log(recorder: Recorder) -> Recorder:
+    return recorder

@@ -1,0 +1,267 @@
+"""What each operation sends and how its answer is read, with no I/O and no client state.
+
+One definition per operation: the request body (or query parameters and path) and the
+parser of its result. :class:`BaseClient` wraps them into calls that both clients send, and
+:class:`Op` builds the same bodies as operations of a ``batch`` request, whose results are
+read by the same parsers. The builders refuse malformed arguments (one string where a list
+is due, an unknown item field) before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
+from urllib.parse import quote
+
+from . import _constants as C
+from ._models import Memory, RecalledMemory, Scope, Usage
+
+#: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
+#: ``key`` and ``session_id``.
+MemoryItem = Union[str, Mapping[str, Any]]
+
+
+def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def normalize_item(item: MemoryItem) -> dict[str, Any]:
+    """Turn a ``remember_many`` item into its wire form, rejecting what the server would."""
+    if isinstance(item, str):
+        return {"content": item}
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"content", "metadata", "key", "session_id"}
+        if unknown:
+            raise TypeError(f"unknown memory item field(s): {sorted(unknown)}")
+        if "content" not in item:
+            raise TypeError("a memory item mapping needs 'content'")
+        return _drop_none(dict(item))
+    raise TypeError(f"a memory item is a str or a mapping, not {type(item).__name__}")
+
+
+def parse_memory(body: Any) -> Memory:
+    return Memory.model_validate(body)
+
+
+def _parse_memory_field(body: Any) -> Memory:
+    return Memory.model_validate(body["memory"])
+
+
+def parse_memories(body: Any) -> list[Memory]:
+    return [Memory.model_validate(m) for m in body["memories"]]
+
+
+def parse_recalled(body: Any) -> list[RecalledMemory]:
+    return [RecalledMemory.model_validate(r) for r in body["results"]]
+
+
+def parse_deleted(body: Any) -> int:
+    return int(body["deleted"])
+
+
+def parse_page(body: Any) -> tuple[list[Memory], Optional[str]]:
+    return parse_memories(body), body.get("next_cursor")
+
+
+def parse_usage(body: Any) -> Usage:
+    return Usage.model_validate(body)
+
+
+def parse_scopes(body: Any) -> list[Scope]:
+    return [Scope.model_validate(s) for s in body["scopes"]]
+
+
+def parse_nothing(body: Any) -> None:
+    return None
+
+
+# How each batch operation's result is read: the same shapes as the single endpoints.
+BATCH_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "remember": _parse_memory_field,
+    "remember_many": parse_memories,
+    "recall": parse_recalled,
+    "get": _parse_memory_field,
+    "update": _parse_memory_field,
+    "forget": parse_deleted,
+    "forget_all": parse_deleted,
+    "list": parse_page,
+    "usage": lambda body: Usage.model_validate(body["usage"]),
+}
+
+
+class Op:
+    """Builders for the operations of :meth:`MemLayerClient.batch`.
+
+    A batch runs several operations in one request (one request against the daily quota),
+    in order and all or nothing.
+
+    Example:
+        >>> memories, recalled = client.batch([
+        ...     Op.remember_many(["likes tea"], user_id="u1", agent_id="bot"),
+        ...     Op.recall("tea", user_id="u1"),
+        ... ])
+    """
+
+    @staticmethod
+    def remember(
+        content: str,
+        *,
+        user_id: str,
+        agent_id: str,
+        metadata: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        key: Optional[str] = None,
+    ) -> dict[str, Any]:
+        return {"op": "remember", **remember_body(content, user_id, agent_id, metadata, session_id, key)}
+
+    @staticmethod
+    def remember_many(
+        items: Sequence[MemoryItem], *, user_id: str, agent_id: str, session_id: Optional[str] = None
+    ) -> dict[str, Any]:
+        return {"op": "remember_many", **remember_many_body(items, user_id, agent_id, session_id)}
+
+    @staticmethod
+    def recall(
+        query: str,
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        limit: int = C.DEFAULT_RECALL_LIMIT,
+        filters: Optional[Mapping[str, Any]] = None,
+        session_id: Optional[str] = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        return {"op": "recall", **recall_body(query, user_id, agent_id, limit, filters, session_id, offset)}
+
+    @staticmethod
+    def get(memory_id: str) -> dict[str, Any]:
+        return {"op": "get", "memory_id": memory_id}
+
+    @staticmethod
+    def update(
+        memory_id: str, *, content: Optional[str] = None, metadata: Optional[Mapping[str, Any]] = None
+    ) -> dict[str, Any]:
+        return {"op": "update", "memory_id": memory_id, **update_body(content, metadata)}
+
+    @staticmethod
+    def forget(memory_id: str) -> dict[str, Any]:
+        return {"op": "forget", "memory_id": memory_id}
+
+    @staticmethod
+    def forget_all(
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        keys: Optional[Sequence[str]] = None,
+    ) -> dict[str, Any]:
+        return {
+            "op": "forget_all",
+            **_drop_none(
+                {"user_id": user_id, "agent_id": agent_id, "session_id": session_id, "keys": _list_or_none(keys)}
+            ),
+        }
+
+    @staticmethod
+    def list(
+        *,
+        user_id: str,
+        agent_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        filters: Optional[Mapping[str, Any]] = None,
+        keys: Optional[Sequence[str]] = None,
+        limit: int = C.DEFAULT_PAGE_SIZE,
+        cursor: Optional[str] = None,
+    ) -> dict[str, Any]:
+        return {
+            "op": "list",
+            **_drop_none(
+                {
+                    "user_id": user_id,
+                    "agent_id": agent_id,
+                    "session_id": session_id,
+                    "filters": dict(filters) if filters is not None else None,
+                    "keys": _list_or_none(keys),
+                    "limit": limit,
+                    "cursor": cursor,
+                }
+            ),
+        }
+
+    @staticmethod
+    def usage() -> dict[str, Any]:
+        return {"op": "usage"}
+
+
+def _list_or_none(keys: Optional[Sequence[str]]) -> Optional[list[str]]:
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        raise TypeError("keys is a sequence of keys, not a single string")
+    return list(keys)
+
+
+def remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "content": content,
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "key": key,
+        }
+    )
+
+
+def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
+    if isinstance(items, (str, Mapping)):
+        raise TypeError("items is a sequence of memories; wrap a single one in a list")
+    return _drop_none(
+        {
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "items": [normalize_item(i) for i in items],
+        }
+    )
+
+
+def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "query": query,
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "filters": dict(filters) if filters is not None else None,
+            "limit": limit,
+            "offset": offset or None,
+        }
+    )
+
+
+def update_body(content, metadata) -> dict[str, Any]:
+    if content is None and metadata is None:
+        raise TypeError("update needs content, metadata or both")
+    return _drop_none({"content": content, "metadata": dict(metadata) if metadata is not None else None})
+
+
+def memory_path(memory_id: str) -> str:
+    if not isinstance(memory_id, str) or not memory_id:
+        raise TypeError("memory_id must be a non-empty string")
+    # Quote so that an id like "../usage" stays one path segment.
+    return "/memories/" + quote(memory_id, safe="")
+
+
+def scope_params(
+    user_id: str, agent_id: Optional[str], session_id: Optional[str], keys: Optional[Sequence[str]]
+) -> list[tuple[str, str]]:
+    params = [("user_id", user_id)]
+    if agent_id is not None:
+        params.append(("agent_id", agent_id))
+    if session_id is not None:
+        params.append(("session_id", session_id))
+    for k in _list_or_none(keys) or []:
+        params.append(("key", k))
+    return params
