@@ -2,7 +2,8 @@
 
 Every dialog turn of every conversation is remembered as one memory,
 ``"[<session date>] <speaker>: <text>"`` with ``{"dia_id": ...}`` as metadata, in the scope of
-its conversation (``user_id`` = the sample id). Each question of categories 1-4 (category 5 is
+its conversation (``user_id`` = the sample id) and with its session as ``session_id``
+(``session_3``), as a chat integration stores a conversation turn by turn. Each question of categories 1-4 (category 5 is
 adversarial: no turn answers it) is recalled with limit 10 through the real client, and the
 returned ``dia_id``s are compared with the question's evidence.
 
@@ -48,7 +49,7 @@ def session_date(date_time: str) -> str:
 
 
 def load_samples(path: str) -> list[dict[str, Any]]:
-    """The conversations, each as {sample_id, turns: [(dia_id, content)], questions: [...]}."""
+    """The conversations, each as {sample_id, turns: [(dia_id, content, session)], questions: [...]}."""
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
     samples = []
@@ -60,7 +61,7 @@ def load_samples(path: str) -> list[dict[str, Any]]:
             date = session_date(conv.get(f"session_{n}_date_time", ""))
             for turn in conv[f"session_{n}"]:
                 prefix = f"[{date}] " if date else ""
-                turns.append((turn["dia_id"], f"{prefix}{turn['speaker']}: {turn['text']}"))
+                turns.append((turn["dia_id"], f"{prefix}{turn['speaker']}: {turn['text']}", f"session_{n}"))
             n += 1
         questions = []
         for qa in sample["qa"]:
@@ -87,12 +88,15 @@ def run(ctx: Context) -> dict[str, Any]:
     evidence_total = evidence_unknown = 0
     with ctx.client() as client:
         for sample in samples:
-            items = [{"content": content, "metadata": {"dia_id": dia}} for dia, content in sample["turns"]]
-            for i in range(0, len(items), 100):
-                client.remember_many(items[i : i + 100], user_id=sample["sample_id"], agent_id=AGENT)
-            memories += len(items)
+            sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for dia, content, session in sample["turns"]:
+                sessions[session].append({"content": content, "metadata": {"dia_id": dia}})
+            for session, items in sessions.items():
+                for i in range(0, len(items), 100):
+                    client.remember_many(items[i : i + 100], user_id=sample["sample_id"], agent_id=AGENT, session_id=session)
+                memories += len(items)
             questions = sample["questions"][:max_questions] if max_questions else sample["questions"]
-            known = {dia for dia, _ in sample["turns"]}
+            known = {dia for dia, _, _ in sample["turns"]}
             for q in questions:
                 evidence_total += len(q["evidence"])
                 evidence_unknown += len(q["evidence"] - known)
@@ -153,7 +157,8 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{result['conversations']} conversations, {result['memories']:,} turns remembered as "
-            f"`[<session date>] <speaker>: <text>`, one scope per conversation; each question recalled "
+            f"`[<session date>] <speaker>: <text>`, one scope per conversation and one `session_id` per "
+            "session; each question recalled "
             f"with limit {result['recall_limit']} through the client against the embedded server, "
             f"{result['ms_per_query']} ms per query.{subset} {result['evidence_ids_naming_no_turn']} of "
             f"{result['evidence_ids']:,} evidence ids name no turn of their conversation (slips in the "

@@ -210,8 +210,8 @@ def _locomo_file(tmp_path: Path) -> Path:
 
 def test_locomo_loads_turns_with_dates_and_splits_evidence(tmp_path: Path) -> None:
     (sample,) = locomo.load_samples(str(_locomo_file(tmp_path)))
-    assert sample["turns"][0] == ("D1:1", "[8 May 2023] Ann: I adopted a puppy named Rex")
-    assert sample["turns"][2] == ("D2:1", "[2 June 2023] Ann: Rex loves the beach in Lisbon")
+    assert sample["turns"][0] == ("D1:1", "[8 May 2023] Ann: I adopted a puppy named Rex", "session_1")
+    assert sample["turns"][2] == ("D2:1", "[2 June 2023] Ann: Rex loves the beach in Lisbon", "session_2")
     assert [q["category"] for q in sample["questions"]] == [4, 1, 2, 4]  # category 5 left out
     assert sample["questions"][1]["evidence"] == {"D2:1", "D1:1"}
 

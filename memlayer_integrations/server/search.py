@@ -1,10 +1,8 @@
 """Recall: turning a user's question into a full-text query, and ranking memories by it.
 
-All ranking lives in this module, behind two functions:
-
-* :func:`build_match_query` turns plain text into a safe FTS5 ``MATCH`` expression, or
-  ``None`` when the text has no searchable word.
-* :func:`search` runs it within a scope and returns ``(row, score)`` pairs, best first.
+All ranking lives in this module, behind :func:`search` (and :func:`build_match_query`,
+which turns plain text into a safe FTS5 ``MATCH`` expression, or ``None`` when the text has
+no searchable word).
 
 User text never reaches FTS5 syntax unescaped: it is cut into words and every word is
 emitted as a double-quoted string, so quotes, ``AND``/``OR``/``NOT``/``NEAR``, ``*``, ``:``,
@@ -15,30 +13,56 @@ The remaining words are OR-ed and ranked by BM25 over a Porter-stemmed index
 (``memories_fts``, see ``db.py``), so "plans" finds "plan" and a memory matching more (and
 rarer) words of the question ranks higher.
 
+Scope: a query is ANDed with the word naming its scope (column ``scope_terms``, see
+:func:`scope_word`), so FTS5 only walks the postings of that user's (or that user and
+agent's) memories and counts words there, whatever other accounts store. A scope of more
+than ``SCOPE_WORD_LIMIT`` memories is searched by content alone, because it is most of
+what FTS5 would walk anyway. The SQL conditions on the ids decide what is returned.
+
 Cost control: FTS5 scores every memory that matches, so one very common word would make an
-OR query as slow as the whole store. :func:`search` therefore counts each word's matches
-(capped at ``POSTINGS_BUDGET + 1``); the rarest words whose counts add up to at most
-``POSTINGS_BUDGET`` choose the candidates and the others only add to their score:
-``("rare") AND ("rare" OR "common")``. On a store where no word is that common the query is
-the plain OR.
+OR query as slow as the whole scope. :func:`search` therefore counts each word's matches in
+the scope (capped at ``POSTINGS_BUDGET + 1``); the rarest words whose counts add up to at
+most ``POSTINGS_BUDGET`` choose the candidates and the others only add to their score:
+``("rare") AND ("rare" OR "common")``. Where no word is that common the query is the plain OR.
+
+Conversations: a chat stored turn by turn often answers a question in the turn *after*
+the one that uses the question's words ("How long do you hold that pose?" is answered by
+"30-60 seconds"). So each of the best ``CANDIDATES`` matches lends ``NEIGHBOUR_WEIGHT`` of
+its score to the memories stored just before and just after it in the same conversation
+(same user, agent and ``session_id``), and ``NEIGHBOUR_WEIGHT`` squared to those two turns
+away; a memory keeps the largest share lent to it. A neighbour from outside the candidates
+is returned only where its share outranks a match, never to pad out a short result, and
+only if it meets every condition of the request. Memories without a ``session_id`` are not
+a conversation and are ranked by BM25 alone.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from .filters import Filter
 
-__all__ = ["build_match_query", "query_terms", "search", "MAX_QUERY_TERMS", "POSTINGS_BUDGET", "STOPWORDS"]
-
+__all__ = [
+    "build_match_query",
+    "query_terms",
+    "scope_word",
+    "search",
+    "CANDIDATES",
+    "MAX_QUERY_TERMS",
+    "NEIGHBOUR_REACH",
+    "NEIGHBOUR_WEIGHT",
+    "POSTINGS_BUDGET",
+    "SCOPE_WORD_LIMIT",
+    "STOPWORDS",
+]
 # Letters and digits, as FTS5's unicode61 tokenizer sees words (``_`` separates words there).
 _WORD = re.compile(r"[^\W_]+")
 #: Longest query kept, in distinct words: more add little to BM25 and only slow the query down.
 MAX_QUERY_TERMS = 32
 #: Most matches (summed over the words that choose the candidates) one recall scores in full.
-POSTINGS_BUDGET = 2000
+POSTINGS_BUDGET = 1000
 
 # A general English stop-word list: function words, auxiliaries, pronouns, question words
 # and the fragments the tokenizer leaves from contractions ("don't" -> "don", "t").
@@ -56,8 +80,38 @@ STOPWORDS = frozenset(
     """.split()
 )
 
-# One word's match count, capped: parameters '"word"' and the cap.
+#: Largest scope confined by its scope word in the full-text query (see ``_restricter``).
+SCOPE_WORD_LIMIT = 5_000
+#: How many of the best BM25 matches lend score to their conversation neighbours.
+CANDIDATES = 200
+#: Share of a candidate's score lent to the next memory along the conversation (squared
+#: for the one after that).
+NEIGHBOUR_WEIGHT = 0.5
+
+# One word's match count in a scope, capped: parameters (scoped match, cap).
 _PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+# BM25 over the content column only: the scope word must not add to a memory's score.
+_SCORE = "-bm25(memories_fts, 1.0, 0.0)"
+#: How far along a conversation a candidate lends: to the memories 1 and 2 turns away.
+NEIGHBOUR_REACH = 2
+
+
+def _neighbour(direction: str, distance: int) -> str:
+    """Subquery: the memory ``distance`` turns before (``<``) or after (``>``) candidate ``c``."""
+    order = "DESC" if direction == "<" else "ASC"
+    return (
+        "(SELECT n.rowid FROM memories AS n WHERE n.account_id = c.account_id AND n.user_id = c.user_id"
+        " AND n.agent_id = c.agent_id AND n.session_id = c.session_id"
+        f" AND n.rowid {direction} c.rowid ORDER BY n.rowid {order} LIMIT 1 OFFSET {distance - 1})"
+    )
+
+
+# Each candidate and its neighbours: c.rowid, then (before, after) for distance 1, 2, ...
+_NEIGHBOURS_SQL = (
+    "SELECT c.rowid, "
+    + ", ".join(_neighbour(d, k) for k in range(1, NEIGHBOUR_REACH + 1) for d in "<>")
+    + " FROM memories AS c WHERE c.session_id IS NOT NULL AND c.rowid IN ({ids})"
+)
 
 
 def _quote(term: str) -> str:
@@ -129,9 +183,101 @@ def build_match_query(
     return f"({chosen}) AND ({everything})"
 
 
-def _match_count(conn: sqlite3.Connection, cap: int) -> Callable[[str], int]:
-    """A word's number of matching memories (all accounts), counted up to ``cap``."""
-    return lambda term: conn.execute(_PROBE_SQL, (_quote(term), cap)).fetchone()[0]
+def scope_word(account_id: int, user_id: str, agent_id: Optional[str] = None) -> str:
+    """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
+
+    ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
+    hex digits and the letters between them make any id one plain word for the tokenizer.
+
+    Example:
+        >>> scope_word(1, "bob", "x")
+        'a1x626F62y78'
+    """
+    user = user_id.encode("utf-8").hex().upper()
+    if agent_id is None:
+        return f"u{account_id}x{user}"
+    return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
+
+
+def _restricter(conn: sqlite3.Connection, scope: str) -> Callable[[str], str]:
+    """How to confine a content expression to ``scope`` in a MATCH.
+
+    With the scope word when the scope holds at most ``SCOPE_WORD_LIMIT`` memories. BM25
+    reads every posting of every word in a query once, to count it, the scope word
+    included; for a scope that is most of the index that costs more than the word saves,
+    so a bigger scope is searched by content alone (the SQL conditions still apply).
+    """
+    size = conn.execute(_PROBE_SQL, (f"scope_terms : {_quote(scope)}", SCOPE_WORD_LIMIT + 1)).fetchone()[0]
+    if size <= SCOPE_WORD_LIMIT:
+        return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
+    return lambda expression: f"content : ({expression})"
+
+
+def _match_count(conn: sqlite3.Connection, restrict: Callable[[str], str], cap: int) -> Callable[[str], int]:
+    """A word's number of matching memories (in the scope, as ``restrict`` confines it), up to ``cap``."""
+    return lambda term: conn.execute(_PROBE_SQL, (restrict(_quote(term)), cap)).fetchone()[0]
+
+
+class _Conditions:
+    """The request's conditions on ``memories AS m``, as SQL and parameters."""
+
+    def __init__(self, account_id: int, user_id: str, agent_id: Optional[str], session_id: Optional[str], filters: Optional[Filter]) -> None:
+        self.sql = "m.account_id = ? AND m.user_id = ?"
+        self.params: list[object] = [account_id, user_id]
+        if agent_id is not None:
+            self.sql += " AND m.agent_id = ?"
+            self.params.append(agent_id)
+        if session_id is not None:
+            self.sql += " AND m.session_id = ?"
+            self.params.append(session_id)
+        if filters is not None:
+            self.sql += " AND " + filters.sql
+            self.params.extend(filters.params)
+
+
+def _matches(conn: sqlite3.Connection, match: str, where: _Conditions, limit: int, offset: int) -> list[tuple[int, float]]:
+    """``(rowid, bm25 score)`` of the matches meeting ``where``, best first (ties: oldest first)."""
+    sql = (
+        f"SELECT m.rowid, {_SCORE} AS score FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
+        f" WHERE memories_fts MATCH ? AND {where.sql} ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
+    )
+    return [(r[0], r[1]) for r in conn.execute(sql, [match, *where.params, limit, offset])]
+
+
+def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float]], where: _Conditions) -> list[tuple[int, float]]:
+    """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
+
+    A neighbour outside ``head`` is lifted only when the share lent to it beats the lowest
+    BM25 score in ``head``: neighbours move ahead of weaker matches, they never pad a short
+    result. It scores that share, and must meet every condition of the request.
+    """
+    scores = dict(head)
+    lent: dict[int, float] = {}  # the largest share any candidate lends to a memory
+    ids = ",".join("?" * len(head))
+    for rowid, *around in conn.execute(_NEIGHBOURS_SQL.format(ids=ids), list(scores)):
+        for i, other in enumerate(around):
+            share = scores[rowid] * NEIGHBOUR_WEIGHT ** (i // 2 + 1)
+            if other is not None and share > lent.get(other, 0.0):
+                lent[other] = share
+    ranked = [(rowid, score + lent.get(rowid, 0.0)) for rowid, score in head]
+    lowest = head[-1][1]
+    lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
+    if lifted:
+        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(lifted))}) AND {where.sql}"
+        ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*lifted, *where.params])]
+    return sorted(ranked, key=_best_first)
+
+
+def _best_first(hit: tuple[int, float]) -> tuple[float, int]:
+    return (-hit[1], hit[0])
+
+
+def _rows(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, sqlite3.Row]:
+    wanted = list(rowids)
+    if not wanted:
+        return {}
+    sql = f"SELECT m.* FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(wanted))})"
+    return {row["rowid"]: row for row in conn.execute(sql, wanted)}
 
 
 def search(
@@ -149,27 +295,29 @@ def search(
     """Memories of one scope matching ``query``, best first, with a positive score.
 
     ``agent_id=None`` searches all of the user's agents. Rows are full ``memories`` rows
-    (aliased ``m``; ``filters`` is a condition on ``m``).
+    (``filters`` is a condition on ``memories AS m``). The order is one fixed ranking of all
+    matches (BM25, plus the neighbour bonus from the best ``CANDIDATES``), so pages cut
+    with ``offset`` never overlap or skip.
     """
-    match = build_match_query(query, _match_count(conn, POSTINGS_BUDGET + 1), POSTINGS_BUDGET)
-    if match is None:
+    restrict = _restricter(conn, scope_word(account_id, user_id, agent_id))
+    expression = build_match_query(query, _match_count(conn, restrict, POSTINGS_BUDGET + 1), POSTINGS_BUDGET)
+    if expression is None:
         return []
-    sql = (
-        "SELECT m.*, bm25(memories_fts) AS bm25_score FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
-        " WHERE memories_fts MATCH ? AND m.account_id = ? AND m.user_id = ?"
-    )
-    params: list[object] = [match, account_id, user_id]
-    if agent_id is not None:
-        sql += " AND m.agent_id = ?"
-        params.append(agent_id)
-    if session_id is not None:
-        sql += " AND m.session_id = ?"
-        params.append(session_id)
-    if filters is not None:
-        sql += " AND " + filters.sql
-        params.extend(filters.params)
-    sql += " ORDER BY bm25_score, m.rowid LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    # FTS5's bm25() is negative, lower is better; the contract's score is positive, higher
-    # is better. The floor keeps a score positive when every word is in every document.
-    return [(row, max(-row["bm25_score"], 1e-6)) for row in conn.execute(sql, params)]
+    match = restrict(expression)
+    where = _Conditions(account_id, user_id, agent_id, session_id, filters)
+    head = _matches(conn, match, where, CANDIDATES, 0)
+    if not head:
+        return []
+    ranked = _smoothed(conn, head, where)
+    end = offset + limit
+    if len(head) == CANDIDATES and len(ranked) < end:
+        # The rest of the matches, in BM25 order: each scores at most the head's lowest,
+        # below everything in `ranked`. Lifted neighbours among them are already ranked.
+        seen = {rowid for rowid, _ in ranked}
+        wanted = end - len(ranked) + (len(seen) - len(head))
+        ranked += [hit for hit in _matches(conn, match, where, wanted, CANDIDATES) if hit[0] not in seen]
+    page = ranked[offset:end]
+    rows = _rows(conn, (rowid for rowid, _ in page))
+    # The floor keeps a score positive when a word is in nearly every memory (BM25's IDF
+    # is then about 0).
+    return [(rows[rowid], max(score, 1e-6)) for rowid, score in page]

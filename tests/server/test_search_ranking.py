@@ -1,4 +1,4 @@
-"""Recall ranking: stop words, the query length cap and the postings budget."""
+"""Recall ranking: stop words, the query length cap, the postings budget, scope and conversation neighbours."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import sqlite3
 import pytest
 
 from memlayer_integrations.server.db import migrate
+from memlayer_integrations.server.filters import compile_filters
 from memlayer_integrations.server.search import (
+    CANDIDATES,
     MAX_QUERY_TERMS,
     POSTINGS_BUDGET,
     build_match_query,
     query_terms,
+    scope_word,
     search,
 )
 
@@ -26,17 +29,26 @@ def conn() -> sqlite3.Connection:
     return c
 
 
-def _add(conn: sqlite3.Connection, contents: list[str], account_id: int = 1, user_id: str = "u1") -> None:
+def _add(
+    conn: sqlite3.Connection,
+    contents: list[str],
+    account_id: int = 1,
+    user_id: str = "u1",
+    session_id: str | None = None,
+    agent_id: str = "bot",
+    metadata: str = "{}",
+) -> None:
     start = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
     conn.executemany(
-        "INSERT INTO memories (id, account_id, user_id, agent_id, content, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'bot', ?, 't', 't')",
-        [(f"mem_{start + i}", account_id, user_id, text) for i, text in enumerate(contents)],
+        "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, content, metadata, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 't', 't')",
+        [(f"mem_{start + i}", account_id, user_id, agent_id, session_id, text, metadata) for i, text in enumerate(contents)],
     )
 
 
-def _search(conn: sqlite3.Connection, query: str, limit: int = 10) -> list[str]:
-    hits = search(conn, 1, query, user_id="u1", agent_id=None, session_id=None, filters=None, limit=limit, offset=0)
+def _search(conn: sqlite3.Connection, query: str, limit: int = 10, offset: int = 0, **scope) -> list[str]:
+    scope = {"user_id": "u1", "agent_id": None, "session_id": None, "filters": None} | scope
+    hits = search(conn, 1, query, limit=limit, offset=offset, **scope)
     return [row["content"] for row, _ in hits]
 
 
@@ -112,3 +124,89 @@ def test_recall_over_http_ignores_stop_words(http):
     hits = http.post("/memories/search", json={"query": "What did Melanie paint?", "user_id": "u1"}).json()["results"]
     assert [h["memory"]["content"] for h in hits] == ["Melanie painted a sunrise"]
 
+
+
+def test_scope_word_matches_the_column_the_database_computes(conn):
+    _add(conn, ["x"], user_id="ü/../\"; DROP", agent_id="a b")
+    stored = conn.execute("SELECT scope_terms FROM memories").fetchone()[0]
+    assert stored.split() == [scope_word(1, "ü/../\"; DROP"), scope_word(1, "ü/../\"; DROP", "a b")]
+    assert _search(conn, "x", user_id="ü/../\"; DROP") == ["x"]
+    assert _search(conn, "x", user_id="ü/../\"; DROP", agent_id="a b") == ["x"]
+    assert _search(conn, "x", user_id="ü/../\"; DROP", agent_id="a") == []
+
+
+def test_another_accounts_common_word_does_not_hide_a_users_memories(conn):
+    # Counted over every account, "likes" would pass the budget and leave only the word
+    # no one has ("zebra") to choose candidates: this user's memory would be missed.
+    _add(conn, ["someone likes zebras"] * (POSTINGS_BUDGET + 5), account_id=2)
+    _add(conn, ["the user likes coffee"])
+    assert _search(conn, "likes zebra") == ["the user likes coffee"]
+
+
+WEAK_MATCH = "an old note that mentions yoga and pose once among " + "unrelated words " * 100
+
+
+def test_the_turn_after_a_matching_turn_is_lifted_within_its_conversation(conn):
+    _add(conn, ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds."], session_id="s1")
+    _add(conn, [WEAK_MATCH], session_id="s2")
+    found = _search(conn, "How long to hold a yoga pose?")
+    assert found == ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds.", WEAK_MATCH]
+
+
+def test_neighbours_never_pad_a_short_result(conn):
+    _add(conn, ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds."], session_id="s1")
+    assert _search(conn, "How long to hold a yoga pose?") == ["Melanie: How long do you hold that yoga pose?"]
+
+
+def test_no_neighbours_without_a_session(conn):
+    _add(conn, ["How long do you hold that yoga pose?", "About thirty to sixty seconds.", WEAK_MATCH])
+    assert _search(conn, "hold the yoga pose") == ["How long do you hold that yoga pose?", WEAK_MATCH]
+
+
+def test_neighbours_stay_in_their_session_agent_and_user(conn):
+    _add(conn, ["we talked about the yoga pose"], session_id="s1")
+    _add(conn, ["other session"], session_id="s2")
+    _add(conn, ["other agent"], session_id="s1", agent_id="bot2")
+    _add(conn, ["other user"], session_id="s1", user_id="u2")
+    _add(conn, ["other account"], session_id="s1", account_id=2)
+    _add(conn, [WEAK_MATCH], session_id="s3")
+    assert _search(conn, "pose") == ["we talked about the yoga pose", WEAK_MATCH]
+
+
+def test_a_neighbour_must_pass_the_request_filters(conn):
+    _add(conn, ["tell me about the yoga pose"], session_id="s1", metadata='{"kind": "chat"}')
+    _add(conn, ["secret follow-up", "secret again"], session_id="s1", metadata='{"kind": "private"}')
+    _add(conn, ["public, three turns on"], session_id="s1", metadata='{"kind": "chat"}')
+    _add(conn, [WEAK_MATCH], session_id="s2", metadata='{"kind": "chat"}')
+    chat = compile_filters({"kind": "chat"})
+    assert _search(conn, "yoga pose", filters=chat) == ["tell me about the yoga pose", WEAK_MATCH]
+    assert _search(conn, "yoga pose")[:2] == ["tell me about the yoga pose", "secret follow-up"]
+
+
+def test_lent_score_halves_with_each_turn_and_stops_after_two(conn):
+    _add(conn, ["before before", "before", "the question about yoga", "after", "after after", "too far"], session_id="s1")
+    _add(conn, [WEAK_MATCH], session_id="s2")
+    hits = search(conn, 1, "yoga", user_id="u1", agent_id=None, session_id=None, filters=None, limit=10, offset=0)
+    score = {row["content"]: s for row, s in hits}
+    top, weak = score.pop("the question about yoga"), score.pop(WEAK_MATCH)
+    assert top / 4 > weak
+    assert score == pytest.approx({"before": top / 2, "after": top / 2, "before before": top / 4, "after after": top / 4})
+
+
+def test_pages_past_the_candidates_neither_overlap_nor_skip(conn):
+    # Turns alternate: a question with a shared word and a reply without it, so the
+    # ranking mixes BM25 matches, lifted neighbours and (past CANDIDATES) plain matches.
+    turns = []
+    for i in range(CANDIDATES + 60):
+        turns += [f"question {i} about yoga" + " filler" * (i % 7) * 10, f"reply {i}"]
+    _add(conn, turns, session_id="s1")
+    everything = [c for offset in range(0, 600, 100) for c in _search(conn, "yoga", limit=100, offset=offset)]
+    paged = [c for offset in range(0, 600, 30) for c in _search(conn, "yoga", limit=30, offset=offset)]
+    assert paged == everything
+    assert len(set(everything)) == len(everything)
+    # Every match is reachable; replies come back only when lifted above weaker questions.
+    assert {c for c in everything if c.startswith("question")} == {t for t in turns if t.startswith("question")}
+    assert 0 < sum(c.startswith("reply") for c in everything) <= 2 * CANDIDATES
+    hits = search(conn, 1, "yoga", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
+    scores = [score for _, score in hits]
+    assert scores == sorted(scores, reverse=True)
