@@ -151,9 +151,10 @@ def build_match_query(
             query is the plain OR of the words.
         budget: most matches the candidate-choosing words may add up to.
 
-    With ``document_frequency``, the rarest words whose counts add up to at most ``budget``
-    (always at least one word) choose the candidates: ``(rare) AND (all words)``. BM25 then
-    counts the rare words twice, a mild extra weight on them.
+    With ``document_frequency``, words that match nothing are left out (``None`` if no word
+    matches anything), and the rarest of the others whose counts add up to at most
+    ``budget`` (always at least one word) choose the candidates: ``(rare) AND (all words)``.
+    BM25 then counts the rare words twice, a mild extra weight on them.
 
     Example:
         >>> build_match_query('what "plan" is NEAR(me)*?')
@@ -162,14 +163,19 @@ def build_match_query(
         True
         >>> build_match_query("likes tea", {"tea": 40, "likes": 3000}.get)
         '("tea") AND ("likes" OR "tea")'
+        >>> build_match_query("likes zebras", {"zebras": 0, "likes": 3000}.get)
+        '"likes"'
     """
     terms = query_terms(text)
+    if terms and document_frequency is not None:
+        counts = {t: document_frequency(t) for t in terms}
+        # A word that matches nothing would otherwise be the "rarest" and, alone, choose no candidate.
+        terms = [t for t in terms if counts[t] > 0]
     if not terms:
         return None
     everything = " OR ".join(_quote(t) for t in terms)
     if document_frequency is None:
         return everything
-    counts = {t: document_frequency(t) for t in terms}
     rare: set[str] = set()
     total = 0
     for term in sorted(terms, key=counts.__getitem__):
@@ -306,6 +312,11 @@ def search(
     match = restrict(expression)
     where = _Conditions(account_id, user_id, agent_id, session_id, filters)
     head = _matches(conn, match, where, CANDIDATES, 0)
+    if not head and expression.startswith("("):
+        # The rare words matched nothing that meets the request's conditions (counts of a
+        # big scope include other scopes, and filters narrow further): rank every match.
+        match = restrict(build_match_query(query) or expression)
+        head = _matches(conn, match, where, CANDIDATES, 0)
     if not head:
         return []
     ranked = _smoothed(conn, head, where)

@@ -210,3 +210,17 @@ def test_pages_past_the_candidates_neither_overlap_nor_skip(conn):
     hits = search(conn, 1, "yoga", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
     scores = [score for _, score in hits]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_rare_words_that_miss_the_request_fall_back_to_every_match(conn):
+    # "likes" is over the budget in this scope, "matcha" is rare but only in another
+    # session: the candidates chosen by "matcha" all fail the request's session condition.
+    _add(conn, ["the user likes things"] * (POSTINGS_BUDGET + 5), session_id="s1")
+    _add(conn, ["matcha"], session_id="s2")
+    assert _search(conn, "likes matcha", session_id="s1", limit=3) == ["the user likes things"] * 3
+
+
+def test_a_word_that_matches_nothing_does_not_choose_the_candidates(conn):
+    _add(conn, ["the user likes things"] * (POSTINGS_BUDGET + 5))
+    assert _search(conn, "likes zebras", limit=2) == ["the user likes things"] * 2
+    assert _search(conn, "zebras unicorns") == []
