@@ -24,6 +24,11 @@ OR query as slow as the whole scope. :func:`search` therefore counts each word's
 the scope (capped at ``POSTINGS_BUDGET + 1``); the rarest words whose counts add up to at
 most ``POSTINGS_BUDGET`` choose the candidates and the others only add to their score:
 ``("rare") AND ("rare" OR "common")``. Where no word is that common the query is the plain OR.
+Words that match nothing are left out. When every word is in more than ``POSTINGS_BUDGET``
+memories, the candidates are the newest ``POSTINGS_BUDGET`` memories holding the rarest
+word: a question made only of everyday words favours what was said recently. (BM25 still
+reads every posting of each of the question's words once, to weigh it, so such questions
+stay a few milliseconds slower than others.)
 
 Conversations: a chat stored turn by turn often answers a question in the turn *after*
 the one that uses the question's words ("How long do you hold that pose?" is answered by
@@ -241,13 +246,26 @@ class _Conditions:
             self.params.extend(filters.params)
 
 
-def _matches(conn: sqlite3.Connection, match: str, where: _Conditions, limit: int, offset: int) -> list[tuple[int, float]]:
-    """``(rowid, bm25 score)`` of the matches meeting ``where``, best first (ties: oldest first)."""
+def _matches(
+    conn: sqlite3.Connection, match: str, where: _Conditions, limit: int, offset: int, since: int = 0
+) -> list[tuple[int, float]]:
+    """``(rowid, bm25 score)`` of the matches meeting ``where`` from rowid ``since`` on, best
+    first (ties: oldest first)."""
     sql = (
         f"SELECT m.rowid, {_SCORE} AS score FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
-        f" WHERE memories_fts MATCH ? AND {where.sql} ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
+        f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
+        " ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
     )
-    return [(r[0], r[1]) for r in conn.execute(sql, [match, *where.params, limit, offset])]
+    return [(r[0], r[1]) for r in conn.execute(sql, [match, since, *where.params, limit, offset])]
+
+
+def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
+    """The rowid from which on the newest ``size`` memories matching ``match`` lie."""
+    row = conn.execute(
+        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+        (match, size - 1),
+    ).fetchone()
+    return 0 if row is None else row[0]
 
 
 def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float]], where: _Conditions) -> list[tuple[int, float]]:
@@ -306,16 +324,23 @@ def search(
     with ``offset`` never overlap or skip.
     """
     restrict = _restricter(conn, scope_word(account_id, user_id, agent_id))
-    expression = build_match_query(query, _match_count(conn, restrict, POSTINGS_BUDGET + 1), POSTINGS_BUDGET)
+    probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
+    counts: dict[str, int] = {}
+    expression = build_match_query(query, lambda term: counts.setdefault(term, probe(term)), POSTINGS_BUDGET)
     if expression is None:
         return []
     match = restrict(expression)
+    since = 0
+    rarest = min((term for term, n in counts.items() if n), key=counts.__getitem__)
+    if counts[rarest] > POSTINGS_BUDGET:
+        # Every word is common here: the newest memories holding the rarest one are the candidates.
+        since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
     where = _Conditions(account_id, user_id, agent_id, session_id, filters)
-    head = _matches(conn, match, where, CANDIDATES, 0)
-    if not head and expression.startswith("("):
-        # The rare words matched nothing that meets the request's conditions (counts of a
-        # big scope include other scopes, and filters narrow further): rank every match.
-        match = restrict(build_match_query(query) or expression)
+    head = _matches(conn, match, where, CANDIDATES, 0, since)
+    if not head and (since or expression.startswith("(")):
+        # The candidates met none of the request's conditions (counts of a big scope
+        # include other scopes, and filters narrow further): rank every match.
+        match, since = restrict(build_match_query(query) or expression), 0
         head = _matches(conn, match, where, CANDIDATES, 0)
     if not head:
         return []
@@ -326,7 +351,7 @@ def search(
         # below everything in `ranked`. Lifted neighbours among them are already ranked.
         seen = {rowid for rowid, _ in ranked}
         wanted = end - len(ranked) + (len(seen) - len(head))
-        ranked += [hit for hit in _matches(conn, match, where, wanted, CANDIDATES) if hit[0] not in seen]
+        ranked += [hit for hit in _matches(conn, match, where, wanted, CANDIDATES, since) if hit[0] not in seen]
     page = ranked[offset:end]
     rows = _rows(conn, (rowid for rowid, _ in page))
     # The floor keeps a score positive when a word is in nearly every memory (BM25's IDF

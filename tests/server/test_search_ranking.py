@@ -224,3 +224,14 @@ def test_a_word_that_matches_nothing_does_not_choose_the_candidates(conn):
     _add(conn, ["the user likes things"] * (POSTINGS_BUDGET + 5))
     assert _search(conn, "likes zebras", limit=2) == ["the user likes things"] * 2
     assert _search(conn, "zebras unicorns") == []
+
+
+def test_a_question_of_only_common_words_ranks_the_newest_memories_holding_the_rarest(conn):
+    _add(conn, ["an old tea note"])
+    _add(conn, ["tea again and again, every tea time"] * (POSTINGS_BUDGET + 5))
+    found = _search(conn, "tea", limit=100)
+    assert len(found) == 100 and "an old tea note" not in found
+    assert _search(conn, "old tea")[0] == "an old tea note"  # "old" is rare: plain candidates
+    rows = search(conn, 1, "tea", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
+    newest = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0]
+    assert min(row["rowid"] for row, _ in rows) > newest - POSTINGS_BUDGET
