@@ -258,7 +258,26 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction on a pooled connection: one consistent snapshot."""
+        """A read transaction: one consistent snapshot.
+
+        On the writer's connection when no one is writing, else on a pooled connection.
+        Every request writes (it counts against the daily quota), and SQLite drops a
+        connection's page cache whenever *another* connection has written: a pooled reader
+        would start each recall cold. The writer's cache survives its own writes, which at
+        100k memories halves a recall's time. Under concurrent writes, reads still run in
+        parallel on the pool.
+        """
+        if self._write_lock.acquire(blocking=False):
+            try:
+                conn = self._open_writer()
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            finally:
+                self._write_lock.release()
+            return
         if self._writer is None:
             self.open()
         with self._pool_lock:
