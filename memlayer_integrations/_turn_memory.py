@@ -6,6 +6,8 @@
 * :class:`WriteBuffer` holds a turn's writes in *economy mode*, so that they travel with the
   next turn's recall in one ``/v1/batch`` request (one request per turn instead of two).
   Whatever is still buffered is flushed on ``close()`` and at interpreter exit.
+* :func:`recall_carrying` / :func:`arecall_carrying` recall, sending the buffered writes in
+  the same request; :func:`send_pending` / :func:`asend_pending` store them on their own.
 """
 
 from __future__ import annotations
@@ -14,14 +16,25 @@ import atexit
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._base_client import MemoryItem, Op, normalize_item
 from ._constants import MAX_BATCH_ITEMS
 from ._logging import get_logger
 from ._models import RecalledMemory
 
-__all__ = ["MEMORY_HEADER", "render_memories", "WriteBuffer"]
+if TYPE_CHECKING:
+    from ._client import AsyncMemLayerClient, MemLayerClient
+
+__all__ = [
+    "MEMORY_HEADER",
+    "render_memories",
+    "WriteBuffer",
+    "recall_carrying",
+    "arecall_carrying",
+    "send_pending",
+    "asend_pending",
+]
 
 log = get_logger("memlayer_integrations.memory")
 
@@ -155,6 +168,60 @@ class WriteBuffer:
             except BaseException:
                 self.restore(ops)
                 raise
+
+
+def recall_carrying(
+    client: "MemLayerClient", buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+) -> list[RecalledMemory]:
+    """``client.recall(query, **scope)``; with ``carry``, pending writes go in the same request.
+
+    The writes are taken from ``buffer`` and sent first in one ``/v1/batch`` request (all
+    or nothing); if the request fails they are put back, so nothing waiting is lost.
+    """
+    ops = buffer.take() if carry else []
+    try:
+        if ops:
+            return client.batch([*ops, Op.recall(query, **scope)])[-1]
+        return client.recall(query, **scope)
+    except BaseException:
+        buffer.restore(ops)
+        raise
+
+
+async def arecall_carrying(
+    client: "AsyncMemLayerClient", buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+) -> list[RecalledMemory]:
+    """Async :func:`recall_carrying`."""
+    ops = buffer.take() if carry else []
+    try:
+        if ops:
+            return (await client.batch([*ops, Op.recall(query, **scope)]))[-1]
+        return await client.recall(query, **scope)
+    except BaseException:
+        buffer.restore(ops)
+        raise
+
+
+def send_pending(client: "MemLayerClient", buffer: WriteBuffer) -> None:
+    """Store every write waiting in ``buffer``; what a failed request carried is put back."""
+    ops = buffer.take()
+    for i, op in enumerate(ops):
+        try:
+            client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+        except BaseException:
+            buffer.restore(ops[i:])
+            raise
+
+
+async def asend_pending(client: "AsyncMemLayerClient", buffer: WriteBuffer) -> None:
+    """Async :func:`send_pending`."""
+    ops = buffer.take()
+    for i, op in enumerate(ops):
+        try:
+            await client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+        except BaseException:
+            buffer.restore(ops[i:])
+            raise
 
 
 def _flush_at_exit(ref: "weakref.ReferenceType[WriteBuffer]") -> None:

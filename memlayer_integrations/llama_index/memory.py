@@ -24,10 +24,16 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serialize
 from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
 
-from .._base_client import Op
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._models import RecalledMemory
-from .._turn_memory import WriteBuffer, render_memories
+from .._turn_memory import (
+    WriteBuffer,
+    arecall_carrying,
+    asend_pending,
+    recall_carrying,
+    render_memories,
+    send_pending,
+)
 from .._client_pair import ClientPair, require_scope
 from ._messages import ends_turn, inject_memories, memory_item, message_text, query_from, trim_window
 
@@ -283,8 +289,8 @@ class MemLayerMemory(BaseMemory):
             if generation == self._generation:
                 self._cache = (generation, query, recalled)
 
-    def _recall_op(self, query: str) -> dict[str, Any]:
-        return Op.recall(query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit)
+    def _scope(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
 
     def _compose(
         self, window: Sequence[ChatMessage], recalled: list[RecalledMemory], input: Union[str, ChatMessage, None]
@@ -320,17 +326,7 @@ class MemLayerMemory(BaseMemory):
         cached = self._cached(query, generation)
         if cached is not None:
             return cached
-        ops = self._buffer.take() if self.economy else []
-        try:
-            if ops:
-                recalled = self._clients.sync.batch([*ops, self._recall_op(query)])[-1]
-            else:
-                recalled = self._clients.sync.recall(
-                    query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
-                )
-        except BaseException:
-            self._buffer.restore(ops)
-            raise
+        recalled = recall_carrying(self._clients.sync, self._buffer, query, carry=self.economy, **self._scope())
         self._store_cache(query, generation, recalled)
         return recalled
 
@@ -338,34 +334,12 @@ class MemLayerMemory(BaseMemory):
         cached = self._cached(query, generation)
         if cached is not None:
             return cached
-        ops = self._buffer.take() if self.economy else []
-        try:
-            if ops:
-                recalled = (await self._clients.async_.batch([*ops, self._recall_op(query)]))[-1]
-            else:
-                recalled = await self._clients.async_.recall(
-                    query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
-                )
-        except BaseException:
-            self._buffer.restore(ops)
-            raise
+        recalled = await arecall_carrying(self._clients.async_, self._buffer, query, carry=self.economy, **self._scope())
         self._store_cache(query, generation, recalled)
         return recalled
 
     def _write_pending(self) -> None:
-        ops = self._buffer.take()
-        for i, op in enumerate(ops):
-            try:
-                self._clients.sync.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
-            except BaseException:
-                self._buffer.restore(ops[i:])
-                raise
+        send_pending(self._clients.sync, self._buffer)
 
     async def _awrite_pending(self) -> None:
-        ops = self._buffer.take()
-        for i, op in enumerate(ops):
-            try:
-                await self._clients.async_.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
-            except BaseException:
-                self._buffer.restore(ops[i:])
-                raise
+        await asend_pending(self._clients.async_, self._buffer)

@@ -4,7 +4,9 @@ LlamaIndex's ``Memory`` keeps a short-term FIFO of messages and, when it grows p
 token budget, flushes the oldest messages into its memory blocks; on every read it asks
 each block for content to put in front of the model. This block stores the flushed
 messages in MemLayer (one request per flush) and answers reads with the memories recalled
-for the latest user message.
+for the latest user message (one request per turn, however often ``Memory`` is read).
+With ``economy=True`` a flush waits and travels with the next recall in one ``/v1/batch``
+request, so a turn never costs more than one request.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from llama_index.core.utils import get_tokenizer
 
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._models import RecalledMemory
-from .._turn_memory import render_memories
+from .._turn_memory import WriteBuffer, arecall_carrying, asend_pending, render_memories, send_pending
 from .._client_pair import ClientPair, require_scope
 from ._messages import memory_item, message_text, query_from
 
@@ -39,11 +41,15 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         recall_limit: how many memories to recall per read.
         max_memory_chars: budget for the rendered memories.
         priority: LlamaIndex's truncation priority (0 = never truncate).
+        economy: keep flushed messages until the next recall and send both in one request;
+            ``flush()``/``close()`` (and interpreter exit) store what is still waiting.
         client, async_client, api_key, base_url: how to reach MemLayer (see
             :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
 
-    Reads are cached per query until this block stores something, because ``Memory`` is
-    read several times per turn (agents read it before and after every tool round).
+    Reads are cached per query, because ``Memory`` is read several times per turn (agents
+    read it before and after every tool round); a new user message is a new query. A flush
+    in the middle of a turn keeps the turn's recall: the messages it stores were in the
+    model's context a moment ago.
 
     Example:
         >>> from llama_index.core.memory import Memory
@@ -59,11 +65,13 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     recall_limit: int = Field(default=5, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
+    economy: bool = False
     base_url: Optional[str] = None
     tokenizer_fn: Callable[[str], List] = Field(default_factory=get_tokenizer, exclude=True)
 
     _clients: ClientPair = PrivateAttr()
     _cache: Optional[tuple[str, list[RecalledMemory]]] = PrivateAttr(default=None)
+    _buffer: WriteBuffer = PrivateAttr()
 
     def __init__(
         self,
@@ -75,8 +83,9 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     ) -> None:
         require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
         super().__init__(**data)
-        self._clients = ClientPair(client, async_client, api_key, self.base_url)
-        self.base_url = self._clients.base_url
+        self._clients = clients = ClientPair(client, async_client, api_key, self.base_url)
+        self.base_url = clients.base_url
+        self._buffer = WriteBuffer(flush=lambda ops: clients.sync.batch(ops))
 
     async def _aget(self, messages: Optional[List[ChatMessage]] = None, **block_kwargs: Any) -> str:
         """The memories recalled for the latest user message, rendered; ``""`` if none."""
@@ -87,8 +96,9 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         if self._cache is not None and self._cache[0] == query:
             recalled = self._cache[1]
         else:
-            recalled = await self._clients.async_.recall(
-                query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+            recalled = await arecall_carrying(
+                self._clients.async_, self._buffer, query, carry=self.economy,
+                user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit,
             )
             self._cache = (query, recalled)
         block = render_memories(
@@ -97,7 +107,8 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         return block or ""
 
     async def _aput(self, messages: List[ChatMessage]) -> None:
-        """Store the messages flushed from short-term memory, in one request."""
+        """Store the messages flushed from short-term memory: in one request, or (economy)
+        with the next recall."""
         items = [
             item
             for m in messages
@@ -105,8 +116,32 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         ]
         if not items:
             return
-        await self._clients.async_.remember_many(items, user_id=self.user_id, agent_id=self.agent_id)
-        self._cache = None  # what was just stored may now be recalled
+        self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
+        if not self.economy:
+            await asend_pending(self._clients.async_, self._buffer)
+
+    @property
+    def pending_writes(self) -> int:
+        """How many flushed messages wait to be stored (economy mode)."""
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        """Store every waiting message now."""
+        send_pending(self._clients.sync, self._buffer)
+
+    async def aflush(self) -> None:
+        """Async :meth:`flush`."""
+        await asend_pending(self._clients.async_, self._buffer)
+
+    def close(self) -> None:
+        """Store what is waiting, then close the clients this block built."""
+        self.flush()
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.aflush()
+        await self._clients.aclose()
 
     async def atruncate(self, content: str, tokens_to_truncate: int) -> Optional[str]:
         """Drop the least relevant memories until ``tokens_to_truncate`` tokens are saved.
@@ -116,6 +151,8 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         """
         if tokens_to_truncate <= 0:
             return content
+        if not content:  # Memory passes [] for a block that had nothing to say this turn
+            return None
         # The header, then one entry per memory (an entry may span lines).
         entries = _ENTRY.split(content)
         target = len(self.tokenizer_fn(content)) - tokens_to_truncate

@@ -3,9 +3,11 @@ truncation within the token budget."""
 
 from __future__ import annotations
 
+import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.memory import Memory
 
+from memlayer_integrations import APIConnectionError
 from memlayer_integrations.llama_index import MemLayerMemoryBlock
 
 from ._support import Recorder, text_of
@@ -50,3 +52,80 @@ async def test_truncate_drops_the_least_relevant_memories(clients: tuple) -> Non
     assert shorter is not None and 0 < shorter.count("- [mem_") < 4 and content.startswith(shorter)
     assert await block.atruncate(content, 10_000) is None
     assert await block.atruncate(content, 0) == content
+
+
+def _small_memory(block: MemLayerMemoryBlock) -> Memory:
+    # A short-term budget this small flushes older messages into the block every turn.
+    return Memory.from_defaults(
+        session_id="s1", token_limit=120, token_flush_size=20, chat_history_token_ratio=0.5, memory_blocks=[block]
+    )
+
+
+async def test_an_agent_turn_with_a_flush_recalls_once(clients: tuple, recorder: Recorder) -> None:
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+
+    from ._support import tool_rounds_llm
+
+    def lookup(x: str) -> str:
+        """Look something up."""
+        return f"result {x} " * 20
+
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(lookup)], llm=tool_rounds_llm(3, "lookup"))
+    memory = _small_memory(block_for(clients))
+    recorder.take()
+    per_turn = []
+    for i in range(4):
+        await agent.run(f"question number {i} about the garden shed", memory=memory)
+        per_turn.append(Recorder.ops(recorder.take()))
+    assert any("remember_many" in ops for ops in per_turn)  # the budget really made it flush
+    assert all(ops.count("recall") == 1 and len(ops) <= 2 for ops in per_turn), per_turn
+
+
+async def test_economy_carries_a_flush_with_the_next_recall(clients: tuple, recorder: Recorder) -> None:
+    block = block_for(clients, economy=True)
+    memory = _small_memory(block)
+    recorder.take()
+    per_turn = []
+    for i in range(6):
+        await memory.aput_messages(
+            [
+                ChatMessage(role="user", content=f"Turn {i}: my bicycle number {i} needs a new chain and tyres."),
+                ChatMessage(role="assistant", content=f"Noted, bicycle {i} needs a chain and tyres."),
+            ]
+        )
+        await memory.aget(input=f"what does bicycle {i} need")
+        per_turn.append(len(recorder.take()))
+    assert per_turn == [1] * 6
+    await memory.aput_messages([ChatMessage(role="user", content="One last long message about the chain tool " * 5)])
+    assert block.pending_writes > 0 and recorder.take() == []
+    stored_before = len(list(clients[0].list_memories(user_id="u1", agent_id="bot")))
+    pending = block.pending_writes
+    recorder.take()
+    await block.aclose()
+    assert Recorder.ops(recorder.take()) == ["remember_many"]
+    assert block.pending_writes == 0
+    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == stored_before + pending > pending
+
+
+async def test_economy_keeps_waiting_writes_when_the_carrying_request_fails(clients: tuple, monkeypatch) -> None:
+    block = block_for(clients, economy=True)
+    await block.aput([ChatMessage(role="user", content="I keep bees on the roof.")])
+    assert block.pending_writes == 1
+
+    async def unreachable(*args, **kwargs):
+        raise APIConnectionError("connection refused")
+
+    monkeypatch.setattr(clients[1], "batch", unreachable)
+    with pytest.raises(APIConnectionError):
+        await block.aget([ChatMessage(role="user", content="bees")])
+    assert block.pending_writes == 1
+    monkeypatch.undo()
+    block.flush()
+    assert [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")] == ["I keep bees on the roof."]
+
+
+async def test_truncating_an_empty_block_is_nothing(clients: tuple) -> None:
+    block = block_for(clients)
+    assert await block.atruncate([], 10) is None
+    assert await block.atruncate("", 10) is None
