@@ -178,19 +178,16 @@ def _llama_memory(counted: Counted, economy: bool) -> Any:
     )
 
 
-def _llama_block_memory(counted: Counted) -> Any:
+def _llama_block_memory(counted: Counted, economy: bool) -> tuple[Any, Any]:
     from llama_index.core.memory import Memory
 
     from memlayer_integrations.llama_index import MemLayerMemoryBlock
 
     block = MemLayerMemoryBlock(
-        user_id=USER, agent_id=AGENT, client=counted.client, async_client=counted.async_client
+        user_id=USER, agent_id=AGENT, economy=economy, client=counted.client, async_client=counted.async_client
     )
-    return Memory.from_defaults(
-        session_id="session-1",
-        token_limit=MEMORY_TOKEN_LIMIT,
-        memory_blocks=[block],
-    )
+    memory = Memory.from_defaults(session_id="session-1", token_limit=MEMORY_TOKEN_LIMIT, memory_blocks=[block])
+    return memory, block
 
 
 def _simple_engine(memory: Any) -> Any:
@@ -226,8 +223,10 @@ def _llama_block_engine(counted: Counted, script: list[str], *, tool_rounds: int
     # Memory's blocks are async: its sync get() runs them on a fresh event loop each call,
     # so the conversation is driven with achat, on one loop.
     async def main() -> list[int]:
-        engine = _simple_engine(_llama_block_memory(counted))
+        memory, block = _llama_block_memory(counted, economy)
+        engine = _simple_engine(memory)
         counts = await _per_turn_async(counted, script, lambda line: engine.achat(line))
+        await block.aclose()
         await _close_async(counted)
         return counts
 
@@ -238,9 +237,10 @@ def _llama_block_agent(counted: Counted, script: list[str], *, tool_rounds: int,
     from llama_index.core.agent.workflow import FunctionAgent
 
     async def main() -> list[int]:
-        memory = _llama_block_memory(counted)
+        memory, block = _llama_block_memory(counted, economy)
         agent = FunctionAgent(llm=_fakes.scripted_function_llm(tool_rounds), tools=[_fakes.lookup_function()])
         counts = await _per_turn_async(counted, script, lambda line: agent.run(user_msg=line, memory=memory))
+        await block.aclose()
         await _close_async(counted)
         return counts
 
@@ -255,6 +255,6 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario("LlamaIndex", "MemLayerMemory", "SimpleChatEngine", "sync", False, True, _llama_memory_engine),
     Scenario("LlamaIndex", "MemLayerMemory", "FunctionAgent", "async", True, True, _llama_memory_agent),
-    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in SimpleChatEngine", "async", False, False, _llama_block_engine),
-    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in FunctionAgent", "async", True, False, _llama_block_agent),
+    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in SimpleChatEngine", "async", False, True, _llama_block_engine),
+    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in FunctionAgent", "async", True, True, _llama_block_agent),
 ]
