@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
 from .._client_pair import ClientPair
+from .._constants import MAX_QUERY_CHARS
 from ._scope import resolve_scope
 
 __all__ = ["MemLayerRetriever"]
@@ -113,7 +114,7 @@ class MemLayerRetriever(BaseRetriever):
     ) -> list[Document]:
         if not query.strip():
             return []
-        hits = self._clients.sync.recall(query[:4096], **self._recall_args(k))
+        hits = self._clients.sync.recall(query[:MAX_QUERY_CHARS], **self._recall_args(k))
         return [_document(h) for h in hits]
 
     async def _aget_relevant_documents(
@@ -121,5 +122,5 @@ class MemLayerRetriever(BaseRetriever):
     ) -> list[Document]:
         if not query.strip():
             return []
-        hits = await self._clients.async_.recall(query[:4096], **self._recall_args(k))
+        hits = await self._clients.async_.recall(query[:MAX_QUERY_CHARS], **self._recall_args(k))
         return [_document(h) for h in hits]

@@ -26,7 +26,7 @@ from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory
 from .. import Op as MOp
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._client_pair import ClientPair
 
 __all__ = ["MemLayerStore", "memlayer_namespace", "encode_label", "decode_label"]
@@ -256,7 +256,7 @@ class MemLayerStore(BaseStore):
                     start, end = (op.offset, op.offset + op.limit) if single else (0, op.offset + op.limit)
                     for s in range(start, end, 100):
                         wire.append(
-                            MOp.recall(op.query[:4096], user_id=user_id, agent_id=agent_id,
+                            MOp.recall(op.query[:MAX_QUERY_CHARS], user_id=user_id, agent_id=agent_id,
                                        filters=filters, limit=min(100, end - s), offset=s)
                         )
                 else:

@@ -13,6 +13,8 @@ from typing import Any, Optional, Union
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
+from .._constants import MAX_QUERY_CHARS
+
 __all__ = [
     "MAX_QUERY_CHARS",
     "SOURCE",
@@ -25,8 +27,6 @@ __all__ = [
     "inject_memories",
 ]
 
-#: The contract's limit on a recall query.
-MAX_QUERY_CHARS = 4096
 #: ``metadata["source"]`` of memories written from LlamaIndex conversations.
 SOURCE = "llama_index"
 
