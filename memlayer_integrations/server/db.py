@@ -201,6 +201,16 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"incomplete SQL statement in migration: {buffer[:60]!r}")
 
 
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction on ``conn``."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 class Database:
     """Connections to one SQLite file. Opening is lazy; :meth:`close` closes them all.
 
@@ -269,12 +279,8 @@ class Database:
         """
         if self._write_lock.acquire(blocking=False):
             try:
-                conn = self._open_writer()
-                conn.execute("BEGIN")
-                try:
+                with _snapshot(self._open_writer()) as conn:
                     yield conn
-                finally:
-                    conn.execute("COMMIT")
             finally:
                 self._write_lock.release()
             return
@@ -289,11 +295,8 @@ class Database:
             with self._pool_lock:
                 self._all.append(conn)
         try:
-            conn.execute("BEGIN")
-            try:
+            with _snapshot(conn):
                 yield conn
-            finally:
-                conn.execute("COMMIT")
         finally:
             with self._pool_lock:
                 self._idle.append(conn)

@@ -15,6 +15,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerClient
 
+from .._support import logged_clients
+
 
 class Recorder:
     """Every request that reaches the transport: ``(method, path, json body or None)``."""
@@ -45,34 +47,10 @@ class Recorder:
         return out
 
 
-class _Transport(httpx.HTTPTransport):
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__()
-        self.recorder = recorder
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.recorder.record(request)
-        return super().handle_request(request)
-
-
-class _AsyncTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__()
-        self.recorder = recorder
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.recorder.record(request)
-        return await super().handle_async_request(request)
-
-
 def recorded_clients(base_url: str, api_key: str) -> tuple[MemLayerClient, AsyncMemLayerClient, Recorder]:
     """Real clients of the local server sharing one :class:`Recorder`."""
     recorder = Recorder()
-    sync = MemLayerClient(api_key=api_key, base_url=base_url, http_client=httpx.Client(transport=_Transport(recorder)))
-    async_ = AsyncMemLayerClient(
-        api_key=api_key, base_url=base_url, http_client=httpx.AsyncClient(transport=_AsyncTransport(recorder))
-    )
-    return sync, async_, recorder
+    return (*logged_clients(base_url, api_key, recorder), recorder)
 
 
 def mock_clients(
