@@ -3,7 +3,7 @@
 The concurrency and load figures are about the server, so the server gets its own process
 (and its own interpreter lock) and the load generator another, as with ``memlayer serve``
 in production. The child starts :class:`LocalMemLayerServer` on a temporary database,
-creates the keys asked for, writes ``{"url": ..., "keys": [...]}`` as one line to its
+creates the keys asked for, writes ``{"url": ..., "keys": [...], "db_path": ...}`` as one line to its
 stdout (a pipe to the parent, never a log) and serves until its stdin is closed.
 """
 
@@ -30,6 +30,7 @@ class ChildServer:
     url: str
     keys: list[str]
     pid: int
+    db_path: str
 
     def rss_mib(self) -> float:
         return round(psutil.Process(self.pid).memory_info().rss / 2**20, 1)
@@ -52,7 +53,7 @@ def child_server(keys: int = 1) -> Iterator[ChildServer]:
         if not line:
             raise RuntimeError(f"the server process did not start (exit code {proc.poll()})")
         info = json.loads(line)
-        yield ChildServer(url=info["url"], keys=info["keys"], pid=proc.pid)
+        yield ChildServer(url=info["url"], keys=info["keys"], pid=proc.pid, db_path=info["db_path"])
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -71,7 +72,8 @@ def _main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     with LocalMemLayerServer(db_path=None) as server:
         keys = [server.create_key(plan="unlimited") for _ in range(n)]
-        sys.stdout.write(json.dumps({"url": server.url, "keys": keys}) + "\n")
+        info = {"url": server.url, "keys": keys, "db_path": str(server.settings.db_path)}
+        sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
         sys.stdin.read()  # serve until the parent closes our stdin
 

@@ -4,7 +4,8 @@ One user's scope is filled to 1k, 10k and 100k memories with ``remember_many`` b
 100 (the loading throughput is measured on the way); at each size, realistic queries are
 recalled (limit 10) and single ``remember`` calls are timed. Then a fresh server holds 100k
 memories spread over 1,000 users, to show that one big account does not slow down the
-others. Memory is the RSS of this process, which includes the embedded server.
+others. The server runs in a child process (as ``memlayer serve`` would), so its latency
+is not shared with the client's interpreter lock; memory is that process's RSS.
 
 Latencies are measured at the client: request, loopback HTTP, server work and parsing.
 """
@@ -17,7 +18,8 @@ from typing import Any
 
 from memlayer_integrations import MemLayerClient
 
-from ._harness import Context, md_table, rss_mib, summarize_ms, verdict
+from ._harness import Context, md_table, summarize_ms, verdict
+from ._serve import ChildServer, child_server
 from ._text import TextGenerator
 
 NAME = "scale"
@@ -27,8 +29,7 @@ AGENT = "assistant"
 BATCH = 100
 
 
-def _db_bytes(server: Any) -> int:
-    path = server.settings.db_path
+def _db_bytes(path: str) -> int:
     total = 0
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(path) + suffix)
@@ -82,6 +83,10 @@ def _singles(client: Any, gen: TextGenerator, user: str, n: int) -> dict[str, An
     return out
 
 
+def _client(server: ChildServer) -> MemLayerClient:
+    return MemLayerClient(api_key=server.keys[0], base_url=server.url)
+
+
 def _warm_up(client: Any, gen: TextGenerator) -> None:
     """A few requests outside the measured scope, so the first figures are not cold starts."""
     for _ in range(10):
@@ -99,8 +104,8 @@ def run(ctx: Context) -> dict[str, Any]:
     gen = TextGenerator(seed=20261127)
     user = "user_0001"
     rows: list[dict[str, Any]] = []
-    rss_start = rss_mib()
-    with ctx.client() as client:
+    with child_server(keys=1) as server, _client(server) as client:
+        rss_start = server.rss_mib()
         _warm_up(client, gen)
         corpus: list[str] = []  # what queries may be about
         stored = 0  # what the scope holds, single writes included
@@ -121,34 +126,30 @@ def run(ctx: Context) -> dict[str, Any]:
                     "load": load,
                     "recall": recall,
                     "remember_single": singles,
-                    "rss_mib": rss_mib(),
-                    "rss_growth_mib": round(rss_mib() - rss_start, 1),
-                    "db_bytes": _db_bytes(ctx.server),
+                    "rss_mib": server.rss_mib(),
+                    "rss_growth_mib": round(server.rss_mib() - rss_start, 1),
+                    "db_bytes": _db_bytes(server.db_path),
                 }
             )
 
     # 100k spread over many users, on a fresh server so the first scenario is not in its index.
-    from memlayer_integrations.server import LocalMemLayerServer
-
     spread_gen = TextGenerator(seed=7)
-    spread_rss_start = rss_mib()
-    with LocalMemLayerServer(db_path=None) as server:
-        key = server.create_key(plan="unlimited")
-        per_user = spread_total // spread_users
-        if per_user % BATCH:
-            raise ValueError(f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user")
+    per_user = spread_total // spread_users
+    if per_user % BATCH:
+        raise ValueError(f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user")
+    with child_server(keys=1) as server, _client(server) as client:
+        spread_rss_start = server.rss_mib()
         users = [f"user_{i:05d}" for i in range(spread_users)]
         texts = spread_gen.memories(per_user * spread_users)
-        with MemLayerClient(api_key=key, base_url=server.url) as client:
-            _warm_up(client, spread_gen)
-            load = _load(client, texts, lambda i: users[i // per_user])
-            queries = []
-            for _ in range(n_queries):
-                u = spread_gen.rng.randrange(spread_users)
-                own = texts[u * per_user : (u + 1) * per_user]
-                queries.append((users[u], spread_gen.queries(1, own)[0]))
-            recall = _recall(client, queries)
-            singles = _singles(client, spread_gen, users[0], n_singles)
+        _warm_up(client, spread_gen)
+        load = _load(client, texts, lambda i: users[i // per_user])
+        queries = []
+        for _ in range(n_queries):
+            u = spread_gen.rng.randrange(spread_users)
+            own = texts[u * per_user : (u + 1) * per_user]
+            queries.append((users[u], spread_gen.queries(1, own)[0]))
+        recall = _recall(client, queries)
+        singles = _singles(client, spread_gen, users[0], n_singles)
         rows.append(
             {
                 "memories": per_user * spread_users,
@@ -156,9 +157,9 @@ def run(ctx: Context) -> dict[str, Any]:
                 "load": load,
                 "recall": recall,
                 "remember_single": singles,
-                "rss_mib": rss_mib(),
-                "rss_growth_mib": round(rss_mib() - spread_rss_start, 1),
-                "db_bytes": _db_bytes(server),
+                "rss_mib": server.rss_mib(),
+                "rss_growth_mib": round(server.rss_mib() - spread_rss_start, 1),
+                "db_bytes": _db_bytes(server.db_path),
             }
         )
 
@@ -238,10 +239,10 @@ def render(result: dict[str, Any]) -> str:
             f"{result['queries_per_size']} queries per size (80 % about something stored), recall "
             f"limit {result['recall_limit']}; texts are seeded English-like sentences with Zipfian "
             f"word frequencies. \"batch load /s\" is the throughput of `remember_many` "
-            f"({result['batch_size']} per request) while filling the scope up to that size. RSS is "
-            f"this process (client and embedded server, and whatever earlier benchmarks imported); "
-            f"it was {result['rss_start_mib']} MiB before loading, and \"RSS growth\" is measured "
-            "from there (from the start of the many-users server for the last row). \"database\" "
+            f"({result['batch_size']} per request) while filling the scope up to that size. The "
+            "server runs in its own process, as `memlayer serve` does, and the client in this one; "
+            f"RSS is the server process's (it was {result['rss_start_mib']} MiB before loading, and "
+            "\"RSS growth\" is measured from there; the last row is a fresh server). \"database\" "
             "is the SQLite file with its WAL.",
             "",
             table,
