@@ -146,6 +146,9 @@ def create_app(settings: Optional[ServerSettings] = None) -> FastAPI:
         description="Long-term memory for agents. The wire contract: docs/wire-contract.md.",
         lifespan=lifespan,
         redoc_url=None,
+        # "/v1/memories/" is no endpoint: a 404 in the contract's shape, not a redirect
+        # (an empty 307 outside the contract) to one.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.db = db

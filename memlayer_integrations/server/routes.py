@@ -19,6 +19,7 @@ from .._version import __version__
 from .errors import error_body
 from .operations import OPERATIONS
 from .schemas import (
+    FILTERS_SCHEMA,
     MAX_PAGE_SIZE,
     BatchRequest,
     BatchResponse,
@@ -56,6 +57,12 @@ _MEMORY_ID = {
 def _query(name: str, required: bool = False, schema: Optional[dict[str, Any]] = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": schema or _ID_SCHEMA, **extra}
 
+
+# The filter object, JSON-encoded: described by its content, so the schema says it is JSON.
+_FILTERS_QUERY = {
+    "name": "filters", "in": "query", "required": False, "description": "the filter object, JSON-encoded",
+    "content": {"application/json": {"schema": FILTERS_SCHEMA}},
+}
 
 _SCOPE_QUERY = [
     _query("user_id", required=True),
@@ -147,7 +154,7 @@ def build_router(service: Service) -> APIRouter:
     @router.get("/memories", summary="List memories", response_model=PageResponse, responses=_errors(422),
                 openapi_extra=_doc(params=[
                     *_SCOPE_QUERY,
-                    _query("filters", schema={"type": "string"}, description="the filter object, JSON-encoded"),
+                    _FILTERS_QUERY,
                     _query("limit", schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
                     _query("cursor", schema={"type": "string", "minLength": 1, "maxLength": 256}),
                 ]))

@@ -13,11 +13,21 @@ import json
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .._constants import DEFAULT_PAGE_SIZE, DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
 from .._models import Memory, RecalledMemory, Scope, Usage
+from .filters import MAX_FILTER_KEYS
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 8
@@ -27,6 +37,12 @@ MAX_RECALL_LIMIT = 100
 MAX_PAGE_SIZE = 100
 MEMORY_ID_RE = re.compile(r"mem_[0-9a-f]{32}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# White space as Python's str.isspace() defines it. Spelled out because ``\s`` means slightly
+# different characters in JSON Schema's (ECMA-262) regexes, and the OpenAPI document must say
+# exactly what the server checks: "not only white space" is "not ^[<these>]*$".
+_SPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_BLANK_RE = re.compile(f"[^{_SPACE_CLASS}]")
+_NOT_BLANK_SCHEMA = {"not": {"pattern": f"^[{_SPACE_CLASS}]*$"}}
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:
@@ -40,7 +56,7 @@ def _no_control(value: str) -> str:
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not _NOT_BLANK_RE.search(value):
         raise _error("blank", "must not be empty or only white space")
     return value
 
@@ -78,13 +94,13 @@ Content = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS),
     AfterValidator(_not_blank),
-    Field(json_schema_extra={"pattern": r"\S"}),
+    Field(json_schema_extra=_NOT_BLANK_SCHEMA),
 ]
 QueryText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS),
     AfterValidator(_not_blank),
-    Field(json_schema_extra={"pattern": r"\S"}),
+    Field(json_schema_extra=_NOT_BLANK_SCHEMA),
 ]
 Metadata = Annotated[
     dict[str, Any],
@@ -95,26 +111,40 @@ MemoryId = Annotated[str, AfterValidator(_check_memory_id), Field(json_schema_ex
 KeyList = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
 _SCALAR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+_ORDERED_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}]}  # what $gt ... $lte compare
 FILTERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Match metadata, top-level keys only: a value (equality) or an object of operators "
     "($eq $ne $gt $gte $lt $lte), all of which must hold.",
+    "maxProperties": MAX_FILTER_KEYS,
     "additionalProperties": {
         "anyOf": [
             _SCALAR_SCHEMA,
             {
                 "type": "object",
                 "minProperties": 1,
-                "properties": {op: _SCALAR_SCHEMA for op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")},
+                "properties": {
+                    **{op: _SCALAR_SCHEMA for op in ("$eq", "$ne")},
+                    **{op: _ORDERED_SCHEMA for op in ("$gt", "$gte", "$lt", "$lte")},
+                },
                 "additionalProperties": False,
             },
         ]
     },
 }
 Filters = Annotated[dict[str, Any], WithJsonSchema(FILTERS_SCHEMA)]
-RecallLimit = Annotated[int, Field(ge=1, le=MAX_RECALL_LIMIT)]
-PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 5.0 is the integer 5, and JSON Schema's "integer" says so too.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+RecallLimit = Annotated[int, Field(ge=1, le=MAX_RECALL_LIMIT), BeforeValidator(_integral)]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), BeforeValidator(_integral)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET), BeforeValidator(_integral)]
 
 
 class _Request(BaseModel):
@@ -155,6 +185,12 @@ class RecallRequest(_Request):
 
 
 class UpdateRequest(_Request):
+    # The schema says what the validator below checks: content, metadata or both.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["content"], "properties": {"content": {"type": "string"}}},
+        {"required": ["metadata"], "properties": {"metadata": {"type": "object"}}},
+    ]})
+
     content: Optional[Content] = None
     metadata: Optional[Metadata] = Field(None, description="replaces the whole metadata object")
 

@@ -260,4 +260,5 @@ def test_batch_is_all_or_nothing_and_names_the_failing_operation(http):
 
 def test_unknown_path_and_method_have_the_error_shape(http):
     assert_error(http.get("/nowhere"), 404, "not_found")
+    assert_error(http.get("/memories/"), 404, "not_found")  # no redirect to /memories
     assert_error(http.put("/memories"), 405, "method_not_allowed")
