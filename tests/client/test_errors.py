@@ -1,7 +1,8 @@
-"""Every HTTP status becomes its class of the one error tree, carrying what the server said.
+"""Every HTTP status becomes its class of the one error tree, carrying what the server said,
+and every operation checks the shape of its answer.
 
-Also: answers that are not the contract's (HTML from a proxy, broken JSON, a body that does
-not decode) end as typed errors, never as a bare ``ValueError`` or httpx exception.
+Answers that are not the contract's at all (HTML from a proxy, broken JSON, a body that does
+not decode, redirects) are faults: ``tests/reliability/test_faults.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import pytest
 from memlayer_integrations import (
     APIResponseValidationError,
     APIStatusError,
-    AsyncMemLayerClient,
     AuthenticationError,
     BadRequestError,
     ConflictError,
     InternalServerError,
-    MemLayerClient,
     MemLayerError,
     MemoryLimitError,
     NotFoundError,
@@ -125,50 +124,6 @@ def test_retry_after_as_an_http_date():
     assert parse_retry_after("") is None
 
 
-# -- answers that are not the contract's ------------------------------------------------
-
-HTML = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
-
-
-async def test_html_error_page_from_a_proxy_is_the_status_error(make_client, sleeps):
-    answer = httpx.Response(502, content=HTML, headers={"Content-Type": "text/html"})
-    client = make_client(Script(answer), max_retries=0)
-    with pytest.raises(InternalServerError) as info:
-        await call(client, "usage")
-    assert info.value.status_code == 502
-    assert info.value.code is None
-    assert "text/html" in info.value.message
-    assert "nginx" not in info.value.message  # the page is not dumped into the message
-
-
-async def test_html_on_a_4xx_is_the_status_error(make_client):
-    answer = httpx.Response(403, content=HTML, headers={"Content-Type": "text/html"})
-    client = make_client(Script(answer))
-    with pytest.raises(PermissionDeniedError) as info:
-        await call(client, "usage")
-    assert info.value.status_code == 403
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        httpx.Response(200, content=HTML, headers={"Content-Type": "text/html"}),
-        httpx.Response(200, content=b'{"plan": "free", ', headers={"Content-Type": "application/json"}),
-        httpx.Response(200, json={"plan": "free"}),  # valid JSON, wrong shape
-        httpx.Response(200, json=["not", "an", "object"]),
-        httpx.Response(200, content=b""),
-    ],
-    ids=["html", "truncated-json", "missing-fields", "json-array", "empty"],
-)
-async def test_a_success_that_is_not_the_contract_is_a_validation_error(make_client, answer):
-    script = Script(answer)
-    client = make_client(script)
-    with pytest.raises(APIResponseValidationError) as info:
-        await call(client, "usage")
-    assert info.value.status_code == 200
-    assert len(script.requests) == 1  # not retried: the same answer would come back
-
-
 @pytest.mark.parametrize(
     ("method", "args", "body"),
     [
@@ -189,41 +144,3 @@ async def test_every_operation_validates_its_answer(make_client, method, args, b
     client = make_client(Script(httpx.Response(200, json=body)))
     with pytest.raises(APIResponseValidationError):
         await call(client, method, *args, **scope)
-
-
-async def test_a_body_that_does_not_decode_is_a_validation_error(make_client):
-    # A proxy that says gzip and sends something else: httpx fails while decoding.
-    answer = httpx.Response(
-        200,
-        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-        stream=httpx.ByteStream(b"definitely not gzip"),
-    )
-    client = make_client(Script(answer))
-    with pytest.raises(APIResponseValidationError):
-        await call(client, "usage")
-
-
-async def test_a_redirect_loop_is_a_validation_error(flavor, fake_key):
-    def loop(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(302, headers={"Location": str(request.url)})
-
-    transport = httpx.MockTransport(loop)
-    if flavor == "sync":
-        client = MemLayerClient(
-            fake_key, base_url="http://memlayer.test",
-            http_client=httpx.Client(transport=transport, follow_redirects=True),
-        )
-    else:
-        client = AsyncMemLayerClient(
-            fake_key, base_url="http://memlayer.test",
-            http_client=httpx.AsyncClient(transport=transport, follow_redirects=True),
-        )
-    with pytest.raises(APIResponseValidationError, match="TooManyRedirects"):
-        await call(client, "usage")
-
-
-async def test_a_redirect_not_followed_is_a_validation_error(make_client):
-    client = make_client(Script(httpx.Response(301, headers={"Location": "https://elsewhere.test/"})))
-    with pytest.raises(APIResponseValidationError) as info:
-        await call(client, "usage")
-    assert info.value.status_code == 301

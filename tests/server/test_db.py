@@ -1,4 +1,4 @@
-"""Storage: migrations and concurrency. (Keys stored only as salted hashes: tests/reliability/test_secrets.py.)"""
+"""Storage: migrations and concurrency (keys as salted hashes: tests/reliability/test_secrets.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,14 @@
+"""Fixtures of the reliability tests (issue #8), one module per property so that a failure
+names the property that broke: faults, crash durability, load, OpenAPI fuzzing, tenancy,
+bad input, secrets, authentication.
+
+The client fixtures (both client flavours around a scripted transport, recorded retry
+sleeps, a made-up key, a blocked network) and the raw-HTTP server fixtures are the client
+and server tests' own, imported here rather than defined twice. The local server, ``api_key``
+and ``base_url`` come from ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+from tests.client.conftest import fake_key, flavor, make_client, no_network, sleeps  # noqa: F401
+from tests.server.conftest import anon, http  # noqa: F401
