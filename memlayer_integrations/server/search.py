@@ -92,15 +92,13 @@ CANDIDATES = 200
 #: Share of a candidate's score lent to the next memory along the conversation (squared
 #: for the one after that).
 NEIGHBOUR_WEIGHT = 0.5
+#: How far along a conversation a candidate lends: to the memories 1 and 2 turns away.
+NEIGHBOUR_REACH = 2
 
 # One word's match count in a scope, capped: parameters (scoped match, cap).
 _PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 # BM25 over the content column only: the scope word must not add to a memory's score.
 _SCORE = "-bm25(memories_fts, 1.0, 0.0)"
-#: How far along a conversation a candidate lends: to the memories 1 and 2 turns away.
-NEIGHBOUR_REACH = 2
-
-
 def _neighbour(direction: str, distance: int) -> str:
     """Subquery: the memory ``distance`` turns before (``<``) or after (``>``) candidate ``c``."""
     order = "DESC" if direction == "<" else "ASC"
