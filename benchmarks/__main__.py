@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks                 # full size, about 10 minutes on 2 cores
+    python -m benchmarks                 # full size, about 4 minutes on 2 cores
     python -m benchmarks --quick         # tiny sizes, well under a minute
     python -m benchmarks --only scale,locomo --out /tmp/bench
 
