@@ -15,7 +15,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._base_client import MemoryItem, Op, normalize_item
@@ -151,20 +151,28 @@ class WriteBuffer:
                 scope = (op["user_id"], op["agent_id"])
                 self._pending[scope] = list(op["items"]) + self._pending.get(scope, [])
 
-    def flush(self) -> None:
-        """Send everything pending now, one request at a time, with the ``flush`` callable.
+    def flush(self, send: Optional[Callable[[list[dict[str, Any]]], Any]] = None) -> None:
+        """Send everything pending now, one request at a time, with ``send`` (by default
+        the ``flush`` callable), e.g. ``client.batch``.
 
         If a request fails, what it carried goes back to the queue and the error is raised;
         what earlier requests stored stays stored and is not queued again.
         """
-        if self._flush is None:
+        send = send or self._flush
+        if send is None:
             raise RuntimeError("this WriteBuffer has no flush callable")
-        while True:
-            ops = self.take(max_items=MAX_BATCH_ITEMS)
-            if not ops:
-                return
+        while ops := self.take(max_items=MAX_BATCH_ITEMS):
             try:
-                self._flush(ops)
+                send(ops)
+            except BaseException:
+                self.restore(ops)
+                raise
+
+    async def aflush(self, send: Callable[[list[dict[str, Any]]], Awaitable[Any]]) -> None:
+        """Async :meth:`flush`, with an async ``send`` such as ``AsyncMemLayerClient.batch``."""
+        while ops := self.take(max_items=MAX_BATCH_ITEMS):
+            try:
+                await send(ops)
             except BaseException:
                 self.restore(ops)
                 raise
@@ -203,25 +211,26 @@ async def arecall_carrying(
 
 
 def send_pending(client: "MemLayerClient", buffer: WriteBuffer) -> None:
-    """Store every write waiting in ``buffer``; what a failed request carried is put back."""
-    ops = buffer.take()
-    for i, op in enumerate(ops):
-        try:
-            client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
-        except BaseException:
-            buffer.restore(ops[i:])
-            raise
+    """Store every write waiting in ``buffer``, one ``remember_many`` request per scope and
+    batch; what a failed request carried (and what waited behind it) is put back."""
+    while ops := buffer.take():
+        for i, op in enumerate(ops):
+            try:
+                client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+            except BaseException:
+                buffer.restore(ops[i:])
+                raise
 
 
 async def asend_pending(client: "AsyncMemLayerClient", buffer: WriteBuffer) -> None:
     """Async :func:`send_pending`."""
-    ops = buffer.take()
-    for i, op in enumerate(ops):
-        try:
-            await client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
-        except BaseException:
-            buffer.restore(ops[i:])
-            raise
+    while ops := buffer.take():
+        for i, op in enumerate(ops):
+            try:
+                await client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+            except BaseException:
+                buffer.restore(ops[i:])
+                raise
 
 
 def _flush_at_exit(ref: "weakref.ReferenceType[WriteBuffer]") -> None:

@@ -365,12 +365,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     async def aflush(self) -> None:
         """Async :meth:`flush`, with the async client."""
-        while ops := self._buffer.take(max_items=MAX_BATCH_ITEMS):
-            try:
-                await self._clients.async_.batch(ops)
-            except BaseException:
-                self._buffer.restore(ops)
-                raise
+        await self._buffer.aflush(self._clients.async_.batch)
 
     def close(self) -> None:
         """Flush queued writes, then close the clients this middleware built."""

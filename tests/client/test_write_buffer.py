@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from memlayer_integrations import MemLayerError, Op
-from memlayer_integrations._turn_memory import WriteBuffer, _flush_at_exit
+from memlayer_integrations._turn_memory import WriteBuffer, _flush_at_exit, send_pending
 
 
 def contents(op: dict) -> list[str]:
@@ -148,3 +148,35 @@ def test_flush_sends_in_bounded_requests_and_requeues_only_the_failed_one():
         buffer.flush()
     assert sent == [100]
     assert len(buffer) == 150  # the first 100 are stored, not queued again
+
+
+async def test_aflush_sends_in_bounded_requests_and_requeues_only_the_failed_one():
+    sent: list[int] = []
+
+    async def send(ops):
+        n = sum(len(op["items"]) for op in ops)
+        if len(sent) == 2:
+            raise RuntimeError("boom")
+        sent.append(n)
+
+    buffer = WriteBuffer()
+    buffer.add([f"m{i}" for i in range(250)], user_id="u1", agent_id="bot")
+    with pytest.raises(RuntimeError):
+        await buffer.aflush(send)
+    assert sent == [100, 100] and len(buffer) == 50
+    sent.clear()
+    await buffer.aflush(send)
+    assert sent == [50] and len(buffer) == 0
+
+
+def test_send_pending_stores_more_than_one_batch_worth():
+    stored: list[int] = []
+
+    class Client:
+        def remember_many(self, items, *, user_id, agent_id):
+            stored.append(len(items))
+
+    buffer = WriteBuffer()
+    buffer.add([f"m{i}" for i in range(250)], user_id="u1", agent_id="bot")
+    send_pending(Client(), buffer)
+    assert sum(stored) == 250 and len(buffer) == 0

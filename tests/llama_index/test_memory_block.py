@@ -129,3 +129,16 @@ async def test_truncating_an_empty_block_is_nothing(clients: tuple) -> None:
     block = block_for(clients)
     assert await block.atruncate([], 10) is None
     assert await block.atruncate("", 10) is None
+
+
+async def test_flush_and_close_store_everything_waiting_however_much(clients: tuple, recorder: Recorder) -> None:
+    block = block_for(clients, economy=True)
+    await block.aput([ChatMessage(role="user", content=f"note {i}") for i in range(250)])
+    recorder.take()
+    await block.aflush()
+    assert block.pending_writes == 0
+    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 250
+    await block.aput([ChatMessage(role="user", content=f"later {i}") for i in range(150)])
+    block.close()
+    assert block.pending_writes == 0
+    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 400
