@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
-__all__ = ["Database", "MIGRATIONS", "SCHEMA_VERSION", "SchemaTooNewError"]
+__all__ = ["Database", "MEMORY_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SchemaTooNewError"]
 
 _V1 = """
 CREATE TABLE accounts (
@@ -141,6 +141,9 @@ CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
 END;
 CREATE INDEX memories_stream ON memories(account_id, user_id, agent_id, session_id) WHERE session_id IS NOT NULL;
 """
+
+#: The stored columns of a memory row (not the computed ``scope_terms``).
+MEMORY_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
 MIGRATIONS: tuple[str, ...] = (_V1, _V2)

@@ -9,11 +9,12 @@ not even ``$ne``, and a number never matches a string (nor a boolean).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from .errors import validation_error
 
-__all__ = ["Filter", "compile_filters", "MAX_FILTER_KEYS"]
+__all__ = ["Filter", "compile_filters", "scope_condition", "MAX_FILTER_KEYS"]
 
 MAX_FILTER_KEYS = 64
 _SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -69,3 +70,30 @@ def compile_filters(filters: Optional[dict[str, Any]], prefix: str = "filters") 
         parts.append(f"EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {' AND '.join(conditions)})")
         params.extend(key_params)
     return Filter(" AND ".join(parts), params)
+
+
+def scope_condition(
+    account_id: int,
+    user_id: str,
+    agent_id: Optional[str] = None,
+    session_id: Optional[str] = None,
+    keys: Optional[Sequence[str]] = None,
+    filters: Optional[Filter] = None,
+) -> Filter:
+    """The memories (``memories AS m``) of one account's user, narrowed by whatever is given:
+    one agent, one session, some keys, compiled metadata ``filters``."""
+    sql = "m.account_id = ? AND m.user_id = ?"
+    params: list[Any] = [account_id, user_id]
+    if agent_id is not None:
+        sql += " AND m.agent_id = ?"
+        params.append(agent_id)
+    if session_id is not None:
+        sql += " AND m.session_id = ?"
+        params.append(session_id)
+    if keys:
+        sql += f" AND m.key IN ({', '.join('?' * len(keys))})"
+        params.extend(keys)
+    if filters is not None:
+        sql += " AND " + filters.sql
+        params.extend(filters.params)
+    return Filter(sql, params)

@@ -47,7 +47,8 @@ import re
 import sqlite3
 from typing import Callable, Iterable, Optional
 
-from .filters import Filter
+from .db import MEMORY_COLUMNS
+from .filters import Filter, scope_condition
 
 __all__ = [
     "build_match_query",
@@ -227,25 +228,8 @@ def _match_count(conn: sqlite3.Connection, restrict: Callable[[str], str], cap: 
     return lambda term: conn.execute(_PROBE_SQL, (restrict(_quote(term)), cap)).fetchone()[0]
 
 
-class _Conditions:
-    """The request's conditions on ``memories AS m``, as SQL and parameters."""
-
-    def __init__(self, account_id: int, user_id: str, agent_id: Optional[str], session_id: Optional[str], filters: Optional[Filter]) -> None:
-        self.sql = "m.account_id = ? AND m.user_id = ?"
-        self.params: list[object] = [account_id, user_id]
-        if agent_id is not None:
-            self.sql += " AND m.agent_id = ?"
-            self.params.append(agent_id)
-        if session_id is not None:
-            self.sql += " AND m.session_id = ?"
-            self.params.append(session_id)
-        if filters is not None:
-            self.sql += " AND " + filters.sql
-            self.params.extend(filters.params)
-
-
 def _matches(
-    conn: sqlite3.Connection, match: str, where: _Conditions, limit: int, offset: int, since: int = 0
+    conn: sqlite3.Connection, match: str, where: Filter, limit: int, offset: int, since: int = 0
 ) -> list[tuple[int, float]]:
     """``(rowid, bm25 score)`` of the matches meeting ``where`` from rowid ``since`` on, best
     first (ties: oldest first)."""
@@ -266,7 +250,7 @@ def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
     return 0 if row is None else row[0]
 
 
-def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float]], where: _Conditions) -> list[tuple[int, float]]:
+def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float]], where: Filter) -> list[tuple[int, float]]:
     """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
 
     A neighbour outside ``head`` is lifted only when the share lent to it beats the lowest
@@ -298,7 +282,7 @@ def _rows(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, sqlite3.
     wanted = list(rowids)
     if not wanted:
         return {}
-    sql = f"SELECT m.* FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(wanted))})"
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(wanted))})"
     return {row["rowid"]: row for row in conn.execute(sql, wanted)}
 
 
@@ -333,7 +317,7 @@ def search(
     if counts[rarest] > POSTINGS_BUDGET:
         # Every word is common here: the newest memories holding the rarest one are the candidates.
         since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
-    where = _Conditions(account_id, user_id, agent_id, session_id, filters)
+    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters)
     head = _matches(conn, match, where, CANDIDATES, 0, since)
     if not head and (since or expression.startswith("(")):
         # The candidates met none of the request's conditions (counts of a big scope

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from . import search as search_module
+from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
-from .filters import compile_filters
+from .filters import compile_filters, scope_condition
 from .keys import Account
 from .schemas import ForgetAllQuery, ListQuery, RecallRequest, RememberItem, RememberManyRequest, RememberRequest, UpdateRequest
 
@@ -38,8 +39,6 @@ __all__ = [
     "iso",
     "next_midnight",
 ]
-
-_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
 
 
 def iso(moment: datetime) -> str:
@@ -74,7 +73,7 @@ def _not_found(memory_id: str) -> ApiError:
 
 def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3.Row:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
     ).fetchone()
     if row is None:
         raise _not_found(memory_id)
@@ -83,7 +82,7 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3
 
 def _by_key(conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str) -> Optional[sqlite3.Row]:
     return conn.execute(
-        f"SELECT {_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
     ).fetchone()
 
@@ -187,24 +186,9 @@ def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
     return deleted
 
 
-def _scope_sql(account: Account, q: ForgetAllQuery) -> tuple[str, list[Any]]:
-    sql = "m.account_id = ? AND m.user_id = ?"
-    params: list[Any] = [account.id, q.user_id]
-    if q.agent_id is not None:
-        sql += " AND m.agent_id = ?"
-        params.append(q.agent_id)
-    if q.session_id is not None:
-        sql += " AND m.session_id = ?"
-        params.append(q.session_id)
-    if q.keys:
-        sql += f" AND m.key IN ({', '.join('?' * len(q.keys))})"
-        params.extend(q.keys)
-    return sql, params
-
-
 def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) -> int:
-    sql, params = _scope_sql(account, q)
-    return conn.execute(f"DELETE FROM memories AS m WHERE {sql}", params).rowcount
+    where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys)
+    return conn.execute(f"DELETE FROM memories AS m WHERE {where.sql}", where.params).rowcount
 
 
 def _encode_cursor(rowid: int) -> str:
@@ -224,16 +208,13 @@ def _decode_cursor(cursor: str, field: str) -> int:
 
 def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[str, Any]:
     """One page in creation order; ``next_cursor`` is ``None`` on the last page."""
-    sql, params = _scope_sql(account, q)
-    flt = compile_filters(q.filters)
-    if flt is not None:
-        sql += " AND " + flt.sql
-        params.extend(flt.params)
+    where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys, compile_filters(q.filters))
+    sql, params = where.sql, where.params
     if q.cursor is not None:
         sql += " AND m.rowid > ?"
         params.append(_decode_cursor(q.cursor, "cursor"))
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?", [*params, q.limit + 1]
+        f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?", [*params, q.limit + 1]
     ).fetchall()
     more = len(rows) > q.limit
     rows = rows[: q.limit]
