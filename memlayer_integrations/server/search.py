@@ -307,8 +307,8 @@ def search(
     """
     restrict = _restricter(conn, scope_word(account_id, user_id, agent_id))
     probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
-    counts: dict[str, int] = {}
-    expression = build_match_query(query, lambda term: counts.setdefault(term, probe(term)), POSTINGS_BUDGET)
+    counts = {term: probe(term) for term in query_terms(query)}
+    expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
     if expression is None:
         return []
     match = restrict(expression)
