@@ -142,11 +142,36 @@ END;
 CREATE INDEX memories_stream ON memories(account_id, user_id, agent_id, session_id) WHERE session_id IS NOT NULL;
 """
 
+# Version 3: how many memories each (account, user, agent) holds, kept in step by triggers.
+# Recall reads a scope's size before every search (to choose how to confine the full-text
+# query) and ``GET /v1/scopes`` lists the sizes; both now read one row per agent instead of
+# counting memories. A scope whose last memory is forgotten keeps a row with 0.
+_V3 = """
+CREATE TABLE scope_sizes (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    user_id     TEXT NOT NULL,
+    agent_id    TEXT NOT NULL,
+    memories    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, user_id, agent_id)
+) WITHOUT ROWID;
+INSERT INTO scope_sizes (account_id, user_id, agent_id, memories)
+    SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY account_id, user_id, agent_id;
+CREATE TRIGGER memories_scope_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO scope_sizes (account_id, user_id, agent_id, memories)
+        VALUES (new.account_id, new.user_id, new.agent_id, 1)
+        ON CONFLICT (account_id, user_id, agent_id) DO UPDATE SET memories = memories + 1;
+END;
+CREATE TRIGGER memories_scope_ad AFTER DELETE ON memories BEGIN
+    UPDATE scope_sizes SET memories = memories - 1
+        WHERE account_id = old.account_id AND user_id = old.user_id AND agent_id = old.agent_id;
+END;
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
 MEMORY_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -209,15 +209,24 @@ def scope_word(account_id: int, user_id: str, agent_id: Optional[str] = None) ->
     return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
 
 
-def _restricter(conn: sqlite3.Connection, scope: str) -> Callable[[str], str]:
-    """How to confine a content expression to ``scope`` in a MATCH.
+def _restricter(
+    conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: Optional[str]
+) -> Callable[[str], str]:
+    """How to confine a content expression to the scope in a MATCH.
 
     With the scope word when the scope holds at most ``SCOPE_WORD_LIMIT`` memories. BM25
     reads every posting of every word in a query once, to count it, the scope word
     included; for a scope that is most of the index that costs more than the word saves,
-    so a bigger scope is searched by content alone (the SQL conditions still apply).
+    so a bigger scope is searched by content alone (the SQL conditions still apply). The
+    size comes from ``scope_sizes`` (kept by triggers, see ``db.py``).
     """
-    size = conn.execute(_PROBE_SQL, (f"scope_terms : {_quote(scope)}", SCOPE_WORD_LIMIT + 1)).fetchone()[0]
+    sql = "SELECT coalesce(sum(memories), 0) FROM scope_sizes WHERE account_id = ? AND user_id = ?"
+    params: list[object] = [account_id, user_id]
+    if agent_id is not None:
+        sql += " AND agent_id = ?"
+        params.append(agent_id)
+    size = conn.execute(sql, params).fetchone()[0]
+    scope = scope_word(account_id, user_id, agent_id)
     if size <= SCOPE_WORD_LIMIT:
         return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
     return lambda expression: f"content : ({expression})"
@@ -305,7 +314,7 @@ def search(
     matches (BM25, plus the neighbour bonus from the best ``CANDIDATES``), so pages cut
     with ``offset`` never overlap or skip.
     """
-    restrict = _restricter(conn, scope_word(account_id, user_id, agent_id))
+    restrict = _restricter(conn, account_id, user_id, agent_id)
     probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
     counts = {term: probe(term) for term in query_terms(query)}
     expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)

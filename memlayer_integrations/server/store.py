@@ -222,13 +222,13 @@ def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[
 
 
 def scopes(conn: sqlite3.Connection, account: Account, user_id: Optional[str]) -> list[dict[str, Any]]:
-    sql = "SELECT user_id, agent_id, count(*) AS n FROM memories WHERE account_id = ?"
+    sql = "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
     params: list[Any] = [account.id]
     if user_id is not None:
         sql += " AND user_id = ?"
         params.append(user_id)
-    sql += " GROUP BY user_id, agent_id ORDER BY user_id, agent_id"
-    return [{"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["n"]} for r in conn.execute(sql, params)]
+    sql += " ORDER BY user_id, agent_id"
+    return [{"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["memories"]} for r in conn.execute(sql, params)]
 
 
 def usage(conn: sqlite3.Connection, account: Account, requests_today: int, now: datetime) -> dict[str, Any]:

@@ -138,6 +138,10 @@ def check_file(db: Path) -> None:
             "SELECT a.id, a.memory_count, (SELECT count(*) FROM memories m WHERE m.account_id = a.id) FROM accounts a"
         ).fetchall()
         assert counts and all(stored == actual for _, stored, actual in counts), counts
+        # So is the stored size of every scope.
+        sizes = set(conn.execute("SELECT account_id, user_id, agent_id, memories FROM scope_sizes WHERE memories > 0"))
+        actual = set(conn.execute("SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY 1, 2, 3"))
+        assert sizes == actual
     finally:
         conn.close()
 

@@ -50,6 +50,8 @@ def test_a_version_1_database_keeps_its_memories_and_finds_them_in_scope(tmp_pat
     assert migrate(conn) == 1
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [r[0] for r in conn.execute("SELECT memory_count FROM accounts ORDER BY id")] == [1, 1]
+    sizes = "SELECT account_id, user_id, agent_id, memories FROM scope_sizes ORDER BY account_id"
+    assert [tuple(r) for r in conn.execute(sizes)] == [(1, "u", "a", 1), (2, "u", "a", 1)]
     hits = search_module.search(conn, 1, "tea", user_id="u", agent_id="a", session_id=None, filters=None, limit=10, offset=0)
     assert [row["id"] for row, _ in hits] == ["mem_1"]
     conn.execute("UPDATE memories SET content = 'black coffee' WHERE id = 'mem_1'")

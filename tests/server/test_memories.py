@@ -208,6 +208,18 @@ def test_scopes_sorted_with_counts(http):
     assert http.get("/scopes", params={"user_id": "b"}).json() == {"scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]}
 
 
+def test_scopes_follow_forgets(http):
+    remember(http, "x", user_id="a", agent_id="y")
+    gone = remember(http, "x", user_id="a", agent_id="x")
+    remember(http, "x", user_id="b", agent_id="z")
+    remember(http, "y", user_id="b", agent_id="z")
+    assert http.delete(f"/memories/{gone['id']}").status_code == 204
+    assert http.delete("/memories", params={"user_id": "b"}).json() == {"deleted": 2}
+    assert http.get("/scopes").json() == {"scopes": [{"user_id": "a", "agent_id": "y", "memories": 1}]}
+    remember(http, "z", user_id="b", agent_id="z")
+    assert http.get("/scopes", params={"user_id": "b"}).json() == {"scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]}
+
+
 def test_usage(http):
     remember(http, "x")
     usage = Usage.model_validate(http.get("/usage").json())
