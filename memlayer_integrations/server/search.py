@@ -21,7 +21,8 @@ what FTS5 would walk anyway. The SQL conditions on the ids decide what is return
 
 Cost control: FTS5 scores every memory that matches, so one very common word would make an
 OR query as slow as the whole scope. :func:`search` therefore counts each word's matches in
-the scope (capped at ``POSTINGS_BUDGET + 1``); the rarest words whose counts add up to at
+a scope of more than ``POSTINGS_BUDGET`` memories (capped at ``POSTINGS_BUDGET + 1``; a
+smaller scope cannot exceed the budget and gets the plain OR uncounted); the rarest words whose counts add up to at
 most ``POSTINGS_BUDGET`` choose the candidates and the others only add to their score:
 ``("rare") AND ("rare" OR "common")``. Where no word is that common the query is the plain OR.
 Words that match nothing are left out. When every word is in more than ``POSTINGS_BUDGET``
@@ -209,24 +210,24 @@ def scope_word(account_id: int, user_id: str, agent_id: Optional[str] = None) ->
     return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
 
 
-def _restricter(
-    conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: Optional[str]
-) -> Callable[[str], str]:
-    """How to confine a content expression to the scope in a MATCH.
-
-    With the scope word when the scope holds at most ``SCOPE_WORD_LIMIT`` memories. BM25
-    reads every posting of every word in a query once, to count it, the scope word
-    included; for a scope that is most of the index that costs more than the word saves,
-    so a bigger scope is searched by content alone (the SQL conditions still apply). The
-    size comes from ``scope_sizes`` (kept by triggers, see ``db.py``).
-    """
+def _scope_size(conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: Optional[str]) -> int:
+    """How many memories the scope holds, from ``scope_sizes`` (kept by triggers, see ``db.py``)."""
     sql = "SELECT coalesce(sum(memories), 0) FROM scope_sizes WHERE account_id = ? AND user_id = ?"
     params: list[object] = [account_id, user_id]
     if agent_id is not None:
         sql += " AND agent_id = ?"
         params.append(agent_id)
-    size = conn.execute(sql, params).fetchone()[0]
-    scope = scope_word(account_id, user_id, agent_id)
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def _restricter(scope: str, size: int) -> Callable[[str], str]:
+    """How to confine a content expression to the scope named ``scope`` in a MATCH.
+
+    With the scope word when the scope holds at most ``SCOPE_WORD_LIMIT`` memories. BM25
+    reads every posting of every word in a query once, to count it, the scope word
+    included; for a scope that is most of the index that costs more than the word saves,
+    so a bigger scope is searched by content alone (the SQL conditions still apply).
+    """
     if size <= SCOPE_WORD_LIMIT:
         return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
     return lambda expression: f"content : ({expression})"
@@ -239,15 +240,16 @@ def _match_count(conn: sqlite3.Connection, restrict: Callable[[str], str], cap: 
 
 def _matches(
     conn: sqlite3.Connection, match: str, where: Filter, limit: int, offset: int, since: int = 0
-) -> list[tuple[int, float]]:
-    """``(rowid, bm25 score)`` of the matches meeting ``where`` from rowid ``since`` on, best
-    first (ties: oldest first)."""
+) -> list[tuple[int, float, bool]]:
+    """``(rowid, bm25 score, in a session)`` of the matches meeting ``where`` from rowid
+    ``since`` on, best first (ties: oldest first)."""
     sql = (
-        f"SELECT m.rowid, {_SCORE} AS score FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
+        f"SELECT m.rowid, {_SCORE} AS score, m.session_id IS NOT NULL FROM memories_fts"
+        " JOIN memories AS m ON m.rowid = memories_fts.rowid"
         f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
         " ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
     )
-    return [(r[0], r[1]) for r in conn.execute(sql, [match, since, *where.params, limit, offset])]
+    return [(r[0], r[1], bool(r[2])) for r in conn.execute(sql, [match, since, *where.params, limit, offset])]
 
 
 def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
@@ -259,22 +261,25 @@ def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
     return 0 if row is None else row[0]
 
 
-def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float]], where: Filter) -> list[tuple[int, float]]:
+def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float, bool]], where: Filter) -> list[tuple[int, float]]:
     """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
 
     A neighbour outside ``head`` is lifted only when the share lent to it beats the lowest
     BM25 score in ``head``: neighbours move ahead of weaker matches, they never pad a short
-    result. It scores that share, and must meet every condition of the request.
+    result. It scores that share, and must meet every condition of the request. Only
+    memories in a session have neighbours.
     """
-    scores = dict(head)
+    scores = {rowid: score for rowid, score, _ in head}
     lent: dict[int, float] = {}  # the largest share any candidate lends to a memory
-    ids = ",".join("?" * len(head))
-    for rowid, *around in conn.execute(_NEIGHBOURS_SQL.format(ids=ids), list(scores)):
+    in_session = [rowid for rowid, _, session in head if session]
+    ids = ",".join("?" * len(in_session))
+    neighbours = conn.execute(_NEIGHBOURS_SQL.format(ids=ids), in_session) if in_session else []
+    for rowid, *around in neighbours:
         for i, other in enumerate(around):
             share = scores[rowid] * NEIGHBOUR_WEIGHT ** (i // 2 + 1)
             if other is not None and share > lent.get(other, 0.0):
                 lent[other] = share
-    ranked = [(rowid, score + lent.get(rowid, 0.0)) for rowid, score in head]
+    ranked = [(rowid, score + lent.get(rowid, 0.0)) for rowid, score, _ in head]
     lowest = head[-1][1]
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
     if lifted:
@@ -314,18 +319,23 @@ def search(
     matches (BM25, plus the neighbour bonus from the best ``CANDIDATES``), so pages cut
     with ``offset`` never overlap or skip.
     """
-    restrict = _restricter(conn, account_id, user_id, agent_id)
-    probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
-    counts = {term: probe(term) for term in query_terms(query)}
-    expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
+    size = _scope_size(conn, account_id, user_id, agent_id)
+    restrict = _restricter(scope_word(account_id, user_id, agent_id), size)
+    since = 0
+    if size <= POSTINGS_BUDGET:
+        # No word can match more memories than the budget: the plain OR, without counting.
+        expression = build_match_query(query)
+    else:
+        probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
+        counts = {term: probe(term) for term in query_terms(query)}
+        expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
+        rarest = min((term for term, n in counts.items() if n), key=counts.__getitem__, default=None)
+        if rarest is not None and counts[rarest] > POSTINGS_BUDGET:
+            # Every word is common here: the newest memories holding the rarest one are the candidates.
+            since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
     if expression is None:
         return []
     match = restrict(expression)
-    since = 0
-    rarest = min((term for term, n in counts.items() if n), key=counts.__getitem__)
-    if counts[rarest] > POSTINGS_BUDGET:
-        # Every word is common here: the newest memories holding the rarest one are the candidates.
-        since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
     where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters)
     head = _matches(conn, match, where, CANDIDATES, 0, since)
     if not head and (since or expression.startswith("(")):
@@ -342,7 +352,8 @@ def search(
         # below everything in `ranked`. Lifted neighbours among them are already ranked.
         seen = {rowid for rowid, _ in ranked}
         wanted = end - len(ranked) + (len(seen) - len(head))
-        ranked += [hit for hit in _matches(conn, match, where, wanted, CANDIDATES, since) if hit[0] not in seen]
+        tail = _matches(conn, match, where, wanted, CANDIDATES, since)
+        ranked += [(rowid, score) for rowid, score, _ in tail if rowid not in seen]
     page = ranked[offset:end]
     rows = _rows(conn, (rowid for rowid, _ in page))
     # The floor keeps a score positive when a word is in nearly every memory (BM25's IDF
