@@ -44,13 +44,17 @@ class Memory(_Model):
 
         Adapters put this in the metadata of the documents and nodes they return.
         """
+        created = self.created_at.isoformat()
+        # Most memories were never updated; formatting a datetime costs more than comparing.
+        same = self.updated_at == self.created_at and self.updated_at.utcoffset() == self.created_at.utcoffset()
+        updated = created if same else self.updated_at.isoformat()
         return {
             "user_id": self.user_id,
             "agent_id": self.agent_id,
             "session_id": self.session_id,
             "key": self.key,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": created,
+            "updated_at": updated,
         }
 
 

@@ -388,3 +388,19 @@ def test_op_builders_refuse_what_the_server_would():
 def test_op_results_are_plain_json():
     op = Op.remember("c", user_id="u", agent_id="a", metadata={"nested": {"x": [1, 2]}})
     assert json.loads(json.dumps(op)) == op
+
+
+def test_provenance_gives_each_time_as_sent():
+    from memlayer_integrations import Memory
+
+    fields = {"id": "mem_1", "content": "c", "user_id": "u", "agent_id": "a"}
+    same = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T10:00:00Z"})
+    assert same.provenance()["created_at"] == same.provenance()["updated_at"] == "2026-11-27T10:00:00+00:00"
+    later = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-28T09:30:00Z"})
+    assert (later.provenance()["created_at"], later.provenance()["updated_at"]) == (
+        "2026-11-27T10:00:00+00:00",
+        "2026-11-28T09:30:00+00:00",
+    )
+    # The same instant in another offset keeps its own spelling.
+    shifted = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T11:00:00+01:00"})
+    assert shifted.provenance()["updated_at"] == "2026-11-27T11:00:00+01:00"
