@@ -40,6 +40,26 @@ from ._messages import ends_turn, inject_memories, memory_item, message_text, qu
 __all__ = ["MemLayerMemory"]
 
 
+class _TurnState:
+    """The window's lock, the user-turn counter and the current turn's recall results.
+
+    A plain object, not pydantic private attributes: ``get`` runs on every model call of an
+    agent, and each private attribute read of a pydantic model goes through ``__getattr__``.
+    """
+
+    __slots__ = ("lock", "generation", "cache")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0  # counts user messages: the cache is valid within one
+        self.cache: Optional[tuple[int, str, list[RecalledMemory]]] = None  # (generation, query, results)
+
+    def new_generation(self) -> None:
+        """A new user message: the cached recall no longer applies (call with ``lock`` held)."""
+        self.generation += 1
+        self.cache = None
+
+
 class MemLayerMemory(BaseMemory):
     """Chat memory for LlamaIndex chat engines and agents, backed by MemLayer.
 
@@ -96,10 +116,7 @@ class MemLayerMemory(BaseMemory):
 
     _clients: ClientPair = PrivateAttr()
     _buffer: WriteBuffer = PrivateAttr()
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
-    # (generation, query, results): valid while no new user message arrived.
-    _cache: Optional[tuple[int, str, list[RecalledMemory]]] = PrivateAttr(default=None)
-    _generation: int = PrivateAttr(default=0)
+    _turn: "_TurnState" = PrivateAttr(default_factory=lambda: _TurnState())
 
     def __init__(
         self,
@@ -144,19 +161,21 @@ class MemLayerMemory(BaseMemory):
         Extra keyword arguments (``initial_token_count`` from chat engines) are accepted and
         ignored: the window is bounded by ``window_size``.
         """
-        window, generation, query = self._snapshot(input)
-        recalled = self._recall(query, generation) if query else []
+        window, generation, query, recalled = self._snapshot(input)
+        if recalled is None:
+            recalled = self._recall(query, generation) if query else []
         return self._compose(window, recalled, input)
 
     async def aget(self, input: Union[str, ChatMessage, None] = None, **kwargs: Any) -> List[ChatMessage]:
         """Async :meth:`get`."""
-        window, generation, query = self._snapshot(input)
-        recalled = await self._arecall(query, generation) if query else []
+        window, generation, query, recalled = self._snapshot(input)
+        if recalled is None:
+            recalled = await self._arecall(query, generation) if query else []
         return self._compose(window, recalled, input)
 
     def get_all(self) -> List[ChatMessage]:
         """The window as it is, without recalled memories."""
-        with self._lock:
+        with self._turn.lock:
             return [m.model_copy(deep=True) for m in self.chat_history]
 
     async def aget_all(self) -> List[ChatMessage]:
@@ -186,9 +205,9 @@ class MemLayerMemory(BaseMemory):
     def set(self, messages: List[ChatMessage]) -> None:
         """Replace the window with ``messages``. Nothing is stored or deleted on the server:
         a history handed in this way is taken as already known."""
-        with self._lock:
+        with self._turn.lock:
             self.chat_history = trim_window([m.model_copy(deep=True) for m in messages], self.window_size)
-            self._new_generation()
+            self._turn.new_generation()
 
     async def aset(self, messages: List[ChatMessage]) -> None:
         """Async :meth:`set` (no I/O)."""
@@ -201,9 +220,9 @@ class MemLayerMemory(BaseMemory):
         the end of the next turn, by :meth:`close` or at exit). To delete the long-term
         memories, call :meth:`forget_all`.
         """
-        with self._lock:
+        with self._turn.lock:
             self.chat_history = []
-            self._new_generation()
+            self._turn.new_generation()
 
     async def areset(self) -> None:
         """Async :meth:`reset` (no I/O)."""
@@ -269,25 +288,23 @@ class MemLayerMemory(BaseMemory):
 
     # -- pure steps shared by the sync and async paths --------------------------------
 
-    def _new_generation(self) -> None:
-        self._generation += 1
-        self._cache = None
-
-    def _snapshot(self, input: Union[str, ChatMessage, None]) -> tuple[list[ChatMessage], int, Optional[str]]:
-        with self._lock:
+    def _snapshot(
+        self, input: Union[str, ChatMessage, None]
+    ) -> tuple[list[ChatMessage], int, Optional[str], Optional[list[RecalledMemory]]]:
+        """The window, the user turn, the query, and this turn's recall for it if cached."""
+        turn = self._turn
+        with turn.lock:
             window = list(self.chat_history)
-            return window, self._generation, query_from(window, input)
-
-    def _cached(self, query: str, generation: int) -> Optional[list[RecalledMemory]]:
-        with self._lock:
-            if self._cache is not None and self._cache[:2] == (generation, query):
-                return self._cache[2]
-            return None
+            query = query_from(window, input)
+            cache = turn.cache
+            cached = cache[2] if cache is not None and cache[:2] == (turn.generation, query) else None
+            return window, turn.generation, query, cached
 
     def _store_cache(self, query: str, generation: int, recalled: list[RecalledMemory]) -> None:
-        with self._lock:
-            if generation == self._generation:
-                self._cache = (generation, query, recalled)
+        turn = self._turn
+        with turn.lock:
+            if generation == turn.generation:
+                turn.cache = (generation, query, recalled)
 
     def _scope(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
@@ -305,11 +322,11 @@ class MemLayerMemory(BaseMemory):
         """Add to the window and queue what is stored; ``True`` when the turn should be sent now."""
         items: list[dict[str, Any]] = []
         ended = False
-        with self._lock:
+        with self._turn.lock:
             for message in messages:
                 self.chat_history.append(message.model_copy(deep=True))
                 if message.role == MessageRole.USER:
-                    self._new_generation()
+                    self._turn.new_generation()
                 item = memory_item(message, self.session_id)
                 if item is not None:
                     items.append(item)
@@ -323,17 +340,11 @@ class MemLayerMemory(BaseMemory):
     # -- I/O, twice ------------------------------------------------------------------
 
     def _recall(self, query: str, generation: int) -> list[RecalledMemory]:
-        cached = self._cached(query, generation)
-        if cached is not None:
-            return cached
         recalled = recall_carrying(self._clients.sync, self._buffer, query, carry=self.economy, **self._scope())
         self._store_cache(query, generation, recalled)
         return recalled
 
     async def _arecall(self, query: str, generation: int) -> list[RecalledMemory]:
-        cached = self._cached(query, generation)
-        if cached is not None:
-            return cached
         recalled = await arecall_carrying(self._clients.async_, self._buffer, query, carry=self.economy, **self._scope())
         self._store_cache(query, generation, recalled)
         return recalled
