@@ -51,3 +51,47 @@ def test_missing_extra_names_the_install_command():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'memlayer-integrations[server]'" in out
+
+
+
+def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_threads(tmp_path):
+    import json
+    import socket
+    import threading
+    import time
+
+    import httpx
+
+    from memlayer_integrations.server import LocalMemLayerServer
+
+    with LocalMemLayerServer(tmp_path / "a.db") as server:
+        key = server.create_key(plan="unlimited")
+        service = server._app.state.service
+        ran_on: list[tuple[str, int]] = []
+        execute = service.execute
+
+        def recording(incoming, op):
+            ran_on.append((incoming.path, threading.get_ident()))
+            return execute(incoming, op)
+
+        service.execute = recording
+        headers = {"X-API-Key": key}
+        assert httpx.get(server.url + "/v1/usage", headers=headers).status_code == 200
+        # A recall whose body arrives in two parts: it waits inside its endpoint meanwhile.
+        body = json.dumps({"query": "tea", "user_id": "u"}).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        slow = socket.create_connection((host, int(port)))
+        slow.sendall(
+            f"POST /v1/memories/search HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        time.sleep(0.5)
+        assert httpx.get(server.url + "/v1/scopes", headers=headers).status_code == 200
+        slow.sendall(body[5:])
+        assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+        slow.close()
+    loop_thread = ran_on[0][1]
+    assert [path for path, _ in ran_on] == ["/v1/usage", "/v1/scopes", "/v1/memories/search"]
+    assert ran_on[1][1] != loop_thread  # another request was in flight: the thread pool
+    assert ran_on[2][1] == loop_thread  # alone again: no thread hop
