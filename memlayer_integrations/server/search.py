@@ -20,16 +20,17 @@ than ``SCOPE_WORD_LIMIT`` memories is searched by content alone, because it is m
 what FTS5 would walk anyway. The SQL conditions on the ids decide what is returned.
 
 Cost control: FTS5 scores every memory that matches, so one very common word would make an
-OR query as slow as the whole scope. :func:`search` therefore counts each word's matches in
-a scope of more than ``POSTINGS_BUDGET`` memories (capped at ``POSTINGS_BUDGET + 1``; a
-smaller scope cannot exceed the budget and gets the plain OR uncounted); the rarest words whose counts add up to at
-most ``POSTINGS_BUDGET`` choose the candidates and the others only add to their score:
-``("rare") AND ("rare" OR "common")``. Where no word is that common the query is the plain OR.
-Words that match nothing are left out. When every word is in more than ``POSTINGS_BUDGET``
-memories, the candidates are the newest ``POSTINGS_BUDGET`` memories holding the rarest
-word: a question made only of everyday words favours what was said recently. (BM25 still
-reads every posting of each of the question's words once, to weigh it, so such questions
-stay a few milliseconds slower than others.)
+OR query as slow as the whole scope. In a scope of more than ``POSTINGS_BUDGET`` memories,
+:func:`search` therefore counts each word's matches (capped at ``POSTINGS_BUDGET + 1``);
+the rarest words whose counts add up to at most ``POSTINGS_BUDGET`` choose the candidates
+and the others only add to their score: ``("rare") AND ("rare" OR "common")``. Where no
+word is that common the query is the plain OR. Words that match nothing are left out. When
+every word is in more than ``POSTINGS_BUDGET`` memories, the candidates are the newest
+``POSTINGS_BUDGET`` memories holding the rarest word: a question made only of everyday words
+favours what was said recently. (BM25 still reads every posting of each of the question's
+words once, to weigh it, so such questions stay a few milliseconds slower than others.) A
+scope of at most ``POSTINGS_BUDGET`` memories cannot make FTS5 score more than the budget,
+so it gets plain BM25 over the OR of all the words, without counting them.
 
 Conversations: a chat stored turn by turn often answers a question in the turn *after*
 the one that uses the question's words ("How long do you hold that pose?" is answered by
@@ -323,7 +324,7 @@ def search(
     restrict = _restricter(scope_word(account_id, user_id, agent_id), size)
     since = 0
     if size <= POSTINGS_BUDGET:
-        # No word can match more memories than the budget: the plain OR, without counting.
+        # At most the budget can match, however common the words: the plain OR, uncounted.
         expression = build_match_query(query)
     else:
         probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)

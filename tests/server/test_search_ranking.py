@@ -235,3 +235,18 @@ def test_a_question_of_only_common_words_ranks_the_newest_memories_holding_the_r
     rows = search(conn, 1, "tea", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
     newest = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0]
     assert min(row["rowid"] for row, _ in rows) > newest - POSTINGS_BUDGET
+
+
+def test_a_scope_within_the_budget_is_plain_bm25_over_every_word(conn, monkeypatch):
+    import memlayer_integrations.server.search as search_module
+
+    monkeypatch.setattr(search_module, "POSTINGS_BUDGET", 10)
+    # 10 memories: "alpha" in 8 and "beta" in 6 add up to more than the budget of 10, but
+    # no more than 10 memories can match here, so nothing is left out of the candidates.
+    _add(conn, ["alpha beta"] * 4 + ["alpha only"] * 4 + ["beta only"] * 2)
+    found = _search(conn, "alpha beta")
+    assert found[:4] == ["alpha beta"] * 4
+    assert sorted(found[4:]) == ["alpha only"] * 4 + ["beta only"] * 2
+    # One more memory and the scope is over the budget: the rarer word chooses the candidates.
+    _add(conn, ["gamma"])
+    assert "alpha only" not in _search(conn, "alpha beta")
