@@ -109,7 +109,8 @@ async def _read_body(request: Request, limit: int) -> Optional[bytes]:
 class _InFlight:
     """How many requests are inside an endpoint (the event loop is one thread: no lock)."""
 
-    count = 0
+    def __init__(self) -> None:
+        self.count = 0
 
 
 def build_router(service: Service) -> APIRouter:
@@ -118,9 +119,9 @@ def build_router(service: Service) -> APIRouter:
     ``Service.execute`` blocks (SQLite), so it normally runs on a worker thread, where
     concurrent requests overlap while SQLite works. A request that is the only one in an
     endpoint runs it on the event loop instead: handing the work to a thread and the answer
-    back costs two thread switches, about half a millisecond on a small machine, more than
-    a typical operation takes. Requests arriving meanwhile wait for it to finish, as they
-    would wait for the write lock or the interpreter lock anyway.
+    back costs two thread switches, about half a millisecond on a small machine, as much as
+    a typical write takes. Requests arriving meanwhile wait for it to finish, as they would
+    wait for the write lock or the interpreter lock anyway.
     """
     router = APIRouter(prefix="/v1")
     in_flight = _InFlight()
