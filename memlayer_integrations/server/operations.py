@@ -128,9 +128,9 @@ OPERATIONS: dict[str, Operation] = {
     "get": Operation(get, writes=False),
     "update": Operation(update, writes=True),
     "forget": Operation(forget, writes=True),
-    "forget_all": Operation(forget_all, writes=True),
+    "forget_all": Operation(forget_all, writes=True, bounded=False),
     "list": Operation(list_memories, writes=False),
-    "scopes": Operation(scopes, writes=False),
+    "scopes": Operation(scopes, writes=False, bounded=False),
     "usage": Operation(usage, writes=False),
-    "batch": Operation(batch, writes=True),
+    "batch": Operation(batch, writes=True, bounded=False),
 }

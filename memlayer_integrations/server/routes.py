@@ -118,10 +118,12 @@ def build_router(service: Service) -> APIRouter:
 
     ``Service.execute`` blocks (SQLite), so it normally runs on a worker thread, where
     concurrent requests overlap while SQLite works. A request that is the only one in an
-    endpoint runs it on the event loop instead: handing the work to a thread and the answer
-    back costs two thread switches, about half a millisecond on a small machine, as much as
-    a typical write takes. Requests arriving meanwhile wait for it to finish, as they would
-    wait for the write lock or the interpreter lock anyway.
+    endpoint, for an operation whose work the request bounds (``Operation.bounded``), runs
+    it on the event loop instead: handing the work to a thread and the answer back costs two
+    thread switches, about half a millisecond on a small machine, as much as a typical write
+    takes. Requests arriving meanwhile wait for it to finish, as they would wait for the
+    write lock or the interpreter lock anyway; an operation that grows with what is stored
+    (``forget_all``, ``scopes``, ``batch``) always goes to a thread.
     """
     router = APIRouter(prefix="/v1")
     in_flight = _InFlight()
@@ -140,7 +142,7 @@ def build_router(service: Service) -> APIRouter:
                 content_type=request.headers.get("content-type"),
                 path_params=dict(request.path_params),
             )
-            if in_flight.count == 1:
+            if in_flight.count == 1 and op.bounded:
                 outcome = service.execute(incoming, op)
             else:
                 outcome = await run_in_threadpool(service.execute, incoming, op)

@@ -84,10 +84,15 @@ class Context:
 
 @dataclass(frozen=True)
 class Operation:
-    """An endpoint's logic: ``run(ctx) -> (status, JSON body or None)``."""
+    """An endpoint's logic: ``run(ctx) -> (status, JSON body or None)``.
+
+    ``bounded``: its work is bounded by the request (a page, a budget, the items sent), not
+    by how much is stored, so it may run on the event loop (see ``routes.build_router``).
+    """
 
     run: Callable[[Context], tuple[int, Any]]
     writes: bool
+    bounded: bool = True
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_missing_extra_names_the_install_command():
 
 
 
-def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_threads(tmp_path):
+def test_a_lone_bounded_request_runs_on_the_event_loop_and_others_on_threads(tmp_path):
     import json
     import socket
     import threading
@@ -87,11 +87,14 @@ def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_threads(tm
             + body[:5]
         )
         time.sleep(0.5)
-        assert httpx.get(server.url + "/v1/scopes", headers=headers).status_code == 200
+        assert httpx.get(server.url + "/v1/usage", headers=headers).status_code == 200
         slow.sendall(body[5:])
         assert slow.recv(65536).startswith(b"HTTP/1.1 200")
         slow.close()
+        # Alone, but its work grows with what is stored: the thread pool.
+        assert httpx.get(server.url + "/v1/scopes", headers=headers).status_code == 200
     loop_thread = ran_on[0][1]
-    assert [path for path, _ in ran_on] == ["/v1/usage", "/v1/scopes", "/v1/memories/search"]
+    assert [path for path, _ in ran_on] == ["/v1/usage", "/v1/usage", "/v1/memories/search", "/v1/scopes"]
     assert ran_on[1][1] != loop_thread  # another request was in flight: the thread pool
     assert ran_on[2][1] == loop_thread  # alone again: no thread hop
+    assert ran_on[3][1] != loop_thread
