@@ -106,6 +106,13 @@ async def _read_body(request: Request, limit: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
+def _header(request: Request, name: str) -> Optional[str]:
+    """A header's value without the white space HTTP allows around it (RFC 9110 5.5); not
+    every HTTP parser uvicorn may use strips it."""
+    value = request.headers.get(name)
+    return None if value is None else value.strip(" \t")
+
+
 class _InFlight:
     """How many requests are inside an endpoint (the event loop is one thread: no lock)."""
 
@@ -136,10 +143,10 @@ def build_router(service: Service) -> APIRouter:
                 path=request.url.path,
                 raw_query=request.scope.get("query_string", b""),
                 query=request.query_params.multi_items(),
-                api_keys=request.headers.getlist("x-api-key"),
-                idempotency_key=request.headers.get("idempotency-key"),
+                api_keys=[value.strip(" \t") for value in request.headers.getlist("x-api-key")],
+                idempotency_key=_header(request, "idempotency-key"),
                 body=await _read_body(request, service.settings.max_body_bytes) if body else b"",
-                content_type=request.headers.get("content-type"),
+                content_type=_header(request, "content-type"),
                 path_params=dict(request.path_params),
             )
             if in_flight.count == 1 and op.bounded:
