@@ -89,3 +89,28 @@ def test_recall_can_be_replayed(http):
     first = http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"})
     http.post("/memories", json={**BODY, "content": "more tea"})
     assert http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"}).json() == first.json()
+
+
+def test_white_space_around_header_values_is_not_part_of_them(http, base_url, api_key):
+    import json
+    import socket
+
+    def post(header_lines: list[bytes]) -> bytes:
+        body = json.dumps(BODY).encode()
+        host, port = base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         + b"".join(line + b"\r\n" for line in header_lines)
+                         + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+    key = b"X-API-Key: " + api_key.encode()
+    first = post([key, b"Content-Type: application/json \t", b"Idempotency-Key: \t ows-1 \t"])
+    assert first.startswith(b"HTTP/1.1 201")
+    # The same Idempotency-Key without the white space: a replay, stored once.
+    again = post([key, b"Content-Type: application/json", b"Idempotency-Key: ows-1"])
+    assert again.startswith(b"HTTP/1.1 201") and b"idempotent-replayed: true" in again.lower()
+    assert count(http) == 1
