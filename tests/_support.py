@@ -1,5 +1,10 @@
-"""Clients of the session's local server whose every request is logged at the transport,
-for the adapter test packages.
+"""Helpers shared by the test packages.
+
+``send_raw`` sends a request byte for byte, for the tests of what HTTP parsers might
+normalize or refuse.
+
+``logged_clients``: clients of the session's local server whose every request is logged at
+the transport, for the adapter test packages.
 
 The adapter tests pin what a turn costs ("one request per turn") and what it carries by
 reading a log of the requests that reached the transport, which then sends them for real.
@@ -10,11 +15,24 @@ fixture of ``tests/conftest.py`` builds the clients around it.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Protocol
 
 import httpx
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerClient
+
+
+def send_raw(url: str, head: bytes, body: bytes = b"") -> bytes:
+    """Send ``head`` (request line and header lines, CRLF-separated, without the blank
+    line), ``Content-Length`` and ``body`` on a new connection to ``url``; the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 class RequestLog(Protocol):

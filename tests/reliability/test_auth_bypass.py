@@ -11,7 +11,6 @@ right: that is pinned structurally (what is compared, and how), never by a stopw
 from __future__ import annotations
 
 import hmac
-import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -26,6 +25,7 @@ from memlayer_integrations.server.errors import ApiError
 from memlayer_integrations.server.service import Service
 from memlayer_integrations.server.settings import Plan
 from memlayer_integrations.server.store import iso
+from tests._support import send_raw
 from tests.server._helpers import assert_error
 
 
@@ -157,15 +157,8 @@ def test_every_other_route_needs_a_live_key(app_client, method, path):
 
 def raw_request(url: str, header_lines: list[bytes], body: bytes = b"") -> int:
     """Send header lines byte for byte (httpx would refuse or normalize some); the status."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /v1/memories/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     + b"".join(line + b"\r\n" for line in header_lines)
-                     + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1])
+    head = b"\r\n".join([b"POST /v1/memories/search HTTP/1.1", b"Host: x", *header_lines, b"Content-Type: application/json"])
+    return int(send_raw(url, head, body).split(b" ", 2)[1])
 
 
 def tricks(key: str) -> dict[str, list[bytes]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from .._support import send_raw
 from ._helpers import assert_error
 
 BODY = {"content": "likes tea", "user_id": "u1", "agent_id": "bot"}
@@ -92,25 +94,13 @@ def test_recall_can_be_replayed(http):
 
 
 def test_white_space_around_header_values_is_not_part_of_them(http, base_url, api_key):
-    import json
-    import socket
-
     def post(header_lines: list[bytes]) -> bytes:
-        body = json.dumps(BODY).encode()
-        host, port = base_url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                         + b"".join(line + b"\r\n" for line in header_lines)
-                         + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        return answer
+        head = b"\r\n".join([b"POST /v1/memories HTTP/1.1", b"Host: x", b"X-API-Key: " + api_key.encode(), *header_lines])
+        return send_raw(base_url, head, json.dumps(BODY).encode())
 
-    key = b"X-API-Key: " + api_key.encode()
-    first = post([key, b"Content-Type: application/json \t", b"Idempotency-Key: \t ows-1 \t"])
+    first = post([b"Content-Type: application/json \t", b"Idempotency-Key: \t ows-1 \t"])
     assert first.startswith(b"HTTP/1.1 201")
     # The same Idempotency-Key without the white space: a replay, stored once.
-    again = post([key, b"Content-Type: application/json", b"Idempotency-Key: ows-1"])
+    again = post([b"Content-Type: application/json", b"Idempotency-Key: ows-1"])
     assert again.startswith(b"HTTP/1.1 201") and b"idempotent-replayed: true" in again.lower()
     assert count(http) == 1
