@@ -106,11 +106,16 @@ async def _read_body(request: Request, limit: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
+def _header_values(request: Request, name: str) -> list[str]:
+    """A header's values without the white space HTTP allows around them (RFC 9110 5.5);
+    not every HTTP parser uvicorn may use strips it."""
+    return [value.strip(" \t") for value in request.headers.getlist(name)]
+
+
 def _header(request: Request, name: str) -> Optional[str]:
-    """A header's value without the white space HTTP allows around it (RFC 9110 5.5); not
-    every HTTP parser uvicorn may use strips it."""
-    value = request.headers.get(name)
-    return None if value is None else value.strip(" \t")
+    """The first of :func:`_header_values`, or ``None``."""
+    values = _header_values(request, name)
+    return values[0] if values else None
 
 
 class _InFlight:
@@ -143,7 +148,7 @@ def build_router(service: Service) -> APIRouter:
                 path=request.url.path,
                 raw_query=request.scope.get("query_string", b""),
                 query=request.query_params.multi_items(),
-                api_keys=[value.strip(" \t") for value in request.headers.getlist("x-api-key")],
+                api_keys=_header_values(request, "x-api-key"),
                 idempotency_key=_header(request, "idempotency-key"),
                 body=await _read_body(request, service.settings.max_body_bytes) if body else b"",
                 content_type=_header(request, "content-type"),
