@@ -116,7 +116,7 @@ class MemLayerMemory(BaseMemory):
 
     _clients: ClientPair = PrivateAttr()
     _buffer: WriteBuffer = PrivateAttr()
-    _turn: "_TurnState" = PrivateAttr(default_factory=lambda: _TurnState())
+    _turn: _TurnState = PrivateAttr(default_factory=_TurnState)
 
     def __init__(
         self,
