@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from ._harness import SIZES
 from ._runner import BENCHMARKS, run_all
@@ -24,14 +24,20 @@ from ._runner import BENCHMARKS, run_all
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (same as --size quick)")
-    parser.add_argument("--size", choices=SIZES, default=None, help="tiny is what the test suite runs")
+    parser.add_argument(
+        "--size", choices=SIZES, default=None, help="tiny is what the test suite runs"
+    )
     parser.add_argument(
         "--only", default=None, help="comma-separated benchmarks to run: " + ",".join(BENCHMARKS)
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for report.md and report.json")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="directory for report.md and report.json"
+    )
     args = parser.parse_args(argv)
 
     size = args.size or ("quick" if args.quick else "full")
@@ -42,7 +48,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     given = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m benchmarks", *([shlex.join(given)] if given else [])])
-    report, md_path, json_path = run_all(size=size, only=only, out_dir=args.out, command=command, echo=True)
+    report, md_path, json_path = run_all(
+        size=size, only=only, out_dir=args.out, command=command, echo=True
+    )
     print(f"wrote {md_path} and {json_path} in {report['duration_s']:.1f} s")
     return 1 if any("error" in b for b in report["benchmarks"].values()) else 0
 

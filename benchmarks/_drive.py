@@ -28,7 +28,9 @@ Step = Callable[[int, AsyncMemLayerClient], tuple[str, Awaitable[Any]]]
 def make_client(url: str, key: str) -> tuple[AsyncMemLayerClient, httpx.AsyncClient]:
     """A client that never retries, on its own connection (one worker = one application)."""
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-    client = AsyncMemLayerClient(api_key=key, base_url=url, http_client=http, max_retries=0, timeout=30.0)
+    client = AsyncMemLayerClient(
+        api_key=key, base_url=url, http_client=http, max_retries=0, timeout=30.0
+    )
     return client, http
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
-__all__ = ["scripted_chat_model", "lookup_tool", "scripted_function_llm", "lookup_function"]
+__all__ = ["lookup_function", "lookup_tool", "scripted_chat_model", "scripted_function_llm"]
 
 ANSWER_PREFIX = "Noted"
 
@@ -43,13 +43,13 @@ def scripted_chat_model(tool_rounds: int) -> Any:
         def _llm_type(self) -> str:
             return "scripted-tool-model"
 
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedToolModel":
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedToolModel:
             return self  # the script already knows its one tool
 
         def _generate(
             self,
             messages: list[BaseMessage],
-            stop: Optional[list[str]] = None,
+            stop: list[str] | None = None,
             run_manager: Any = None,
             **kwargs: Any,
         ) -> ChatResult:
@@ -61,7 +61,11 @@ def scripted_chat_model(tool_rounds: int) -> Any:
                 if isinstance(m, ToolMessage):
                     done += 1
             if done < self.rounds:
-                call = {"name": "lookup", "args": {"topic": f"round {done + 1}"}, "id": f"call_{uuid.uuid4().hex[:12]}"}
+                call = {
+                    "name": "lookup",
+                    "args": {"topic": f"round {done + 1}"},
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                }
                 message = AIMessage(content="", tool_calls=[call])
             else:
                 message = AIMessage(content=f"{ANSWER_PREFIX}: {question[:60]}")

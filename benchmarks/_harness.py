@@ -14,7 +14,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import psutil
@@ -22,18 +22,18 @@ import psutil
 from memlayer_integrations import MemLayerClient
 
 __all__ = [
-    "Context",
-    "Skip",
-    "CountingTransport",
-    "AsyncCountingTransport",
-    "percentile",
-    "summarize_ms",
-    "rss_mib",
-    "md_table",
-    "fmt",
-    "verdict",
-    "env_path",
     "SIZES",
+    "AsyncCountingTransport",
+    "Context",
+    "CountingTransport",
+    "Skip",
+    "env_path",
+    "fmt",
+    "md_table",
+    "percentile",
+    "rss_mib",
+    "summarize_ms",
+    "verdict",
 ]
 
 
@@ -64,14 +64,16 @@ class Context:
     def new_key(self) -> str:
         return self.server.create_key(plan="unlimited")
 
-    def client(self, key: Optional[str] = None, *, counter: Optional[Counter] = None) -> MemLayerClient:
+    def client(self, key: str | None = None, *, counter: Counter | None = None) -> MemLayerClient:
         """A sync client on the embedded server, counting its requests into ``counter``."""
         transport: httpx.BaseTransport = httpx.HTTPTransport()
         if counter is not None:
             transport = CountingTransport(transport, counter)
         http = httpx.Client(transport=transport)
         self._http.append(http)
-        return MemLayerClient(api_key=key or self.new_key(), base_url=self.server.url, http_client=http)
+        return MemLayerClient(
+            api_key=key or self.new_key(), base_url=self.server.url, http_client=http
+        )
 
     def close(self) -> None:
         """Close the HTTP connections of every client made here."""

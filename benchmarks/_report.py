@@ -17,7 +17,7 @@ import psutil
 
 from ._harness import md_table
 
-__all__ = ["machine_info", "versions", "write_report", "render_markdown"]
+__all__ = ["machine_info", "render_markdown", "versions", "write_report"]
 
 _DISTRIBUTIONS = (
     "memlayer-integrations",
@@ -165,7 +165,7 @@ def render_markdown(report: dict[str, Any], renderers: dict[str, Any]) -> str:
             ],
         ),
         "",
-        "\"2-process speedup\": the same pure-Python loop run in two processes at once, against "
+        '"2-process speedup": the same pure-Python loop run in two processes at once, against '
         "one alone (2x = two real cores), measured at the start. Client and server share these "
         "cores."
         + (
@@ -206,7 +206,9 @@ def render_markdown(report: dict[str, Any], renderers: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(report: dict[str, Any], renderers: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_report(
+    report: dict[str, Any], renderers: dict[str, Any], out_dir: Path
+) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out_dir``; return both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"

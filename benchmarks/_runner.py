@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import time
 import traceback
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import psutil
 
@@ -16,9 +17,7 @@ from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
 
 #: In report order. Each module has NAME, TITLE, run(ctx), targets(result), render(result).
-BENCHMARKS = {
-    m.NAME: m for m in (requests_per_turn, overhead, scale, concurrency, load, locomo)
-}
+BENCHMARKS = {m.NAME: m for m in (requests_per_turn, overhead, scale, concurrency, load, locomo)}
 
 
 def run_one(name: str, size: str, echo: bool = False) -> dict[str, Any]:
@@ -54,7 +53,7 @@ def run_one(name: str, size: str, echo: bool = False) -> dict[str, Any]:
 def run_all(
     *,
     size: str,
-    only: Optional[Sequence[str]] = None,
+    only: Sequence[str] | None = None,
     out_dir: Path,
     command: str = "python -m benchmarks",
     echo: bool = False,

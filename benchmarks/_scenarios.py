@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -20,7 +21,7 @@ from memlayer_integrations import AsyncMemLayerClient, MemLayerClient
 
 from . import _fakes
 
-__all__ = ["Counted", "Scenario", "SCENARIOS"]
+__all__ = ["SCENARIOS", "Counted", "Scenario"]
 
 USER = "user_bench"
 AGENT = "assistant"
@@ -52,7 +53,9 @@ class Scenario:
     has_economy: bool
     body: Callable[..., list[int]]
 
-    def run(self, counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+    def run(
+        self, counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+    ) -> list[int]:
         return self.body(counted, script, tool_rounds=tool_rounds, economy=economy)
 
 
@@ -65,7 +68,9 @@ def _per_turn_sync(counted: Counted, script: list[str], turn: Callable[[str], An
     return counts
 
 
-async def _per_turn_async(counted: Counted, script: list[str], turn: Callable[[str], Any]) -> list[int]:
+async def _per_turn_async(
+    counted: Counted, script: list[str], turn: Callable[[str], Any]
+) -> list[int]:
     counts = []
     for line in script:
         before = counted.total()
@@ -105,15 +110,21 @@ def _middleware_agent(counted: Counted, tool_rounds: int, economy: bool) -> tupl
     return agent, middleware
 
 
-def _langchain_middleware_sync(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _langchain_middleware_sync(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     agent, middleware = _middleware_agent(counted, tool_rounds, economy)
     config = {"configurable": {"thread_id": "thread-1"}}
-    counts = _per_turn_sync(counted, script, lambda line: agent.invoke({"messages": [("user", line)]}, config))
+    counts = _per_turn_sync(
+        counted, script, lambda line: agent.invoke({"messages": [("user", line)]}, config)
+    )
     middleware.close()
     return counts
 
 
-def _langchain_middleware_async(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _langchain_middleware_async(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     async def main() -> list[int]:
         agent, middleware = _middleware_agent(counted, tool_rounds, economy)
         config = {"configurable": {"thread_id": "thread-1"}}
@@ -127,7 +138,9 @@ def _langchain_middleware_async(counted: Counted, script: list[str], *, tool_rou
     return asyncio.run(main())
 
 
-def _langchain_chat_history(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _langchain_chat_history(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
     from langchain_core.runnables.history import RunnableWithMessageHistory
 
@@ -143,7 +156,11 @@ def _langchain_chat_history(counted: Counted, script: list[str], *, tool_rounds:
         )
 
     prompt = ChatPromptTemplate.from_messages(
-        [("system", "You are a helpful assistant."), MessagesPlaceholder("history"), ("human", "{question}")]
+        [
+            ("system", "You are a helpful assistant."),
+            MessagesPlaceholder("history"),
+            ("human", "{question}"),
+        ]
     )
     with warnings.catch_warnings():
         # Deprecated in favour of LangGraph persistence, but still what many applications use.
@@ -184,9 +201,15 @@ def _llama_block_memory(counted: Counted, economy: bool) -> tuple[Any, Any]:
     from memlayer_integrations.llama_index import MemLayerMemoryBlock
 
     block = MemLayerMemoryBlock(
-        user_id=USER, agent_id=AGENT, economy=economy, client=counted.client, async_client=counted.async_client
+        user_id=USER,
+        agent_id=AGENT,
+        economy=economy,
+        client=counted.client,
+        async_client=counted.async_client,
     )
-    memory = Memory.from_defaults(session_id="session-1", token_limit=MEMORY_TOKEN_LIMIT, memory_blocks=[block])
+    memory = Memory.from_defaults(
+        session_id="session-1", token_limit=MEMORY_TOKEN_LIMIT, memory_blocks=[block]
+    )
     return memory, block
 
 
@@ -197,7 +220,9 @@ def _simple_engine(memory: Any) -> Any:
     return SimpleChatEngine.from_defaults(llm=MockLLM(max_tokens=16), memory=memory)
 
 
-def _llama_memory_engine(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _llama_memory_engine(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     memory = _llama_memory(counted, economy)
     engine = _simple_engine(memory)
     counts = _per_turn_sync(counted, script, lambda line: engine.chat(line))
@@ -205,13 +230,19 @@ def _llama_memory_engine(counted: Counted, script: list[str], *, tool_rounds: in
     return counts
 
 
-def _llama_memory_agent(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _llama_memory_agent(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     from llama_index.core.agent.workflow import FunctionAgent
 
     async def main() -> list[int]:
         memory = _llama_memory(counted, economy)
-        agent = FunctionAgent(llm=_fakes.scripted_function_llm(tool_rounds), tools=[_fakes.lookup_function()])
-        counts = await _per_turn_async(counted, script, lambda line: agent.run(user_msg=line, memory=memory))
+        agent = FunctionAgent(
+            llm=_fakes.scripted_function_llm(tool_rounds), tools=[_fakes.lookup_function()]
+        )
+        counts = await _per_turn_async(
+            counted, script, lambda line: agent.run(user_msg=line, memory=memory)
+        )
         await memory.aclose()
         await _close_async(counted)
         return counts
@@ -219,7 +250,9 @@ def _llama_memory_agent(counted: Counted, script: list[str], *, tool_rounds: int
     return asyncio.run(main())
 
 
-def _llama_block_engine(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _llama_block_engine(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     # Memory's blocks are async: its sync get() runs them on a fresh event loop each call,
     # so the conversation is driven with achat, on one loop.
     async def main() -> list[int]:
@@ -233,13 +266,19 @@ def _llama_block_engine(counted: Counted, script: list[str], *, tool_rounds: int
     return asyncio.run(main())
 
 
-def _llama_block_agent(counted: Counted, script: list[str], *, tool_rounds: int, economy: bool) -> list[int]:
+def _llama_block_agent(
+    counted: Counted, script: list[str], *, tool_rounds: int, economy: bool
+) -> list[int]:
     from llama_index.core.agent.workflow import FunctionAgent
 
     async def main() -> list[int]:
         memory, block = _llama_block_memory(counted, economy)
-        agent = FunctionAgent(llm=_fakes.scripted_function_llm(tool_rounds), tools=[_fakes.lookup_function()])
-        counts = await _per_turn_async(counted, script, lambda line: agent.run(user_msg=line, memory=memory))
+        agent = FunctionAgent(
+            llm=_fakes.scripted_function_llm(tool_rounds), tools=[_fakes.lookup_function()]
+        )
+        counts = await _per_turn_async(
+            counted, script, lambda line: agent.run(user_msg=line, memory=memory)
+        )
         await block.aclose()
         await _close_async(counted)
         return counts
@@ -248,13 +287,61 @@ def _llama_block_agent(counted: Counted, script: list[str], *, tool_rounds: int,
 
 
 SCENARIOS: list[Scenario] = [
-    Scenario("LangChain", "MemLayerMiddleware", "create_agent", "sync", True, True, _langchain_middleware_sync),
-    Scenario("LangChain", "MemLayerMiddleware", "create_agent", "async", True, True, _langchain_middleware_async),
     Scenario(
-        "LangChain", "MemLayerChatMessageHistory", "RunnableWithMessageHistory", "sync", False, False, _langchain_chat_history
+        "LangChain",
+        "MemLayerMiddleware",
+        "create_agent",
+        "sync",
+        True,
+        True,
+        _langchain_middleware_sync,
     ),
-    Scenario("LlamaIndex", "MemLayerMemory", "SimpleChatEngine", "sync", False, True, _llama_memory_engine),
-    Scenario("LlamaIndex", "MemLayerMemory", "FunctionAgent", "async", True, True, _llama_memory_agent),
-    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in SimpleChatEngine", "async", False, True, _llama_block_engine),
-    Scenario("LlamaIndex", "MemLayerMemoryBlock", "Memory in FunctionAgent", "async", True, True, _llama_block_agent),
+    Scenario(
+        "LangChain",
+        "MemLayerMiddleware",
+        "create_agent",
+        "async",
+        True,
+        True,
+        _langchain_middleware_async,
+    ),
+    Scenario(
+        "LangChain",
+        "MemLayerChatMessageHistory",
+        "RunnableWithMessageHistory",
+        "sync",
+        False,
+        False,
+        _langchain_chat_history,
+    ),
+    Scenario(
+        "LlamaIndex",
+        "MemLayerMemory",
+        "SimpleChatEngine",
+        "sync",
+        False,
+        True,
+        _llama_memory_engine,
+    ),
+    Scenario(
+        "LlamaIndex", "MemLayerMemory", "FunctionAgent", "async", True, True, _llama_memory_agent
+    ),
+    Scenario(
+        "LlamaIndex",
+        "MemLayerMemoryBlock",
+        "Memory in SimpleChatEngine",
+        "async",
+        False,
+        True,
+        _llama_block_engine,
+    ),
+    Scenario(
+        "LlamaIndex",
+        "MemLayerMemoryBlock",
+        "Memory in FunctionAgent",
+        "async",
+        True,
+        True,
+        _llama_block_agent,
+    ),
 ]

@@ -55,7 +55,17 @@ def run(ctx: Context) -> dict[str, Any]:
                     return "recall", c.recall(rng.choice(queries[user]), user_id=user, limit=10)
                 return "remember", c.remember(rng.choice(fresh), user_id=user, agent_id=AGENT)
 
-            row = asyncio.run(drive(server.url, key, level, step, seconds=seconds, max_ops=max_ops, server_pid=server.pid))
+            row = asyncio.run(
+                drive(
+                    server.url,
+                    key,
+                    level,
+                    step,
+                    seconds=seconds,
+                    max_ops=max_ops,
+                    server_pid=server.pid,
+                )
+            )
             row["server_rss_mib"] = server.rss_mib()
             rows.append(row)
     return {

@@ -77,7 +77,17 @@ def run(ctx: Context) -> dict[str, Any]:
 
     with child_server(keys=1) as server:
         key = server.keys[0]
-        row = asyncio.run(drive(server.url, key, workers, step, seconds=seconds, max_ops=max_ops, server_pid=server.pid))
+        row = asyncio.run(
+            drive(
+                server.url,
+                key,
+                workers,
+                step,
+                seconds=seconds,
+                max_ops=max_ops,
+                server_pid=server.pid,
+            )
+        )
         with MemLayerClient(api_key=key, base_url=server.url) as client:
             usage = client.usage()
         row["server_rss_mib"] = server.rss_mib()
@@ -109,7 +119,15 @@ def render(result: dict[str, Any]) -> str:
     table = md_table(
         ["operation", "requests", "p50 ms", "p99 ms", "max ms"],
         [[name, s["n"], s["p50_ms"], s["p99_ms"], s["max_ms"]] for name, s in ops.items()]
-        + [["all", result["latency"]["n"], result["latency"]["p50_ms"], result["latency"]["p99_ms"], result["latency"]["max_ms"]]],
+        + [
+            [
+                "all",
+                result["latency"]["n"],
+                result["latency"]["p50_ms"],
+                result["latency"]["p99_ms"],
+                result["latency"]["max_ms"],
+            ]
+        ],
     )
     mix = ", ".join(f"{k} {v:.0%}" for k, v in result["mix"].items())
     errors = ", ".join(f"{k}: {v}" for k, v in result["errors_by_kind"].items()) or "none"

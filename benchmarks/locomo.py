@@ -61,13 +61,22 @@ def load_samples(path: str) -> list[dict[str, Any]]:
             date = session_date(conv.get(f"session_{n}_date_time", ""))
             for turn in conv[f"session_{n}"]:
                 prefix = f"[{date}] " if date else ""
-                turns.append((turn["dia_id"], f"{prefix}{turn['speaker']}: {turn['text']}", f"session_{n}"))
+                turns.append(
+                    (turn["dia_id"], f"{prefix}{turn['speaker']}: {turn['text']}", f"session_{n}")
+                )
             n += 1
         questions = []
         for qa in sample["qa"]:
-            evidence = {e.strip() for item in qa.get("evidence", []) for e in str(item).split(";") if e.strip()}
+            evidence = {
+                e.strip()
+                for item in qa.get("evidence", [])
+                for e in str(item).split(";")
+                if e.strip()
+            }
             if qa.get("category") in CATEGORIES and evidence:
-                questions.append({"question": qa["question"], "category": qa["category"], "evidence": evidence})
+                questions.append(
+                    {"question": qa["question"], "category": qa["category"], "evidence": evidence}
+                )
         samples.append({"sample_id": sample["sample_id"], "turns": turns, "questions": questions})
     return samples
 
@@ -93,9 +102,16 @@ def run(ctx: Context) -> dict[str, Any]:
                 sessions[session].append({"content": content, "metadata": {"dia_id": dia}})
             for session, items in sessions.items():
                 for i in range(0, len(items), 100):
-                    client.remember_many(items[i : i + 100], user_id=sample["sample_id"], agent_id=AGENT, session_id=session)
+                    client.remember_many(
+                        items[i : i + 100],
+                        user_id=sample["sample_id"],
+                        agent_id=AGENT,
+                        session_id=session,
+                    )
                 memories += len(items)
-            questions = sample["questions"][:max_questions] if max_questions else sample["questions"]
+            questions = (
+                sample["questions"][:max_questions] if max_questions else sample["questions"]
+            )
             known = {dia for dia, _, _ in sample["turns"]}
             for q in questions:
                 evidence_total += len(q["evidence"])
@@ -124,7 +140,9 @@ def run(ctx: Context) -> dict[str, Any]:
         "conversations": len(samples),
         "memories": memories,
         "overall": row("all"),
-        "by_category": {str(c): {"name": CATEGORY_NAMES[c], **row(c)} for c in CATEGORIES if counts[c]},
+        "by_category": {
+            str(c): {"name": CATEGORY_NAMES[c], **row(c)} for c in CATEGORIES if counts[c]
+        },
         "evidence_ids": evidence_total,
         "evidence_ids_naming_no_turn": evidence_unknown,
         "ms_per_query": round(sum(timings) * 1000 / len(timings), 3) if timings else None,
@@ -149,9 +167,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
 def render(result: dict[str, Any]) -> str:
     metrics = ["recall@1", "recall@5", "recall@10", "hit@5"]
     rows = [
-        [f"{c} {v['name']}", v["questions"], *[v[m] for m in metrics]] for c, v in result["by_category"].items()
+        [f"{c} {v['name']}", v["questions"], *[v[m] for m in metrics]]
+        for c, v in result["by_category"].items()
     ]
-    rows.append(["all (1-4)", result["overall"]["questions"], *[result["overall"][m] for m in metrics]])
+    rows.append(
+        ["all (1-4)", result["overall"]["questions"], *[result["overall"][m] for m in metrics]]
+    )
     b = result["baseline"]
     subset = " This run used a subset of the questions." if result["partial"] else ""
     return "\n".join(

@@ -50,7 +50,9 @@ def _pairs(client: Any) -> list[dict[str, Any]]:
     pairs.append(
         {
             "name": "MemLayerMiddleware recall step (before_agent)",
-            "adapter": lambda q: middleware.before_agent({"messages": [HumanMessage(q, id="m1")]}, None),
+            "adapter": lambda q: middleware.before_agent(
+                {"messages": [HumanMessage(q, id="m1")]}, None
+            ),
             "bare": lambda q: client.recall(q, user_id=USER, agent_id=AGENT, limit=LIMIT),
             "adapter_ids": lambda out: [r["memory"]["id"] for r in out["memlayer_recalled"]],
         }
@@ -139,7 +141,13 @@ def run(ctx: Context) -> dict[str, Any]:
                 "same_results": pair["same"],
             }
         )
-    return {"rows": rows, "memories_in_scope": stored, "limit": LIMIT, "iterations_planned": iterations, "budget_s": budget_s}
+    return {
+        "rows": rows,
+        "memories_in_scope": stored,
+        "limit": LIMIT,
+        "iterations_planned": iterations,
+        "budget_s": budget_s,
+    }
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, str]]:
@@ -155,7 +163,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
 
 def render(result: dict[str, Any]) -> str:
     table = md_table(
-        ["call", "iterations", "adapter median ms", "bare client median ms", "overhead µs", "ratio", "requests per call", "same results"],
+        [
+            "call",
+            "iterations",
+            "adapter median ms",
+            "bare client median ms",
+            "overhead µs",
+            "ratio",
+            "requests per call",
+            "same results",
+        ],
         [
             [
                 r["call"],
@@ -175,8 +192,8 @@ def render(result: dict[str, Any]) -> str:
         [
             f"{result['memories_in_scope']} memories in the scope, recall limit {result['limit']}, "
             "embedded server; adapter and bare calls alternate (order swapped every iteration) on "
-            "the same client, round robin over the three pairs. \"requests per call\" (adapter / bare) "
-            "is counted at the transport; \"same results\" checks the adapter returned the memories "
+            'the same client, round robin over the three pairs. "requests per call" (adapter / bare) '
+            'is counted at the transport; "same results" checks the adapter returned the memories '
             f"the bare call did. Up to {result['iterations_planned']:,} iterations or "
             f"{result['budget_s']:g} s.",
             "",

@@ -49,15 +49,21 @@ def _script(turns: int) -> list[str]:
     return lines
 
 
-def _measure(ctx: Context, scenario: Any, tool_rounds: int, economy: bool, script: list[str]) -> dict[str, Any]:
+def _measure(
+    ctx: Context, scenario: Any, tool_rounds: int, economy: bool, script: list[str]
+) -> dict[str, Any]:
     counter: Counter = Counter()
     key = ctx.new_key()
     # Async connections belong to the event loop that opened them: a scenario that uses the
     # async client closes it on its own loop; one that never did leaves nothing open.
-    async_http = httpx.AsyncClient(transport=AsyncCountingTransport(httpx.AsyncHTTPTransport(), counter))
+    async_http = httpx.AsyncClient(
+        transport=AsyncCountingTransport(httpx.AsyncHTTPTransport(), counter)
+    )
     counted = Counted(
         client=ctx.client(key, counter=counter),
-        async_client=AsyncMemLayerClient(api_key=key, base_url=ctx.server.url, http_client=async_http),
+        async_client=AsyncMemLayerClient(
+            api_key=key, base_url=ctx.server.url, http_client=async_http
+        ),
         async_http=async_http,
         counter=counter,
     )
@@ -92,9 +98,14 @@ def run(ctx: Context) -> dict[str, Any]:
     for scenario in SCENARIOS:
         rounds_options = (0, 3) if scenario.has_tools else (0,)
         for tool_rounds in rounds_options:
-            for economy in ((False, True) if scenario.has_economy else (False,)):
+            for economy in (False, True) if scenario.has_economy else (False,):
                 rows.append(_measure(ctx, scenario, tool_rounds, economy, script))
-    return {"turns": turns, "rows": rows, "others": OTHERS, "memory_token_limit": MEMORY_TOKEN_LIMIT}
+    return {
+        "turns": turns,
+        "rows": rows,
+        "others": OTHERS,
+        "memory_token_limit": MEMORY_TOKEN_LIMIT,
+    }
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -107,7 +118,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
     worst = max(default, key=lambda r: r["max_per_turn"])
     over = sorted({_label(r) for r in default if r["max_per_turn"] > 2})
     measured = f"at most {worst['max_per_turn']} in a turn"
-    measured += f" ({'; '.join(over)}); every other run <= 2" if over else f" over {len(default)} runs"
+    measured += (
+        f" ({'; '.join(over)}); every other run <= 2" if over else f" over {len(default)} runs"
+    )
     out = [
         {
             "target": "default mode: <= 2 requests per turn, whatever the tool rounds",
@@ -144,7 +157,18 @@ def render(result: dict[str, Any]) -> str:
         for r in result["rows"]
     ]
     table = md_table(
-        ["framework", "adapter", "io", "tool rounds", "mode", "per turn (steady)", "max in a turn", "at close", "total", "total / turn"],
+        [
+            "framework",
+            "adapter",
+            "io",
+            "tool rounds",
+            "mode",
+            "per turn (steady)",
+            "max in a turn",
+            "at close",
+            "total",
+            "total / turn",
+        ],
         rows,
     )
     uneven = [
@@ -156,7 +180,7 @@ def render(result: dict[str, Any]) -> str:
         [
             f"A scripted {result['turns']}-turn conversation; a deterministic model calls a dummy tool "
             "the given number of times per turn, then answers. Requests counted at the HTTP transport "
-            "of the clients given to each adapter. \"At close\" is what closing the adapter sends "
+            'of the clients given to each adapter. "At close" is what closing the adapter sends '
             "(economy mode's last queued write). `MemLayerMemoryBlock` runs in "
             f"`Memory.from_defaults(token_limit={result['memory_token_limit']})`, small enough that "
             "messages flow from the short-term queue into the block during the conversation.",
@@ -167,4 +191,3 @@ def render(result: dict[str, Any]) -> str:
             f"For comparison, from reading their code (not measured here): {result['others']}.",
         ]
     )
-

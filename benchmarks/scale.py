@@ -136,7 +136,9 @@ def run(ctx: Context) -> dict[str, Any]:
     spread_gen = TextGenerator(seed=7)
     per_user = spread_total // spread_users
     if per_user % BATCH:
-        raise ValueError(f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user")
+        raise ValueError(
+            f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user"
+        )
     with child_server(keys=1) as server, _client(server) as client:
         spread_rss_start = server.rss_mib()
         users = [f"user_{i:05d}" for i in range(spread_users)]
@@ -238,11 +240,11 @@ def render(result: dict[str, Any]) -> str:
         [
             f"{result['queries_per_size']} queries per size (80 % about something stored), recall "
             f"limit {result['recall_limit']}; texts are seeded English-like sentences with Zipfian "
-            f"word frequencies. \"batch load /s\" is the throughput of `remember_many` "
+            f'word frequencies. "batch load /s" is the throughput of `remember_many` '
             f"({result['batch_size']} per request) while filling the scope up to that size. The "
             "server runs in its own process, as `memlayer serve` does, and the client in this one; "
             f"RSS is the server process's (it was {result['rss_start_mib']} MiB before loading, and "
-            "\"RSS growth\" is measured from there; the last row is a fresh server). \"database\" "
+            '"RSS growth" is measured from there; the last row is a fresh server). "database" '
             "is the SQLite file with its WAL.",
             "",
             table,

@@ -14,10 +14,10 @@ import math
 import os
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Union
+from typing import Any, Union
 
 import httpx
 import pydantic
@@ -35,9 +35,14 @@ from ._exceptions import (
 )
 from ._logging import get_logger, mask_key
 from ._models import RateLimitInfo
-from ._operations import (
+
+# Still imported from here by ``_turn_memory`` and the LlamaIndex adapters.
+from ._operations import (  # noqa: F401
     BATCH_PARSERS,
+    MemoryItem,
+    Op,
     memory_path,
+    normalize_item,
     parse_deleted,
     parse_memories,
     parse_memory,
@@ -52,8 +57,6 @@ from ._operations import (
     scope_params,
     update_body,
 )
-# Still imported from here by ``_turn_memory`` and the LlamaIndex adapters.
-from ._operations import MemoryItem, Op, normalize_item  # noqa: F401
 from ._version import __version__
 
 log = get_logger("memlayer_integrations.client")
@@ -82,11 +85,11 @@ class Call:
     path: str
     parse: Callable[[Any], Any]
     json: Any = None
-    params: Optional[list[tuple[str, str]]] = None
+    params: list[tuple[str, str]] | None = None
     timeout: Any = NOT_GIVEN
     # Made once per logical call and resent on every retry, so a write whose first attempt
     # did reach the server is stored once.
-    idempotency_key: Optional[str] = field(default=None)
+    idempotency_key: str | None = field(default=None)
 
 
 def _json_text(value: Any, what: str, path: str = "", **options: Any) -> str:
@@ -110,7 +113,7 @@ def _json_text(value: Any, what: str, path: str = "", **options: Any) -> str:
     )
 
 
-def _non_finite_at(value: Any, path: str) -> Optional[str]:
+def _non_finite_at(value: Any, path: str) -> str | None:
     """Where the first NaN or infinity in ``value`` is: ``metadata.score``, ``items[1].metadata.x``."""
     if isinstance(value, float):
         return None if math.isfinite(value) else path
@@ -136,11 +139,11 @@ class BaseClient:
 
     def __init__(
         self,
-        api_key: Optional[str],
-        base_url: Optional[str],
+        api_key: str | None,
+        base_url: str | None,
         timeout: TimeoutTypes,
         max_retries: int,
-        default_headers: Optional[Mapping[str, str]],
+        default_headers: Mapping[str, str] | None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get(C.API_KEY_ENV) or None
@@ -150,7 +153,7 @@ class BaseClient:
             if getter is None:
                 raise TypeError("api_key must be a str")
             api_key = getter()
-        self._api_key: Optional[str] = api_key.strip() if api_key else None
+        self._api_key: str | None = api_key.strip() if api_key else None
         if base_url is None:
             base_url = os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         self.base_url = str(base_url).rstrip("/")
@@ -161,7 +164,7 @@ class BaseClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
         self._default_headers = dict(default_headers or {})
-        self._rate_limit: Optional[RateLimitInfo] = None
+        self._rate_limit: RateLimitInfo | None = None
 
     # -- identity --------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class BaseClient:
         )
 
     @property
-    def rate_limit(self) -> Optional[RateLimitInfo]:
+    def rate_limit(self) -> RateLimitInfo | None:
         """The ``X-RateLimit-*`` headers of the last response, or ``None`` before any."""
         return self._rate_limit
 
@@ -214,13 +217,15 @@ class BaseClient:
             headers[C.IDEMPOTENCY_HEADER] = call.idempotency_key
         return headers
 
-    def _build_request(self, http: Union[httpx.Client, httpx.AsyncClient], call: Call) -> httpx.Request:
+    def _build_request(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
         timeout = self.timeout if call.timeout is NOT_GIVEN else call.timeout
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
         content = None
         if call.json is not None:
-            content = _json_text(call.json, f"{call.method} {call.path}", ensure_ascii=False).encode()
+            content = _json_text(
+                call.json, f"{call.method} {call.path}", ensure_ascii=False
+            ).encode()
         return http.build_request(
             call.method,
             self.base_url + C.API_PREFIX + call.path,
@@ -246,7 +251,9 @@ class BaseClient:
         body = remember_many_body(items, user_id, agent_id, session_id)
         return self._call("POST", "/memories/batch", parse_memories, json=body, timeout=timeout)
 
-    def _recall(self, query, user_id, agent_id, limit, filters, session_id, offset, timeout) -> Call:
+    def _recall(
+        self, query, user_id, agent_id, limit, filters, session_id, offset, timeout
+    ) -> Call:
         body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset)
         return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
@@ -264,10 +271,14 @@ class BaseClient:
         params = scope_params(user_id, agent_id, session_id, keys)
         return self._call("DELETE", "/memories", parse_deleted, params=params, timeout=timeout)
 
-    def _list_page(self, user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout) -> Call:
+    def _list_page(
+        self, user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
+    ) -> Call:
         params = scope_params(user_id, agent_id, session_id, keys)
         if filters is not None:
-            filters_json = _json_text(dict(filters), "GET /memories", "filters", separators=(",", ":"))
+            filters_json = _json_text(
+                dict(filters), "GET /memories", "filters", separators=(",", ":")
+            )
             params.append(("filters", filters_json))
         params.append(("limit", str(page_size)))
         if cursor:
@@ -275,7 +286,7 @@ class BaseClient:
         return self._call("GET", "/memories", parse_page, params=params, timeout=timeout)
 
     @staticmethod
-    def _next_cursor(cursor: Optional[str], seen: set[str]) -> Optional[str]:
+    def _next_cursor(cursor: str | None, seen: set[str]) -> str | None:
         """The cursor to ask for the next page with, or ``None`` after the last page.
 
         ``seen`` holds the cursors of this listing so far. A server that hands back one of
@@ -302,7 +313,9 @@ class BaseClient:
         ops = [dict(o) for o in operations]
         for i, op in enumerate(ops):
             if op.get("op") not in BATCH_PARSERS:
-                raise ValueError(f"operations[{i}]: unknown op {op.get('op')!r}; build operations with Op")
+                raise ValueError(
+                    f"operations[{i}]: unknown op {op.get('op')!r}; build operations with Op"
+                )
         names = [o["op"] for o in ops]
 
         def parse(body: Any) -> list[Any]:
@@ -320,7 +333,7 @@ class BaseClient:
         if "x-ratelimit-limit" not in h:
             return
 
-        def number(value: Optional[str]) -> Optional[int]:
+        def number(value: str | None) -> int | None:
             try:
                 return int(value) if value is not None else None
             except ValueError:  # "unlimited"
@@ -352,7 +365,7 @@ class BaseClient:
                 request_id=response.headers.get(C.REQUEST_ID_HEADER),
             )
 
-    def _retry_delay(self, error: MemLayerError, attempt: int) -> Optional[float]:
+    def _retry_delay(self, error: MemLayerError, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``error``, or ``None`` to raise it now.
 
         ``attempt`` counts retries already made (0 before the first retry).
@@ -389,10 +402,14 @@ class BaseClient:
         if isinstance(exc, httpx.TimeoutException):
             error = APITimeoutError(f"{what} timed out ({type(exc).__name__})")
         elif isinstance(exc, httpx.TransportError):
-            error = APIConnectionError(f"{what} failed: could not reach MemLayer ({type(exc).__name__}: {exc})")
+            error = APIConnectionError(
+                f"{what} failed: could not reach MemLayer ({type(exc).__name__}: {exc})"
+            )
         else:
             # An answer came but could not be read: a body that does not decode (a proxy's
             # wrong Content-Encoding) or a redirect loop. Resending gets the same answer.
-            error = APIResponseValidationError(f"{what}: unreadable answer ({type(exc).__name__}: {exc})")
+            error = APIResponseValidationError(
+                f"{what}: unreadable answer ({type(exc).__name__}: {exc})"
+            )
         error.__cause__ = exc
         return error

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 
@@ -20,7 +20,7 @@ from ._exceptions import MemLayerError
 from ._models import Memory, RecalledMemory, Scope, Usage
 from ._operations import MemoryItem
 
-__all__ = ["MemLayerClient", "AsyncMemLayerClient"]
+__all__ = ["AsyncMemLayerClient", "MemLayerClient"]
 
 
 class MemLayerClient(BaseClient):
@@ -49,13 +49,13 @@ class MemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
         *,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
         max_retries: int = C.DEFAULT_MAX_RETRIES,
-        http_client: Optional[httpx.Client] = None,
-        default_headers: Optional[Mapping[str, str]] = None,
+        http_client: httpx.Client | None = None,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
@@ -80,7 +80,13 @@ class MemLayerClient(BaseClient):
             delay = self._retry_delay(outcome, attempt)
             if delay is None:
                 raise outcome
-            log.info("retrying %s %s in %.2fs after %s", call.method, call.path, delay, type(outcome).__name__)
+            log.info(
+                "retrying %s %s in %.2fs after %s",
+                call.method,
+                call.path,
+                delay,
+                type(outcome).__name__,
+            )
             time.sleep(delay)
             attempt += 1
 
@@ -89,7 +95,7 @@ class MemLayerClient(BaseClient):
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> "MemLayerClient":
+    def __enter__(self) -> MemLayerClient:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -103,16 +109,18 @@ class MemLayerClient(BaseClient):
         *,
         user_id: str,
         agent_id: str,
-        metadata: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
-        key: Optional[str] = None,
+        metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        key: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """Store one memory. With ``key``, replace the memory of that key in this scope.
 
         Retries are safe: a retried call carries the same idempotency key and is stored once.
         """
-        return self._send(self._remember(content, user_id, agent_id, metadata, session_id, key, timeout))
+        return self._send(
+            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+        )
 
     def remember_many(
         self,
@@ -120,7 +128,7 @@ class MemLayerClient(BaseClient):
         *,
         user_id: str,
         agent_id: str,
-        session_id: Optional[str] = None,
+        session_id: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Memory]:
         """Store many memories in one request, all or nothing, returned in ``items`` order."""
@@ -131,15 +139,17 @@ class MemLayerClient(BaseClient):
         query: str,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
+        agent_id: str | None = None,
         limit: int = C.DEFAULT_RECALL_LIMIT,
-        filters: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
+        filters: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         offset: int = 0,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
         """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents."""
-        return self._send(self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout))
+        return self._send(
+            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+        )
 
     def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:
         """One memory by id; :class:`NotFoundError` if it does not exist."""
@@ -149,8 +159,8 @@ class MemLayerClient(BaseClient):
         self,
         memory_id: str,
         *,
-        content: Optional[str] = None,
-        metadata: Optional[Mapping[str, Any]] = None,
+        content: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """Change a memory's content, its metadata (replaced whole) or both."""
@@ -164,9 +174,9 @@ class MemLayerClient(BaseClient):
         self,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        keys: Sequence[str] | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> int:
         """Delete every memory of a user (narrowed by agent, session or keys); returns how many."""
@@ -176,26 +186,30 @@ class MemLayerClient(BaseClient):
         self,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        filters: Optional[Mapping[str, Any]] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        keys: Sequence[str] | None = None,
         page_size: int = C.DEFAULT_PAGE_SIZE,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Iterator[Memory]:
         """Every matching memory in creation order, fetching pages as you iterate."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         seen: set[str] = set()
         while True:
             page, cursor = self._send(
-                self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
+                self._list_page(
+                    user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
+                )
             )
             yield from page
             cursor = self._next_cursor(cursor, seen)
             if cursor is None:
                 return
 
-    def list_scopes(self, *, user_id: Optional[str] = None, timeout: TimeoutTypes = NOT_GIVEN) -> list[Scope]:
+    def list_scopes(
+        self, *, user_id: str | None = None, timeout: TimeoutTypes = NOT_GIVEN
+    ) -> list[Scope]:
         """The (user, agent) pairs that hold memories, optionally for one user."""
         return self._send(self._list_scopes(user_id, timeout))
 
@@ -203,7 +217,9 @@ class MemLayerClient(BaseClient):
         """Plan, memories stored and allowed, requests made and allowed today."""
         return self._send(self._usage(timeout))
 
-    def batch(self, operations: Sequence[Mapping[str, Any]], *, timeout: TimeoutTypes = NOT_GIVEN) -> list[Any]:
+    def batch(
+        self, operations: Sequence[Mapping[str, Any]], *, timeout: TimeoutTypes = NOT_GIVEN
+    ) -> list[Any]:
         """Run operations built with :class:`Op` in one request, in order, all or nothing."""
         return self._send(self._batch(operations, timeout))
 
@@ -221,13 +237,13 @@ class AsyncMemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
         *,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
         max_retries: int = C.DEFAULT_MAX_RETRIES,
-        http_client: Optional[httpx.AsyncClient] = None,
-        default_headers: Optional[Mapping[str, str]] = None,
+        http_client: httpx.AsyncClient | None = None,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
@@ -250,7 +266,13 @@ class AsyncMemLayerClient(BaseClient):
             delay = self._retry_delay(outcome, attempt)
             if delay is None:
                 raise outcome
-            log.info("retrying %s %s in %.2fs after %s", call.method, call.path, delay, type(outcome).__name__)
+            log.info(
+                "retrying %s %s in %.2fs after %s",
+                call.method,
+                call.path,
+                delay,
+                type(outcome).__name__,
+            )
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -263,7 +285,7 @@ class AsyncMemLayerClient(BaseClient):
         """Alias of :meth:`aclose`."""
         await self.aclose()
 
-    async def __aenter__(self) -> "AsyncMemLayerClient":
+    async def __aenter__(self) -> AsyncMemLayerClient:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -275,13 +297,15 @@ class AsyncMemLayerClient(BaseClient):
         *,
         user_id: str,
         agent_id: str,
-        metadata: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
-        key: Optional[str] = None,
+        metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        key: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """See :meth:`MemLayerClient.remember`."""
-        return await self._send(self._remember(content, user_id, agent_id, metadata, session_id, key, timeout))
+        return await self._send(
+            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+        )
 
     async def remember_many(
         self,
@@ -289,7 +313,7 @@ class AsyncMemLayerClient(BaseClient):
         *,
         user_id: str,
         agent_id: str,
-        session_id: Optional[str] = None,
+        session_id: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Memory]:
         """See :meth:`MemLayerClient.remember_many`."""
@@ -300,10 +324,10 @@ class AsyncMemLayerClient(BaseClient):
         query: str,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
+        agent_id: str | None = None,
         limit: int = C.DEFAULT_RECALL_LIMIT,
-        filters: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
+        filters: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         offset: int = 0,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
@@ -320,8 +344,8 @@ class AsyncMemLayerClient(BaseClient):
         self,
         memory_id: str,
         *,
-        content: Optional[str] = None,
-        metadata: Optional[Mapping[str, Any]] = None,
+        content: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """See :meth:`MemLayerClient.update`."""
@@ -335,9 +359,9 @@ class AsyncMemLayerClient(BaseClient):
         self,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        keys: Sequence[str] | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> int:
         """See :meth:`MemLayerClient.forget_all`."""
@@ -347,19 +371,21 @@ class AsyncMemLayerClient(BaseClient):
         self,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        filters: Optional[Mapping[str, Any]] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        keys: Sequence[str] | None = None,
         page_size: int = C.DEFAULT_PAGE_SIZE,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> AsyncIterator[Memory]:
         """See :meth:`MemLayerClient.list_memories`; iterate with ``async for``."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         seen: set[str] = set()
         while True:
             page, cursor = await self._send(
-                self._list_page(user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout)
+                self._list_page(
+                    user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
+                )
             )
             for memory in page:
                 yield memory
@@ -368,7 +394,7 @@ class AsyncMemLayerClient(BaseClient):
                 return
 
     async def list_scopes(
-        self, *, user_id: Optional[str] = None, timeout: TimeoutTypes = NOT_GIVEN
+        self, *, user_id: str | None = None, timeout: TimeoutTypes = NOT_GIVEN
     ) -> list[Scope]:
         """See :meth:`MemLayerClient.list_scopes`."""
         return await self._send(self._list_scopes(user_id, timeout))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Optional, Union
+from typing import Any
 
 from ._client import AsyncMemLayerClient, MemLayerClient
 from ._exceptions import MemLayerScopeError
@@ -34,7 +34,7 @@ def require_scope(owner: str, **scope: Any) -> None:
             )
 
 
-def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -55,22 +55,26 @@ class ClientPair:
 
     def __init__(
         self,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
     ) -> None:
         if client is not None and not isinstance(client, MemLayerClient):
             raise TypeError(f"client must be a MemLayerClient, not {type(client).__name__}")
         if async_client is not None and not isinstance(async_client, AsyncMemLayerClient):
-            raise TypeError(f"async_client must be an AsyncMemLayerClient, not {type(async_client).__name__}")
-        if (client is not None or async_client is not None) and (api_key is not None or base_url is not None):
+            raise TypeError(
+                f"async_client must be an AsyncMemLayerClient, not {type(async_client).__name__}"
+            )
+        if (client is not None or async_client is not None) and (
+            api_key is not None or base_url is not None
+        ):
             raise TypeError("pass either client/async_client or api_key/base_url, not both")
         self._sync = client
         self._async = async_client
-        self._owned: list[Union[MemLayerClient, AsyncMemLayerClient]] = []
+        self._owned: list[MemLayerClient | AsyncMemLayerClient] = []
         self._lock = threading.Lock()
-        self._async_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         if client is None and async_client is None:
             # Building a client sends nothing; it only resolves the key and URL.
             self._sync = MemLayerClient(api_key=api_key, base_url=base_url)
@@ -96,7 +100,11 @@ class ClientPair:
     def async_(self) -> AsyncMemLayerClient:
         with self._lock:
             loop = _running_loop()
-            if self._async is not None and self._async in self._owned and loop is not self._async_loop:
+            if (
+                self._async is not None
+                and self._async in self._owned
+                and loop is not self._async_loop
+            ):
                 # httpx pools connections per event loop: a client built inside one
                 # ``asyncio.run`` cannot be used from the next (frameworks' sync methods run
                 # async code that way), so a client this pair built is rebuilt for the new loop.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from langchain.tools import ToolRuntime
 from langchain_core.callbacks import BaseCallbackHandler
@@ -49,12 +49,12 @@ from .langchain._scope import resolve_scope
 __all__ = [
     "ACKNOWLEDGEMENT",
     "ANSWER_PREFIX",
-    "ScriptedChatModel",
-    "ScriptedLLM",
     "LangChainContextRecorder",
     "LlamaIndexContextRecorder",
-    "save_note",
+    "ScriptedChatModel",
+    "ScriptedLLM",
     "memories_in",
+    "save_note",
     "scripted_reply",
 ]
 
@@ -70,11 +70,58 @@ _WORD = re.compile(r"[a-z0-9']+")
 _CLAUSE = re.compile(r"\s*(?:[.!?;:,]+|\band\b|\bbut\b)\s*")
 # Words that say nothing about which fact a question is after.
 _FILLER = set(
-    "a about again am an any are be can did do does i i'm in is it me my mine of on remind "
-    "tell the to was what where which who whom why you your how when".split()
+    [
+        "a",
+        "about",
+        "again",
+        "am",
+        "an",
+        "any",
+        "are",
+        "be",
+        "can",
+        "did",
+        "do",
+        "does",
+        "i",
+        "i'm",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "mine",
+        "of",
+        "on",
+        "remind",
+        "tell",
+        "the",
+        "to",
+        "was",
+        "what",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "you",
+        "your",
+        "how",
+        "when",
+    ]
 )
-_SECOND_PERSON = {"i'm": "you're", "i've": "you've", "i'd": "you'd", "i'll": "you'll", "i": "you",
-                  "am": "are", "me": "you", "my": "your", "mine": "yours", "myself": "yourself"}
+_SECOND_PERSON = {
+    "i'm": "you're",
+    "i've": "you've",
+    "i'd": "you'd",
+    "i'll": "you'll",
+    "i": "you",
+    "am": "are",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+}
 
 
 def memories_in(texts: Iterable[str]) -> list[str]:
@@ -151,12 +198,16 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "memlayer-scripted"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedChatModel":
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
         names = [getattr(t, "name", None) or getattr(t, "__name__", "") for t in tools]
         return self.model_copy(update={"tool_names": names})
 
     def _generate(
-        self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None, **kwargs: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
     ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._respond(messages))])
 
@@ -166,7 +217,10 @@ class ScriptedChatModel(BaseChatModel):
         said = next((str(m.text) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
         if "save_note" in self.tool_names and not said.rstrip().endswith("?"):
             call_id = "call_" + hashlib.sha256(said.encode()).hexdigest()[:12]
-            return AIMessage(content="", tool_calls=[{"name": "save_note", "args": {"note": said}, "id": call_id}])
+            return AIMessage(
+                content="",
+                tool_calls=[{"name": "save_note", "args": {"note": said}, "id": call_id}],
+            )
         return AIMessage(content=scripted_reply(said, memories_in(str(m.text) for m in messages)))
 
 
@@ -180,9 +234,13 @@ class LangChainContextRecorder(BaseCallbackHandler):
     def __init__(self) -> None:
         self._seen: list[str] = []
 
-    def on_chat_model_start(self, serialized: Any, messages: list[list[BaseMessage]], **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: Any, messages: list[list[BaseMessage]], **kwargs: Any
+    ) -> None:
         for prompt in messages:
-            self._seen += [m for m in memories_in(str(x.text) for x in prompt) if m not in self._seen]
+            self._seen += [
+                m for m in memories_in(str(x.text) for x in prompt) if m not in self._seen
+            ]
 
     def take(self) -> list[str]:
         seen, self._seen = self._seen, []
@@ -193,10 +251,16 @@ class LangChainContextRecorder(BaseCallbackHandler):
 def save_note(note: str, runtime: ToolRuntime) -> str:
     """Save a fact the user told you, so you can look it up in later conversations."""
     scope = resolve_scope(
-        user_id=None, agent_id="notes", config=runtime.config, context=runtime.context, adapter="save_note"
+        user_id=None,
+        agent_id="notes",
+        config=runtime.config,
+        context=runtime.context,
+        adapter="save_note",
     )
     if runtime.store is None:
-        raise RuntimeError("save_note needs an agent with a store: create_agent(..., store=MemLayerStore())")
+        raise RuntimeError(
+            "save_note needs an agent with a store: create_agent(..., store=MemLayerStore())"
+        )
     key = "note_" + hashlib.sha256(note.encode()).hexdigest()[:12]
     runtime.store.put(memlayer_namespace(scope.user_id, "notes"), key, {"note": note})
     return f"saved as {key}"
@@ -232,19 +296,29 @@ class ScriptedLLM(CustomLLM):
         return "ScriptedLLM"
 
     def _reply(self, messages: Sequence[ChatMessage]) -> str:
-        said = next((_message_text(m) for m in reversed(messages) if m.role == MessageRole.USER), "")
-        return scripted_reply(_without_memories(said), memories_in(_message_text(m) for m in messages))
+        said = next(
+            (_message_text(m) for m in reversed(messages) if m.role == MessageRole.USER), ""
+        )
+        return scripted_reply(
+            _without_memories(said), memories_in(_message_text(m) for m in messages)
+        )
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=self._reply(messages)))
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=self._reply(messages))
+        )
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text=self._reply([ChatMessage(role=MessageRole.USER, content=prompt)]))
+        return CompletionResponse(
+            text=self._reply([ChatMessage(role=MessageRole.USER, content=prompt)])
+        )
 
     @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
         text = self.complete(prompt, formatted=formatted, **kwargs).text
         yield CompletionResponse(text=text, delta=text)
 
@@ -272,7 +346,7 @@ class LlamaIndexContextRecorder(BaseEventHandler):
         seen, self._seen = self._seen, []
         return seen
 
-    def attach(self) -> "LlamaIndexContextRecorder":
+    def attach(self) -> LlamaIndexContextRecorder:
         get_dispatcher().add_event_handler(self)
         return self
 
@@ -280,7 +354,7 @@ class LlamaIndexContextRecorder(BaseEventHandler):
         root = get_dispatcher()
         root.event_handlers = [h for h in root.event_handlers if h is not self]
 
-    def __enter__(self) -> "LlamaIndexContextRecorder":
+    def __enter__(self) -> LlamaIndexContextRecorder:
         return self.attach()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -26,7 +26,7 @@ malformed, so a bad key never spends a request from the daily quota.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 
@@ -34,21 +34,21 @@ from ._constants import REQUEST_ID_HEADER
 from ._logging import redact
 
 __all__ = [
-    "MemLayerError",
-    "MemLayerScopeError",
     "APIConnectionError",
-    "APITimeoutError",
     "APIResponseValidationError",
     "APIStatusError",
-    "BadRequestError",
+    "APITimeoutError",
     "AuthenticationError",
-    "PermissionDeniedError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "MemLayerError",
+    "MemLayerScopeError",
     "MemoryLimitError",
     "NotFoundError",
-    "ConflictError",
-    "UnprocessableEntityError",
+    "PermissionDeniedError",
     "RateLimitError",
-    "InternalServerError",
+    "UnprocessableEntityError",
 ]
 
 
@@ -63,16 +63,16 @@ class MemLayerError(Exception):
         field: the request field a validation error is about, if any.
     """
 
-    status_code: Optional[int] = None
+    status_code: int | None = None
 
     def __init__(
         self,
         message: str,
         *,
-        status_code: Optional[int] = None,
-        code: Optional[str] = None,
-        request_id: Optional[str] = None,
-        field: Optional[str] = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        field: str | None = None,
     ) -> None:
         message = redact(message)
         super().__init__(message)
@@ -179,7 +179,7 @@ class RateLimitError(APIStatusError):
 
     status_code = 429
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -208,7 +208,7 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
 }
 
 
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else ``None``."""
     if not value:
         return None
@@ -216,8 +216,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime
     from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
@@ -232,8 +232,8 @@ def status_error_from_response(response: httpx.Response) -> APIStatusError:
     """Map an error response to its exception class: the one place statuses become errors."""
     status = response.status_code
     request_id = response.headers.get(REQUEST_ID_HEADER)
-    code: Optional[str] = None
-    field: Optional[str] = None
+    code: str | None = None
+    field: str | None = None
     message = f"HTTP {status}"
     try:
         body = json.loads(response.content) if response.content else None

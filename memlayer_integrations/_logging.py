@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["logger", "get_logger", "redact", "mask_key", "RedactingFilter"]
+__all__ = ["RedactingFilter", "get_logger", "logger", "mask_key", "redact"]
 
 _KEY_RE = re.compile(r"ml_live_[A-Za-z0-9]+")
 

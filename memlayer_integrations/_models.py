@@ -7,11 +7,11 @@ them, so both sides agree on one definition.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Memory", "RecalledMemory", "Usage", "RateLimitInfo", "Scope"]
+__all__ = ["Memory", "RateLimitInfo", "RecalledMemory", "Scope", "Usage"]
 
 
 class _Model(BaseModel):
@@ -33,8 +33,8 @@ class Memory(_Model):
     content: str
     user_id: str
     agent_id: str
-    session_id: Optional[str] = None
-    key: Optional[str] = None
+    session_id: str | None = None
+    key: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
@@ -46,7 +46,10 @@ class Memory(_Model):
         """
         created = self.created_at.isoformat()
         # Most memories were never updated; formatting a datetime costs more than comparing.
-        same = self.updated_at == self.created_at and self.updated_at.utcoffset() == self.created_at.utcoffset()
+        same = (
+            self.updated_at == self.created_at
+            and self.updated_at.utcoffset() == self.created_at.utcoffset()
+        )
         updated = created if same else self.updated_at.isoformat()
         return {
             "user_id": self.user_id,
@@ -70,9 +73,9 @@ class Usage(_Model):
 
     plan: str
     memories_stored: int
-    memories_limit: Optional[int] = None
+    memories_limit: int | None = None
     requests_today: int
-    requests_limit: Optional[int] = None
+    requests_limit: int | None = None
     resets_at: datetime
 
 
@@ -87,6 +90,6 @@ class Scope(_Model):
 class RateLimitInfo(_Model):
     """The ``X-RateLimit-*`` headers of the last response. ``None`` limits mean unlimited."""
 
-    limit: Optional[int] = None
-    remaining: Optional[int] = None
-    reset_at: Optional[datetime] = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None

@@ -9,8 +9,8 @@ is due, an unknown item field) before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
 from urllib.parse import quote
 
 from . import _constants as C
@@ -59,7 +59,7 @@ def parse_deleted(body: Any) -> int:
     return int(body["deleted"])
 
 
-def parse_page(body: Any) -> tuple[list[Memory], Optional[str]]:
+def parse_page(body: Any) -> tuple[list[Memory], str | None]:
     return parse_memories(body), body.get("next_cursor")
 
 
@@ -108,15 +108,18 @@ class Op:
         *,
         user_id: str,
         agent_id: str,
-        metadata: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
-        key: Optional[str] = None,
+        metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        return {"op": "remember", **remember_body(content, user_id, agent_id, metadata, session_id, key)}
+        return {
+            "op": "remember",
+            **remember_body(content, user_id, agent_id, metadata, session_id, key),
+        }
 
     @staticmethod
     def remember_many(
-        items: Sequence[MemoryItem], *, user_id: str, agent_id: str, session_id: Optional[str] = None
+        items: Sequence[MemoryItem], *, user_id: str, agent_id: str, session_id: str | None = None
     ) -> dict[str, Any]:
         return {"op": "remember_many", **remember_many_body(items, user_id, agent_id, session_id)}
 
@@ -125,13 +128,16 @@ class Op:
         query: str,
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
+        agent_id: str | None = None,
         limit: int = C.DEFAULT_RECALL_LIMIT,
-        filters: Optional[Mapping[str, Any]] = None,
-        session_id: Optional[str] = None,
+        filters: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         offset: int = 0,
     ) -> dict[str, Any]:
-        return {"op": "recall", **recall_body(query, user_id, agent_id, limit, filters, session_id, offset)}
+        return {
+            "op": "recall",
+            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset),
+        }
 
     @staticmethod
     def get(memory_id: str) -> dict[str, Any]:
@@ -139,7 +145,7 @@ class Op:
 
     @staticmethod
     def update(
-        memory_id: str, *, content: Optional[str] = None, metadata: Optional[Mapping[str, Any]] = None
+        memory_id: str, *, content: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         return {"op": "update", "memory_id": memory_id, **update_body(content, metadata)}
 
@@ -151,14 +157,19 @@ class Op:
     def forget_all(
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        keys: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         return {
             "op": "forget_all",
             **_drop_none(
-                {"user_id": user_id, "agent_id": agent_id, "session_id": session_id, "keys": _list_or_none(keys)}
+                {
+                    "user_id": user_id,
+                    "agent_id": agent_id,
+                    "session_id": session_id,
+                    "keys": _list_or_none(keys),
+                }
             ),
         }
 
@@ -166,12 +177,12 @@ class Op:
     def list(
         *,
         user_id: str,
-        agent_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        filters: Optional[Mapping[str, Any]] = None,
-        keys: Optional[Sequence[str]] = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        keys: Sequence[str] | None = None,
         limit: int = C.DEFAULT_PAGE_SIZE,
-        cursor: Optional[str] = None,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         return {
             "op": "list",
@@ -193,7 +204,7 @@ class Op:
         return {"op": "usage"}
 
 
-def _list_or_none(keys: Optional[Sequence[str]]) -> Optional[list[str]]:
+def _list_or_none(keys: Sequence[str] | None) -> list[str] | None:
     if keys is None:
         return None
     if isinstance(keys, str):
@@ -244,7 +255,9 @@ def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) ->
 def update_body(content, metadata) -> dict[str, Any]:
     if content is None and metadata is None:
         raise TypeError("update needs content, metadata or both")
-    return _drop_none({"content": content, "metadata": dict(metadata) if metadata is not None else None})
+    return _drop_none(
+        {"content": content, "metadata": dict(metadata) if metadata is not None else None}
+    )
 
 
 def memory_path(memory_id: str) -> str:
@@ -255,7 +268,7 @@ def memory_path(memory_id: str) -> str:
 
 
 def scope_params(
-    user_id: str, agent_id: Optional[str], session_id: Optional[str], keys: Optional[Sequence[str]]
+    user_id: str, agent_id: str | None, session_id: str | None, keys: Sequence[str] | None
 ) -> list[tuple[str, str]]:
     params = [("user_id", user_id)]
     if agent_id is not None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from collections.abc import Awaitable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._base_client import MemoryItem, Op, normalize_item
 from ._constants import MAX_BATCH_ITEMS
@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_HEADER",
-    "render_memories",
     "WriteBuffer",
-    "recall_carrying",
     "arecall_carrying",
-    "send_pending",
     "asend_pending",
+    "recall_carrying",
+    "render_memories",
+    "send_pending",
 ]
 
 log = get_logger("memlayer_integrations.memory")
@@ -54,7 +54,7 @@ def render_memories(
     exclude: Iterable[str] = (),
     max_chars: int = 2000,
     header: str = MEMORY_HEADER,
-) -> Optional[str]:
+) -> str | None:
     """The context block for ``recalled``, or ``None`` when nothing is left to say.
 
     Args:
@@ -96,7 +96,7 @@ class WriteBuffer:
             ``close()``); it must send them synchronously, e.g. ``client.batch``.
     """
 
-    def __init__(self, flush: Optional[Callable[[list[dict[str, Any]]], Any]] = None) -> None:
+    def __init__(self, flush: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._flush = flush
@@ -116,7 +116,9 @@ class WriteBuffer:
         with self._lock:
             self._pending.setdefault((user_id, agent_id), []).extend(ops)
 
-    def take(self, max_items: int = MAX_BATCH_ITEMS - 1, max_chars: int = MAX_BATCH_CHARS) -> list[dict[str, Any]]:
+    def take(
+        self, max_items: int = MAX_BATCH_ITEMS - 1, max_chars: int = MAX_BATCH_CHARS
+    ) -> list[dict[str, Any]]:
         """Remove and return pending writes, oldest first, as batch operations.
 
         At most ``max_items`` memories and about ``max_chars`` characters of content are
@@ -141,7 +143,8 @@ class WriteBuffer:
                 if count >= max_items or (count and chars >= max_chars):
                     break
         return [
-            Op.remember_many(items, user_id=user_id, agent_id=agent_id) for (user_id, agent_id), items in taken.items()
+            Op.remember_many(items, user_id=user_id, agent_id=agent_id)
+            for (user_id, agent_id), items in taken.items()
         ]
 
     def restore(self, operations: Sequence[dict[str, Any]]) -> None:
@@ -151,7 +154,7 @@ class WriteBuffer:
                 scope = (op["user_id"], op["agent_id"])
                 self._pending[scope] = list(op["items"]) + self._pending.get(scope, [])
 
-    def flush(self, send: Optional[Callable[[list[dict[str, Any]]], Any]] = None) -> None:
+    def flush(self, send: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
         """Send everything pending now, one request at a time, with ``send`` (by default
         the ``flush`` callable), e.g. ``client.batch``.
 
@@ -179,7 +182,7 @@ class WriteBuffer:
 
 
 def recall_carrying(
-    client: "MemLayerClient", buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+    client: MemLayerClient, buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
 ) -> list[RecalledMemory]:
     """``client.recall(query, **scope)``; with ``carry``, pending writes go in the same request.
 
@@ -197,7 +200,7 @@ def recall_carrying(
 
 
 async def arecall_carrying(
-    client: "AsyncMemLayerClient", buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+    client: AsyncMemLayerClient, buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
 ) -> list[RecalledMemory]:
     """Async :func:`recall_carrying`."""
     ops = buffer.take() if carry else []
@@ -210,7 +213,7 @@ async def arecall_carrying(
         raise
 
 
-def send_pending(client: "MemLayerClient", buffer: WriteBuffer) -> None:
+def send_pending(client: MemLayerClient, buffer: WriteBuffer) -> None:
     """Store every write waiting in ``buffer``, one ``remember_many`` request per scope and
     batch; what a failed request carried (and what waited behind it) is put back."""
     while ops := buffer.take():
@@ -222,18 +225,20 @@ def send_pending(client: "MemLayerClient", buffer: WriteBuffer) -> None:
                 raise
 
 
-async def asend_pending(client: "AsyncMemLayerClient", buffer: WriteBuffer) -> None:
+async def asend_pending(client: AsyncMemLayerClient, buffer: WriteBuffer) -> None:
     """Async :func:`send_pending`."""
     while ops := buffer.take():
         for i, op in enumerate(ops):
             try:
-                await client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+                await client.remember_many(
+                    op["items"], user_id=op["user_id"], agent_id=op["agent_id"]
+                )
             except BaseException:
                 buffer.restore(ops[i:])
                 raise
 
 
-def _flush_at_exit(ref: "weakref.ReferenceType[WriteBuffer]") -> None:
+def _flush_at_exit(ref: weakref.ReferenceType[WriteBuffer]) -> None:
     buffer = ref()
     if buffer is None or not len(buffer):
         return

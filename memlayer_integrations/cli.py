@@ -20,8 +20,9 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -60,7 +61,7 @@ class _RedactArgs(logging.Filter):
 _UNSET: Any = object()
 
 
-def _limit(text: str) -> Optional[int]:
+def _limit(text: str) -> int | None:
     if text == "none":
         return None
     if not text.isdigit():
@@ -83,14 +84,21 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         sock.bind((args.host, args.port))
     except OSError as exc:
-        print(f"memlayer serve: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"memlayer serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(_RedactArgs())
-    print(f"MemLayer server listening on http://{host}:{port} (database: {db_path})", file=sys.stderr, flush=True)
+    print(
+        f"MemLayer server listening on http://{host}:{port} (database: {db_path})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
@@ -99,10 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
     from .server import keys
     from .server.settings import DEFAULT_PLANS, Plan
     from .server.store import iso
-    from datetime import datetime, timezone
 
     base = DEFAULT_PLANS.get(args.plan)
     if base is None and (args.memory_limit is _UNSET or args.request_limit is _UNSET):
@@ -116,13 +125,19 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     plan = Plan(
         memories=base.memories if args.memory_limit is _UNSET else args.memory_limit,
-        requests_per_day=base.requests_per_day if args.request_limit is _UNSET else args.request_limit,
+        requests_per_day=base.requests_per_day
+        if args.request_limit is _UNSET
+        else args.request_limit,
     )
     db = _database(args)
     try:
         with db.write() as conn:
             key, key_id = keys.create_key(
-                conn, plan_name=args.plan, plan=plan, name=args.name, now=iso(datetime.now(timezone.utc))
+                conn,
+                plan_name=args.plan,
+                plan=plan,
+                name=args.name,
+                now=iso(datetime.now(timezone.utc)),
             )
     finally:
         db.close()
@@ -166,7 +181,11 @@ def _keys_change(args: argparse.Namespace) -> int:
         return 1
     finally:
         db.close()
-    done = {"revoke": "revoked", "suspend": "suspended the account of", "unsuspend": "reinstated the account of"}
+    done = {
+        "revoke": "revoked",
+        "suspend": "suspended the account of",
+        "unsuspend": "reinstated the account of",
+    }
     print(f"{done[args.action]} {key_id}", file=sys.stderr)
     return 0
 
@@ -189,7 +208,10 @@ def _run_demo(argv: list[str]) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "memlayer_integrations.demo":
             raise
-        print("memlayer demo: the demo is not part of this installation (memlayer_integrations.demo is missing)", file=sys.stderr)
+        print(
+            "memlayer demo: the demo is not part of this installation (memlayer_integrations.demo is missing)",
+            file=sys.stderr,
+        )
         return 1
     result = demo.main(argv)
     return result if isinstance(result, int) else 0
@@ -206,12 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--db", metavar="PATH", help=_DB_HELP)
 
     serve = sub.add_parser("serve", parents=[db], help="run the server (until Ctrl-C)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8377, help="port (default: 8377; 0 picks a free one)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     serve.add_argument(
-        "--synchronous", default="NORMAL", choices=["NORMAL", "FULL"],
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8377, help="port (default: 8377; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log one line per request"
+    )
+    serve.add_argument(
+        "--synchronous",
+        default="NORMAL",
+        choices=["NORMAL", "FULL"],
         help="NORMAL keeps acknowledged writes through a server crash; FULL also through a power cut (slower)",
     )
     serve.set_defaults(func=_serve)
@@ -219,21 +251,48 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="create, list, revoke, suspend API keys").add_subparsers(
         title="key commands", metavar="ACTION"
     )
-    create = keys.add_parser("create", parents=[db], help="create an account and print its key (only the key on stdout)")
-    create.add_argument("--plan", default="free", help="free (500 memories, 100 requests a day) or unlimited; default: free")
+    create = keys.add_parser(
+        "create", parents=[db], help="create an account and print its key (only the key on stdout)"
+    )
+    create.add_argument(
+        "--plan",
+        default="free",
+        help="free (500 memories, 100 requests a day) or unlimited; default: free",
+    )
     create.add_argument("--name", help="a label shown by `keys list`")
-    create.add_argument("--memory-limit", type=_limit, default=_UNSET, metavar="N|none", help="override the plan's memory limit")
-    create.add_argument("--request-limit", type=_limit, default=_UNSET, metavar="N|none", help="override the plan's requests per UTC day")
+    create.add_argument(
+        "--memory-limit",
+        type=_limit,
+        default=_UNSET,
+        metavar="N|none",
+        help="override the plan's memory limit",
+    )
+    create.add_argument(
+        "--request-limit",
+        type=_limit,
+        default=_UNSET,
+        metavar="N|none",
+        help="override the plan's requests per UTC day",
+    )
     create.set_defaults(func=_keys_create)
-    keys.add_parser("list", parents=[db], help="list keys (ids and masked keys, never the keys)").set_defaults(func=_keys_list)
-    for action, text in (("revoke", "revoke a key for good"), ("suspend", "suspend the key's account (403)"),
-                         ("unsuspend", "reinstate a suspended account")):
+    keys.add_parser(
+        "list", parents=[db], help="list keys (ids and masked keys, never the keys)"
+    ).set_defaults(func=_keys_list)
+    for action, text in (
+        ("revoke", "revoke a key for good"),
+        ("suspend", "suspend the key's account (403)"),
+        ("unsuspend", "reinstate a suspended account"),
+    ):
         p = keys.add_parser(action, parents=[db], help=text)
         p.add_argument("key", help="the key id shown by `keys list` (key_...) or the key itself")
         p.set_defaults(func=_keys_change, action=action)
 
-    openapi = sub.add_parser("openapi", help="print the OpenAPI document (or write it with --output)")
-    openapi.add_argument("--output", "-o", metavar="PATH", help="e.g. docs/openapi.json (default: stdout)")
+    openapi = sub.add_parser(
+        "openapi", help="print the OpenAPI document (or write it with --output)"
+    )
+    openapi.add_argument(
+        "--output", "-o", metavar="PATH", help="e.g. docs/openapi.json (default: stdout)"
+    )
     openapi.set_defaults(func=_openapi)
 
     # Listed for `memlayer --help` only: main() hands `memlayer demo ...` to the demo's own parser.
@@ -241,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``memlayer`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:

@@ -25,13 +25,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from ._client import MemLayerClient
 from ._exceptions import AuthenticationError
 from ._logging import mask_key
 
-__all__ = ["main", "run", "build_parser"]
+__all__ = ["build_parser", "main", "run"]
 
 DESCRIPTION = """\
 Watch a LangChain agent and a LlamaIndex chat engine remember a user across sessions,
@@ -59,25 +59,40 @@ LLAMA_INDEX_PROVIDERS = {
     "openai": ("llama_index.llms.openai", "OpenAI", "llama-index-llms-openai"),
     "anthropic": ("llama_index.llms.anthropic", "Anthropic", "llama-index-llms-anthropic"),
     "ollama": ("llama_index.llms.ollama", "Ollama", "llama-index-llms-ollama"),
-    "google_genai": ("llama_index.llms.google_genai", "GoogleGenAI", "llama-index-llms-google-genai"),
+    "google_genai": (
+        "llama_index.llms.google_genai",
+        "GoogleGenAI",
+        "llama-index-llms-google-genai",
+    ),
 }
 MODEL_ENV = "MEMLAYER_DEMO_MODEL"
 
 FACT = "Hi! I'm on the Pro plan and I live in Oslo."
 PLAN = "Pro plan"  # what a scripted answer from FACT names
 QUESTIONS = ("Which plan am I on?", "Where do I live?")
-SYSTEM_PROMPT = "You are a friendly support assistant. Answer briefly, using what you remember about the user."
+SYSTEM_PROMPT = (
+    "You are a friendly support assistant. Answer briefly, using what you remember about the user."
+)
 LANGCHAIN_AGENT = "demo_langchain_agent"
 LLAMA_INDEX_AGENT = "demo_llama_index_engine"
 #: (user, session id, what the session is, what the user says)
 SCRIPT = (
     ("alice", "alice-session-1", "session 1", (FACT,)),
-    ("alice", "alice-session-2", "session 2, a new conversation: nothing carried over but MemLayer", QUESTIONS),
+    (
+        "alice",
+        "alice-session-2",
+        "session 2, a new conversation: nothing carried over but MemLayer",
+        QUESTIONS,
+    ),
     ("bob", "bob-session-1", "another user, same agent, same question", QUESTIONS[:1]),
 )
 
 _MODEL_NAMES = {
-    "ScriptedChatModel", "ScriptedLLM", "LangChainContextRecorder", "LlamaIndexContextRecorder", "save_note",
+    "ScriptedChatModel",
+    "ScriptedLLM",
+    "LangChainContextRecorder",
+    "LlamaIndexContextRecorder",
+    "save_note",
 }
 
 
@@ -95,7 +110,9 @@ class _Out:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         isatty = getattr(stream, "isatty", lambda: False)
-        self.color = bool(isatty()) and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+        self.color = (
+            bool(isatty()) and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+        )
         # No encoding (a StringIO, say) means the stream takes any text.
         self.encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
@@ -122,7 +139,9 @@ class _Out:
         self.line(f"{name} {text}", indent)
 
     def mark(self, ok: bool, text: str, indent: int) -> None:
-        self.line(f"{self.style(self.ok, '32') if ok else self.style(self.bad, '31')} {text}", indent)
+        self.line(
+            f"{self.style(self.ok, '32') if ok else self.style(self.bad, '31')} {text}", indent
+        )
 
 
 # A turn runs one message through the framework: (user, session id, text) -> (reply, memories
@@ -150,7 +169,10 @@ def _conversations(
                 out.line(out.style(f"{out.dot} recalled: nothing", "2"), 10)
             out.say("agent", reply)
         stored = remembered(user, session)
-        out.line(f"remembered from this session: {len(stored)} memor{'y' if len(stored) == 1 else 'ies'}", 4)
+        out.line(
+            f"remembered from this session: {len(stored)} memor{'y' if len(stored) == 1 else 'ies'}",
+            4,
+        )
         for text in stored:
             out.mark(True, text, 6)
     return results
@@ -158,7 +180,9 @@ def _conversations(
 
 def _check(checks: list[tuple[bool, str]], results: dict, name: str, scripted: bool) -> None:
     answer, recalled = results[("alice", "alice-session-2")][0]
-    checks.append((FACT in recalled, f"{name}: alice's session 2 recalled what she said in session 1"))
+    checks.append(
+        (FACT in recalled, f"{name}: alice's session 2 recalled what she said in session 1")
+    )
     if scripted:
         checks.append((PLAN in answer, f"{name}: the answer came from that memory ({answer!r})"))
     bob = [r for _, r in results[("bob", "bob-session-1")]]
@@ -181,12 +205,22 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     from .langchain import MemLayerMiddleware, MemLayerStore, memlayer_namespace
 
     out.title("1. LangChain: create_agent with MemLayerMiddleware and MemLayerStore")
-    out.line("The middleware recalls at the start of each turn and remembers what the user said at", 2)
-    out.line("its end; the agent's save_note tool keeps notes in the LangGraph store (MemLayerStore).", 2)
+    out.line(
+        "The middleware recalls at the start of each turn and remembers what the user said at", 2
+    )
+    out.line(
+        "its end; the agent's save_note tool keeps notes in the LangGraph store (MemLayerStore).", 2
+    )
     store = MemLayerStore(client=client)
     memory = MemLayerMiddleware(agent_id=LANGCHAIN_AGENT, client=client)
-    agent = create_agent(model, tools=[save_note], system_prompt=SYSTEM_PROMPT, middleware=[memory],
-                         store=store, checkpointer=InMemorySaver())
+    agent = create_agent(
+        model,
+        tools=[save_note],
+        system_prompt=SYSTEM_PROMPT,
+        middleware=[memory],
+        store=store,
+        checkpointer=InMemorySaver(),
+    )
     recorder = LangChainContextRecorder()
 
     def turn(user: str, session: str, text: str) -> tuple[str, list[str]]:
@@ -214,15 +248,21 @@ def _llama_index(out: _Out, client: MemLayerClient, llm: Any, checks: list, scri
     from .llama_index import MemLayerMemory
 
     out.title("2. LlamaIndex: SimpleChatEngine with MemLayerMemory")
-    out.line("MemLayerMemory keeps a short window in process, adds the memories recalled for each", 2)
-    out.line("message in front of it, and stores the user's message and the answer after each turn.", 2)
+    out.line(
+        "MemLayerMemory keeps a short window in process, adds the memories recalled for each", 2
+    )
+    out.line(
+        "message in front of it, and stores the user's message and the answer after each turn.", 2
+    )
     engines: dict[tuple[str, str], Any] = {}
     memories: list[MemLayerMemory] = []
     with LlamaIndexContextRecorder() as recorder:
 
         def turn(user: str, session: str, text: str) -> tuple[str, list[str]]:
             if (user, session) not in engines:
-                memory = MemLayerMemory(user_id=user, agent_id=LLAMA_INDEX_AGENT, session_id=session, client=client)
+                memory = MemLayerMemory(
+                    user_id=user, agent_id=LLAMA_INDEX_AGENT, session_id=session, client=client
+                )
                 memories.append(memory)
                 engines[(user, session)] = SimpleChatEngine.from_defaults(
                     llm=llm, memory=memory, system_prompt=SYSTEM_PROMPT
@@ -245,7 +285,7 @@ def _holdings(out: _Out, client: MemLayerClient) -> None:
         out.line(f"{s.user_id:<6} {s.agent_id:<{width}}  {s.memories:>8}", 2)
 
 
-def _limit(value: Optional[int]) -> str:
+def _limit(value: int | None) -> str:
     return "no limit" if value is None else f"of {value}"
 
 
@@ -253,17 +293,23 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
     out.title("4. Usage and quota (client.usage())")
     u = client.usage()
     out.line(f"this demo's key {mask_key(key)}, plan {u.plan}:", 2)
-    out.line(f"{u.memories_stored} memories stored ({_limit(u.memories_limit)}), "
-             f"{u.requests_today} requests today ({_limit(u.requests_limit)})", 4)
+    out.line(
+        f"{u.memories_stored} memories stored ({_limit(u.memories_limit)}), "
+        f"{u.requests_today} requests today ({_limit(u.requests_limit)})",
+        4,
+    )
     free_key = server.create_key(plan="free", name="demo-free")
     with MemLayerClient(api_key=free_key, base_url=server.url) as free:
         free.remember("I prefer e-mail to phone calls", user_id="carol", agent_id="demo")
         fu = free.usage()
         remaining = free.rate_limit.remaining
     out.line(f"a free-plan key {mask_key(free_key)}, after one remember():", 2)
-    out.line(f"{fu.memories_stored} memory stored ({_limit(fu.memories_limit)}), "
-             f"{fu.requests_today} requests today ({_limit(fu.requests_limit)}), "
-             f"resets {fu.resets_at:%Y-%m-%d %H:%M} UTC", 4)
+    out.line(
+        f"{fu.memories_stored} memory stored ({_limit(fu.memories_limit)}), "
+        f"{fu.requests_today} requests today ({_limit(fu.requests_limit)}), "
+        f"resets {fu.resets_at:%Y-%m-%d %H:%M} UTC",
+        4,
+    )
     out.line(f"X-RateLimit-Remaining: {remaining} (client.rate_limit)", 4)
 
 
@@ -310,12 +356,16 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         provider, _, name = li_spec.partition(":")
         if provider not in LLAMA_INDEX_PROVIDERS or not name:
             providers = ", ".join(LLAMA_INDEX_PROVIDERS)
-            raise ValueError(f"--llama-index-model wants provider:model, provider one of {providers}; got {li_spec!r}")
+            raise ValueError(
+                f"--llama-index-model wants provider:model, provider one of {providers}; got {li_spec!r}"
+            )
         module, cls, package = LLAMA_INDEX_PROVIDERS[provider]
         try:
             li_model = getattr(importlib.import_module(module), cls)(model=name)
         except ImportError as exc:
-            raise ValueError(f"cannot use LlamaIndex model {li_spec!r}: pip install {package} ({exc})") from exc
+            raise ValueError(
+                f"cannot use LlamaIndex model {li_spec!r}: pip install {package} ({exc})"
+            ) from exc
         except Exception as exc:  # reported with the spec, then the demo stops
             raise ValueError(f"cannot use LlamaIndex model {li_spec!r}: {exc}") from exc
     else:
@@ -334,18 +384,24 @@ def build_parser(prog: str = "memlayer demo") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--db", metavar="PATH", help="keep the server's database in this SQLite file (default: a temporary one)"
+        "--db",
+        metavar="PATH",
+        help="keep the server's database in this SQLite file (default: a temporary one)",
     )
     parser.add_argument(
-        "--langchain-model", metavar="PROVIDER:MODEL", help="a real chat model for the LangChain agent (default: scripted)"
+        "--langchain-model",
+        metavar="PROVIDER:MODEL",
+        help="a real chat model for the LangChain agent (default: scripted)",
     )
     parser.add_argument(
-        "--llama-index-model", metavar="PROVIDER:MODEL", help="a real LLM for the LlamaIndex chat engine (default: scripted)"
+        "--llama-index-model",
+        metavar="PROVIDER:MODEL",
+        help="a real LLM for the LlamaIndex chat engine (default: scripted)",
     )
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None) -> int:
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (0 when every check passed).
 
     ``memlayer demo [options]`` calls this with the options.
@@ -357,17 +413,21 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None) 
     return run(build_parser().parse_args(list(argv or [])), stdout=stdout)
 
 
-def run(args: argparse.Namespace, stdout: Optional[TextIO] = None) -> int:
+def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     """Run the demo with options parsed by :func:`build_parser`."""
     out = _Out(stdout or sys.stdout)
     started = time.perf_counter()
     try:
         from .server import LocalMemLayerServer
+
         importlib.import_module("langchain.agents")
         importlib.import_module("llama_index.core")
     except ImportError as exc:
         hint = "pip install 'memlayer-integrations[all]'"
-        print(f"memlayer demo needs the server, LangChain and LlamaIndex: {hint} ({exc})", file=sys.stderr)
+        print(
+            f"memlayer demo needs the server, LangChain and LlamaIndex: {hint} ({exc})",
+            file=sys.stderr,
+        )
         return 1
     try:
         lc_model, lc_name, li_model, li_name = _models(args)
@@ -380,10 +440,21 @@ def run(args: argparse.Namespace, stdout: Optional[TextIO] = None) -> int:
     checks: list[tuple[bool, str]] = []
     with LocalMemLayerServer(db_path=db_path) as server:
         key = server.create_key(plan="unlimited", name="demo")
-        out.line(out.style("MemLayer demo: long-term memory for LangChain and LlamaIndex agents", "1"))
-        out.line(f"server  {server.url} (embedded; database: {db_path or 'temporary, deleted at the end'})", 2)
-        out.line(f"key     {mask_key(key)} (unlimited plan, made for this demo; keys are only ever shown masked)", 2)
-        out.line(f"models  LangChain: {lc_name}, LlamaIndex: {li_name} (memlayer demo --help: use a real one)", 2)
+        out.line(
+            out.style("MemLayer demo: long-term memory for LangChain and LlamaIndex agents", "1")
+        )
+        out.line(
+            f"server  {server.url} (embedded; database: {db_path or 'temporary, deleted at the end'})",
+            2,
+        )
+        out.line(
+            f"key     {mask_key(key)} (unlimited plan, made for this demo; keys are only ever shown masked)",
+            2,
+        )
+        out.line(
+            f"models  LangChain: {lc_name}, LlamaIndex: {li_name} (memlayer demo --help: use a real one)",
+            2,
+        )
         with MemLayerClient(api_key=key, base_url=server.url) as client:
             _langchain(out, client, lc_model, checks, scripted=lc_name == "scripted")
             _llama_index(out, client, li_model, checks, scripted=li_name == "scripted")

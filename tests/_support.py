@@ -28,7 +28,9 @@ def send_raw(url: str, head: bytes, body: bytes = b"") -> bytes:
     line), ``Content-Length`` and ``body`` on a new connection to ``url``; the whole answer."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head + b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        sock.sendall(
+            head + b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -64,7 +66,10 @@ def logged_clients(
 ) -> tuple[MemLayerClient, AsyncMemLayerClient]:
     """A sync and an async client of ``base_url`` whose requests both go into ``log``."""
     sync = MemLayerClient(
-        api_key=api_key, base_url=base_url, http_client=httpx.Client(transport=_LoggingTransport(log)), **kwargs
+        api_key=api_key,
+        base_url=base_url,
+        http_client=httpx.Client(transport=_LoggingTransport(log)),
+        **kwargs,
     )
     async_ = AsyncMemLayerClient(
         api_key=api_key,

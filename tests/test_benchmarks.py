@@ -175,13 +175,19 @@ def test_load_tally_matches() -> None:
     _check_common(load, result)
     assert result["errors"] == 0
     assert result["tally_matches"] is True
-    assert result["server_memories_stored"] == result["acknowledged_stored"] - result["acknowledged_forgotten"]
+    assert (
+        result["server_memories_stored"]
+        == result["acknowledged_stored"] - result["acknowledged_forgotten"]
+    )
     assert set(result["by_operation"]) <= {"remember", "recall", "list", "forget"}
 
 
 def _locomo_file(tmp_path: Path) -> Path:
     def session(n: int, speaker_texts: list[tuple[str, str]]) -> list[dict[str, str]]:
-        return [{"speaker": s, "dia_id": f"D{n}:{i + 1}", "text": t} for i, (s, t) in enumerate(speaker_texts)]
+        return [
+            {"speaker": s, "dia_id": f"D{n}:{i + 1}", "text": t}
+            for i, (s, t) in enumerate(speaker_texts)
+        ]
 
     data = [
         {
@@ -190,16 +196,46 @@ def _locomo_file(tmp_path: Path) -> Path:
                 "speaker_a": "Ann",
                 "speaker_b": "Bo",
                 "session_1_date_time": "1:56 pm on 8 May, 2023",
-                "session_1": session(1, [("Ann", "I adopted a puppy named Rex"), ("Bo", "Congrats on the puppy!")]),
+                "session_1": session(
+                    1, [("Ann", "I adopted a puppy named Rex"), ("Bo", "Congrats on the puppy!")]
+                ),
                 "session_2_date_time": "10:00 am on 2 June, 2023",
-                "session_2": session(2, [("Ann", "Rex loves the beach in Lisbon"), ("Bo", "I started pottery classes")]),
+                "session_2": session(
+                    2,
+                    [("Ann", "Rex loves the beach in Lisbon"), ("Bo", "I started pottery classes")],
+                ),
             },
             "qa": [
-                {"question": "What is the name of Ann's puppy?", "answer": "Rex", "evidence": ["D1:1"], "category": 4},
-                {"question": "Where does Rex love to go?", "answer": "beach", "evidence": ["D2:1; D1:1"], "category": 1},
-                {"question": "When did Bo start pottery?", "answer": "June", "evidence": ["D2:2"], "category": 2},
-                {"question": "What is Bo's cat called?", "answer": "n/a", "evidence": [], "category": 5},
-                {"question": "Which city has the beach?", "answer": "Lisbon", "evidence": ["D9:9"], "category": 4},
+                {
+                    "question": "What is the name of Ann's puppy?",
+                    "answer": "Rex",
+                    "evidence": ["D1:1"],
+                    "category": 4,
+                },
+                {
+                    "question": "Where does Rex love to go?",
+                    "answer": "beach",
+                    "evidence": ["D2:1; D1:1"],
+                    "category": 1,
+                },
+                {
+                    "question": "When did Bo start pottery?",
+                    "answer": "June",
+                    "evidence": ["D2:2"],
+                    "category": 2,
+                },
+                {
+                    "question": "What is Bo's cat called?",
+                    "answer": "n/a",
+                    "evidence": [],
+                    "category": 5,
+                },
+                {
+                    "question": "Which city has the beach?",
+                    "answer": "Lisbon",
+                    "evidence": ["D9:9"],
+                    "category": 4,
+                },
             ],
         }
     ]
@@ -210,8 +246,16 @@ def _locomo_file(tmp_path: Path) -> Path:
 
 def test_locomo_loads_turns_with_dates_and_splits_evidence(tmp_path: Path) -> None:
     (sample,) = locomo.load_samples(str(_locomo_file(tmp_path)))
-    assert sample["turns"][0] == ("D1:1", "[8 May 2023] Ann: I adopted a puppy named Rex", "session_1")
-    assert sample["turns"][2] == ("D2:1", "[2 June 2023] Ann: Rex loves the beach in Lisbon", "session_2")
+    assert sample["turns"][0] == (
+        "D1:1",
+        "[8 May 2023] Ann: I adopted a puppy named Rex",
+        "session_1",
+    )
+    assert sample["turns"][2] == (
+        "D2:1",
+        "[2 June 2023] Ann: Rex loves the beach in Lisbon",
+        "session_2",
+    )
     assert [q["category"] for q in sample["questions"]] == [4, 1, 2, 4]  # category 5 left out
     assert sample["questions"][1]["evidence"] == {"D2:1", "D1:1"}
 
@@ -229,7 +273,9 @@ def test_locomo(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert set(result["by_category"]) == {"1", "2", "4"}
 
 
-def test_locomo_without_data_is_skipped(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_locomo_without_data_is_skipped(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(locomo.DATA_ENV, str(tmp_path / "missing.json"))
     with pytest.raises(Skip, match="not found"):
         locomo.run(ctx)
@@ -251,7 +297,13 @@ def test_command_writes_markdown_and_json(tmp_path: Path, monkeypatch: pytest.Mo
     assert report["versions"]["memlayer-integrations"]
     assert all("result" in b and "targets" in b for b in report["benchmarks"].values())
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    for heading in ("## Machine", "## Versions", "## Summary", "## Adapter overhead", "## Recall quality on LoCoMo"):
+    for heading in (
+        "## Machine",
+        "## Versions",
+        "## Summary",
+        "## Adapter overhead",
+        "## Recall quality on LoCoMo",
+    ):
         assert heading in markdown
 
 
@@ -262,6 +314,13 @@ def test_command_rejects_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_benchmark_is_registered() -> None:
-    assert list(BENCHMARKS) == ["requests_per_turn", "overhead", "scale", "concurrency", "load", "locomo"]
+    assert list(BENCHMARKS) == [
+        "requests_per_turn",
+        "overhead",
+        "scale",
+        "concurrency",
+        "load",
+        "locomo",
+    ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)

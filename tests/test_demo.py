@@ -51,7 +51,11 @@ def demo_run(db_path: Path) -> tuple[int, str]:
 
 def section(output: str, title: str) -> str:
     start = output.index(title)
-    end = output.find("\n\n2. ", start + 1) if title.startswith("1.") else output.find("\n\n3. ", start)
+    end = (
+        output.find("\n\n2. ", start + 1)
+        if title.startswith("1.")
+        else output.find("\n\n3. ", start)
+    )
     return output[start:end]
 
 
@@ -69,7 +73,9 @@ def reply_to(block: str, user: str, text: str) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("title", ["1. LangChain", "2. LlamaIndex"])
-def test_session_two_answers_from_session_one_and_bob_gets_nothing(demo_run: tuple[int, str], title: str) -> None:
+def test_session_two_answers_from_session_one_and_bob_gets_nothing(
+    demo_run: tuple[int, str], title: str
+) -> None:
     code, output = demo_run
     assert code == 0
     block = section(output, title)
@@ -97,7 +103,10 @@ def test_usage_quota_and_bad_key_are_shown(demo_run: tuple[int, str]) -> None:
     assert "plan unlimited" in usage
     assert "1 memory stored (of 500), 2 requests today (of 100)" in usage
     assert "X-RateLimit-Remaining: 98" in usage
-    assert "Authentication failed: invalid or missing API key (status 401, code invalid_api_key" in output
+    assert (
+        "Authentication failed: invalid or missing API key (status 401, code invalid_api_key"
+        in output
+    )
     summary = output[output.index("Summary") :]
     assert summary.count("✓") == 7 and "✗" not in summary
 
@@ -122,8 +131,18 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
     env["PYTHONIOENCODING"] = "ascii"  # a terminal that cannot show ✓ gets plain marks
     proc = subprocess.run(
-        [sys.executable, "-m", "memlayer_integrations.cli", "demo", "--db", str(tmp_path / "demo.db")],
-        capture_output=True, env=env, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "memlayer_integrations.cli",
+            "demo",
+            "--db",
+            str(tmp_path / "demo.db"),
+        ],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     output = proc.stdout.decode("ascii")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
@@ -138,7 +157,14 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "missing",
     [
-        ("fastapi", "uvicorn", "langchain", "langchain_core", "langgraph", "llama_index"),  # the core alone
+        (
+            "fastapi",
+            "uvicorn",
+            "langchain",
+            "langchain_core",
+            "langgraph",
+            "llama_index",
+        ),  # the core alone
         ("fastapi", "uvicorn"),
         ("langchain", "langchain_core", "langgraph"),
         ("llama_index",),
@@ -150,7 +176,9 @@ def test_memlayer_demo_without_an_extra_names_the_install(missing: tuple[str, ..
         f"import sys\nfor name in {missing!r}:\n    sys.modules[name] = None\n"
         "from memlayer_integrations import cli\nsys.exit(cli.main(['demo']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 1 and proc.stdout == ""
     assert "memlayer demo needs the server, LangChain and LlamaIndex" in proc.stderr
     assert "pip install 'memlayer-integrations[all]'" in proc.stderr
@@ -162,15 +190,25 @@ def test_help_explains_real_models(capsys: pytest.CaptureFixture[str]) -> None:
         demo.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--langchain-model" in text and "init_chat_model" in text and "--llama-index-model" in text
+    assert (
+        "--langchain-model" in text and "init_chat_model" in text and "--llama-index-model" in text
+    )
     assert demo.MODEL_ENV in text and "--db PATH" in text
 
 
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["--langchain-model", "nosuchprovider:x"], None, "cannot use LangChain model 'nosuchprovider:x'"),
-        (["--llama-index-model", "openai:gpt-4o-mini"], None, "pip install llama-index-llms-openai"),
+        (
+            ["--langchain-model", "nosuchprovider:x"],
+            None,
+            "cannot use LangChain model 'nosuchprovider:x'",
+        ),
+        (
+            ["--llama-index-model", "openai:gpt-4o-mini"],
+            None,
+            "pip install llama-index-llms-openai",
+        ),
         (["--llama-index-model", "gpt-4o-mini"], None, "provider:model"),
         ([], "nosuchprovider:x", "cannot use LangChain model 'nosuchprovider:x'"),
     ],
@@ -205,9 +243,13 @@ def test_a_configured_model_is_the_one_used(monkeypatch: pytest.MonkeyPatch) -> 
     module = types.ModuleType("memlayer_demo_test_llms")
     module.ConfiguredLLM = _ConfiguredLLM  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(demo.LLAMA_INDEX_PROVIDERS, "acme", (module.__name__, "ConfiguredLLM", "acme-llms"))
+    monkeypatch.setitem(
+        demo.LLAMA_INDEX_PROVIDERS, "acme", (module.__name__, "ConfiguredLLM", "acme-llms")
+    )
     monkeypatch.setattr(langchain.chat_models, "init_chat_model", init_chat_model)
-    code, output, _ = run_demo("--langchain-model", "acme:chat-1", "--llama-index-model", "acme:llm-2")
+    code, output, _ = run_demo(
+        "--langchain-model", "acme:chat-1", "--llama-index-model", "acme:llm-2"
+    )
     assert code == 0 and specs == ["acme:chat-1"]
     assert "models  LangChain: acme:chat-1, LlamaIndex: acme:llm-2" in output
     # A real model's wording is its own: only what reached it is checked.
@@ -224,5 +266,8 @@ def test_scripted_models_answer_from_what_reached_them() -> None:
     llm = ScriptedLLM()
     said = ChatMessage(role="user", content=ENTRY + "My city is Lima\nWhat is my city?")
     assert llm.chat([said]).message.content == "From what you told me before: your city is Lima."
-    assert "don't know" in llm.chat([ChatMessage(role="user", content="What is my city?")]).message.content
+    assert (
+        "don't know"
+        in llm.chat([ChatMessage(role="user", content="What is my city?")]).message.content
+    )
     assert doctest.testmod(_demo_models).failed == 0

@@ -75,7 +75,9 @@ def test_runs_top_to_bottom_offline(name: str, kernel_specs: KernelSpecManager) 
     assert km.kernel_spec is not None and km.kernel_spec.argv[0] == sys.executable
     # The notebooks go live when these are set; the test never does.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
-    client = NotebookClient(nb, km=km, timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, km=km, timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute(env=env, cleanup_kc=True)  # cleanup_kc: shut the kernel down afterwards
 
     text = output_text(nb)

@@ -10,8 +10,10 @@ def test_all_names_resolve():
 
 def test_all_is_exactly_what_is_public():
     public = {
-        name for name, value in vars(memlayer_integrations).items()
-        if not name.startswith("_") and getattr(value, "__module__", "").startswith("memlayer_integrations")
+        name
+        for name, value in vars(memlayer_integrations).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", "").startswith("memlayer_integrations")
     }
     exported = set(memlayer_integrations.__all__)
     assert len(exported) == len(memlayer_integrations.__all__), "a name is listed twice"

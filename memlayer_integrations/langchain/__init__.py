@@ -32,11 +32,11 @@ from .store import MemLayerStore, memlayer_namespace
 from .tools import MemLayerToolkit
 
 __all__ = [
-    "MemLayerMiddleware",
-    "MemLayerStore",
-    "memlayer_namespace",
-    "MemLayerRetriever",
-    "MemLayerToolkit",
     "MemLayerChatMessageHistory",
+    "MemLayerMiddleware",
+    "MemLayerRetriever",
     "MemLayerScopeError",
+    "MemLayerStore",
+    "MemLayerToolkit",
+    "memlayer_namespace",
 ]

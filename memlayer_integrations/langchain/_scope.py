@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
@@ -32,11 +32,11 @@ _RUNTIME_KEY = "__pregel_runtime"
 @dataclass(frozen=True)
 class Scope:
     user_id: str
-    agent_id: Optional[str]
-    session_id: Optional[str] = None
+    agent_id: str | None
+    session_id: str | None = None
 
 
-def run_context(config: Optional[RunnableConfig]) -> Any:
+def run_context(config: RunnableConfig | None) -> Any:
     """The LangGraph run context carried by ``config``, or ``None`` outside a graph run."""
     if not config:
         return None
@@ -44,7 +44,7 @@ def run_context(config: Optional[RunnableConfig]) -> Any:
     return getattr(runtime, "context", None)
 
 
-def _lookup(source: Any, name: str) -> Optional[str]:
+def _lookup(source: Any, name: str) -> str | None:
     if source is None:
         return None
     value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
@@ -57,9 +57,9 @@ def _lookup(source: Any, name: str) -> Optional[str]:
 
 def resolve_scope(
     *,
-    user_id: Optional[str],
-    agent_id: Optional[str],
-    config: Optional[RunnableConfig] = None,
+    user_id: str | None,
+    agent_id: str | None,
+    config: RunnableConfig | None = None,
     context: Any = None,
     require_agent: bool = True,
     adapter: str = "MemLayer adapter",
@@ -82,7 +82,7 @@ def resolve_scope(
     configurable = (config or {}).get("configurable") or {}
     sources = (context, configurable)
 
-    def pick(name: str, given: Optional[str]) -> Optional[str]:
+    def pick(name: str, given: str | None) -> str | None:
         if given is not None:
             return given
         for source in sources:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
 from .._client_pair import ClientPair
+from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
 
 __all__ = ["MemLayerChatMessageHistory"]
 
@@ -63,13 +63,17 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
         user_id: str,
         agent_id: str,
         session_id: str,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
-        api_key: Optional[Any] = None,
-        base_url: Optional[str] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
+        api_key: Any | None = None,
+        base_url: str | None = None,
         page_size: int = 100,
     ) -> None:
-        for name, value in (("user_id", user_id), ("agent_id", agent_id), ("session_id", session_id)):
+        for name, value in (
+            ("user_id", user_id),
+            ("agent_id", agent_id),
+            ("session_id", session_id),
+        ):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         self.user_id = user_id
@@ -99,7 +103,9 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         items = [_item(m) for m in messages]
         for c in range(0, len(items), MAX_BATCH_ITEMS):
-            await self._clients.async_.remember_many(items[c : c + MAX_BATCH_ITEMS], **self._scope())
+            await self._clients.async_.remember_many(
+                items[c : c + MAX_BATCH_ITEMS], **self._scope()
+            )
 
     def clear(self) -> None:
         ids = [m.id for m in self._clients.sync.list_memories(**self._list_args())]

@@ -17,7 +17,7 @@ and travels with the next turn's recall in one ``/v1/batch`` request: one reques
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal, NotRequired, Optional
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -40,10 +40,10 @@ from .. import (
     RateLimitError,
     RecalledMemory,
 )
+from .._client_pair import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._logging import get_logger
 from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
-from .._client_pair import ClientPair
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerMiddleware", "MemLayerState"]
@@ -61,7 +61,7 @@ class MemLayerState(AgentState[Any]):
     """The agent state, plus what this middleware keeps between its hooks of one turn."""
 
     memlayer_recalled: NotRequired[Annotated[list[dict[str, Any]], _Private]]
-    memlayer_turn_start: NotRequired[Annotated[Optional[str], _Private]]
+    memlayer_turn_start: NotRequired[Annotated[str | None, _Private]]
 
 
 def _text(message: AnyMessage) -> str:
@@ -76,7 +76,7 @@ def _turn_start(messages: Sequence[AnyMessage]) -> int:
     return i
 
 
-def _with_memories(system: Optional[SystemMessage], block: str) -> SystemMessage:
+def _with_memories(system: SystemMessage | None, block: str) -> SystemMessage:
     """The system message with ``block`` appended: one system message, never two."""
     if system is None:
         return SystemMessage(content=block)
@@ -125,12 +125,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     def __init__(
         self,
         *,
-        user_id: Optional[str] = None,
-        agent_id: Optional[str] = None,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
-        api_key: Optional[Any] = None,
-        base_url: Optional[str] = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
+        api_key: Any | None = None,
+        base_url: str | None = None,
         remember: Literal["user", "assistant", "both"] = "user",
         recall_limit: int = DEFAULT_RECALL_LIMIT,
         max_chars: int = 2000,
@@ -160,7 +160,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     # -- pure helpers ------------------------------------------------------------------
 
-    def _scope(self, runtime: Optional[Runtime[Any]]) -> Scope:
+    def _scope(self, runtime: Runtime[Any] | None) -> Scope:
         try:
             config = get_config()
         except RuntimeError:  # called outside a graph run
@@ -191,7 +191,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             # The start message was removed (summarized, say): the last user message on.
             last_human = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
             start = last_human[-1] if last_human else len(messages)
-        roles = {"user": ("user",), "assistant": ("assistant",), "both": ("user", "assistant")}[self.remember]
+        roles = {"user": ("user",), "assistant": ("assistant",), "both": ("user", "assistant")}[
+            self.remember
+        ]
         items: list[dict[str, Any]] = []
         for message in messages[start:]:
             if isinstance(message, HumanMessage):
@@ -205,7 +207,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
                 items.append({"content": text[:MAX_CONTENT_CHARS], "metadata": {"role": role}})
         return items
 
-    def _before_update(self, state: MemLayerState, recalled: list[RecalledMemory]) -> dict[str, Any]:
+    def _before_update(
+        self, state: MemLayerState, recalled: list[RecalledMemory]
+    ) -> dict[str, Any]:
         messages = state["messages"]
         start = _turn_start(messages)
         return {
@@ -213,25 +217,31 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             "memlayer_turn_start": messages[start].id if start < len(messages) else None,
         }
 
-    def _query(self, state: MemLayerState) -> Optional[str]:
+    def _query(self, state: MemLayerState) -> str | None:
         humans = [m for m in state["messages"] if isinstance(m, HumanMessage) and _text(m)]
         return _text(humans[-1]) if humans else None
 
     def _request_with_memories(self, request: ModelRequest) -> ModelRequest:
-        recalled = [RecalledMemory.model_validate(r) for r in request.state.get("memlayer_recalled") or []]
+        recalled = [
+            RecalledMemory.model_validate(r) for r in request.state.get("memlayer_recalled") or []
+        ]
         if not recalled:
             return request
         held = [_text(m) for m in request.messages]
         if request.system_message is not None:
             held.append(_text(request.system_message))
-        block = render_memories(recalled, exclude=held, max_chars=self.max_chars, header=self.header)
+        block = render_memories(
+            recalled, exclude=held, max_chars=self.max_chars, header=self.header
+        )
         if block is None:
             return request
         return request.override(system_message=_with_memories(request.system_message, block))
 
     def _fail_open(self, exc: BaseException, what: str) -> bool:
         if self.fail_open and isinstance(exc, TRANSIENT_ERRORS):
-            log.warning("MemLayer %s failed (%s); the turn goes on without it", what, type(exc).__name__)
+            log.warning(
+                "MemLayer %s failed (%s); the turn goes on without it", what, type(exc).__name__
+            )
             return True
         return False
 
@@ -264,7 +274,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
                     raise
         return self._before_update(state, recalled)
 
-    def _send_sync(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
+    def _send_sync(self, batch: list[dict[str, Any]]) -> list[RecalledMemory] | None:
         if len(batch) == 1 and batch[0]["op"] == "recall":
             args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
             return self._clients.sync.recall(batch[0]["query"], **args)
@@ -278,7 +288,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     def _writes_to_send(
         self, state: MemLayerState, runtime: Runtime[Any]
-    ) -> Optional[tuple[Scope, list[dict[str, Any]]]]:
+    ) -> tuple[Scope, list[dict[str, Any]]] | None:
         """The turn's memories to send now, or ``None`` when there are none or economy mode
         queued them for the next recall."""
         items = self._turn_items(state)
@@ -311,7 +321,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     # -- async hooks -------------------------------------------------------------------
 
-    async def abefore_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+    async def abefore_agent(
+        self, state: MemLayerState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
         batch = self._plan(state, runtime)
         recalled: list[RecalledMemory] = []
         if batch:
@@ -323,7 +335,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
                     raise
         return self._before_update(state, recalled)
 
-    async def _send_async(self, batch: list[dict[str, Any]]) -> Optional[list[RecalledMemory]]:
+    async def _send_async(self, batch: list[dict[str, Any]]) -> list[RecalledMemory] | None:
         if len(batch) == 1 and batch[0]["op"] == "recall":
             args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
             return await self._clients.async_.recall(batch[0]["query"], **args)
@@ -335,7 +347,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     ) -> ModelCallResult:
         return await handler(self._request_with_memories(request))
 
-    async def aafter_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+    async def aafter_agent(
+        self, state: MemLayerState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
         writes = self._writes_to_send(state, runtime)
         if writes is None:
             return None

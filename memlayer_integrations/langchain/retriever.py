@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any, Optional
+from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, ensure_config
@@ -20,7 +23,9 @@ __all__ = ["MemLayerRetriever"]
 
 # The config of the current invoke, so the scope can come from config["configurable"]
 # (BaseRetriever hands ``_get_relevant_documents`` no config).
-_RUN_CONFIG: ContextVar[Optional[RunnableConfig]] = ContextVar("memlayer_retriever_config", default=None)
+_RUN_CONFIG: ContextVar[RunnableConfig | None] = ContextVar(
+    "memlayer_retriever_config", default=None
+)
 
 
 def _document(hit: RecalledMemory) -> Document:
@@ -61,36 +66,40 @@ class MemLayerRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    user_id: Optional[str] = None
-    agent_id: Optional[str] = None
+    user_id: str | None = None
+    agent_id: str | None = None
     k: int = Field(default=4, ge=1, le=100)
-    filters: Optional[dict[str, Any]] = None
-    session_id: Optional[str] = None
-    client: Optional[MemLayerClient] = Field(default=None, exclude=True)
-    async_client: Optional[AsyncMemLayerClient] = Field(default=None, exclude=True)
-    api_key: Optional[Any] = Field(default=None, exclude=True, repr=False)
-    base_url: Optional[str] = None
+    filters: dict[str, Any] | None = None
+    session_id: str | None = None
+    client: MemLayerClient | None = Field(default=None, exclude=True)
+    async_client: AsyncMemLayerClient | None = Field(default=None, exclude=True)
+    api_key: Any | None = Field(default=None, exclude=True, repr=False)
+    base_url: str | None = None
 
     _clients: ClientPair = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
         self._clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)
 
-    def invoke(self, input: str, config: Optional[RunnableConfig] = None, **kwargs: Any) -> list[Document]:
+    def invoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
         token = _RUN_CONFIG.set(ensure_config(config))
         try:
             return super().invoke(input, config, **kwargs)
         finally:
             _RUN_CONFIG.reset(token)
 
-    async def ainvoke(self, input: str, config: Optional[RunnableConfig] = None, **kwargs: Any) -> list[Document]:
+    async def ainvoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
         token = _RUN_CONFIG.set(ensure_config(config))
         try:
             return await super().ainvoke(input, config, **kwargs)
         finally:
             _RUN_CONFIG.reset(token)
 
-    def _recall_args(self, k: Optional[int]) -> dict[str, Any]:
+    def _recall_args(self, k: int | None) -> dict[str, Any]:
         scope = resolve_scope(
             user_id=self.user_id,
             agent_id=self.agent_id,
@@ -110,7 +119,7 @@ class MemLayerRetriever(BaseRetriever):
         }
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: Optional[int] = None
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         if not query.strip():
             return []
@@ -118,7 +127,7 @@ class MemLayerRetriever(BaseRetriever):
         return [_document(h) for h in hits]
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: Optional[int] = None
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         if not query.strip():
             return []

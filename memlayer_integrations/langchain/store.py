@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Optional, Union
+from typing import Any
 
 from langgraph.store.base import (
     BaseStore,
@@ -20,16 +20,16 @@ from langgraph.store.base import (
     Result,
     SearchItem,
     SearchOp,
+    validate_op_namespace,
 )
-from langgraph.store.base import validate_op_namespace
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory
 from .. import Op as MOp
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._client_pair import ClientPair
+from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 
-__all__ = ["MemLayerStore", "memlayer_namespace", "encode_label", "decode_label"]
+__all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
 _ESCAPES = {"%": "%25", ".": "%2E"}
 _ESCAPE_RE = re.compile(r"%(25|2E)")
@@ -75,7 +75,7 @@ def memlayer_namespace(user_id: str, *labels: str) -> tuple[str, ...]:
     return tuple(encode_label(x) for x in (user_id, *labels))
 
 
-def _render(value: dict[str, Any], index: Union[None, bool, list[str]]) -> str:
+def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     """The searchable text of a value: the indexed fields, else the value as JSON."""
     texts: list[str] = []
     if isinstance(index, list):
@@ -85,7 +85,7 @@ def _render(value: dict[str, Any], index: Union[None, bool, list[str]]) -> str:
     return text[:MAX_CONTENT_CHARS]
 
 
-def _check_filter(filter: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _check_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
     if not filter:
         return None
     for key, cond in filter.items():
@@ -158,11 +158,11 @@ class MemLayerStore(BaseStore):
         self,
         *,
         agent_id: str = "langgraph_store",
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
-        api_key: Optional[Any] = None,
-        base_url: Optional[str] = None,
-        index: Optional[list[str]] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
+        api_key: Any | None = None,
+        base_url: str | None = None,
+        index: list[str] | None = None,
     ) -> None:
         if not agent_id or "." in agent_id:
             raise ValueError("agent_id must be a non-empty string without '.'")
@@ -178,10 +178,12 @@ class MemLayerStore(BaseStore):
         user_id = decode_label(namespace[0])
         agent_id = self.agent_id + "".join("." + label for label in namespace[1:])
         if len(user_id) > _MAX_ID or len(agent_id) > _MAX_ID:
-            raise InvalidNamespaceError(f"namespace {namespace} is too long for MemLayer (256 characters)")
+            raise InvalidNamespaceError(
+                f"namespace {namespace} is too long for MemLayer (256 characters)"
+            )
         return user_id, agent_id
 
-    def _namespace(self, user_id: str, agent_id: str) -> Optional[tuple[str, ...]]:
+    def _namespace(self, user_id: str, agent_id: str) -> tuple[str, ...] | None:
         """The namespace of a scope, or ``None`` if the scope is not one of this store's."""
         if agent_id == self.agent_id:
             rest: list[str] = []
@@ -199,20 +201,26 @@ class MemLayerStore(BaseStore):
         for op in ops:
             validate_op_namespace(op)
             if isinstance(op, PutOp) and op.ttl is not None:
-                raise NotImplementedError("MemLayerStore does not support TTL (supports_ttl is False)")
+                raise NotImplementedError(
+                    "MemLayerStore does not support TTL (supports_ttl is False)"
+                )
             if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation {type(op).__name__}")
 
-    def _users_to_scan(self, ops: list[Op]) -> Optional[set[Optional[str]]]:
+    def _users_to_scan(self, ops: list[Op]) -> set[str | None] | None:
         """The users whose scopes must be listed first (``None`` in the set: all users)."""
-        users: set[Optional[str]] = set()
+        users: set[str | None] = set()
         for op in ops:
             if isinstance(op, SearchOp):
                 prefix = op.namespace_prefix
                 users.add(decode_label(prefix[0]) if prefix else None)
             elif isinstance(op, ListNamespacesOp):
                 first = next(
-                    (c.path[0] for c in op.match_conditions or () if c.match_type == "prefix" and c.path),
+                    (
+                        c.path[0]
+                        for c in op.match_conditions or ()
+                        if c.match_type == "prefix" and c.path
+                    ),
                     "*",
                 )
                 users.add(None if first == "*" else decode_label(first))
@@ -220,10 +228,14 @@ class MemLayerStore(BaseStore):
             return {None}
         return users
 
-    def _matching(self, prefix: tuple[str, ...], namespaces: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    def _matching(
+        self, prefix: tuple[str, ...], namespaces: list[tuple[str, ...]]
+    ) -> list[tuple[str, ...]]:
         return [ns for ns in namespaces if ns[: len(prefix)] == prefix]
 
-    def _plan(self, ops: list[Op], namespaces: list[tuple[str, ...]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _plan(
+        self, ops: list[Op], namespaces: list[tuple[str, ...]]
+    ) -> tuple[list[dict[str, Any]], list[Any]]:
         """Wire operations for ``ops``, and for each store op how to read its results."""
         wire: list[dict[str, Any]] = []
         readers: list[Any] = [None] * len(ops)
@@ -237,7 +249,9 @@ class MemLayerStore(BaseStore):
             lo = len(wire)
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
                 chunk = keys[c : c + MAX_BATCH_ITEMS]
-                wire.append(MOp.list(user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS))
+                wire.append(
+                    MOp.list(user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS)
+                )
             for i in idxs:
                 readers[i] = ("get", lo, len(wire))
 
@@ -253,18 +267,36 @@ class MemLayerStore(BaseStore):
             first = len(wire)
             for user_id, agent_id in scopes:
                 if op.query and op.query.strip():
-                    start, end = (op.offset, op.offset + op.limit) if single else (0, op.offset + op.limit)
+                    start, end = (
+                        (op.offset, op.offset + op.limit) if single else (0, op.offset + op.limit)
+                    )
                     for s in range(start, end, 100):
                         wire.append(
-                            MOp.recall(op.query[:MAX_QUERY_CHARS], user_id=user_id, agent_id=agent_id,
-                                       filters=filters, limit=min(100, end - s), offset=s)
+                            MOp.recall(
+                                op.query[:MAX_QUERY_CHARS],
+                                user_id=user_id,
+                                agent_id=agent_id,
+                                filters=filters,
+                                limit=min(100, end - s),
+                                offset=s,
+                            )
                         )
                 else:
                     need = op.offset + op.limit
                     wire.append(
-                        MOp.list(user_id=user_id, agent_id=agent_id, filters=filters, limit=min(100, need))
+                        MOp.list(
+                            user_id=user_id,
+                            agent_id=agent_id,
+                            filters=filters,
+                            limit=min(100, need),
+                        )
                     )
-            readers[i] = ("search", first, len(wire), single and bool(op.query and op.query.strip()))
+            readers[i] = (
+                "search",
+                first,
+                len(wire),
+                single and bool(op.query and op.query.strip()),
+            )
 
         # Writes, after the reads; the last op on a key wins, as in InMemoryStore.
         last: dict[tuple[tuple[str, ...], str], PutOp] = {}
@@ -281,14 +313,26 @@ class MemLayerStore(BaseStore):
             else:
                 index = self.index if op.index is None else op.index
                 puts.setdefault(scope, []).append(
-                    {"content": _render(dict(op.value), index), "metadata": dict(op.value), "key": key}
+                    {
+                        "content": _render(dict(op.value), index),
+                        "metadata": dict(op.value),
+                        "key": key,
+                    }
                 )
         for (user_id, agent_id), keys in deletes.items():
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
-                wire.append(MOp.forget_all(user_id=user_id, agent_id=agent_id, keys=keys[c : c + MAX_BATCH_ITEMS]))
+                wire.append(
+                    MOp.forget_all(
+                        user_id=user_id, agent_id=agent_id, keys=keys[c : c + MAX_BATCH_ITEMS]
+                    )
+                )
         for (user_id, agent_id), items in puts.items():
             for c in range(0, len(items), MAX_BATCH_ITEMS):
-                wire.append(MOp.remember_many(items[c : c + MAX_BATCH_ITEMS], user_id=user_id, agent_id=agent_id))
+                wire.append(
+                    MOp.remember_many(
+                        items[c : c + MAX_BATCH_ITEMS], user_id=user_id, agent_id=agent_id
+                    )
+                )
         return wire, readers
 
     # -- reading results (pure) --------------------------------------------------------
@@ -328,8 +372,10 @@ class MemLayerStore(BaseStore):
                 out.append(self._search_result(op, results[lo:hi], single_recall))
         return out
 
-    def _search_result(self, op: SearchOp, results: list[Any], single_recall: bool) -> list[SearchItem]:
-        rows: list[tuple[Optional[float], Memory]] = []
+    def _search_result(
+        self, op: SearchOp, results: list[Any], single_recall: bool
+    ) -> list[SearchItem]:
+        rows: list[tuple[float | None, Memory]] = []
         for result in results:
             if isinstance(result, tuple):  # a list page
                 rows.extend((None, m) for m in result[0])
@@ -350,7 +396,9 @@ class MemLayerStore(BaseStore):
             window = rows[op.offset : op.offset + op.limit]
         return [self._item(m, SearchItem, score=score) for score, m in window]  # type: ignore[misc]
 
-    def _list_namespaces(self, op: ListNamespacesOp, namespaces: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    def _list_namespaces(
+        self, op: ListNamespacesOp, namespaces: list[tuple[str, ...]]
+    ) -> list[tuple[str, ...]]:
         found = [ns for ns in namespaces if all(_matches(c, ns) for c in op.match_conditions or ())]
         if op.max_depth is not None:
             found = list({ns[: op.max_depth] for ns in found})
@@ -397,7 +445,9 @@ class MemLayerStore(BaseStore):
         return self._read(ops, readers, results, namespaces)
 
     @staticmethod
-    def _short_pages(ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]) -> list[int]:
+    def _short_pages(
+        ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]
+    ) -> list[int]:
         """List pages of searches that need more items than one page (offset+limit > 100)."""
         todo = []
         for op, reader in zip(ops, readers):
@@ -424,7 +474,9 @@ class MemLayerStore(BaseStore):
             page, cursor = results[w]
             page = list(page)
             while cursor and len(page) < op.offset + op.limit:
-                more, cursor = (await self._clients.async_.batch([{**wire[w], "cursor": cursor}]))[0]
+                more, cursor = (await self._clients.async_.batch([{**wire[w], "cursor": cursor}]))[
+                    0
+                ]
                 page.extend(more)
             results[w] = (page, cursor)
 

@@ -8,7 +8,7 @@ tool's answer; authentication and permission errors stop the run.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
@@ -24,11 +24,11 @@ from .. import (
     RecalledMemory,
     UnprocessableEntityError,
 )
-from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._client_pair import ClientPair
+from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from ._scope import Scope, resolve_scope
 
-__all__ = ["MemLayerToolkit", "RememberTool", "RecallTool", "ForgetTool"]
+__all__ = ["ForgetTool", "MemLayerToolkit", "RecallTool", "RememberTool"]
 
 
 def _model_safe(exc: Exception) -> ToolException:
@@ -43,19 +43,25 @@ def _model_safe(exc: Exception) -> ToolException:
     return ToolException(text)
 
 
-_RECOVERABLE = (NotFoundError, BadRequestError, UnprocessableEntityError, ConflictError, RateLimitError)
+_RECOVERABLE = (
+    NotFoundError,
+    BadRequestError,
+    UnprocessableEntityError,
+    ConflictError,
+    RateLimitError,
+)
 
 
 class _MemLayerTool(BaseTool):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    user_id: Optional[str] = None
-    agent_id: Optional[str] = None
-    client: Optional[MemLayerClient] = Field(default=None, exclude=True)
-    async_client: Optional[AsyncMemLayerClient] = Field(default=None, exclude=True)
-    api_key: Optional[Any] = Field(default=None, exclude=True, repr=False)
-    base_url: Optional[str] = None
-    clients: Optional[ClientPair] = Field(default=None, exclude=True, repr=False)
+    user_id: str | None = None
+    agent_id: str | None = None
+    client: MemLayerClient | None = Field(default=None, exclude=True)
+    async_client: AsyncMemLayerClient | None = Field(default=None, exclude=True)
+    api_key: Any | None = Field(default=None, exclude=True, repr=False)
+    base_url: str | None = None
+    clients: ClientPair | None = Field(default=None, exclude=True, repr=False)
     # Recoverable errors are raised as ToolException; this hands their message to the model.
     handle_tool_error: Any = True
 
@@ -63,7 +69,7 @@ class _MemLayerTool(BaseTool):
         if self.clients is None:
             self.clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)
 
-    def _scope(self, config: Optional[RunnableConfig], require_agent: bool = True) -> Scope:
+    def _scope(self, config: RunnableConfig | None, require_agent: bool = True) -> Scope:
         return resolve_scope(
             user_id=self.user_id,
             agent_id=self.agent_id,
@@ -83,11 +89,15 @@ class _RememberInput(BaseModel):
 
 
 class _RecallInput(BaseModel):
-    query: str = Field(description="What you want to know, in plain words, e.g. 'food allergies'.", min_length=1)
+    query: str = Field(
+        description="What you want to know, in plain words, e.g. 'food allergies'.", min_length=1
+    )
 
 
 class _ForgetInput(BaseModel):
-    memory_id: str = Field(description="The id of the memory to forget, as shown in brackets, e.g. 'mem_0f8c...'.")
+    memory_id: str = Field(
+        description="The id of the memory to forget, as shown in brackets, e.g. 'mem_0f8c...'."
+    )
 
 
 def _format(hits: list[RecalledMemory]) -> str:
@@ -107,7 +117,9 @@ class RememberTool(_MemLayerTool):
     def _run(self, content: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config)
         try:
-            memory = self.clients.sync.remember(content, user_id=scope.user_id, agent_id=scope.agent_id)
+            memory = self.clients.sync.remember(
+                content, user_id=scope.user_id, agent_id=scope.agent_id
+            )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
         return f"Remembered [{memory.id}]."
@@ -115,7 +127,9 @@ class RememberTool(_MemLayerTool):
     async def _arun(self, content: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config)
         try:
-            memory = await self.clients.async_.remember(content, user_id=scope.user_id, agent_id=scope.agent_id)
+            memory = await self.clients.async_.remember(
+                content, user_id=scope.user_id, agent_id=scope.agent_id
+            )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
         return f"Remembered [{memory.id}]."
@@ -134,7 +148,10 @@ class RecallTool(_MemLayerTool):
         scope = self._scope(config, require_agent=False)
         try:
             hits = self.clients.sync.recall(
-                query[:MAX_QUERY_CHARS], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k
+                query[:MAX_QUERY_CHARS],
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                limit=self.k,
             )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
@@ -144,7 +161,10 @@ class RecallTool(_MemLayerTool):
         scope = self._scope(config, require_agent=False)
         try:
             hits = await self.clients.async_.recall(
-                query[:MAX_QUERY_CHARS], user_id=scope.user_id, agent_id=scope.agent_id, limit=self.k
+                query[:MAX_QUERY_CHARS],
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                limit=self.k,
             )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
@@ -203,13 +223,13 @@ class MemLayerToolkit(BaseToolkit):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    user_id: Optional[str] = None
-    agent_id: Optional[str] = None
+    user_id: str | None = None
+    agent_id: str | None = None
     recall_k: int = Field(default=5, ge=1, le=100)
-    client: Optional[MemLayerClient] = Field(default=None, exclude=True)
-    async_client: Optional[AsyncMemLayerClient] = Field(default=None, exclude=True)
-    api_key: Optional[Any] = Field(default=None, exclude=True, repr=False)
-    base_url: Optional[str] = None
+    client: MemLayerClient | None = Field(default=None, exclude=True)
+    async_client: AsyncMemLayerClient | None = Field(default=None, exclude=True)
+    api_key: Any | None = Field(default=None, exclude=True, repr=False)
+    base_url: str | None = None
 
     _clients: ClientPair = PrivateAttr()
 

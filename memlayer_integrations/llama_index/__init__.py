@@ -30,10 +30,10 @@ from .retriever import MemLayerRetriever
 from .tool_spec import MemLayerToolSpec
 
 __all__ = [
+    "MemLayerChatStore",
     "MemLayerMemory",
     "MemLayerMemoryBlock",
-    "MemLayerChatStore",
     "MemLayerRetriever",
-    "MemLayerToolSpec",
     "MemLayerScopeError",
+    "MemLayerToolSpec",
 ]

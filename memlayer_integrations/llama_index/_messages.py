@@ -8,7 +8,7 @@ model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
@@ -18,13 +18,13 @@ from .._constants import MAX_QUERY_CHARS
 __all__ = [
     "MAX_QUERY_CHARS",
     "SOURCE",
-    "message_text",
-    "has_tool_calls",
     "ends_turn",
+    "has_tool_calls",
+    "inject_memories",
     "memory_item",
+    "message_text",
     "query_from",
     "trim_window",
-    "inject_memories",
 ]
 
 #: ``metadata["source"]`` of memories written from LlamaIndex conversations.
@@ -50,7 +50,7 @@ def ends_turn(message: ChatMessage) -> bool:
     return message.role == MessageRole.ASSISTANT and not has_tool_calls(message)
 
 
-def memory_item(message: ChatMessage, session_id: Optional[str]) -> Optional[dict[str, Any]]:
+def memory_item(message: ChatMessage, session_id: str | None) -> dict[str, Any] | None:
     """What is stored from ``message``, or ``None`` for what long-term memory leaves out.
 
     User messages and assistant answers with text are kept; system prompts, tool results
@@ -61,24 +61,31 @@ def memory_item(message: ChatMessage, session_id: Optional[str]) -> Optional[dic
     text = message_text(message)
     if not text.strip():
         return None
-    item: dict[str, Any] = {"content": text, "metadata": {"role": message.role.value, "source": SOURCE}}
+    item: dict[str, Any] = {
+        "content": text,
+        "metadata": {"role": message.role.value, "source": SOURCE},
+    }
     if session_id is not None:
         item["session_id"] = session_id
     return item
 
 
-def query_from(messages: Sequence[ChatMessage], input: Union[str, ChatMessage, None] = None) -> Optional[str]:
+def query_from(
+    messages: Sequence[ChatMessage], input: str | ChatMessage | None = None
+) -> str | None:
     """The recall query: ``input`` if given, else the latest user message; ``None`` if blank.
 
     Cut to the contract's 4,096 characters; a search query that long has long stopped
     gaining precision.
     """
     if isinstance(input, ChatMessage):
-        text: Optional[str] = message_text(input)
+        text: str | None = message_text(input)
     elif isinstance(input, str):
         text = input
     else:
-        text = next((message_text(m) for m in reversed(messages) if m.role == MessageRole.USER), None)
+        text = next(
+            (message_text(m) for m in reversed(messages) if m.role == MessageRole.USER), None
+        )
     if text is None or not text.strip():
         return None
     return text.strip()[:MAX_QUERY_CHARS]
@@ -100,7 +107,7 @@ def trim_window(messages: list[ChatMessage], size: int) -> list[ChatMessage]:
 
 
 def inject_memories(
-    messages: Sequence[ChatMessage], block: Optional[str], method: InsertMethod
+    messages: Sequence[ChatMessage], block: str | None, method: InsertMethod
 ) -> list[ChatMessage]:
     """Copies of ``messages`` with the memory ``block`` placed according to ``method``.
 
@@ -124,7 +131,9 @@ def inject_memories(
         else:
             result[idx].blocks = [*result[idx].blocks, TextBlock(text="\n\n" + block)]
         return result
-    idx = next((i for i in range(len(result) - 1, -1, -1) if result[i].role == MessageRole.USER), None)
+    idx = next(
+        (i for i in range(len(result) - 1, -1, -1) if result[i].role == MessageRole.USER), None
+    )
     if idx is None:
         result.append(ChatMessage(role=MessageRole.USER, content=block))
     else:

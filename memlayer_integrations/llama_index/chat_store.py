@@ -15,8 +15,8 @@ lists scopes but not the sessions inside one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Iterable, List, Optional
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -24,9 +24,9 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .._base_client import Op
 from .._client import AsyncMemLayerClient, MemLayerClient
+from .._client_pair import ClientPair, require_scope
 from .._constants import MAX_BATCH_ITEMS
 from .._models import Memory
-from .._client_pair import ClientPair, require_scope
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]
@@ -55,14 +55,14 @@ def _chunks(ops: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [list(ops[i : i + MAX_BATCH_ITEMS]) for i in range(0, len(ops), MAX_BATCH_ITEMS)]
 
 
-def _pick(memories: list[Memory], idx: int) -> Optional[Memory]:
+def _pick(memories: list[Memory], idx: int) -> Memory | None:
     # As SimpleChatStore: an index past the end deletes nothing.
     if -len(memories) <= idx < len(memories):
         return memories[idx]
     return None
 
 
-def _distinct_sessions(memories: Iterable[Memory]) -> List[str]:
+def _distinct_sessions(memories: Iterable[Memory]) -> list[str]:
     keys: dict[str, None] = {}
     for m in memories:
         if m.session_id is not None:
@@ -90,7 +90,7 @@ class MemLayerChatStore(BaseChatStore):
 
     user_id: str
     agent_id: str
-    base_url: Optional[str] = None
+    base_url: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
 
     _clients: ClientPair = PrivateAttr()
@@ -98,12 +98,14 @@ class MemLayerChatStore(BaseChatStore):
     def __init__(
         self,
         *,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
         **data: Any,
     ) -> None:
-        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        require_scope(
+            type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
+        )
         super().__init__(**data)
         self._clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = self._clients.base_url
@@ -112,7 +114,7 @@ class MemLayerChatStore(BaseChatStore):
     def class_name(cls) -> str:
         return "MemLayerChatStore"
 
-    def _scope(self, key: Optional[str] = None) -> dict[str, Any]:
+    def _scope(self, key: str | None = None) -> dict[str, Any]:
         scope: dict[str, Any] = {"user_id": self.user_id, "agent_id": self.agent_id}
         if key is not None:
             if not isinstance(key, str) or not key:
@@ -120,7 +122,9 @@ class MemLayerChatStore(BaseChatStore):
             scope["session_id"] = key
         return scope
 
-    def _replace_ops(self, old: list[Memory], key: str, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    def _replace_ops(
+        self, old: list[Memory], key: str, messages: Sequence[ChatMessage]
+    ) -> list[dict[str, Any]]:
         ops = [Op.forget(m.id) for m in old]
         items = [_item(m) for m in messages]
         for i in range(0, len(items), MAX_BATCH_ITEMS):
@@ -129,20 +133,22 @@ class MemLayerChatStore(BaseChatStore):
 
     # -- sync ------------------------------------------------------------------------
 
-    def _list(self, key: Optional[str]) -> list[Memory]:
+    def _list(self, key: str | None) -> list[Memory]:
         return list(
-            self._clients.sync.list_memories(**self._scope(key), filters=_FILTERS, page_size=self.page_size)
+            self._clients.sync.list_memories(
+                **self._scope(key), filters=_FILTERS, page_size=self.page_size
+            )
         )
 
     def _run(self, ops: list[dict[str, Any]]) -> None:
         for chunk in _chunks(ops):
             self._clients.sync.batch(chunk)
 
-    def set_messages(self, key: str, messages: List[ChatMessage]) -> None:
+    def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` (atomically when old and new fit in 100 operations)."""
         self._run(self._replace_ops(self._list(key), key, messages))
 
-    def get_messages(self, key: str) -> List[ChatMessage]:
+    def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first (``[]`` for an unknown key)."""
         return [_message(m) for m in self._list(key)]
 
@@ -151,7 +157,7 @@ class MemLayerChatStore(BaseChatStore):
         item = _item(message)
         self._clients.sync.remember(item["content"], metadata=item["metadata"], **self._scope(key))
 
-    def delete_messages(self, key: str) -> Optional[List[ChatMessage]]:
+    def delete_messages(self, key: str) -> list[ChatMessage] | None:
         """Delete every message of ``key``; returns them, or ``None`` if there were none."""
         old = self._list(key)
         if not old:
@@ -159,7 +165,7 @@ class MemLayerChatStore(BaseChatStore):
         self._run([Op.forget(m.id) for m in old])
         return [_message(m) for m in old]
 
-    def delete_message(self, key: str, idx: int) -> Optional[ChatMessage]:
+    def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete the message at position ``idx`` of ``key``; ``None`` if there is none."""
         target = _pick(self._list(key), idx)
         if target is None:
@@ -167,38 +173,42 @@ class MemLayerChatStore(BaseChatStore):
         self._clients.sync.forget(target.id)
         return _message(target)
 
-    def delete_last_message(self, key: str) -> Optional[ChatMessage]:
+    def delete_last_message(self, key: str) -> ChatMessage | None:
         """Delete the newest message of ``key``; ``None`` if there is none."""
         return self.delete_message(key, -1)
 
-    def get_keys(self) -> List[str]:
+    def get_keys(self) -> list[str]:
         """Every key with messages, in order of first message (lists the whole scope)."""
         return _distinct_sessions(self._list(None))
 
     # -- async -----------------------------------------------------------------------
 
-    async def _alist(self, key: Optional[str]) -> list[Memory]:
-        pages = self._clients.async_.list_memories(**self._scope(key), filters=_FILTERS, page_size=self.page_size)
+    async def _alist(self, key: str | None) -> list[Memory]:
+        pages = self._clients.async_.list_memories(
+            **self._scope(key), filters=_FILTERS, page_size=self.page_size
+        )
         return [m async for m in pages]
 
     async def _arun(self, ops: list[dict[str, Any]]) -> None:
         for chunk in _chunks(ops):
             await self._clients.async_.batch(chunk)
 
-    async def aset_messages(self, key: str, messages: List[ChatMessage]) -> None:
+    async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Async :meth:`set_messages`."""
         await self._arun(self._replace_ops(await self._alist(key), key, messages))
 
-    async def aget_messages(self, key: str) -> List[ChatMessage]:
+    async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async :meth:`get_messages`."""
         return [_message(m) for m in await self._alist(key)]
 
     async def async_add_message(self, key: str, message: ChatMessage) -> None:
         """Async :meth:`add_message` (LlamaIndex's name for it)."""
         item = _item(message)
-        await self._clients.async_.remember(item["content"], metadata=item["metadata"], **self._scope(key))
+        await self._clients.async_.remember(
+            item["content"], metadata=item["metadata"], **self._scope(key)
+        )
 
-    async def adelete_messages(self, key: str) -> Optional[List[ChatMessage]]:
+    async def adelete_messages(self, key: str) -> list[ChatMessage] | None:
         """Async :meth:`delete_messages`."""
         old = await self._alist(key)
         if not old:
@@ -206,7 +216,7 @@ class MemLayerChatStore(BaseChatStore):
         await self._arun([Op.forget(m.id) for m in old])
         return [_message(m) for m in old]
 
-    async def adelete_message(self, key: str, idx: int) -> Optional[ChatMessage]:
+    async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Async :meth:`delete_message`."""
         target = _pick(await self._alist(key), idx)
         if target is None:
@@ -214,11 +224,11 @@ class MemLayerChatStore(BaseChatStore):
         await self._clients.async_.forget(target.id)
         return _message(target)
 
-    async def adelete_last_message(self, key: str) -> Optional[ChatMessage]:
+    async def adelete_last_message(self, key: str) -> ChatMessage | None:
         """Async :meth:`delete_last_message`."""
         return await self.adelete_message(key, -1)
 
-    async def aget_keys(self) -> List[str]:
+    async def aget_keys(self) -> list[str]:
         """Async :meth:`get_keys`."""
         return _distinct_sessions(await self._alist(None))
 

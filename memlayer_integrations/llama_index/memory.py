@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, List, Optional, Union
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
@@ -25,6 +25,7 @@ from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
 
 from .._client import AsyncMemLayerClient, MemLayerClient
+from .._client_pair import ClientPair, require_scope
 from .._models import RecalledMemory
 from .._turn_memory import (
     WriteBuffer,
@@ -34,8 +35,14 @@ from .._turn_memory import (
     render_memories,
     send_pending,
 )
-from .._client_pair import ClientPair, require_scope
-from ._messages import ends_turn, inject_memories, memory_item, message_text, query_from, trim_window
+from ._messages import (
+    ends_turn,
+    inject_memories,
+    memory_item,
+    message_text,
+    query_from,
+    trim_window,
+)
 
 __all__ = ["MemLayerMemory"]
 
@@ -47,12 +54,14 @@ class _TurnState:
     agent, and each private attribute read of a pydantic model goes through ``__getattr__``.
     """
 
-    __slots__ = ("lock", "generation", "cache")
+    __slots__ = ("cache", "generation", "lock")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.generation = 0  # counts user messages: the cache is valid within one
-        self.cache: Optional[tuple[int, str, list[RecalledMemory]]] = None  # (generation, query, results)
+        self.cache: tuple[int, str, list[RecalledMemory]] | None = (
+            None  # (generation, query, results)
+        )
 
     def new_generation(self) -> None:
         """A new user message: the cached recall no longer applies (call with ``lock`` held)."""
@@ -105,14 +114,16 @@ class MemLayerMemory(BaseMemory):
 
     user_id: str
     agent_id: str
-    session_id: Optional[str] = None
+    session_id: str | None = None
     window_size: int = Field(default=20, ge=1)
     recall_limit: int = Field(default=5, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
-    base_url: Optional[str] = None
-    chat_history: List[ChatMessage] = Field(default_factory=list, description="The in-process window.")
+    base_url: str | None = None
+    chat_history: list[ChatMessage] = Field(
+        default_factory=list, description="The in-process window."
+    )
 
     _clients: ClientPair = PrivateAttr()
     _buffer: WriteBuffer = PrivateAttr()
@@ -121,12 +132,14 @@ class MemLayerMemory(BaseMemory):
     def __init__(
         self,
         *,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
         **data: Any,
     ) -> None:
-        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        require_scope(
+            type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
+        )
         super().__init__(**data)
         clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = clients.base_url
@@ -140,12 +153,12 @@ class MemLayerMemory(BaseMemory):
         return "MemLayerMemory"
 
     @classmethod
-    def from_defaults(cls, **kwargs: Any) -> "MemLayerMemory":  # type: ignore[override]
+    def from_defaults(cls, **kwargs: Any) -> MemLayerMemory:  # type: ignore[override]
         """Same as the constructor (LlamaIndex's factory name)."""
         return cls(**kwargs)
 
     @field_serializer("chat_history")
-    def _dump_history(self, messages: List[ChatMessage]) -> list[dict[str, Any]]:
+    def _dump_history(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
         # JSON mode, so bytes in image blocks survive a JSON round trip.
         return [m.model_dump(mode="json") for m in messages]
 
@@ -155,7 +168,7 @@ class MemLayerMemory(BaseMemory):
 
     # -- reading ---------------------------------------------------------------------
 
-    def get(self, input: Union[str, ChatMessage, None] = None, **kwargs: Any) -> List[ChatMessage]:
+    def get(self, input: str | ChatMessage | None = None, **kwargs: Any) -> list[ChatMessage]:
         """The window, with the memories recalled for ``input`` (else the latest user message).
 
         Extra keyword arguments (``initial_token_count`` from chat engines) are accepted and
@@ -166,19 +179,21 @@ class MemLayerMemory(BaseMemory):
             recalled = self._recall(query, generation) if query else []
         return self._compose(window, recalled, input)
 
-    async def aget(self, input: Union[str, ChatMessage, None] = None, **kwargs: Any) -> List[ChatMessage]:
+    async def aget(
+        self, input: str | ChatMessage | None = None, **kwargs: Any
+    ) -> list[ChatMessage]:
         """Async :meth:`get`."""
         window, generation, query, recalled = self._snapshot(input)
         if recalled is None:
             recalled = await self._arecall(query, generation) if query else []
         return self._compose(window, recalled, input)
 
-    def get_all(self) -> List[ChatMessage]:
+    def get_all(self) -> list[ChatMessage]:
         """The window as it is, without recalled memories."""
         with self._turn.lock:
             return [m.model_copy(deep=True) for m in self.chat_history]
 
-    async def aget_all(self) -> List[ChatMessage]:
+    async def aget_all(self) -> list[ChatMessage]:
         """Async :meth:`get_all` (no I/O)."""
         return self.get_all()
 
@@ -192,24 +207,26 @@ class MemLayerMemory(BaseMemory):
         """Async :meth:`put`."""
         await self.aput_messages([message])
 
-    def put_messages(self, messages: List[ChatMessage]) -> None:
+    def put_messages(self, messages: list[ChatMessage]) -> None:
         """Add ``messages``; a final assistant answer among them sends the turn (one request)."""
         if self._accept(messages):
             self._write_pending()
 
-    async def aput_messages(self, messages: List[ChatMessage]) -> None:
+    async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """Async :meth:`put_messages`."""
         if self._accept(messages):
             await self._awrite_pending()
 
-    def set(self, messages: List[ChatMessage]) -> None:
+    def set(self, messages: list[ChatMessage]) -> None:
         """Replace the window with ``messages``. Nothing is stored or deleted on the server:
         a history handed in this way is taken as already known."""
         with self._turn.lock:
-            self.chat_history = trim_window([m.model_copy(deep=True) for m in messages], self.window_size)
+            self.chat_history = trim_window(
+                [m.model_copy(deep=True) for m in messages], self.window_size
+            )
             self._turn.new_generation()
 
-    async def aset(self, messages: List[ChatMessage]) -> None:
+    async def aset(self, messages: list[ChatMessage]) -> None:
         """Async :meth:`set` (no I/O)."""
         self.set(messages)
 
@@ -244,7 +261,9 @@ class MemLayerMemory(BaseMemory):
         """Async :meth:`forget_all`."""
         ops = self._buffer.take()
         try:
-            deleted = await self._clients.async_.forget_all(user_id=self.user_id, agent_id=self.agent_id)
+            deleted = await self._clients.async_.forget_all(
+                user_id=self.user_id, agent_id=self.agent_id
+            )
         except BaseException:
             self._buffer.restore(ops)
             raise
@@ -274,13 +293,13 @@ class MemLayerMemory(BaseMemory):
         await self._awrite_pending()
         await self._clients.aclose()
 
-    def __enter__(self) -> "MemLayerMemory":
+    def __enter__(self) -> MemLayerMemory:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    async def __aenter__(self) -> "MemLayerMemory":
+    async def __aenter__(self) -> MemLayerMemory:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -289,15 +308,17 @@ class MemLayerMemory(BaseMemory):
     # -- pure steps shared by the sync and async paths --------------------------------
 
     def _snapshot(
-        self, input: Union[str, ChatMessage, None]
-    ) -> tuple[list[ChatMessage], int, Optional[str], Optional[list[RecalledMemory]]]:
+        self, input: str | ChatMessage | None
+    ) -> tuple[list[ChatMessage], int, str | None, list[RecalledMemory] | None]:
         """The window, the user turn, the query, and this turn's recall for it if cached."""
         turn = self._turn
         with turn.lock:
             window = list(self.chat_history)
             query = query_from(window, input)
             cache = turn.cache
-            cached = cache[2] if cache is not None and cache[:2] == (turn.generation, query) else None
+            cached = (
+                cache[2] if cache is not None and cache[:2] == (turn.generation, query) else None
+            )
             return window, turn.generation, query, cached
 
     def _store_cache(self, query: str, generation: int, recalled: list[RecalledMemory]) -> None:
@@ -310,8 +331,11 @@ class MemLayerMemory(BaseMemory):
         return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
 
     def _compose(
-        self, window: Sequence[ChatMessage], recalled: list[RecalledMemory], input: Union[str, ChatMessage, None]
-    ) -> List[ChatMessage]:
+        self,
+        window: Sequence[ChatMessage],
+        recalled: list[RecalledMemory],
+        input: str | ChatMessage | None,
+    ) -> list[ChatMessage]:
         seen = [message_text(m) for m in window]
         if input is not None:
             seen.append(input if isinstance(input, str) else message_text(input))
@@ -340,12 +364,16 @@ class MemLayerMemory(BaseMemory):
     # -- I/O, twice ------------------------------------------------------------------
 
     def _recall(self, query: str, generation: int) -> list[RecalledMemory]:
-        recalled = recall_carrying(self._clients.sync, self._buffer, query, carry=self.economy, **self._scope())
+        recalled = recall_carrying(
+            self._clients.sync, self._buffer, query, carry=self.economy, **self._scope()
+        )
         self._store_cache(query, generation, recalled)
         return recalled
 
     async def _arecall(self, query: str, generation: int) -> list[RecalledMemory]:
-        recalled = await arecall_carrying(self._clients.async_, self._buffer, query, carry=self.economy, **self._scope())
+        recalled = await arecall_carrying(
+            self._clients.async_, self._buffer, query, carry=self.economy, **self._scope()
+        )
         self._store_cache(query, generation, recalled)
         return recalled
 

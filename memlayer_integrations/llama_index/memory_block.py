@@ -12,7 +12,8 @@ request, so a turn never costs more than one request.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -20,9 +21,15 @@ from llama_index.core.memory.memory import BaseMemoryBlock
 from llama_index.core.utils import get_tokenizer
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._models import RecalledMemory
-from .._turn_memory import WriteBuffer, arecall_carrying, asend_pending, render_memories, send_pending
 from .._client_pair import ClientPair, require_scope
+from .._models import RecalledMemory
+from .._turn_memory import (
+    WriteBuffer,
+    arecall_carrying,
+    asend_pending,
+    render_memories,
+    send_pending,
+)
 from ._messages import memory_item, message_text, query_from
 
 __all__ = ["MemLayerMemoryBlock"]
@@ -66,28 +73,30 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
-    base_url: Optional[str] = None
-    tokenizer_fn: Callable[[str], List] = Field(default_factory=get_tokenizer, exclude=True)
+    base_url: str | None = None
+    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
 
     _clients: ClientPair = PrivateAttr()
-    _cache: Optional[tuple[str, list[RecalledMemory]]] = PrivateAttr(default=None)
+    _cache: tuple[str, list[RecalledMemory]] | None = PrivateAttr(default=None)
     _buffer: WriteBuffer = PrivateAttr()
 
     def __init__(
         self,
         *,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
         **data: Any,
     ) -> None:
-        require_scope(type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id"))
+        require_scope(
+            type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
+        )
         super().__init__(**data)
         self._clients = clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = clients.base_url
         self._buffer = WriteBuffer(flush=lambda ops: clients.sync.batch(ops))
 
-    async def _aget(self, messages: Optional[List[ChatMessage]] = None, **block_kwargs: Any) -> str:
+    async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
         """The memories recalled for the latest user message, rendered; ``""`` if none."""
         messages = messages or []
         query = query_from(messages)
@@ -97,8 +106,13 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
             recalled = self._cache[1]
         else:
             recalled = await arecall_carrying(
-                self._clients.async_, self._buffer, query, carry=self.economy,
-                user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit,
+                self._clients.async_,
+                self._buffer,
+                query,
+                carry=self.economy,
+                user_id=self.user_id,
+                agent_id=self.agent_id,
+                limit=self.recall_limit,
             )
             self._cache = (query, recalled)
         block = render_memories(
@@ -106,7 +120,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         )
         return block or ""
 
-    async def _aput(self, messages: List[ChatMessage]) -> None:
+    async def _aput(self, messages: list[ChatMessage]) -> None:
         """Store the messages flushed from short-term memory: in one request, or (economy)
         with the next recall."""
         items = [
@@ -143,7 +157,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         await self.aflush()
         await self._clients.aclose()
 
-    async def atruncate(self, content: str, tokens_to_truncate: int) -> Optional[str]:
+    async def atruncate(self, content: str, tokens_to_truncate: int) -> str | None:
         """Drop the least relevant memories until ``tokens_to_truncate`` tokens are saved.
 
         Memories are listed best first, so lines go from the end; a memory is never cut in

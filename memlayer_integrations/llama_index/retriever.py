@@ -8,21 +8,29 @@ memory id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, List, Optional
+from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._models import RecalledMemory
 from .._client_pair import ClientPair, require_scope
+from .._models import RecalledMemory
 from ._messages import MAX_QUERY_CHARS
 
 __all__ = ["MemLayerRetriever"]
 
 # Identifiers are for the application, not for the model or the embedder.
-_HIDDEN_KEYS = ["memory_id", "user_id", "agent_id", "session_id", "key", "updated_at", "memory_metadata"]
+_HIDDEN_KEYS = [
+    "memory_id",
+    "user_id",
+    "agent_id",
+    "session_id",
+    "key",
+    "updated_at",
+    "memory_metadata",
+]
 
 
 def to_node(hit: RecalledMemory) -> NodeWithScore:
@@ -73,15 +81,15 @@ class MemLayerRetriever(BaseRetriever):
         user_id: str,
         agent_id: str,
         *,
-        session_id: Optional[str] = None,
+        session_id: str | None = None,
         limit: int = 5,
-        filters: Optional[Mapping[str, Any]] = None,
+        filters: Mapping[str, Any] | None = None,
         all_agents: bool = False,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
-        base_url: Optional[str] = None,
-        callback_manager: Optional[CallbackManager] = None,
+        base_url: str | None = None,
+        callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
         require_scope(type(self).__name__, user_id=user_id, agent_id=agent_id)
@@ -106,18 +114,20 @@ class MemLayerRetriever(BaseRetriever):
         )
 
     @staticmethod
-    def _query(query_bundle: QueryBundle) -> Optional[str]:
+    def _query(query_bundle: QueryBundle) -> str | None:
         text = query_bundle.query_str.strip()
         return text[:MAX_QUERY_CHARS] if text else None
 
-    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = self._query(query_bundle)
         if query is None:
             return []
         return [to_node(h) for h in self._clients.sync.recall(query, **self._recall_kwargs())]
 
-    async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = self._query(query_bundle)
         if query is None:
             return []
-        return [to_node(h) for h in await self._clients.async_.recall(query, **self._recall_kwargs())]
+        return [
+            to_node(h) for h in await self._clients.async_.recall(query, **self._recall_kwargs())
+        ]

@@ -26,15 +26,15 @@ can stop the run instead of letting the model carry on without its memory::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
 from .._client import AsyncMemLayerClient, MemLayerClient
+from .._client_pair import ClientPair, require_scope
 from .._exceptions import NotFoundError
 from .._models import Memory, RecalledMemory
 from .._turn_memory import render_memories
-from .._client_pair import ClientPair, require_scope
 
 __all__ = ["MemLayerToolSpec"]
 
@@ -67,13 +67,13 @@ class MemLayerToolSpec(BaseToolSpec):
         user_id: str,
         agent_id: str,
         *,
-        session_id: Optional[str] = None,
+        session_id: str | None = None,
         recall_limit: int = 5,
         max_memory_chars: int = 2000,
-        client: Optional[MemLayerClient] = None,
-        async_client: Optional[AsyncMemLayerClient] = None,
+        client: MemLayerClient | None = None,
+        async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
     ) -> None:
         require_scope(type(self).__name__, user_id=user_id, agent_id=agent_id)
         self.user_id = user_id
@@ -90,7 +90,9 @@ class MemLayerToolSpec(BaseToolSpec):
         return f"Remembered (memory id {memory.id})."
 
     def _recalled(self, hits: list[RecalledMemory]) -> str:
-        text = render_memories(hits, max_chars=self.max_memory_chars, header="Memories found (best first):")
+        text = render_memories(
+            hits, max_chars=self.max_memory_chars, header="Memories found (best first):"
+        )
         return text or "No memories found for that query."
 
     def _check_owned(self, memory: Memory, memory_id: str) -> None:
@@ -113,14 +115,22 @@ class MemLayerToolSpec(BaseToolSpec):
             content (str): the fact, e.g. "User prefers email to phone calls".
         """
         memory = self._clients.sync.remember(
-            content, user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id, metadata=_SOURCE
+            content,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            session_id=self.session_id,
+            metadata=_SOURCE,
         )
         return self._remembered(memory)
 
     async def aremember(self, content: str) -> str:
         """Async :meth:`remember`."""
         memory = await self._clients.async_.remember(
-            content, user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id, metadata=_SOURCE
+            content,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            session_id=self.session_id,
+            metadata=_SOURCE,
         )
         return self._remembered(memory)
 
@@ -133,7 +143,9 @@ class MemLayerToolSpec(BaseToolSpec):
         Args:
             query (str): what to look for, in plain words, e.g. "user's home city".
         """
-        hits = self._clients.sync.recall(query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit)
+        hits = self._clients.sync.recall(
+            query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+        )
         return self._recalled(hits)
 
     async def arecall(self, query: str) -> str:

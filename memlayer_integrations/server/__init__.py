@@ -23,4 +23,11 @@ from .app import create_app, render_openapi
 from .local import LocalMemLayerServer
 from .settings import DEFAULT_PLANS, Plan, ServerSettings
 
-__all__ = ["LocalMemLayerServer", "create_app", "render_openapi", "ServerSettings", "Plan", "DEFAULT_PLANS"]
+__all__ = [
+    "DEFAULT_PLANS",
+    "LocalMemLayerServer",
+    "Plan",
+    "ServerSettings",
+    "create_app",
+    "render_openapi",
+]

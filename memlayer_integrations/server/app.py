@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -35,8 +35,15 @@ __all__ = ["create_app", "render_openapi"]
 
 log = get_logger("memlayer_integrations.server")
 
-_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-                 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error"}
+_STATUS_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
 
 
 class RequestIdMiddleware:
@@ -64,15 +71,32 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             # The request itself (its headers hold the key) is deliberately not logged.
-            log.exception("internal error handling %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
+            log.exception(
+                "internal error handling %s %s (%s)",
+                scope.get("method"),
+                scope.get("path"),
+                request_id,
+            )
             if started:
                 raise
             response = _error(500, "internal_error", "internal server error", None, request_id)
             await response(scope, receive, send_with_id)
 
 
-def _error(status: int, code: str, message: str, field: Optional[str], request_id: str, headers: Optional[dict[str, str]] = None) -> Response:
-    return Response(error_body(code, message, field, request_id), status_code=status, headers=headers, media_type="application/json")
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(code, message, field, request_id),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def _request_id(request: Request) -> str:
@@ -88,40 +112,61 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):
         raise exc
-    code = _STATUS_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request")
+    code = _STATUS_CODES.get(
+        exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request"
+    )
     message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
-    return _error(exc.status_code, code, message, None, _request_id(request), dict(exc.headers or {}))
+    return _error(
+        exc.status_code, code, message, None, _request_id(request), dict(exc.headers or {})
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     # Endpoints parse their own input; this only guards against a route declaring parameters.
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    loc = [p for p in (errors[0]["loc"] if errors else ()) if p not in ("body", "query", "path", "header")]
+    loc = [
+        p
+        for p in (errors[0]["loc"] if errors else ())
+        if p not in ("body", "query", "path", "header")
+    ]
     field = ".".join(str(p) for p in loc) or None
-    return _error(422, "validation_error", errors[0]["msg"] if errors else "invalid request", field, _request_id(request))
+    return _error(
+        422,
+        "validation_error",
+        errors[0]["msg"] if errors else "invalid request",
+        field,
+        _request_id(request),
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes,
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
     )
     components = schema.setdefault("components", {})
-    _, defs = models_json_schema([(m, "validation") for m in REQUEST_MODELS], ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(m, "validation") for m in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
+    )
     components.setdefault("schemas", {}).update(defs.get("$defs", {}))
-    components["securitySchemes"] = {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}}
+    components["securitySchemes"] = {
+        "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+    }
     app.openapi_schema = schema
     return schema
 
 
-def render_openapi(app: Optional[FastAPI] = None) -> str:
+def render_openapi(app: FastAPI | None = None) -> str:
     """The OpenAPI document as checked in at ``docs/openapi.json`` (``memlayer openapi`` writes it)."""
     app = app or create_app(ServerSettings(db_path="unused.db"))
     return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
-def create_app(settings: Optional[ServerSettings] = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Build a MemLayer server app on ``settings`` (defaults: ``ServerSettings()``).
 
     Example:

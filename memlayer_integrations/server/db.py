@@ -17,9 +17,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
-__all__ = ["Database", "MEMORY_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SchemaTooNewError"]
+__all__ = ["MEMORY_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "Database", "SchemaTooNewError"]
 
 _V1 = """
 CREATE TABLE accounts (
@@ -250,7 +249,7 @@ class Database:
         ...     conn.execute("SELECT count(*) FROM memories").fetchone()[0]
     """
 
-    def __init__(self, path: Union[str, Path], synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()

@@ -9,9 +9,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Optional, Union
 
-__all__ = ["ApiError", "validation_error", "error_body", "new_request_id", "field_path", "json_bytes"]
+__all__ = [
+    "ApiError",
+    "error_body",
+    "field_path",
+    "json_bytes",
+    "new_request_id",
+    "validation_error",
+]
 
 
 class ApiError(Exception):
@@ -22,8 +28,8 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        field: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -32,13 +38,13 @@ class ApiError(Exception):
         self.field = field
         self.headers = dict(headers or {})
 
-    def prefixed(self, prefix: str) -> "ApiError":
+    def prefixed(self, prefix: str) -> ApiError:
         """The same error, its field moved under ``prefix`` (``operations[2]``, say)."""
         field = f"{prefix}.{self.field}" if self.field else prefix
         return ApiError(self.status, self.code, f"{prefix}: {self.message}", field, self.headers)
 
 
-def validation_error(message: str, field: Optional[str]) -> ApiError:
+def validation_error(message: str, field: str | None) -> ApiError:
     return ApiError(422, "validation_error", message, field)
 
 
@@ -46,15 +52,17 @@ def json_bytes(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def error_body(code: str, message: str, field: Optional[str], request_id: str) -> bytes:
-    return json_bytes({"error": {"code": code, "message": message, "field": field}, "request_id": request_id})
+def error_body(code: str, message: str, field: str | None, request_id: str) -> bytes:
+    return json_bytes(
+        {"error": {"code": code, "message": message, "field": field}, "request_id": request_id}
+    )
 
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
 
 
-def field_path(loc: Sequence[Union[str, int]]) -> Optional[str]:
+def field_path(loc: Sequence[str | int]) -> str | None:
     """``("items", 3, "metadata")`` -> ``"items[3].metadata"``."""
     out = ""
     for part in loc:

@@ -8,13 +8,13 @@ not even ``$ne``, and a number never matches a string (nor a boolean).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import validation_error
 
-__all__ = ["Filter", "compile_filters", "scope_condition", "MAX_FILTER_KEYS"]
+__all__ = ["MAX_FILTER_KEYS", "Filter", "compile_filters", "scope_condition"]
 
 MAX_FILTER_KEYS = 64
 _SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -46,7 +46,7 @@ def _condition(op: str, value: Any, where: str) -> tuple[str, list[Any]]:
     raise validation_error(f"{where}: a filter value is a string, number, boolean or null", where)
 
 
-def compile_filters(filters: Optional[dict[str, Any]], prefix: str = "filters") -> Optional[Filter]:
+def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> Filter | None:
     """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422."""
     if not filters:
         return None
@@ -58,16 +58,24 @@ def compile_filters(filters: Optional[dict[str, Any]], prefix: str = "filters") 
         where = f"{prefix}.{key}"
         ops = spec if isinstance(spec, dict) else {"$eq": spec}
         if not ops:
-            raise validation_error(f"{where}: an operator object needs at least one operator", where)
+            raise validation_error(
+                f"{where}: an operator object needs at least one operator", where
+            )
         conditions = []
         key_params: list[Any] = [key]
         for op, value in ops.items():
             if op not in _SQL_OPS:
-                raise validation_error(f"{where}: unknown operator {op!r} (use {' '.join(_SQL_OPS)})", f"{where}.{op}")
-            sql, values = _condition(op, value, f"{where}.{op}" if isinstance(spec, dict) else where)
+                raise validation_error(
+                    f"{where}: unknown operator {op!r} (use {' '.join(_SQL_OPS)})", f"{where}.{op}"
+                )
+            sql, values = _condition(
+                op, value, f"{where}.{op}" if isinstance(spec, dict) else where
+            )
             conditions.append(f"({sql})")
             key_params.extend(values)
-        parts.append(f"EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {' AND '.join(conditions)})")
+        parts.append(
+            f"EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {' AND '.join(conditions)})"
+        )
         params.extend(key_params)
     return Filter(" AND ".join(parts), params)
 
@@ -75,10 +83,10 @@ def compile_filters(filters: Optional[dict[str, Any]], prefix: str = "filters") 
 def scope_condition(
     account_id: int,
     user_id: str,
-    agent_id: Optional[str] = None,
-    session_id: Optional[str] = None,
-    keys: Optional[Sequence[str]] = None,
-    filters: Optional[Filter] = None,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    keys: Sequence[str] | None = None,
+    filters: Filter | None = None,
 ) -> Filter:
     """The memories (``memories AS m``) of one account's user, narrowed by whatever is given:
     one agent, one session, some keys, compiled metadata ``filters``."""

@@ -16,7 +16,6 @@ import secrets
 import sqlite3
 import string
 from dataclasses import dataclass
-from typing import Optional
 
 from .._constants import KEY_PATTERN, KEY_PREFIX
 from .settings import Plan
@@ -25,11 +24,11 @@ __all__ = [
     "Account",
     "KeyInfo",
     "KeyNotFoundError",
-    "generate_key",
-    "create_key",
     "authenticate",
-    "list_keys",
+    "create_key",
     "find_key",
+    "generate_key",
+    "list_keys",
     "revoke_key",
     "set_suspended",
 ]
@@ -48,8 +47,8 @@ class Account:
 
     id: int
     plan: str
-    memory_limit: Optional[int]
-    request_limit: Optional[int]
+    memory_limit: int | None
+    request_limit: int | None
     suspended: bool
 
 
@@ -59,7 +58,7 @@ class KeyInfo:
 
     id: str
     account_id: int
-    name: Optional[str]
+    name: str | None
     plan: str
     hint: str
     created_at: str
@@ -83,7 +82,9 @@ def _salted(salt: bytes, key: str) -> bytes:
     return hashlib.sha256(salt + key.encode()).digest()
 
 
-def create_key(conn: sqlite3.Connection, *, plan_name: str, plan: Plan, name: Optional[str], now: str) -> tuple[str, str]:
+def create_key(
+    conn: sqlite3.Connection, *, plan_name: str, plan: Plan, name: str | None, now: str
+) -> tuple[str, str]:
     """Create an account on ``plan`` and its key, inside the caller's write transaction.
 
     Returns:
@@ -99,12 +100,21 @@ def create_key(conn: sqlite3.Connection, *, plan_name: str, plan: Plan, name: Op
     conn.execute(
         "INSERT INTO api_keys (id, account_id, name, lookup, salt, hash, hint, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (key_id, account_id, name, _lookup(key), salt, _salted(salt, key), key[: len(KEY_PREFIX) + 4] + "…", now),
+        (
+            key_id,
+            account_id,
+            name,
+            _lookup(key),
+            salt,
+            _salted(salt, key),
+            key[: len(KEY_PREFIX) + 4] + "…",
+            now,
+        ),
     )
     return key, key_id
 
 
-def _match(conn: sqlite3.Connection, key: str) -> Optional[sqlite3.Row]:
+def _match(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
     found = None
     for row in conn.execute(
         "SELECT k.id, k.revoked_at, a.id AS account_id, a.plan, a.memory_limit, a.request_limit, a.suspended,"
@@ -117,12 +127,18 @@ def _match(conn: sqlite3.Connection, key: str) -> Optional[sqlite3.Row]:
     return found
 
 
-def authenticate(conn: sqlite3.Connection, key: str) -> Optional[Account]:
+def authenticate(conn: sqlite3.Connection, key: str) -> Account | None:
     """The account of a live (not revoked) key, or ``None``. The format is checked by the caller."""
     row = _match(conn, key)
     if row is None or row["revoked_at"] is not None:
         return None
-    return Account(row["account_id"], row["plan"], row["memory_limit"], row["request_limit"], bool(row["suspended"]))
+    return Account(
+        row["account_id"],
+        row["plan"],
+        row["memory_limit"],
+        row["request_limit"],
+        bool(row["suspended"]),
+    )
 
 
 def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
@@ -133,7 +149,9 @@ def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
             return row["id"]
     elif conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_or_id,)).fetchone():
         return key_or_id
-    raise KeyNotFoundError("no such key (give the key id shown by `memlayer keys list`, or the key)")
+    raise KeyNotFoundError(
+        "no such key (give the key id shown by `memlayer keys list`, or the key)"
+    )
 
 
 def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
@@ -142,7 +160,16 @@ def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
         " FROM api_keys k JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at, k.rowid"
     )
     return [
-        KeyInfo(r["id"], r["account_id"], r["name"], r["plan"], r["hint"], r["created_at"], r["revoked_at"] is not None, bool(r["suspended"]))
+        KeyInfo(
+            r["id"],
+            r["account_id"],
+            r["name"],
+            r["plan"],
+            r["hint"],
+            r["created_at"],
+            r["revoked_at"] is not None,
+            bool(r["suspended"]),
+        )
         for r in rows
     ]
 
@@ -150,7 +177,9 @@ def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
 def revoke_key(conn: sqlite3.Connection, key_or_id: str, *, now: str) -> str:
     """Revoke a key for good (its account's memories stay); return its id."""
     key_id = find_key(conn, key_or_id)
-    conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (now, key_id))
+    conn.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (now, key_id)
+    )
     return key_id
 
 

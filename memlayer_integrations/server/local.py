@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import uvicorn
 
@@ -49,21 +49,21 @@ class LocalMemLayerServer:
 
     def __init__(
         self,
-        db_path: Union[str, Path, None] = None,
+        db_path: str | Path | None = None,
         *,
-        plans: Optional[dict[str, Plan]] = None,
-        settings: Optional[ServerSettings] = None,
+        plans: dict[str, Plan] | None = None,
+        settings: ServerSettings | None = None,
     ) -> None:
         if settings is not None and (db_path is not None or plans is not None):
             raise TypeError("pass either settings or db_path/plans, not both")
         self._given_settings = settings
         self._db_path = db_path
         self._plans = plans
-        self._tmpdir: Optional[str] = None
-        self._server: Optional[uvicorn.Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._tmpdir: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
         self._app: Any = None
-        self._port: Optional[int] = None
+        self._port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class LocalMemLayerServer:
             raise RuntimeError("the server is not running")
         return self._app.state.settings
 
-    def start(self) -> "LocalMemLayerServer":
+    def start(self) -> LocalMemLayerServer:
         """Start serving; returns once the server accepts connections."""
         if self._server is not None:
             raise RuntimeError("the server is already running")
@@ -92,10 +92,14 @@ class LocalMemLayerServer:
         if settings is None:
             if self._db_path is None:
                 self._tmpdir = tempfile.mkdtemp(prefix="memlayer-")
-                db_path: Union[str, Path] = Path(self._tmpdir) / "memlayer.db"
+                db_path: str | Path = Path(self._tmpdir) / "memlayer.db"
             else:
                 db_path = self._db_path
-            settings = ServerSettings(db_path=db_path) if self._plans is None else ServerSettings(db_path=db_path, plans=dict(self._plans))
+            settings = (
+                ServerSettings(db_path=db_path)
+                if self._plans is None
+                else ServerSettings(db_path=db_path, plans=dict(self._plans))
+            )
         self._app = create_app(settings)
         self._app.state.db.open()  # fail here, in the caller's thread, on a bad path or schema
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say they are
@@ -105,9 +109,13 @@ class LocalMemLayerServer:
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
         # log_config=None: an embedded server leaves the host application's logging alone.
-        config = uvicorn.Config(self._app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self._app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="memlayer-server", daemon=True)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="memlayer-server", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + _START_TIMEOUT
         while not server.started:
@@ -141,13 +149,13 @@ class LocalMemLayerServer:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> "LocalMemLayerServer":
+    def __enter__(self) -> LocalMemLayerServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
-    async def __aenter__(self) -> "LocalMemLayerServer":
+    async def __aenter__(self) -> LocalMemLayerServer:
         return await asyncio.to_thread(self.start)
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -160,13 +168,15 @@ class LocalMemLayerServer:
             raise RuntimeError("the server is not running; call start() or use it in a with block")
         return self._app.state.db
 
-    def create_key(self, plan: str = "unlimited", name: Optional[str] = None) -> str:
+    def create_key(self, plan: str = "unlimited", name: str | None = None) -> str:
         """Create an account on ``plan`` and return its ``ml_live_`` key (shown only here)."""
         plans = self.settings.plans
         if plan not in plans:
             raise ValueError(f"unknown plan {plan!r}; plans: {', '.join(sorted(plans))}")
         with self._db().write() as conn:
-            key, _ = keys_module.create_key(conn, plan_name=plan, plan=plans[plan], name=name, now=iso(self.settings.clock()))
+            key, _ = keys_module.create_key(
+                conn, plan_name=plan, plan=plans[plan], name=name, now=iso(self.settings.clock())
+            )
         return key
 
     def revoke_key(self, key: str) -> None:

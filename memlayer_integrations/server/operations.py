@@ -39,16 +39,22 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
 
 
 def recall(ctx: Context) -> tuple[int, Any]:
-    return 200, {"results": store.recall(ctx.conn, ctx.account, validate(RecallRequest, ctx.json()))}
+    return 200, {
+        "results": store.recall(ctx.conn, ctx.account, validate(RecallRequest, ctx.json()))
+    }
 
 
 def get(ctx: Context) -> tuple[int, Any]:
-    return 200, store.get(ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"]))
+    return 200, store.get(
+        ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"])
+    )
 
 
 def update(ctx: Context) -> tuple[int, Any]:
     memory_id = check_memory_id(ctx.incoming.path_params["memory_id"])
-    return 200, store.update(ctx.conn, ctx.account, memory_id, validate(UpdateRequest, ctx.json()), ctx.now_iso)
+    return 200, store.update(
+        ctx.conn, ctx.account, memory_id, validate(UpdateRequest, ctx.json()), ctx.now_iso
+    )
 
 
 def forget(ctx: Context) -> tuple[int, Any]:
@@ -62,7 +68,9 @@ def forget_all(ctx: Context) -> tuple[int, Any]:
 
 
 def list_memories(ctx: Context) -> tuple[int, Any]:
-    params = query_to_dict(ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"})
+    params = query_to_dict(
+        ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"}
+    )
     return 200, store.list_page(ctx.conn, ctx.account, validate(ListQuery, params))
 
 
@@ -106,7 +114,9 @@ def batch(ctx: Context) -> tuple[int, Any]:
         raise validation_error(f"{unknown[0]}: unknown field", unknown[0])
     operations = body.get("operations")
     if not isinstance(operations, list) or not 1 <= len(operations) <= MAX_BATCH_ITEMS:
-        raise validation_error(f"operations: a list of 1 to {MAX_BATCH_ITEMS} operations", "operations")
+        raise validation_error(
+            f"operations: a list of 1 to {MAX_BATCH_ITEMS} operations", "operations"
+        )
     results = []
     for i, raw in enumerate(operations):
         try:

@@ -12,14 +12,14 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 
 from .errors import ApiError, field_path, validation_error
 from .schemas import MEMORY_ID_RE
 
-__all__ = ["parse_json_body", "validate", "query_to_dict", "check_memory_id"]
+__all__ = ["check_memory_id", "parse_json_body", "query_to_dict", "validate"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -66,7 +66,7 @@ def _check_strings(value: Any) -> None:
             stack.extend(item.values())
 
 
-def parse_json_body(raw: Optional[bytes], content_type: Optional[str], max_bytes: int) -> Any:
+def parse_json_body(raw: bytes | None, content_type: str | None, max_bytes: int) -> Any:
     """The JSON value of a request body, or the contract's 413/415/400 error."""
     if raw is None:
         raise ApiError(413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
@@ -83,7 +83,9 @@ def parse_json_body(raw: Optional[bytes], content_type: Optional[str], max_bytes
     if not text.strip():
         raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_float=_float, parse_constant=_constant)
+        value = json.loads(
+            text, object_pairs_hook=_pairs, parse_float=_float, parse_constant=_constant
+        )
         _check_strings(value)
     except RecursionError:
         raise validation_error("JSON is nested too deeply", None) from None
@@ -113,7 +115,9 @@ def validate(model: type[M], data: Any) -> M:
         raise validation_error(f"{field}: {message}" if field else message, field) from None
 
 
-def query_to_dict(items: Sequence[tuple[str, str]], scalars: Sequence[str], repeated: dict[str, str]) -> dict[str, Any]:
+def query_to_dict(
+    items: Sequence[tuple[str, str]], scalars: Sequence[str], repeated: dict[str, str]
+) -> dict[str, Any]:
     """Query parameters -> a dict for :func:`validate`.
 
     ``scalars`` may appear once; ``repeated`` maps a repeatable parameter to the list field
@@ -136,7 +140,9 @@ def query_to_dict(items: Sequence[tuple[str, str]], scalars: Sequence[str], repe
         try:
             out["filters"] = parse_json_body(out["filters"].encode(), "application/json", 1 << 20)
         except ApiError as exc:
-            raise validation_error(f"filters: must be a JSON-encoded object ({exc.message})", "filters") from None
+            raise validation_error(
+                f"filters: must be a JSON-encoded object ({exc.message})", "filters"
+            ) from None
         if not isinstance(out["filters"], dict):
             raise validation_error("filters: must be a JSON-encoded object", "filters")
     return out
@@ -144,5 +150,7 @@ def query_to_dict(items: Sequence[tuple[str, str]], scalars: Sequence[str], repe
 
 def check_memory_id(memory_id: str) -> str:
     if not MEMORY_ID_RE.fullmatch(memory_id):
-        raise validation_error("memory_id: must be 'mem_' followed by 32 lowercase hex digits", "memory_id")
+        raise validation_error(
+            "memory_id: must be 'mem_' followed by 32 lowercase hex digits", "memory_id"
+        )
     return memory_id

@@ -9,7 +9,7 @@ The ``openapi_extra`` of each route describes what is parsed by hand.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -37,30 +37,50 @@ from .schemas import (
 )
 from .service import Incoming, Operation, Service
 
-__all__ = ["build_router", "REQUEST_MODELS"]
+__all__ = ["REQUEST_MODELS", "build_router"]
 
 #: Request bodies parsed by hand; their schemas are added to the OpenAPI components.
 REQUEST_MODELS = (RememberRequest, RememberManyRequest, RecallRequest, UpdateRequest, BatchRequest)
 
-_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"}
+_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 256,
+    "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$",
+}
 _IDEMPOTENCY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "description": "A repeated request with the same key returns the first answer and changes nothing.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x20-\x7e]+$"},
 }
 _MEMORY_ID = {
-    "name": "memory_id", "in": "path", "required": True,
+    "name": "memory_id",
+    "in": "path",
+    "required": True,
     "schema": {"type": "string", "pattern": r"^mem_[0-9a-f]{32}$"},
 }
 
 
-def _query(name: str, required: bool = False, schema: Optional[dict[str, Any]] = None, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema or _ID_SCHEMA, **extra}
+def _query(
+    name: str, required: bool = False, schema: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema or _ID_SCHEMA,
+        **extra,
+    }
 
 
 # The filter object, JSON-encoded: described by its content, so the schema says it is JSON.
 _FILTERS_QUERY = {
-    "name": "filters", "in": "query", "required": False, "description": "the filter object, JSON-encoded",
+    "name": "filters",
+    "in": "query",
+    "required": False,
+    "description": "the filter object, JSON-encoded",
     "content": {"application/json": {"schema": FILTERS_SCHEMA}},
 }
 
@@ -68,18 +88,28 @@ _SCOPE_QUERY = [
     _query("user_id", required=True),
     _query("agent_id"),
     _query("session_id"),
-    _query("key", schema={"type": "array", "items": _ID_SCHEMA, "maxItems": 100},
-           style="form", explode=True, description="repeatable: memories with any of these keys"),
+    _query(
+        "key",
+        schema={"type": "array", "items": _ID_SCHEMA, "maxItems": 100},
+        style="form",
+        explode=True,
+        description="repeatable: memories with any of these keys",
+    ),
 ]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     common = (400, 401, 403, 429)
-    return {s: {"model": ErrorResponse, "description": "error"} for s in sorted({*common, *statuses})}
+    return {
+        s: {"model": ErrorResponse, "description": "error"} for s in sorted({*common, *statuses})
+    }
 
 
-def _doc(body: Optional[type] = None, params: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
-         idempotent: bool = False) -> dict[str, Any]:
+def _doc(
+    body: type | None = None,
+    params: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
+    idempotent: bool = False,
+) -> dict[str, Any]:
     extra: dict[str, Any] = {"security": [{"ApiKeyAuth": []}]}
     parameters = [*params, *([_IDEMPOTENCY] if idempotent else [])]
     if parameters:
@@ -87,12 +117,14 @@ def _doc(body: Optional[type] = None, params: tuple[dict[str, Any], ...] | list[
     if body is not None:
         extra["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}
+            },
         }
     return extra
 
 
-async def _read_body(request: Request, limit: int) -> Optional[bytes]:
+async def _read_body(request: Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it is known to be larger than ``limit``."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
@@ -112,7 +144,7 @@ def _header_values(request: Request, name: str) -> list[str]:
     return [value.strip(" \t") for value in request.headers.getlist(name)]
 
 
-def _header(request: Request, name: str) -> Optional[str]:
+def _header(request: Request, name: str) -> str | None:
     """The first of :func:`_header_values`, or ``None``."""
     values = _header_values(request, name)
     return values[0] if values else None
@@ -165,72 +197,140 @@ def build_router(service: Service) -> APIRouter:
             err = outcome.error
             content = error_body(err.code, err.message, err.field, request.state.request_id)
         media = "application/json" if content else None
-        return Response(content, status_code=outcome.status, headers=outcome.headers, media_type=media)
+        return Response(
+            content, status_code=outcome.status, headers=outcome.headers, media_type=media
+        )
 
     @router.get("/health", response_model=HealthResponse, summary="Health check (no key needed)")
     async def health() -> Response:
-        return Response(f'{{"status":"ok","version":"{__version__}"}}', media_type="application/json")
+        return Response(
+            f'{{"status":"ok","version":"{__version__}"}}', media_type="application/json"
+        )
 
-    @router.post("/memories", summary="Remember", status_code=201, response_model=Memory,
-                 responses={200: {"model": Memory, "description": "the memory of the same key was replaced"},
-                            **_errors(404, 409, 413, 415, 422)},
-                 openapi_extra=_doc(RememberRequest, idempotent=True))
+    @router.post(
+        "/memories",
+        summary="Remember",
+        status_code=201,
+        response_model=Memory,
+        responses={
+            200: {"model": Memory, "description": "the memory of the same key was replaced"},
+            **_errors(404, 409, 413, 415, 422),
+        },
+        openapi_extra=_doc(RememberRequest, idempotent=True),
+    )
     async def remember(request: Request) -> Response:
         return await handle(request, OPERATIONS["remember"], body=True)
 
-    @router.post("/memories/batch", summary="Remember many", status_code=201, response_model=MemoriesResponse,
-                 responses=_errors(409, 413, 415, 422), openapi_extra=_doc(RememberManyRequest, idempotent=True))
+    @router.post(
+        "/memories/batch",
+        summary="Remember many",
+        status_code=201,
+        response_model=MemoriesResponse,
+        responses=_errors(409, 413, 415, 422),
+        openapi_extra=_doc(RememberManyRequest, idempotent=True),
+    )
     async def remember_many(request: Request) -> Response:
         return await handle(request, OPERATIONS["remember_many"], body=True)
 
-    @router.post("/memories/search", summary="Recall", response_model=RecallResponse,
-                 responses=_errors(409, 413, 415, 422), openapi_extra=_doc(RecallRequest, idempotent=True))
+    @router.post(
+        "/memories/search",
+        summary="Recall",
+        response_model=RecallResponse,
+        responses=_errors(409, 413, 415, 422),
+        openapi_extra=_doc(RecallRequest, idempotent=True),
+    )
     async def recall(request: Request) -> Response:
         return await handle(request, OPERATIONS["recall"], body=True)
 
-    @router.get("/memories", summary="List memories", response_model=PageResponse, responses=_errors(422),
-                openapi_extra=_doc(params=[
-                    *_SCOPE_QUERY,
-                    _FILTERS_QUERY,
-                    _query("limit", schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}),
-                    _query("cursor", schema={"type": "string", "minLength": 1, "maxLength": 256}),
-                ]))
+    @router.get(
+        "/memories",
+        summary="List memories",
+        response_model=PageResponse,
+        responses=_errors(422),
+        openapi_extra=_doc(
+            params=[
+                *_SCOPE_QUERY,
+                _FILTERS_QUERY,
+                _query(
+                    "limit",
+                    schema={
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PAGE_SIZE,
+                        "default": 50,
+                    },
+                ),
+                _query("cursor", schema={"type": "string", "minLength": 1, "maxLength": 256}),
+            ]
+        ),
+    )
     async def list_memories(request: Request) -> Response:
         return await handle(request, OPERATIONS["list"])
 
-    @router.delete("/memories", summary="Forget all", response_model=DeletedResponse, responses=_errors(409, 422),
-                   openapi_extra=_doc(params=_SCOPE_QUERY, idempotent=True))
+    @router.delete(
+        "/memories",
+        summary="Forget all",
+        response_model=DeletedResponse,
+        responses=_errors(409, 422),
+        openapi_extra=_doc(params=_SCOPE_QUERY, idempotent=True),
+    )
     async def forget_all(request: Request) -> Response:
         return await handle(request, OPERATIONS["forget_all"])
 
-    @router.get("/memories/{memory_id}", summary="Get a memory", response_model=Memory, responses=_errors(404, 422),
-                openapi_extra=_doc(params=[_MEMORY_ID]))
+    @router.get(
+        "/memories/{memory_id}",
+        summary="Get a memory",
+        response_model=Memory,
+        responses=_errors(404, 422),
+        openapi_extra=_doc(params=[_MEMORY_ID]),
+    )
     async def get_memory(request: Request) -> Response:
         return await handle(request, OPERATIONS["get"])
 
-    @router.patch("/memories/{memory_id}", summary="Update a memory", response_model=Memory,
-                  responses=_errors(404, 409, 413, 415, 422),
-                  openapi_extra=_doc(UpdateRequest, params=[_MEMORY_ID], idempotent=True))
+    @router.patch(
+        "/memories/{memory_id}",
+        summary="Update a memory",
+        response_model=Memory,
+        responses=_errors(404, 409, 413, 415, 422),
+        openapi_extra=_doc(UpdateRequest, params=[_MEMORY_ID], idempotent=True),
+    )
     async def update_memory(request: Request) -> Response:
         return await handle(request, OPERATIONS["update"], body=True)
 
-    @router.delete("/memories/{memory_id}", summary="Forget a memory", status_code=204, response_class=Response,
-                   responses=_errors(404, 409, 422), openapi_extra=_doc(params=[_MEMORY_ID], idempotent=True))
+    @router.delete(
+        "/memories/{memory_id}",
+        summary="Forget a memory",
+        status_code=204,
+        response_class=Response,
+        responses=_errors(404, 409, 422),
+        openapi_extra=_doc(params=[_MEMORY_ID], idempotent=True),
+    )
     async def forget(request: Request) -> Response:
         return await handle(request, OPERATIONS["forget"])
 
-    @router.get("/scopes", summary="List scopes", response_model=ScopesResponse, responses=_errors(422),
-                openapi_extra=_doc(params=[_query("user_id")]))
+    @router.get(
+        "/scopes",
+        summary="List scopes",
+        response_model=ScopesResponse,
+        responses=_errors(422),
+        openapi_extra=_doc(params=[_query("user_id")]),
+    )
     async def scopes(request: Request) -> Response:
         return await handle(request, OPERATIONS["scopes"])
 
-    @router.get("/usage", summary="Usage", response_model=Usage, responses=_errors(),
-                openapi_extra=_doc())
+    @router.get(
+        "/usage", summary="Usage", response_model=Usage, responses=_errors(), openapi_extra=_doc()
+    )
     async def usage(request: Request) -> Response:
         return await handle(request, OPERATIONS["usage"])
 
-    @router.post("/batch", summary="Several operations in one request", response_model=BatchResponse,
-                 responses=_errors(404, 409, 413, 415, 422), openapi_extra=_doc(BatchRequest, idempotent=True))
+    @router.post(
+        "/batch",
+        summary="Several operations in one request",
+        response_model=BatchResponse,
+        responses=_errors(404, 409, 413, 415, 422),
+        openapi_extra=_doc(BatchRequest, idempotent=True),
+    )
     async def batch(request: Request) -> Response:
         return await handle(request, OPERATIONS["batch"], body=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -74,7 +74,9 @@ def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
         raise _error("too_deep", f"must not be nested more than {MAX_METADATA_DEPTH} levels deep")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_METADATA_BYTES:
-        raise _error("too_large", f"must be at most {MAX_METADATA_BYTES} bytes serialized, got {size}")
+        raise _error(
+            "too_large", f"must be at most {MAX_METADATA_BYTES} bytes serialized, got {size}"
+        )
     return value
 
 
@@ -105,13 +107,23 @@ QueryText = Annotated[
 Metadata = Annotated[
     dict[str, Any],
     AfterValidator(_check_metadata),
-    Field(description=f"a JSON object, at most {MAX_METADATA_BYTES} bytes serialized, nesting depth at most {MAX_METADATA_DEPTH}"),
+    Field(
+        description=f"a JSON object, at most {MAX_METADATA_BYTES} bytes serialized, nesting depth at most {MAX_METADATA_DEPTH}"
+    ),
 ]
-MemoryId = Annotated[str, AfterValidator(_check_memory_id), Field(json_schema_extra={"pattern": r"^mem_[0-9a-f]{32}$"})]
+MemoryId = Annotated[
+    str,
+    AfterValidator(_check_memory_id),
+    Field(json_schema_extra={"pattern": r"^mem_[0-9a-f]{32}$"}),
+]
 KeyList = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
-_SCALAR_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
-_ORDERED_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "number"}]}  # what $gt ... $lte compare
+_SCALAR_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+}
+_ORDERED_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "number"}]
+}  # what $gt ... $lte compare
 FILTERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Match metadata, top-level keys only: a value (equality) or an object of operators "
@@ -155,47 +167,53 @@ class RememberRequest(_Request):
     content: Content
     user_id: Identifier
     agent_id: Identifier
-    session_id: Optional[Identifier] = None
-    metadata: Optional[Metadata] = None
-    key: Optional[Identifier] = Field(None, description="replaces the memory of this key in (user_id, agent_id)")
+    session_id: Identifier | None = None
+    metadata: Metadata | None = None
+    key: Identifier | None = Field(
+        None, description="replaces the memory of this key in (user_id, agent_id)"
+    )
 
 
 class RememberItem(_Request):
     content: Content
-    metadata: Optional[Metadata] = None
-    key: Optional[Identifier] = None
-    session_id: Optional[Identifier] = Field(None, description="overrides the request's session_id")
+    metadata: Metadata | None = None
+    key: Identifier | None = None
+    session_id: Identifier | None = Field(None, description="overrides the request's session_id")
 
 
 class RememberManyRequest(_Request):
     user_id: Identifier
     agent_id: Identifier
-    session_id: Optional[Identifier] = None
+    session_id: Identifier | None = None
     items: Annotated[list[RememberItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
 
 class RecallRequest(_Request):
     query: QueryText
     user_id: Identifier
-    agent_id: Optional[Identifier] = Field(None, description="null searches all of the user's agents")
-    session_id: Optional[Identifier] = None
-    filters: Optional[Filters] = None
+    agent_id: Identifier | None = Field(None, description="null searches all of the user's agents")
+    session_id: Identifier | None = None
+    filters: Filters | None = None
     limit: RecallLimit = DEFAULT_RECALL_LIMIT
     offset: Offset = 0
 
 
 class UpdateRequest(_Request):
     # The schema says what the validator below checks: content, metadata or both.
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["content"], "properties": {"content": {"type": "string"}}},
-        {"required": ["metadata"], "properties": {"metadata": {"type": "object"}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["content"], "properties": {"content": {"type": "string"}}},
+                {"required": ["metadata"], "properties": {"metadata": {"type": "object"}}},
+            ]
+        }
+    )
 
-    content: Optional[Content] = None
-    metadata: Optional[Metadata] = Field(None, description="replaces the whole metadata object")
+    content: Content | None = None
+    metadata: Metadata | None = Field(None, description="replaces the whole metadata object")
 
     @model_validator(mode="after")
-    def _something(self) -> "UpdateRequest":
+    def _something(self) -> UpdateRequest:
         if self.content is None and self.metadata is None:
             raise _error("missing", "give content, metadata or both")
         return self
@@ -203,19 +221,19 @@ class UpdateRequest(_Request):
 
 class ForgetAllQuery(_Request):
     user_id: Identifier
-    agent_id: Optional[Identifier] = None
-    session_id: Optional[Identifier] = None
-    keys: Optional[KeyList] = None
+    agent_id: Identifier | None = None
+    session_id: Identifier | None = None
+    keys: KeyList | None = None
 
 
 class ListQuery(ForgetAllQuery):
-    filters: Optional[Filters] = None
+    filters: Filters | None = None
     limit: PageLimit = DEFAULT_PAGE_SIZE
-    cursor: Optional[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = None
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
 class ScopesQuery(_Request):
-    user_id: Optional[Identifier] = None
+    user_id: Identifier | None = None
 
 
 # -- /v1/batch operations: the op name plus the fields of the single endpoint -----------------
@@ -272,7 +290,15 @@ OP_MODELS: dict[str, type[_Request]] = {
     "usage": UsageOp,
 }
 AnyOp = Annotated[
-    Union[RememberOp, RememberManyOp, RecallOp, GetOp, UpdateOp, ForgetOp, ForgetAllOp, ListOp, UsageOp],
+    RememberOp
+    | RememberManyOp
+    | RecallOp
+    | GetOp
+    | UpdateOp
+    | ForgetOp
+    | ForgetAllOp
+    | ListOp
+    | UsageOp,
     Field(discriminator="op"),
 ]
 
@@ -301,7 +327,7 @@ class MemoriesResponse(BaseModel):
 
 class PageResponse(BaseModel):
     memories: list[Memory]
-    next_cursor: Optional[str]
+    next_cursor: str | None
 
 
 class RecallResponse(BaseModel):
@@ -321,7 +347,14 @@ class UsageResult(BaseModel):
 
 
 class BatchResponse(BaseModel):
-    results: list[Union[MemoryResult, MemoriesResponse, PageResponse, RecallResponse, DeletedResponse, UsageResult]]
+    results: list[
+        MemoryResult
+        | MemoriesResponse
+        | PageResponse
+        | RecallResponse
+        | DeletedResponse
+        | UsageResult
+    ]
 
 
 class ErrorDetail(BaseModel):
@@ -332,7 +365,7 @@ class ErrorDetail(BaseModel):
         "rate_limited, internal_error"
     )
     message: str
-    field: Optional[str] = Field(description="the offending request field, e.g. items[3].metadata")
+    field: str | None = Field(description="the offending request field, e.g. items[3].metadata")
 
 
 class ErrorResponse(BaseModel):

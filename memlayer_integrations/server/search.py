@@ -47,16 +47,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
 
 __all__ = [
-    "build_match_query",
-    "query_terms",
-    "scope_word",
-    "search",
     "CANDIDATES",
     "MAX_QUERY_TERMS",
     "NEIGHBOUR_REACH",
@@ -64,6 +60,10 @@ __all__ = [
     "POSTINGS_BUDGET",
     "SCOPE_WORD_LIMIT",
     "STOPWORDS",
+    "build_match_query",
+    "query_terms",
+    "scope_word",
+    "search",
 ]
 # Letters and digits, as FTS5's unicode61 tokenizer sees words (``_`` separates words there).
 _WORD = re.compile(r"[^\W_]+")
@@ -75,17 +75,156 @@ POSTINGS_BUDGET = 1000
 # A general English stop-word list: function words, auxiliaries, pronouns, question words
 # and the fragments the tokenizer leaves from contractions ("don't" -> "don", "t").
 STOPWORDS = frozenset(
-    """
-    a about above after again against all am an and any are aren as at be because been
-    before being below between both but by can cannot could couldn d did didn do does
-    doesn doing don down during each few for from further had hadn has hasn have haven
-    having he her here hers herself him himself his how i if in into is isn it its itself
-    just ll m me more most my myself no nor not of off on once only or other ought our
-    ours ourselves out over own re s same she should shouldn so some such t than that the
-    their theirs them themselves then there these they this those through to too under
-    until up ve very was wasn we were weren what when where which while who whom why will
-    with won would wouldn you your yours yourself yourselves
-    """.split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "couldn",
+        "d",
+        "did",
+        "didn",
+        "do",
+        "does",
+        "doesn",
+        "doing",
+        "don",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "hadn",
+        "has",
+        "hasn",
+        "have",
+        "haven",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "ll",
+        "m",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "re",
+        "s",
+        "same",
+        "she",
+        "should",
+        "shouldn",
+        "so",
+        "some",
+        "such",
+        "t",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "ve",
+        "very",
+        "was",
+        "wasn",
+        "we",
+        "were",
+        "weren",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "won",
+        "would",
+        "wouldn",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
 )
 
 #: Largest scope confined by its scope word in the full-text query (see ``_restricter``).
@@ -102,6 +241,8 @@ NEIGHBOUR_REACH = 2
 _PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 # BM25 over the content column only: the scope word must not add to a memory's score.
 _SCORE = "-bm25(memories_fts, 1.0, 0.0)"
+
+
 def _neighbour(direction: str, distance: int) -> str:
     """Subquery: the memory ``distance`` turns before (``<``) or after (``>``) candidate ``c``."""
     order = "DESC" if direction == "<" else "ASC"
@@ -146,9 +287,9 @@ def query_terms(text: str) -> list[str]:
 
 def build_match_query(
     text: str,
-    document_frequency: Optional[Callable[[str], int]] = None,
+    document_frequency: Callable[[str], int] | None = None,
     budget: int = POSTINGS_BUDGET,
-) -> Optional[str]:
+) -> str | None:
     """A safe FTS5 MATCH expression for ``text``, or ``None`` if it has no word to search.
 
     Args:
@@ -195,7 +336,7 @@ def build_match_query(
     return f"({chosen}) AND ({everything})"
 
 
-def scope_word(account_id: int, user_id: str, agent_id: Optional[str] = None) -> str:
+def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> str:
     """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
 
     ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
@@ -211,7 +352,9 @@ def scope_word(account_id: int, user_id: str, agent_id: Optional[str] = None) ->
     return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
 
 
-def _scope_size(conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: Optional[str]) -> int:
+def _scope_size(
+    conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None
+) -> int:
     """How many memories the scope holds, from ``scope_sizes`` (kept by triggers, see ``db.py``)."""
     sql = "SELECT coalesce(sum(memories), 0) FROM scope_sizes WHERE account_id = ? AND user_id = ?"
     params: list[object] = [account_id, user_id]
@@ -234,7 +377,9 @@ def _restricter(scope: str, size: int) -> Callable[[str], str]:
     return lambda expression: f"content : ({expression})"
 
 
-def _match_count(conn: sqlite3.Connection, restrict: Callable[[str], str], cap: int) -> Callable[[str], int]:
+def _match_count(
+    conn: sqlite3.Connection, restrict: Callable[[str], str], cap: int
+) -> Callable[[str], int]:
     """A word's number of matching memories (in the scope, as ``restrict`` confines it), up to ``cap``."""
     return lambda term: conn.execute(_PROBE_SQL, (restrict(_quote(term)), cap)).fetchone()[0]
 
@@ -250,7 +395,10 @@ def _matches(
         f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
         " ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
     )
-    return [(r[0], r[1], bool(r[2])) for r in conn.execute(sql, [match, since, *where.params, limit, offset])]
+    return [
+        (r[0], r[1], bool(r[2]))
+        for r in conn.execute(sql, [match, since, *where.params, limit, offset])
+    ]
 
 
 def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
@@ -262,7 +410,9 @@ def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
     return 0 if row is None else row[0]
 
 
-def _smoothed(conn: sqlite3.Connection, head: list[tuple[int, float, bool]], where: Filter) -> list[tuple[int, float]]:
+def _smoothed(
+    conn: sqlite3.Connection, head: list[tuple[int, float, bool]], where: Filter
+) -> list[tuple[int, float]]:
     """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
 
     A neighbour outside ``head`` is lifted only when the share lent to it beats the lowest
@@ -307,9 +457,9 @@ def search(
     query: str,
     *,
     user_id: str,
-    agent_id: Optional[str],
-    session_id: Optional[str],
-    filters: Optional[Filter],
+    agent_id: str | None,
+    session_id: str | None,
+    filters: Filter | None,
     limit: int,
     offset: int,
 ) -> list[tuple[sqlite3.Row, float]]:
@@ -330,7 +480,9 @@ def search(
         probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
         counts = {term: probe(term) for term in query_terms(query)}
         expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
-        rarest = min((term for term, n in counts.items() if n), key=counts.__getitem__, default=None)
+        rarest = min(
+            (term for term, n in counts.items() if n), key=counts.__getitem__, default=None
+        )
         if rarest is not None and counts[rarest] > POSTINGS_BUDGET:
             # Every word is common here: the newest memories holding the rarest one are the candidates.
             since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)

@@ -20,10 +20,10 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .._constants import INVALID_KEY_MESSAGE, KEY_PATTERN, WRONG_KEY_FORMAT_MESSAGE
 from . import keys as keys_module
@@ -34,7 +34,7 @@ from .parsing import parse_json_body
 from .settings import ServerSettings
 from .store import iso, next_midnight
 
-__all__ = ["Incoming", "Outcome", "Context", "Operation", "Service"]
+__all__ = ["Context", "Incoming", "Operation", "Outcome", "Service"]
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
@@ -49,18 +49,18 @@ class Incoming:
     raw_query: bytes
     query: Sequence[tuple[str, str]]
     api_keys: Sequence[str]
-    idempotency_key: Optional[str] = None
-    body: Optional[bytes] = b""  # None: larger than the limit
-    content_type: Optional[str] = None
+    idempotency_key: str | None = None
+    body: bytes | None = b""  # None: larger than the limit
+    content_type: str | None = None
     path_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Outcome:
     status: int
-    body: Optional[bytes]
+    body: bytes | None
     headers: dict[str, str] = field(default_factory=dict)
-    error: Optional[ApiError] = None
+    error: ApiError | None = None
 
 
 @dataclass
@@ -79,7 +79,9 @@ class Context:
         return iso(self.now)
 
     def json(self) -> Any:
-        return parse_json_body(self.incoming.body, self.incoming.content_type, self.settings.max_body_bytes)
+        return parse_json_body(
+            self.incoming.body, self.incoming.content_type, self.settings.max_body_bytes
+        )
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,16 @@ class Operation:
 
 @dataclass
 class _Quota:
-    limit: Optional[int]
+    limit: int | None
     used: int
     reset: datetime
 
     def headers(self) -> dict[str, str]:
         return {
             "X-RateLimit-Limit": "unlimited" if self.limit is None else str(self.limit),
-            "X-RateLimit-Remaining": "unlimited" if self.limit is None else str(max(self.limit - self.used, 0)),
+            "X-RateLimit-Remaining": "unlimited"
+            if self.limit is None
+            else str(max(self.limit - self.used, 0)),
             "X-RateLimit-Reset": str(int(self.reset.timestamp())),
         }
 
@@ -135,7 +139,8 @@ class Service:
     @staticmethod
     def _quota_state(conn: Any, account: Account, now: datetime) -> _Quota:
         row = conn.execute(
-            "SELECT requests FROM request_counts WHERE account_id = ? AND day = ?", (account.id, now.date().isoformat())
+            "SELECT requests FROM request_counts WHERE account_id = ? AND day = ?",
+            (account.id, now.date().isoformat()),
         ).fetchone()
         return _Quota(account.request_limit, row[0] if row else 0, next_midnight(now))
 
@@ -144,7 +149,8 @@ class Service:
         if quota.limit is not None and quota.used >= quota.limit:
             retry_after = max(1, math.ceil((quota.reset - now).total_seconds()))
             raise ApiError(
-                429, "daily_quota_exceeded",
+                429,
+                "daily_quota_exceeded",
                 f"the plan's {quota.limit} requests for today are used up; the quota resets at midnight UTC",
                 headers={**quota.headers(), "Retry-After": str(retry_after)},
             )
@@ -159,14 +165,23 @@ class Service:
     @staticmethod
     def _fingerprint(incoming: Incoming) -> str:
         digest = hashlib.sha256()
-        for part in (incoming.method.encode(), incoming.path.encode(), incoming.raw_query, incoming.body or b""):
+        for part in (
+            incoming.method.encode(),
+            incoming.path.encode(),
+            incoming.raw_query,
+            incoming.body or b"",
+        ):
             digest.update(len(part).to_bytes(8, "big") + part)
         return digest.hexdigest()
 
     @staticmethod
-    def _remember_answer(conn: Any, account: Account, key: str, fingerprint: str, status: int, body: bytes) -> None:
+    def _remember_answer(
+        conn: Any, account: Account, key: str, fingerprint: str, status: int, body: bytes
+    ) -> None:
         now = time.time()
-        conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_TTL_SECONDS,))
+        conn.execute(
+            "DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_TTL_SECONDS,)
+        )
         conn.execute(
             "INSERT OR IGNORE INTO idempotency (account_id, key, fingerprint, status, body, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -184,12 +199,17 @@ class Service:
         idem = incoming.idempotency_key if incoming.method in ("POST", "PATCH", "DELETE") else None
         idem_error = None
         if idem is not None and not _IDEMPOTENCY_KEY.fullmatch(idem):
-            idem_error = ApiError(400, "bad_request", "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
+            idem_error = ApiError(
+                400,
+                "bad_request",
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+                "Idempotency-Key",
+            )
             idem = None
         fingerprint = self._fingerprint(incoming) if idem is not None else ""
         now = self.settings.clock()
-        result: Optional[tuple[int, Any]] = None
-        error: Optional[ApiError] = idem_error
+        result: tuple[int, Any] | None = None
+        error: ApiError | None = idem_error
         try:
             with self.db.write() as conn:
                 if idem is not None:
@@ -203,7 +223,8 @@ class Service:
                         return Outcome(stored["status"], stored["body"] or None, headers)
                     if stored is not None:
                         error = ApiError(
-                            409, "idempotency_key_reused",
+                            409,
+                            "idempotency_key_reused",
                             "this Idempotency-Key was used for a different request (method, path or body)",
                             "Idempotency-Key",
                         )
@@ -211,26 +232,34 @@ class Service:
                 if op.writes and error is None:
                     conn.execute("SAVEPOINT op")
                     try:
-                        result = op.run(Context(conn, account, incoming, now, quota.used, self.settings))
+                        result = op.run(
+                            Context(conn, account, incoming, now, quota.used, self.settings)
+                        )
                     except ApiError as exc:
                         conn.execute("ROLLBACK TO op")
                         error = exc
                     else:
                         if idem is not None:
-                            self._remember_answer(conn, account, idem, fingerprint, result[0], _body(result[1]))
+                            self._remember_answer(
+                                conn, account, idem, fingerprint, result[0], _body(result[1])
+                            )
                     conn.execute("RELEASE op")
         except ApiError as exc:  # the quota is spent: nothing was counted, nothing ran
             return Outcome(exc.status, None, exc.headers, exc)
         if not op.writes and error is None:
             try:
                 with self.db.read() as conn:
-                    result = op.run(Context(conn, account, incoming, now, quota.used, self.settings))
+                    result = op.run(
+                        Context(conn, account, incoming, now, quota.used, self.settings)
+                    )
             except ApiError as exc:
                 error = exc
             else:
                 if idem is not None:
                     with self.db.write() as conn:
-                        self._remember_answer(conn, account, idem, fingerprint, result[0], _body(result[1]))
+                        self._remember_answer(
+                            conn, account, idem, fingerprint, result[0], _body(result[1])
+                        )
         headers = quota.headers()
         if error is not None:
             return Outcome(error.status, None, {**headers, **error.headers}, error)

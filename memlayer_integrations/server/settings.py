@@ -7,12 +7,12 @@ two apps (two tests, two embedded servers) never share state.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional, Union
 
-__all__ = ["Plan", "ServerSettings", "DEFAULT_PLANS", "DB_ENV", "default_db_path"]
+__all__ = ["DB_ENV", "DEFAULT_PLANS", "Plan", "ServerSettings", "default_db_path"]
 
 DB_ENV = "MEMLAYER_DB"
 
@@ -26,13 +26,15 @@ class Plan:
         >>> LocalMemLayerServer(plans={"tiny": tiny})  # doctest: +SKIP
     """
 
-    memories: Optional[int] = None
-    requests_per_day: Optional[int] = None
+    memories: int | None = None
+    requests_per_day: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("memories", "requests_per_day"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
                 raise ValueError(f"Plan.{name} must be a non-negative int or None, got {value!r}")
 
 
@@ -68,7 +70,7 @@ class ServerSettings:
         clock: the current time (UTC); tests replace it to cross midnight.
     """
 
-    db_path: Union[str, Path] = field(default_factory=default_db_path)
+    db_path: str | Path = field(default_factory=default_db_path)
     plans: dict[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     synchronous: str = "NORMAL"
     max_body_bytes: int = 1024 * 1024
@@ -76,7 +78,9 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {self.synchronous!r}")
+            raise ValueError(
+                f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {self.synchronous!r}"
+            )
         for name, plan in self.plans.items():
             if not isinstance(plan, Plan):
                 raise TypeError(f"plans[{name!r}] must be a Plan, not {type(plan).__name__}")

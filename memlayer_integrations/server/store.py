@@ -15,29 +15,37 @@ import json
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
 from .filters import compile_filters, scope_condition
 from .keys import Account
-from .schemas import ForgetAllQuery, ListQuery, RecallRequest, RememberItem, RememberManyRequest, RememberRequest, UpdateRequest
+from .schemas import (
+    ForgetAllQuery,
+    ListQuery,
+    RecallRequest,
+    RememberItem,
+    RememberManyRequest,
+    RememberRequest,
+    UpdateRequest,
+)
 
 __all__ = [
-    "memory_json",
-    "remember",
-    "remember_many",
-    "recall",
-    "get",
-    "update",
     "forget",
     "forget_all",
-    "list_page",
-    "scopes",
-    "usage",
+    "get",
     "iso",
+    "list_page",
+    "memory_json",
     "next_midnight",
+    "recall",
+    "remember",
+    "remember_many",
+    "scopes",
+    "update",
+    "usage",
 ]
 
 
@@ -63,7 +71,7 @@ def memory_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _dump(metadata: Optional[dict[str, Any]]) -> str:
+def _dump(metadata: dict[str, Any] | None) -> str:
     return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -73,14 +81,17 @@ def _not_found(memory_id: str) -> ApiError:
 
 def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3.Row:
     row = conn.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND account_id = ?",
+        (memory_id, account.id),
     ).fetchone()
     if row is None:
         raise _not_found(memory_id)
     return row
 
 
-def _by_key(conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str) -> Optional[sqlite3.Row]:
+def _by_key(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
+) -> sqlite3.Row | None:
     return conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
@@ -88,27 +99,38 @@ def _by_key(conn: sqlite3.Connection, account: Account, user_id: str, agent_id: 
 
 
 def _write(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, items: list[RememberItem],
-    session_id: Optional[str], now: str, field_prefix: str,
+    conn: sqlite3.Connection,
+    account: Account,
+    user_id: str,
+    agent_id: str,
+    items: list[RememberItem],
+    session_id: str | None,
+    now: str,
+    field_prefix: str,
 ) -> list[tuple[dict[str, Any], bool]]:
     """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first."""
-    existing: list[Optional[sqlite3.Row]] = []
+    existing: list[sqlite3.Row | None] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         if item.key is not None:
             if item.key in seen:
                 where = f"{field_prefix}[{i}].key" if field_prefix else "key"
-                raise validation_error(f"{where}: key {item.key!r} is also used by item {seen[item.key]}", where)
+                raise validation_error(
+                    f"{where}: key {item.key!r} is also used by item {seen[item.key]}", where
+                )
             seen[item.key] = i
             existing.append(_by_key(conn, account, user_id, agent_id, item.key))
         else:
             existing.append(None)
     new = sum(1 for row in existing if row is None)
     if account.memory_limit is not None and new:
-        stored = conn.execute("SELECT memory_count FROM accounts WHERE id = ?", (account.id,)).fetchone()[0]
+        stored = conn.execute(
+            "SELECT memory_count FROM accounts WHERE id = ?", (account.id,)
+        ).fetchone()[0]
         if stored + new > account.memory_limit:
             raise ApiError(
-                403, "memory_limit_reached",
+                403,
+                "memory_limit_reached",
                 f"storing {new} more memories would exceed the plan's limit of {account.memory_limit} "
                 f"({stored} stored); nothing was stored",
             )
@@ -121,12 +143,29 @@ def _write(
             conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (memory_id, account.id, user_id, agent_id, session, item.key, item.content, metadata, now, now),
+                (
+                    memory_id,
+                    account.id,
+                    user_id,
+                    agent_id,
+                    session,
+                    item.key,
+                    item.content,
+                    metadata,
+                    now,
+                    now,
+                ),
             )
             memory = {
-                "id": memory_id, "content": item.content, "user_id": user_id, "agent_id": agent_id,
-                "session_id": session, "key": item.key, "metadata": json.loads(metadata),
-                "created_at": now, "updated_at": now,
+                "id": memory_id,
+                "content": item.content,
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "session_id": session,
+                "key": item.key,
+                "metadata": json.loads(metadata),
+                "created_at": now,
+                "updated_at": now,
             }
             out.append((memory, True))
         else:
@@ -135,27 +174,47 @@ def _write(
                 (item.content, metadata, session, now, row["rowid"]),
             )
             memory = memory_json(row)
-            memory.update(content=item.content, metadata=json.loads(metadata), session_id=session, updated_at=now)
+            memory.update(
+                content=item.content,
+                metadata=json.loads(metadata),
+                session_id=session,
+                updated_at=now,
+            )
             out.append((memory, False))
     return out
 
 
-def remember(conn: sqlite3.Connection, account: Account, req: RememberRequest, now: str) -> tuple[int, dict[str, Any]]:
+def remember(
+    conn: sqlite3.Connection, account: Account, req: RememberRequest, now: str
+) -> tuple[int, dict[str, Any]]:
     """Store one memory: ``(201, memory)``, or ``(200, memory)`` when its key replaced one."""
-    item = RememberItem.model_construct(content=req.content, metadata=req.metadata, key=req.key, session_id=req.session_id)
+    item = RememberItem.model_construct(
+        content=req.content, metadata=req.metadata, key=req.key, session_id=req.session_id
+    )
     [(memory, created)] = _write(conn, account, req.user_id, req.agent_id, [item], None, now, "")
     return (201 if created else 200), memory
 
 
-def remember_many(conn: sqlite3.Connection, account: Account, req: RememberManyRequest, now: str) -> list[dict[str, Any]]:
-    pairs = _write(conn, account, req.user_id, req.agent_id, req.items, req.session_id, now, "items")
+def remember_many(
+    conn: sqlite3.Connection, account: Account, req: RememberManyRequest, now: str
+) -> list[dict[str, Any]]:
+    pairs = _write(
+        conn, account, req.user_id, req.agent_id, req.items, req.session_id, now, "items"
+    )
     return [memory for memory, _ in pairs]
 
 
 def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> list[dict[str, Any]]:
     hits = search_module.search(
-        conn, account.id, req.query, user_id=req.user_id, agent_id=req.agent_id, session_id=req.session_id,
-        filters=compile_filters(req.filters), limit=req.limit, offset=req.offset,
+        conn,
+        account.id,
+        req.query,
+        user_id=req.user_id,
+        agent_id=req.agent_id,
+        session_id=req.session_id,
+        filters=compile_filters(req.filters),
+        limit=req.limit,
+        offset=req.offset,
     )
     return [{"memory": memory_json(row), "score": score} for row, score in hits]
 
@@ -164,7 +223,9 @@ def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str,
     return memory_json(_load(conn, account, memory_id))
 
 
-def update(conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str) -> dict[str, Any]:
+def update(
+    conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str
+) -> dict[str, Any]:
     row = _load(conn, account, memory_id)
     memory = memory_json(row)
     if req.content is not None:
@@ -180,7 +241,9 @@ def update(conn: sqlite3.Connection, account: Account, memory_id: str, req: Upda
 
 
 def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
-    deleted = conn.execute("DELETE FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)).rowcount
+    deleted = conn.execute(
+        "DELETE FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
+    ).rowcount
     if not deleted:
         raise _not_found(memory_id)
     return deleted
@@ -208,31 +271,46 @@ def _decode_cursor(cursor: str, field: str) -> int:
 
 def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[str, Any]:
     """One page in creation order; ``next_cursor`` is ``None`` on the last page."""
-    where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys, compile_filters(q.filters))
+    where = scope_condition(
+        account.id, q.user_id, q.agent_id, q.session_id, q.keys, compile_filters(q.filters)
+    )
     sql, params = where.sql, where.params
     if q.cursor is not None:
         sql += " AND m.rowid > ?"
         params.append(_decode_cursor(q.cursor, "cursor"))
     rows = conn.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?", [*params, q.limit + 1]
+        f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?",
+        [*params, q.limit + 1],
     ).fetchall()
     more = len(rows) > q.limit
     rows = rows[: q.limit]
-    return {"memories": [memory_json(r) for r in rows], "next_cursor": _encode_cursor(rows[-1]["rowid"]) if more else None}
+    return {
+        "memories": [memory_json(r) for r in rows],
+        "next_cursor": _encode_cursor(rows[-1]["rowid"]) if more else None,
+    }
 
 
-def scopes(conn: sqlite3.Connection, account: Account, user_id: Optional[str]) -> list[dict[str, Any]]:
-    sql = "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
+def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
+    )
     params: list[Any] = [account.id]
     if user_id is not None:
         sql += " AND user_id = ?"
         params.append(user_id)
     sql += " ORDER BY user_id, agent_id"
-    return [{"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["memories"]} for r in conn.execute(sql, params)]
+    return [
+        {"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["memories"]}
+        for r in conn.execute(sql, params)
+    ]
 
 
-def usage(conn: sqlite3.Connection, account: Account, requests_today: int, now: datetime) -> dict[str, Any]:
-    stored = conn.execute("SELECT memory_count FROM accounts WHERE id = ?", (account.id,)).fetchone()[0]
+def usage(
+    conn: sqlite3.Connection, account: Account, requests_today: int, now: datetime
+) -> dict[str, Any]:
+    stored = conn.execute(
+        "SELECT memory_count FROM accounts WHERE id = ?", (account.id,)
+    ).fetchone()[0]
     return {
         "plan": account.plan,
         "memories_stored": stored,

@@ -85,7 +85,9 @@ class Script:
             return answer(request)
         # A Response can only be sent once (its stream is consumed): hand out copies.
         raw = b"".join(answer.stream)  # the bytes as sent, before any Content-Encoding
-        return httpx.Response(answer.status_code, headers=answer.headers, stream=httpx.ByteStream(raw))
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, stream=httpx.ByteStream(raw)
+        )
 
     def bodies(self) -> list[Any]:
         return [json.loads(r.content) if r.content else None for r in self.requests]

@@ -66,4 +66,3 @@ def no_network() -> Iterator[None]:
         yield
     finally:
         pytest_socket.enable_socket()
-

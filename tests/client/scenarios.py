@@ -29,11 +29,23 @@ Make = Callable[..., Any]
 async def remember_and_recall(make: Make) -> None:
     client = make()
     tea = await call(
-        client, "remember", "User likes green tea", user_id="u1", agent_id="bot", metadata={"topic": "food"}
+        client,
+        "remember",
+        "User likes green tea",
+        user_id="u1",
+        agent_id="bot",
+        metadata={"topic": "food"},
     )
     await call(client, "remember", "User lives in Oslo", user_id="u1", agent_id="bot")
-    other = await call(client, "remember", "User drinks tea at work", user_id="u1", agent_id="work_bot")
-    assert (tea.user_id, tea.agent_id, tea.metadata, tea.key) == ("u1", "bot", {"topic": "food"}, None)
+    other = await call(
+        client, "remember", "User drinks tea at work", user_id="u1", agent_id="work_bot"
+    )
+    assert (tea.user_id, tea.agent_id, tea.metadata, tea.key) == (
+        "u1",
+        "bot",
+        {"topic": "food"},
+        None,
+    )
     assert tea.id.startswith("mem_") and len(tea.id) == 36
 
     hits = await call(client, "recall", "green tea", user_id="u1", agent_id="bot")
@@ -42,7 +54,9 @@ async def remember_and_recall(make: Make) -> None:
 
     across_agents = await call(client, "recall", "tea", user_id="u1")
     assert {h.memory.id for h in across_agents} == {tea.id, other.id}
-    assert [h.score for h in across_agents] == sorted((h.score for h in across_agents), reverse=True)
+    assert [h.score for h in across_agents] == sorted(
+        (h.score for h in across_agents), reverse=True
+    )
 
     filtered = await call(client, "recall", "tea", user_id="u1", filters={"topic": "food"})
     assert [h.memory.id for h in filtered] == [tea.id]
@@ -52,18 +66,31 @@ async def remember_and_recall(make: Make) -> None:
 async def get_update_forget(make: Make) -> None:
     client = make()
     plan = await call(
-        client, "remember", "User is on the Pro plan", user_id="u1", agent_id="billing_bot", key="plan", session_id="s1"
+        client,
+        "remember",
+        "User is on the Pro plan",
+        user_id="u1",
+        agent_id="billing_bot",
+        key="plan",
+        session_id="s1",
     )
     assert await call(client, "get", plan.id) == plan
 
-    updated = await call(client, "update", plan.id, content="User is on the Team plan", metadata={"source": "chat"})
+    updated = await call(
+        client, "update", plan.id, content="User is on the Team plan", metadata={"source": "chat"}
+    )
     assert (updated.id, updated.created_at) == (plan.id, plan.created_at)
     assert (updated.content, updated.metadata) == ("User is on the Team plan", {"source": "chat"})
     assert updated.updated_at >= plan.updated_at
 
     # Remembering again under the same key replaces that memory and keeps its id.
     replaced = await call(
-        client, "remember", "User is on the Enterprise plan", user_id="u1", agent_id="billing_bot", key="plan"
+        client,
+        "remember",
+        "User is on the Enterprise plan",
+        user_id="u1",
+        agent_id="billing_bot",
+        key="plan",
     )
     assert replaced.id == plan.id and replaced.content == "User is on the Enterprise plan"
 
@@ -78,16 +105,21 @@ async def get_update_forget(make: Make) -> None:
 async def list_and_forget_all(make: Make) -> None:
     client = make()
     written = await call(
-        client, "remember_many",
-        [f"fact number {i}" for i in range(5)] + [{"content": "keyed fact", "key": "k1", "metadata": {"n": 1}}],
-        user_id="u1", agent_id="bot",
+        client,
+        "remember_many",
+        [f"fact number {i}" for i in range(5)]
+        + [{"content": "keyed fact", "key": "k1", "metadata": {"n": 1}}],
+        user_id="u1",
+        agent_id="bot",
     )
     assert [m.content for m in written][:2] == ["fact number 0", "fact number 1"]
     listed = await collect(client.list_memories(user_id="u1", page_size=2))
     assert [m.id for m in listed] == [m.id for m in written]  # creation order, across 3 pages
     keyed = await collect(client.list_memories(user_id="u1", keys=["k1"]))
     assert [m.content for m in keyed] == ["keyed fact"]
-    assert [m.content for m in await collect(client.list_memories(user_id="u1", filters={"n": 1}))] == ["keyed fact"]
+    assert [
+        m.content for m in await collect(client.list_memories(user_id="u1", filters={"n": 1}))
+    ] == ["keyed fact"]
 
     scopes = await call(client, "list_scopes")
     assert [(s.user_id, s.agent_id, s.memories) for s in scopes] == [("u1", "bot", 6)]
@@ -103,7 +135,11 @@ async def usage(make: Make) -> None:
     report = await call(client, "usage")
     assert isinstance(report, Usage)
     assert (report.plan, report.memories_stored, report.memories_limit, report.requests_limit) == (
-        "unlimited", 1, None, None)
+        "unlimited",
+        1,
+        None,
+        None,
+    )
     assert report.requests_today >= 2
     assert client.rate_limit is not None
     assert (client.rate_limit.limit, client.rate_limit.remaining) == (None, None)  # "unlimited"
@@ -112,12 +148,16 @@ async def usage(make: Make) -> None:
 
 async def batch(make: Make) -> None:
     client = make()
-    memories, recalled, page, report = await call(client, "batch", [
-        Op.remember_many(["likes tea", "lives in Oslo"], user_id="u1", agent_id="bot"),
-        Op.recall("tea", user_id="u1"),
-        Op.list(user_id="u1", limit=1),
-        Op.usage(),
-    ])
+    memories, recalled, page, report = await call(
+        client,
+        "batch",
+        [
+            Op.remember_many(["likes tea", "lives in Oslo"], user_id="u1", agent_id="bot"),
+            Op.recall("tea", user_id="u1"),
+            Op.list(user_id="u1", limit=1),
+            Op.usage(),
+        ],
+    )
     assert [m.content for m in memories] == ["likes tea", "lives in Oslo"]
     assert recalled[0].memory.id == memories[0].id
     assert [m.id for m in page[0]] == [memories[0].id] and page[1]
@@ -125,10 +165,14 @@ async def batch(make: Make) -> None:
 
     # All or nothing: the failing operation is named, and the first one is not stored.
     with pytest.raises(UnprocessableEntityError) as info:
-        await call(client, "batch", [
-            Op.remember("would be stored", user_id="u1", agent_id="bot"),
-            Op.remember("   ", user_id="u1", agent_id="bot"),
-        ])
+        await call(
+            client,
+            "batch",
+            [
+                Op.remember("would be stored", user_id="u1", agent_id="bot"),
+                Op.remember("   ", user_id="u1", agent_id="bot"),
+            ],
+        )
     assert info.value.field == "operations[1].content"
     assert len(await collect(client.list_memories(user_id="u1"))) == 2
 
@@ -138,7 +182,11 @@ async def auth_error(make: Make) -> None:
     with pytest.raises(AuthenticationError) as info:
         await call(client, "remember", "test", user_id="u1", agent_id="bot")
     err = info.value
-    assert (err.status_code, err.code, err.message) == (401, "invalid_api_key", "invalid or missing API key")
+    assert (err.status_code, err.code, err.message) == (
+        401,
+        "invalid_api_key",
+        "invalid or missing API key",
+    )
     assert err.request_id.startswith("req_")
 
 

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from memlayer_integrations import (
     DEFAULT_BASE_URL,
     APIResponseValidationError,
-    RateLimitError,
     AsyncMemLayerClient,
     AuthenticationError,
     MemLayerClient,
+    RateLimitError,
     __version__,
 )
 
@@ -130,8 +130,16 @@ async def test_missing_key_raises_before_sending(make_client, key):
 
 @pytest.mark.parametrize(
     "key",
-    ["sk-proj-abc123", "ml_test_abc123", "ML_LIVE_abc123", "ml_live_", "ml_live_abc-def", "ml_live_abc def",
-     "ml_live_abc_def", "ml_live_ab\u00e7d"],
+    [
+        "sk-proj-abc123",
+        "ml_test_abc123",
+        "ML_LIVE_abc123",
+        "ml_live_",
+        "ml_live_abc-def",
+        "ml_live_abc def",
+        "ml_live_abc_def",
+        "ml_live_ab\u00e7d",
+    ],
 )
 async def test_wrong_key_format_raises_before_sending(make_client, key):
     script = Script()
@@ -162,7 +170,11 @@ async def test_key_check_covers_lazy_listing(make_client):
 async def test_constructing_a_client_sends_nothing(cls, fake_key):
     script = Script()
     transport = httpx.MockTransport(script)
-    http = httpx.Client(transport=transport) if cls is MemLayerClient else httpx.AsyncClient(transport=transport)
+    http = (
+        httpx.Client(transport=transport)
+        if cls is MemLayerClient
+        else httpx.AsyncClient(transport=transport)
+    )
     cls(fake_key, base_url="http://memlayer.test", http_client=http)
     cls(None, base_url="http://memlayer.test", http_client=http)  # even without a key
     cls("bad", base_url="http://memlayer.test", http_client=http)  # or with a malformed one
@@ -204,7 +216,11 @@ async def test_default_headers_cannot_override_the_key(make_client, fake_key):
 
 
 async def test_rate_limit_headers_are_readable(make_client):
-    headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "69", "X-RateLimit-Reset": "1795824000"}
+    headers = {
+        "X-RateLimit-Limit": "100",
+        "X-RateLimit-Remaining": "69",
+        "X-RateLimit-Reset": "1795824000",
+    }
     client = make_client(Script(httpx.Response(200, json=usage_json(), headers=headers)))
     assert client.rate_limit is None  # nothing received yet
     await call(client, "usage")
@@ -215,7 +231,9 @@ async def test_rate_limit_headers_are_readable(make_client):
 
 async def test_unlimited_rate_limit_reads_as_none(make_client):
     headers = {
-        "X-RateLimit-Limit": "unlimited", "X-RateLimit-Remaining": "unlimited", "X-RateLimit-Reset": "1795824000",
+        "X-RateLimit-Limit": "unlimited",
+        "X-RateLimit-Remaining": "unlimited",
+        "X-RateLimit-Reset": "1795824000",
     }
     client = make_client(Script(httpx.Response(200, json=usage_json(), headers=headers)))
     await call(client, "usage")
@@ -224,9 +242,12 @@ async def test_unlimited_rate_limit_reads_as_none(make_client):
 
 
 async def test_rate_limit_is_updated_by_error_answers_too(make_client):
-    first = httpx.Response(200, json=usage_json(), headers={"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "1"})
+    first = httpx.Response(
+        200, json=usage_json(), headers={"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "1"}
+    )
     quota = error_response(
-        429, "daily_quota_exceeded",
+        429,
+        "daily_quota_exceeded",
         headers={"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "Retry-After": "60"},
     )
     unauthenticated = httpx.Response(200, json={"status": "ok"})  # no X-RateLimit-* headers
@@ -257,7 +278,10 @@ def test_sync_context_manager_leaves_a_supplied_http_client_open(fake_key):
         client.usage()
     client.close()
     assert not http.is_closed
-    assert MemLayerClient(fake_key, base_url="http://memlayer.test", http_client=http).usage().plan == "free"
+    assert (
+        MemLayerClient(fake_key, base_url="http://memlayer.test", http_client=http).usage().plan
+        == "free"
+    )
     http.close()
 
 
@@ -274,7 +298,9 @@ async def test_async_context_manager_closes_its_own_http_client(fake_key):
 
 async def test_async_context_manager_leaves_a_supplied_http_client_open(fake_key):
     http = httpx.AsyncClient(transport=httpx.MockTransport(Script()))
-    async with AsyncMemLayerClient(fake_key, base_url="http://memlayer.test", http_client=http) as client:
+    async with AsyncMemLayerClient(
+        fake_key, base_url="http://memlayer.test", http_client=http
+    ) as client:
         await client.usage()
     await client.aclose()
     assert not http.is_closed

@@ -96,7 +96,10 @@ async def test_field_is_none_when_the_error_has_none(make_client):
 
 
 async def test_request_id_falls_back_to_the_body(make_client):
-    body = {"error": {"code": "not_found", "message": "gone", "field": None}, "request_id": "req_body"}
+    body = {
+        "error": {"code": "not_found", "message": "gone", "field": None},
+        "request_id": "req_body",
+    }
     client = make_client(Script(httpx.Response(404, json=body)))
     with pytest.raises(NotFoundError) as info:
         await call(client, "get", "mem_x")
@@ -105,7 +108,12 @@ async def test_request_id_falls_back_to_the_body(make_client):
 
 @pytest.mark.parametrize(
     ("headers", "retry_after"),
-    [({"Retry-After": "3600"}, 3600.0), ({"Retry-After": "2.5"}, 2.5), ({}, None), ({"Retry-After": "soon"}, None)],
+    [
+        ({"Retry-After": "3600"}, 3600.0),
+        ({"Retry-After": "2.5"}, 2.5),
+        ({}, None),
+        ({"Retry-After": "soon"}, None),
+    ],
 )
 async def test_rate_limit_error_carries_retry_after(make_client, headers, retry_after):
     answer = error_response(429, "daily_quota_exceeded", "daily quota exceeded", headers=headers)

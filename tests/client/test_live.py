@@ -73,8 +73,11 @@ async def test_the_documented_auth_snippet_async(base_url, capsys):
 @pytest.mark.parametrize("key", ["sk-not-memlayer", "ml_live_with-dash"])
 def test_the_pre_send_check_agrees_with_the_server(base_url, key):
     """The client refuses locally exactly what the server answers 401 wrong_key_format to."""
-    answer = httpx.post(f"{base_url}/v1/memories", headers={"X-API-Key": key},
-                        json={"content": "x", "user_id": "u1", "agent_id": "bot"})
+    answer = httpx.post(
+        f"{base_url}/v1/memories",
+        headers={"X-API-Key": key},
+        json={"content": "x", "user_id": "u1", "agent_id": "bot"},
+    )
     server_error = answer.json()["error"]
     with pytest.raises(AuthenticationError) as info:
         MemLayerClient(api_key=key, base_url=base_url).usage()
@@ -87,7 +90,10 @@ async def test_rate_limit_headers_on_the_free_plan(make_live, free_key):
     client = make_live(api_key=free_key)
     usage = await call(client, "usage")
     assert (usage.plan, usage.memories_limit, usage.requests_limit) == ("free", 500, 100)
-    assert (client.rate_limit.limit, client.rate_limit.remaining) == (100, 100 - usage.requests_today)
+    assert (client.rate_limit.limit, client.rate_limit.remaining) == (
+        100,
+        100 - usage.requests_today,
+    )
     assert client.rate_limit.reset_at == usage.resets_at
 
 
@@ -97,7 +103,9 @@ async def test_rate_limit_headers_on_the_free_plan(make_live, free_key):
 
 async def test_remembering_past_the_memory_limit(make_live, local_server):
     client = make_live(api_key=local_server.create_key(plan="tiny"))
-    await call(client, "remember_many", [f"fact {i}" for i in range(5)], user_id="u1", agent_id="bot")
+    await call(
+        client, "remember_many", [f"fact {i}" for i in range(5)], user_id="u1", agent_id="bot"
+    )
     with pytest.raises(MemoryLimitError) as info:
         await call(client, "remember", "one too many", user_id="u1", agent_id="bot")
     assert isinstance(info.value, PermissionDeniedError)

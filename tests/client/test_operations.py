@@ -27,16 +27,30 @@ def query(request: httpx.Request) -> list[tuple[str, str]]:
 
 
 async def test_remember_sends_the_contract_body(make_client):
-    script = Script(httpx.Response(201, json=memory_json(metadata={"source": "chat"}, session_id="s1", key="plan")))
+    script = Script(
+        httpx.Response(
+            201, json=memory_json(metadata={"source": "chat"}, session_id="s1", key="plan")
+        )
+    )
     memory = await call(
-        make_client(script), "remember", "User is on the Pro plan", user_id="u1", agent_id="bot",
-        metadata={"source": "chat"}, session_id="s1", key="plan",
+        make_client(script),
+        "remember",
+        "User is on the Pro plan",
+        user_id="u1",
+        agent_id="bot",
+        metadata={"source": "chat"},
+        session_id="s1",
+        key="plan",
     )
     request = script.requests[0]
     assert (request.method, request.url.path) == ("POST", "/v1/memories")
     assert json.loads(request.content) == {
-        "content": "User is on the Pro plan", "user_id": "u1", "agent_id": "bot",
-        "session_id": "s1", "metadata": {"source": "chat"}, "key": "plan",
+        "content": "User is on the Pro plan",
+        "user_id": "u1",
+        "agent_id": "bot",
+        "session_id": "s1",
+        "metadata": {"source": "chat"},
+        "key": "plan",
     }
     assert isinstance(memory, Memory)
     assert memory.metadata == {"source": "chat"} and memory.key == "plan"
@@ -50,33 +64,50 @@ async def test_remember_leaves_out_what_was_not_given(make_client):
 
 
 async def test_non_ascii_content_is_sent_as_utf8_json(make_client):
-    script = Script(httpx.Response(201, json=memory_json(content="Ærø 🐟 \"quoted\"")))
-    memory = await call(make_client(script), "remember", "Ærø 🐟 \"quoted\"", user_id="u1", agent_id="bot")
-    assert script.bodies()[0]["content"] == "Ærø 🐟 \"quoted\""
+    script = Script(httpx.Response(201, json=memory_json(content='Ærø 🐟 "quoted"')))
+    memory = await call(
+        make_client(script), "remember", 'Ærø 🐟 "quoted"', user_id="u1", agent_id="bot"
+    )
+    assert script.bodies()[0]["content"] == 'Ærø 🐟 "quoted"'
     assert "Ærø".encode() in script.requests[0].content
-    assert memory.content == "Ærø 🐟 \"quoted\""
+    assert memory.content == 'Ærø 🐟 "quoted"'
 
 
 async def test_remember_many_normalizes_items(make_client):
     script = Script(httpx.Response(201, json={"memories": [memory_json(1), memory_json(2)]}))
     memories = await call(
-        make_client(script), "remember_many",
-        ["likes tea", {"content": "lives in Oslo", "metadata": {"k": 1}, "key": "city", "session_id": "s2"}],
-        user_id="u1", agent_id="bot", session_id="s1",
+        make_client(script),
+        "remember_many",
+        [
+            "likes tea",
+            {"content": "lives in Oslo", "metadata": {"k": 1}, "key": "city", "session_id": "s2"},
+        ],
+        user_id="u1",
+        agent_id="bot",
+        session_id="s1",
     )
     assert script.requests[0].url.path == "/v1/memories/batch"
     assert script.bodies()[0] == {
-        "user_id": "u1", "agent_id": "bot", "session_id": "s1",
-        "items": [{"content": "likes tea"},
-                  {"content": "lives in Oslo", "metadata": {"k": 1}, "key": "city", "session_id": "s2"}],
+        "user_id": "u1",
+        "agent_id": "bot",
+        "session_id": "s1",
+        "items": [
+            {"content": "likes tea"},
+            {"content": "lives in Oslo", "metadata": {"k": 1}, "key": "city", "session_id": "s2"},
+        ],
     }
     assert [m.id for m in memories] == [memory_json(1)["id"], memory_json(2)["id"]]
 
 
 @pytest.mark.parametrize(
     ("items", "match"),
-    [("just a string", "wrap"), ({"content": "x"}, "wrap"), ([{"text": "x"}], "unknown"),
-     ([{"metadata": {}}], "content"), ([42], "str or a mapping")],
+    [
+        ("just a string", "wrap"),
+        ({"content": "x"}, "wrap"),
+        ([{"text": "x"}], "unknown"),
+        ([{"metadata": {}}], "content"),
+        ([42], "str or a mapping"),
+    ],
 )
 async def test_remember_many_refuses_malformed_items_before_sending(make_client, items, match):
     script = Script()
@@ -86,16 +117,30 @@ async def test_remember_many_refuses_malformed_items_before_sending(make_client,
 
 
 async def test_recall_sends_the_query_and_reads_scores(make_client):
-    answer = {"results": [{"memory": memory_json(1), "score": 7.41}, {"memory": memory_json(2), "score": 1.5}]}
+    answer = {
+        "results": [
+            {"memory": memory_json(1), "score": 7.41},
+            {"memory": memory_json(2), "score": 1.5},
+        ]
+    }
     script = Script(httpx.Response(200, json=answer))
     results = await call(
-        make_client(script), "recall", "what plan?", user_id="u1", limit=10, offset=20,
+        make_client(script),
+        "recall",
+        "what plan?",
+        user_id="u1",
+        limit=10,
+        offset=20,
         filters={"priority": {"$gte": 2}},
     )
     request = script.requests[0]
     assert (request.method, request.url.path) == ("POST", "/v1/memories/search")
     assert script.bodies()[0] == {
-        "query": "what plan?", "user_id": "u1", "filters": {"priority": {"$gte": 2}}, "limit": 10, "offset": 20,
+        "query": "what plan?",
+        "user_id": "u1",
+        "filters": {"priority": {"$gte": 2}},
+        "limit": 10,
+        "offset": 20,
     }
     assert all(isinstance(r, RecalledMemory) for r in results)
     assert [r.score for r in results] == [7.41, 1.5]
@@ -120,7 +165,10 @@ async def test_get_update_forget(make_client):
     assert updated.content == "new" and updated.metadata == {"a": 1}
     assert await call(client, "forget", mid) is None
     assert [(r.method, r.url.path) for r in script.requests] == [
-        ("GET", f"/v1/memories/{mid}"), ("PATCH", f"/v1/memories/{mid}"), ("DELETE", f"/v1/memories/{mid}")]
+        ("GET", f"/v1/memories/{mid}"),
+        ("PATCH", f"/v1/memories/{mid}"),
+        ("DELETE", f"/v1/memories/{mid}"),
+    ]
     assert script.bodies() == [None, {"content": "new", "metadata": {"a": 1}}, None]
 
 
@@ -136,7 +184,12 @@ async def test_a_memory_id_stays_one_path_segment(make_client, memory_id):
     script = Script(httpx.Response(200, json=memory_json()))
     await call(make_client(script), "get", memory_id)
     raw = script.requests[0].url.raw_path.decode()
-    assert raw.startswith("/v1/memories/") and raw.count("/") == 3 and "?" not in raw and "#" not in raw
+    assert (
+        raw.startswith("/v1/memories/")
+        and raw.count("/") == 3
+        and "?" not in raw
+        and "#" not in raw
+    )
 
 
 @pytest.mark.parametrize("memory_id", ["", None, 7])
@@ -147,7 +200,9 @@ async def test_a_memory_id_must_be_a_non_empty_string(make_client, memory_id):
 
 async def test_forget_all_sends_its_scope_as_query_parameters(make_client):
     script = Script(httpx.Response(200, json={"deleted": 3}))
-    deleted = await call(make_client(script), "forget_all", user_id="u1", agent_id="bot", keys=["a", "b"])
+    deleted = await call(
+        make_client(script), "forget_all", user_id="u1", agent_id="bot", keys=["a", "b"]
+    )
     request = script.requests[0]
     assert (request.method, request.url.path) == ("DELETE", "/v1/memories")
     assert query(request) == [("user_id", "u1"), ("agent_id", "bot"), ("key", "a"), ("key", "b")]
@@ -162,7 +217,9 @@ async def test_keys_must_be_a_sequence_not_a_string(make_client):
 async def test_usage_and_scopes(make_client):
     script = Script(
         httpx.Response(200, json=usage_json()),
-        httpx.Response(200, json={"scopes": [{"user_id": "u1", "agent_id": "bot", "memories": 12}]}),
+        httpx.Response(
+            200, json={"scopes": [{"user_id": "u1", "agent_id": "bot", "memories": 12}]}
+        ),
     )
     client = make_client(script)
     usage = await call(client, "usage")
@@ -230,15 +287,24 @@ async def test_list_memories_sends_its_filters(make_client):
     script = pages(total=0, size=50)
     out = await collect(
         make_client(script).list_memories(
-            user_id="u1", agent_id="bot", session_id="s1", keys=["k1", "k2"], filters={"topic": "billing"},
+            user_id="u1",
+            agent_id="bot",
+            session_id="s1",
+            keys=["k1", "k2"],
+            filters={"topic": "billing"},
         )
     )
     assert out == []
     request = script.requests[0]
     assert (request.method, request.url.path) == ("GET", "/v1/memories")
     assert query(request) == [
-        ("user_id", "u1"), ("agent_id", "bot"), ("session_id", "s1"), ("key", "k1"), ("key", "k2"),
-        ("filters", '{"topic":"billing"}'), ("limit", "50"),
+        ("user_id", "u1"),
+        ("agent_id", "bot"),
+        ("session_id", "s1"),
+        ("key", "k1"),
+        ("key", "k2"),
+        ("filters", '{"topic":"billing"}'),
+        ("limit", "50"),
     ]
 
 
@@ -282,12 +348,25 @@ async def test_a_repeated_cursor_stops_the_listing_with_an_error(make_client):
 @pytest.mark.parametrize(
     ("method", "args", "kwargs", "field"),
     [
-        ("remember", ["hi"], {"agent_id": "bot", "metadata": {"score": float("nan")}}, "metadata.score"),
-        ("remember_many", [[{"content": "a"}, {"content": "b", "metadata": {"w": [1.0, float("inf")]}}]],
-         {"agent_id": "bot"}, "items[1].metadata.w[1]"),
+        (
+            "remember",
+            ["hi"],
+            {"agent_id": "bot", "metadata": {"score": float("nan")}},
+            "metadata.score",
+        ),
+        (
+            "remember_many",
+            [[{"content": "a"}, {"content": "b", "metadata": {"w": [1.0, float("inf")]}}]],
+            {"agent_id": "bot"},
+            "items[1].metadata.w[1]",
+        ),
         ("recall", ["tea"], {"filters": {"rank": float("-inf")}}, "filters.rank"),
-        ("batch", [[Op.remember("hi", user_id="u1", agent_id="bot", metadata={"x": float("nan")})]], {},
-         "operations[0].metadata.x"),
+        (
+            "batch",
+            [[Op.remember("hi", user_id="u1", agent_id="bot", metadata={"x": float("nan")})]],
+            {},
+            "operations[0].metadata.x",
+        ),
     ],
 )
 async def test_nan_or_infinity_is_refused_before_sending(make_client, method, args, kwargs, field):
@@ -303,7 +382,9 @@ async def test_nan_or_infinity_is_refused_before_sending(make_client, method, ar
 async def test_nan_in_listing_filters_is_refused_before_sending(make_client):
     script = pages(total=1, size=50)
     with pytest.raises(BadRequestError, match="filters.score is NaN"):
-        await collect(make_client(script).list_memories(user_id="u1", filters={"score": float("nan")}))
+        await collect(
+            make_client(script).list_memories(user_id="u1", filters={"score": float("nan")})
+        )
     assert script.requests == []
 
 
@@ -359,20 +440,51 @@ async def test_batch_refuses_unknown_ops_before_sending(make_client, operation):
 
 def test_op_builders_give_the_contract_shapes():
     assert Op.remember("c", user_id="u", agent_id="a", metadata={"m": 1}, key="k") == {
-        "op": "remember", "content": "c", "user_id": "u", "agent_id": "a", "metadata": {"m": 1}, "key": "k"}
-    assert Op.remember_many(["x", {"content": "y", "key": "k"}], user_id="u", agent_id="a", session_id="s") == {
-        "op": "remember_many", "user_id": "u", "agent_id": "a", "session_id": "s",
-        "items": [{"content": "x"}, {"content": "y", "key": "k"}]}
+        "op": "remember",
+        "content": "c",
+        "user_id": "u",
+        "agent_id": "a",
+        "metadata": {"m": 1},
+        "key": "k",
+    }
+    assert Op.remember_many(
+        ["x", {"content": "y", "key": "k"}], user_id="u", agent_id="a", session_id="s"
+    ) == {
+        "op": "remember_many",
+        "user_id": "u",
+        "agent_id": "a",
+        "session_id": "s",
+        "items": [{"content": "x"}, {"content": "y", "key": "k"}],
+    }
     assert Op.recall("q", user_id="u") == {"op": "recall", "query": "q", "user_id": "u", "limit": 5}
-    assert Op.recall("q", user_id="u", agent_id="a", limit=2, offset=4, filters={"t": 1}, session_id="s") == {
-        "op": "recall", "query": "q", "user_id": "u", "agent_id": "a", "session_id": "s",
-        "filters": {"t": 1}, "limit": 2, "offset": 4}
+    assert Op.recall(
+        "q", user_id="u", agent_id="a", limit=2, offset=4, filters={"t": 1}, session_id="s"
+    ) == {
+        "op": "recall",
+        "query": "q",
+        "user_id": "u",
+        "agent_id": "a",
+        "session_id": "s",
+        "filters": {"t": 1},
+        "limit": 2,
+        "offset": 4,
+    }
     assert Op.get("mem_1") == {"op": "get", "memory_id": "mem_1"}
     assert Op.update("mem_1", metadata={}) == {"op": "update", "memory_id": "mem_1", "metadata": {}}
     assert Op.forget("mem_1") == {"op": "forget", "memory_id": "mem_1"}
-    assert Op.forget_all(user_id="u", keys=("k1", "k2")) == {"op": "forget_all", "user_id": "u", "keys": ["k1", "k2"]}
+    assert Op.forget_all(user_id="u", keys=("k1", "k2")) == {
+        "op": "forget_all",
+        "user_id": "u",
+        "keys": ["k1", "k2"],
+    }
     assert Op.list(user_id="u", keys=["k"], cursor="c", filters={"t": 1}) == {
-        "op": "list", "user_id": "u", "filters": {"t": 1}, "keys": ["k"], "limit": 50, "cursor": "c"}
+        "op": "list",
+        "user_id": "u",
+        "filters": {"t": 1},
+        "keys": ["k"],
+        "limit": 50,
+        "cursor": "c",
+    }
     assert Op.usage() == {"op": "usage"}
 
 
@@ -394,13 +506,23 @@ def test_provenance_gives_each_time_as_sent():
     from memlayer_integrations import Memory
 
     fields = {"id": "mem_1", "content": "c", "user_id": "u", "agent_id": "a"}
-    same = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T10:00:00Z"})
-    assert same.provenance()["created_at"] == same.provenance()["updated_at"] == "2026-11-27T10:00:00+00:00"
-    later = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-28T09:30:00Z"})
+    same = Memory.model_validate(
+        {**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T10:00:00Z"}
+    )
+    assert (
+        same.provenance()["created_at"]
+        == same.provenance()["updated_at"]
+        == "2026-11-27T10:00:00+00:00"
+    )
+    later = Memory.model_validate(
+        {**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-28T09:30:00Z"}
+    )
     assert (later.provenance()["created_at"], later.provenance()["updated_at"]) == (
         "2026-11-27T10:00:00+00:00",
         "2026-11-28T09:30:00+00:00",
     )
     # The same instant in another offset keeps its own spelling.
-    shifted = Memory.model_validate({**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T11:00:00+01:00"})
+    shifted = Memory.model_validate(
+        {**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T11:00:00+01:00"}
+    )
     assert shifted.provenance()["updated_at"] == "2026-11-27T11:00:00+01:00"

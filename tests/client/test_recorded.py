@@ -47,7 +47,9 @@ recorder = vcr.VCR(
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-async def test_scenario_recorded(name: str, flavor: str, fake_key: str, request: pytest.FixtureRequest):
+async def test_scenario_recorded(
+    name: str, flavor: str, fake_key: str, request: pytest.FixtureRequest
+):
     recording = RECORD and flavor == "sync"
     cassette_path = CLIENT_CASSETTES / f"{name}.yaml"
     if recording:
@@ -57,7 +59,9 @@ async def test_scenario_recorded(name: str, flavor: str, fake_key: str, request:
     else:
         if not RECORD:
             request.getfixturevalue("no_network")
-        assert cassette_path.is_file(), f"missing cassette {cassette_path}; re-record (see module docstring)"
+        assert cassette_path.is_file(), (
+            f"missing cassette {cassette_path}; re-record (see module docstring)"
+        )
         base_url, key = REPLAY_URL, fake_key
         mode = "none"
 
@@ -78,14 +82,18 @@ async def test_scenario_recorded(name: str, flavor: str, fake_key: str, request:
         assert len(cassette) > 0
     else:
         # Every recorded exchange was asked for: the client sent exactly the recorded calls.
-        assert cassette.all_played, f"{name}: {cassette.play_count} of {len(cassette)} exchanges replayed"
+        assert cassette.all_played, (
+            f"{name}: {cassette.play_count} of {len(cassette)} exchanges replayed"
+        )
 
 
 def test_every_scenario_has_a_cassette_and_no_stray_ones():
     assert {p.stem for p in CLIENT_CASSETTES.glob("*.yaml")} == set(SCENARIOS)
 
 
-def test_a_request_missing_from_the_cassette_fails_instead_of_recording(fake_key, no_network, tmp_path):
+def test_a_request_missing_from_the_cassette_fails_instead_of_recording(
+    fake_key, no_network, tmp_path
+):
     before = (CLIENT_CASSETTES / "usage.yaml").read_bytes()
     with recorder.use_cassette("usage.yaml", record_mode="none"):
         client = MemLayerClient(api_key=fake_key, base_url=REPLAY_URL, max_retries=0)

@@ -16,8 +16,9 @@ from memlayer_integrations import (
     ConflictError,
     InternalServerError,
     RateLimitError,
+    _base_client,
+    _constants,
 )
-from memlayer_integrations import _base_client, _constants
 
 from ._support import Script, call, collect, error_response, memory_json, usage_json
 
@@ -34,9 +35,18 @@ def server_error(status: int = 503) -> httpx.Response:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(400, "bad_request"), (401, "invalid_api_key"), (403, "account_suspended"), (403, "memory_limit_reached"),
-     (404, "not_found"), (409, "conflict"), (413, "payload_too_large"), (415, "unsupported_media_type"),
-     (422, "validation_error"), (418, "teapot")],
+    [
+        (400, "bad_request"),
+        (401, "invalid_api_key"),
+        (403, "account_suspended"),
+        (403, "memory_limit_reached"),
+        (404, "not_found"),
+        (409, "conflict"),
+        (413, "payload_too_large"),
+        (415, "unsupported_media_type"),
+        (422, "validation_error"),
+        (418, "teapot"),
+    ],
 )
 async def test_other_4xx_are_not_retried(make_client, sleeps, status, code):
     script = Script(error_response(status, code), OK_MEMORY)
@@ -52,7 +62,9 @@ async def test_other_4xx_are_not_retried(make_client, sleeps, status, code):
 
 
 @pytest.mark.parametrize(("jitter", "factor"), [(0.0, 1.0), (0.999999, 0.75)])
-async def test_backoff_doubles_up_to_the_cap_with_bounded_jitter(make_client, sleeps, monkeypatch, jitter, factor):
+async def test_backoff_doubles_up_to_the_cap_with_bounded_jitter(
+    make_client, sleeps, monkeypatch, jitter, factor
+):
     monkeypatch.setattr(_base_client.random, "random", lambda: jitter)
     script = Script(httpx.ConnectError("down"))
     client = make_client(script, max_retries=7)
@@ -86,7 +98,9 @@ async def test_retry_after_is_honoured(make_client, sleeps, retry_after):
 
 async def test_retry_after_above_the_cap_is_raised_not_slept_on(make_client, sleeps):
     over = str(int(_constants.MAX_RETRY_AFTER) + 1)
-    script = Script(error_response(429, "rate_limited", "slow down", headers={"Retry-After": over}), OK_USAGE)
+    script = Script(
+        error_response(429, "rate_limited", "slow down", headers={"Retry-After": over}), OK_USAGE
+    )
     client = make_client(script, max_retries=5)
     with pytest.raises(RateLimitError) as info:
         await call(client, "usage")
@@ -98,7 +112,9 @@ async def test_retry_after_above_the_cap_is_raised_not_slept_on(make_client, sle
 
 async def test_rate_limited_without_retry_after_backs_off(make_client, sleeps, monkeypatch):
     monkeypatch.setattr(_base_client.random, "random", lambda: 0.0)
-    script = Script(error_response(429, "rate_limited"), error_response(429, "rate_limited"), OK_USAGE)
+    script = Script(
+        error_response(429, "rate_limited"), error_response(429, "rate_limited"), OK_USAGE
+    )
     await call(make_client(script), "usage")
     assert sleeps == [0.5, 1.0]
 
@@ -118,7 +134,9 @@ WRITES = [
 
 
 @pytest.mark.parametrize(("method", "args", "kwargs"), WRITES, ids=[w[0] for w in WRITES])
-async def test_every_retry_of_a_write_resends_the_same_idempotency_key(make_client, sleeps, method, args, kwargs):
+async def test_every_retry_of_a_write_resends_the_same_idempotency_key(
+    make_client, sleeps, method, args, kwargs
+):
     script = Script(httpx.ReadTimeout("timed out"), server_error(), server_error())
     client = make_client(script)
     with pytest.raises(InternalServerError):
@@ -174,13 +192,21 @@ async def test_client_default_timeout_reaches_the_request(make_client):
     script = Script(OK_USAGE)
     await call(make_client(script), "usage")
     assert script.requests[0].extensions["timeout"] == _constants.DEFAULT_TIMEOUT.as_dict()
-    assert _constants.DEFAULT_TIMEOUT.as_dict() == {"connect": 5.0, "read": 10.0, "write": 10.0, "pool": 10.0}
+    assert _constants.DEFAULT_TIMEOUT.as_dict() == {
+        "connect": 5.0,
+        "read": 10.0,
+        "write": 10.0,
+        "pool": 10.0,
+    }
 
 
 @pytest.mark.parametrize(
     ("client_timeout", "expected"),
-    [(3.0, httpx.Timeout(3.0)), (httpx.Timeout(2.0, read=7.0), httpx.Timeout(2.0, read=7.0)),
-     (None, httpx.Timeout(None))],
+    [
+        (3.0, httpx.Timeout(3.0)),
+        (httpx.Timeout(2.0, read=7.0), httpx.Timeout(2.0, read=7.0)),
+        (None, httpx.Timeout(None)),
+    ],
 )
 async def test_client_timeout_argument_reaches_the_request(make_client, client_timeout, expected):
     script = Script(OK_USAGE)
@@ -190,10 +216,15 @@ async def test_client_timeout_argument_reaches_the_request(make_client, client_t
 
 @pytest.mark.parametrize(
     ("per_call", "expected"),
-    [(1.5, httpx.Timeout(1.5)), (httpx.Timeout(4.0, connect=1.0), httpx.Timeout(4.0, connect=1.0)),
-     (None, httpx.Timeout(None))],
+    [
+        (1.5, httpx.Timeout(1.5)),
+        (httpx.Timeout(4.0, connect=1.0), httpx.Timeout(4.0, connect=1.0)),
+        (None, httpx.Timeout(None)),
+    ],
 )
-async def test_per_call_timeout_overrides_the_client_default(make_client, sleeps, per_call, expected):
+async def test_per_call_timeout_overrides_the_client_default(
+    make_client, sleeps, per_call, expected
+):
     script = Script(server_error(), OK_MEMORY, httpx.Response(200, json=usage_json()))
     client = make_client(script, timeout=30.0)
     await call(client, "remember", "x", user_id="u1", agent_id="bot", timeout=per_call)

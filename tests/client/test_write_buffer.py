@@ -24,7 +24,9 @@ def test_take_groups_by_scope_as_remember_many_ops():
     ops = buffer.take()
     assert ops == [
         Op.remember_many(["likes tea", "drinks it black"], user_id="u1", agent_id="bot"),
-        Op.remember_many([{"content": "lives in Oslo", "metadata": {"k": 1}}], user_id="u2", agent_id="bot"),
+        Op.remember_many(
+            [{"content": "lives in Oslo", "metadata": {"k": 1}}], user_id="u2", agent_id="bot"
+        ),
     ]
     assert len(buffer) == 0
     assert buffer.take() == []
@@ -96,7 +98,9 @@ def test_exit_hook_logs_a_failure_instead_of_raising(caplog):
     buffer.add(["a", "b"], user_id="u1", agent_id="bot")
     with caplog.at_level(logging.ERROR, logger="memlayer_integrations"):
         _flush_at_exit(lambda: buffer)
-    assert "could not flush 2 pending memories" in caplog.text and "service unreachable" in caplog.text
+    assert (
+        "could not flush 2 pending memories" in caplog.text and "service unreachable" in caplog.text
+    )
     buffer.take()  # leave nothing for the real exit hook
 
 

@@ -4,8 +4,8 @@ shown."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
@@ -36,9 +36,17 @@ def mock_clients(
     kwargs.setdefault("max_retries", 0)
     base = "http://memlayer.test"
     return (
-        MemLayerClient(api_key=api_key, base_url=base, http_client=httpx.Client(transport=httpx.MockTransport(handler)), **kwargs),
+        MemLayerClient(
+            api_key=api_key,
+            base_url=base,
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            **kwargs,
+        ),
         AsyncMemLayerClient(
-            api_key=api_key, base_url=base, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), **kwargs
+            api_key=api_key,
+            base_url=base,
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            **kwargs,
         ),
     )
 
@@ -54,10 +62,16 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedChatModel":
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         self.prompts.append(list(messages))
         index = min(len(self.prompts), len(self.responses)) - 1
         return ChatResult(generations=[ChatGeneration(message=self.responses[index].model_copy())])

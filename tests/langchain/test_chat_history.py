@@ -12,7 +12,14 @@ MESSAGES = [
     HumanMessage("What is the weather in Oslo?", id="h1"),
     AIMessage(
         content="",
-        tool_calls=[{"name": "weather", "args": {"city": "Oslo", "units": ["c"]}, "id": "call_1", "type": "tool_call"}],
+        tool_calls=[
+            {
+                "name": "weather",
+                "args": {"city": "Oslo", "units": ["c"]},
+                "id": "call_1",
+                "type": "tool_call",
+            }
+        ],
         additional_kwargs={"x": {"y": 1}},
         response_metadata={"model": "fake"},
     ),
@@ -23,7 +30,9 @@ MESSAGES = [
 
 def _history(clients: tuple, session: str = "s1", **kw) -> MemLayerChatMessageHistory:
     sync, async_, _ = clients
-    return MemLayerChatMessageHistory(user_id="alice", agent_id="chat", session_id=session, client=sync, async_client=async_, **kw)
+    return MemLayerChatMessageHistory(
+        user_id="alice", agent_id="chat", session_id=session, client=sync, async_client=async_, **kw
+    )
 
 
 def test_every_message_type_round_trips_exactly(clients: tuple, counter) -> None:
@@ -53,4 +62,6 @@ def test_no_cap_on_length_and_clear_keeps_other_memories(clients: tuple) -> None
     sync.remember("not a chat message", user_id="alice", agent_id="chat", session_id="s1")
     history.clear()
     assert history.messages == []
-    assert [m.content for m in sync.list_memories(user_id="alice", agent_id="chat")] == ["not a chat message"]
+    assert [m.content for m in sync.list_memories(user_id="alice", agent_id="chat")] == [
+        "not a chat message"
+    ]

@@ -22,13 +22,22 @@ def test_missing_langchain_names_the_extra() -> None:
 
 
 def test_core_does_not_import_langchain() -> None:
-    done = _run("import sys, memlayer_integrations; print('langchain_core' in sys.modules, 'langgraph' in sys.modules)")
+    done = _run(
+        "import sys, memlayer_integrations; print('langchain_core' in sys.modules, 'langgraph' in sys.modules)"
+    )
     assert done.stdout.split() == ["False", "False"]
 
 
 def test_public_names() -> None:
     assert sorted(lc.__all__) == sorted(
-        ["MemLayerMiddleware", "MemLayerStore", "memlayer_namespace", "MemLayerRetriever", "MemLayerToolkit",
-         "MemLayerChatMessageHistory", "MemLayerScopeError"]
+        [
+            "MemLayerMiddleware",
+            "MemLayerStore",
+            "memlayer_namespace",
+            "MemLayerRetriever",
+            "MemLayerToolkit",
+            "MemLayerChatMessageHistory",
+            "MemLayerScopeError",
+        ]
     )
     assert all(hasattr(lc, name) for name in lc.__all__)

@@ -30,7 +30,17 @@ def lookup(term: str) -> str:
 
 def _tool_rounds(n: int) -> list[AIMessage]:
     calls = [
-        AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"term": f"t{i}"}, "id": f"call_{i}", "type": "tool_call"}])
+        AIMessage(
+            content="",
+            tool_calls=[
+                {
+                    "name": "lookup",
+                    "args": {"term": f"t{i}"},
+                    "id": f"call_{i}",
+                    "type": "tool_call",
+                }
+            ],
+        )
         for i in range(n)
     ]
     return [*calls, AIMessage(content="Done.")]
@@ -38,7 +48,9 @@ def _tool_rounds(n: int) -> list[AIMessage]:
 
 def _agent(memory: MemLayerMiddleware, rounds: int = 0, **kwargs):
     model = ScriptedChatModel(responses=_tool_rounds(rounds))
-    return create_agent(model, tools=[lookup], system_prompt="You are helpful.", middleware=[memory], **kwargs), model
+    return create_agent(
+        model, tools=[lookup], system_prompt="You are helpful.", middleware=[memory], **kwargs
+    ), model
 
 
 def _ask(agent, text: str, user: str):
@@ -46,7 +58,9 @@ def _ask(agent, text: str, user: str):
 
 
 async def _aask(agent, text: str, user: str):
-    return await agent.ainvoke({"messages": [HumanMessage(text)]}, {"configurable": {"user_id": user}})
+    return await agent.ainvoke(
+        {"messages": [HumanMessage(text)]}, {"configurable": {"user_id": user}}
+    )
 
 
 @pytest.fixture
@@ -79,7 +93,9 @@ def test_a_memory_already_in_the_conversation_is_not_repeated(memory) -> None:
 
 
 @pytest.mark.parametrize("rounds", [0, 3])
-def test_at_most_two_requests_per_turn_whatever_the_tool_rounds(memory, counter, rounds: int) -> None:
+def test_at_most_two_requests_per_turn_whatever_the_tool_rounds(
+    memory, counter, rounds: int
+) -> None:
     agent, model = _agent(memory, rounds)
     _ask(agent, FACT, "alice")
     counter.take()
@@ -106,9 +122,13 @@ async def test_async_hooks_use_the_async_client(clients: tuple) -> None:
 
 def test_economy_mode_is_one_request_per_turn_and_loses_nothing(clients: tuple) -> None:
     sync, async_, counter = clients
-    memory = MemLayerMiddleware(agent_id="bot", client=sync, async_client=async_, economy=True, remember="both")
+    memory = MemLayerMiddleware(
+        agent_id="bot", client=sync, async_client=async_, economy=True, remember="both"
+    )
     per_turn = []
-    for i, text in enumerate([FACT, "I live in Bergen", "Which tea do I like?", "Where do I live?"]):
+    for i, text in enumerate(
+        [FACT, "I live in Bergen", "Which tea do I like?", "Where do I live?"]
+    ):
         agent, model = _agent(memory, rounds=1)
         _ask(agent, text, "alice")
         per_turn.append(counter.take())
@@ -127,7 +147,10 @@ def test_economy_mode_is_one_request_per_turn_and_loses_nothing(clients: tuple) 
 def _failing(status: int, code: str, calls: list):
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        return httpx.Response(status, json={"error": {"code": code, "message": "x", "field": None}, "request_id": "req_1"})
+        return httpx.Response(
+            status,
+            json={"error": {"code": code, "message": "x", "field": None}, "request_id": "req_1"},
+        )
 
     return handler
 
@@ -157,7 +180,9 @@ def test_without_fail_open_transient_errors_are_raised(clients: tuple) -> None:
 
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_authentication_errors_always_propagate(base_url: str, fail_open: bool) -> None:
-    memory = MemLayerMiddleware(agent_id="bot", api_key="ml_live_" + "0" * 32, base_url=base_url, fail_open=fail_open)
+    memory = MemLayerMiddleware(
+        agent_id="bot", api_key="ml_live_" + "0" * 32, base_url=base_url, fail_open=fail_open
+    )
     agent, _ = _agent(memory)
     with pytest.raises(AuthenticationError):
         _ask(agent, FACT, "alice")
@@ -200,7 +225,9 @@ def test_scope_from_context_and_missing_scope(clients: tuple) -> None:
     sync, async_, _ = clients
     memory = MemLayerMiddleware(client=sync, async_client=async_)
     agent, _ = _agent(memory, context_schema=dict)
-    agent.invoke({"messages": [HumanMessage(FACT)]}, context={"user_id": "carol", "agent_id": "ctx_bot"})
+    agent.invoke(
+        {"messages": [HumanMessage(FACT)]}, context={"user_id": "carol", "agent_id": "ctx_bot"}
+    )
     assert [m.content for m in sync.list_memories(user_id="carol", agent_id="ctx_bot")] == [FACT]
     with pytest.raises(MemLayerScopeError, match="user_id"):
         agent.invoke({"messages": [HumanMessage(FACT)]}, context={"agent_id": "ctx_bot"})

@@ -14,7 +14,10 @@ FACTS = [f"alice drinks tea number {i}" for i in range(5)]
 def _seed(base_url: str, api_key: str) -> None:
     with MemLayerClient(api_key=api_key, base_url=base_url) as client:
         client.remember_many(
-            [{"content": f, "metadata": {"n": i}} for i, f in enumerate(FACTS)], user_id="alice", agent_id="bot", session_id="s1"
+            [{"content": f, "metadata": {"n": i}} for i, f in enumerate(FACTS)],
+            user_id="alice",
+            agent_id="bot",
+            session_id="s1",
         )
 
 
@@ -39,7 +42,9 @@ class TestMemLayerRetrieverStandard(RetrieversIntegrationTests):
 
 def test_documents_carry_the_memory(base_url: str, api_key: str) -> None:
     _seed(base_url, api_key)
-    retriever = MemLayerRetriever(user_id="alice", agent_id="bot", k=2, api_key=api_key, base_url=base_url)
+    retriever = MemLayerRetriever(
+        user_id="alice", agent_id="bot", k=2, api_key=api_key, base_url=base_url
+    )
     docs = retriever.invoke("tea number 3")
     assert docs[0].page_content == FACTS[3]
     meta = docs[0].metadata

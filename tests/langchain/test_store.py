@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from langgraph.store.base import BaseStore, GetOp, InvalidNamespaceError, ListNamespacesOp, PutOp, SearchOp
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    InvalidNamespaceError,
+    ListNamespacesOp,
+    PutOp,
+    SearchOp,
+)
 from langgraph.store.memory import InMemoryStore
 
 from memlayer_integrations import AuthenticationError
@@ -19,7 +26,11 @@ BOB = ("bob", "prefs")
 
 
 def _load(store: BaseStore) -> None:
-    store.put(ALICE, "drink", {"text": "green tea", "cups": 3, "tags": ["hot"], "nested": {"a": [1, {"b": None}]}})
+    store.put(
+        ALICE,
+        "drink",
+        {"text": "green tea", "cups": 3, "tags": ["hot"], "nested": {"a": [1, {"b": None}]}},
+    )
     store.put(ALICE, "food", {"text": "pizza", "cups": 1})
     store.put(ALICE_NOTES, "n1", {"text": "quarterly report", "cups": 0, "status": "open"})
     store.put(BOB, "drink", {"text": "coffee", "cups": 5, "status": "closed"})
@@ -147,7 +158,9 @@ def test_one_batch_call_is_one_request(store: MemLayerStore, counter) -> None:
     assert counter.take() == ["POST /v1/batch"]
     store.batch([GetOp(ALICE, "1"), GetOp(ALICE, "2"), GetOp(BOB, "x"), PutOp(ALICE, "3", None)])
     assert counter.take() == ["POST /v1/batch"]
-    store.batch([SearchOp(ALICE, {"i": {"$gt": 20}}, 5, 0, None), ListNamespacesOp(None, None, 10, 0)])
+    store.batch(
+        [SearchOp(ALICE, {"i": {"$gt": 20}}, 5, 0, None), ListNamespacesOp(None, None, 10, 0)]
+    )
     assert counter.take() == ["GET /v1/scopes", "POST /v1/batch"]
 
 

@@ -27,7 +27,12 @@ class _ServerParams:
     def _server(self, base_url: str, api_key: str) -> None:
         with MemLayerClient(api_key=api_key, base_url=base_url) as client:
             self._memory_id = client.remember("alice likes tea", user_id="alice", agent_id="bot").id
-        self._params = {"user_id": "alice", "agent_id": "bot", "api_key": api_key, "base_url": base_url}
+        self._params = {
+            "user_id": "alice",
+            "agent_id": "bot",
+            "api_key": api_key,
+            "base_url": base_url,
+        }
 
     @property
     def tool_constructor_params(self) -> dict:
@@ -77,14 +82,21 @@ def test_schemas_never_expose_the_scope(api_key: str, base_url: str) -> None:
 
 def test_remember_recall_forget_with_scope_from_configurable(clients: tuple) -> None:
     sync, async_, _ = clients
-    remember, recall, forget = MemLayerToolkit(agent_id="bot", client=sync, async_client=async_).get_tools()
+    remember, recall, forget = MemLayerToolkit(
+        agent_id="bot", client=sync, async_client=async_
+    ).get_tools()
     cfg = {"configurable": {"user_id": "alice"}}
     out = remember.invoke({"content": "alice is vegan"}, cfg)
     memory_id = out.split("[")[1].split("]")[0]
     assert f"[{memory_id}] alice is vegan" in recall.invoke({"query": "vegan"}, cfg)
-    assert recall.invoke({"query": "vegan"}, {"configurable": {"user_id": "bob"}}) == "No relevant memories."
+    assert (
+        recall.invoke({"query": "vegan"}, {"configurable": {"user_id": "bob"}})
+        == "No relevant memories."
+    )
     # Bob's run cannot forget Alice's memory by its id.
-    assert "No memory with that id" in forget.invoke({"memory_id": memory_id}, {"configurable": {"user_id": "bob"}})
+    assert "No memory with that id" in forget.invoke(
+        {"memory_id": memory_id}, {"configurable": {"user_id": "bob"}}
+    )
     assert forget.invoke({"memory_id": memory_id}, cfg) == f"Forgot [{memory_id}]."
     with pytest.raises(MemLayerScopeError):
         remember.invoke({"content": "x"})
@@ -92,10 +104,23 @@ def test_remember_recall_forget_with_scope_from_configurable(clients: tuple) -> 
 
 async def test_recoverable_errors_reach_the_model_safely(clients: tuple, api_key: str) -> None:
     sync, async_, _ = clients
-    _, _, forget = MemLayerToolkit(user_id="alice", agent_id="bot", client=sync, async_client=async_).get_tools()
-    msg = await forget.ainvoke({"name": "forget", "args": {"memory_id": "mem_" + "f" * 32}, "id": "c1", "type": "tool_call"})
+    _, _, forget = MemLayerToolkit(
+        user_id="alice", agent_id="bot", client=sync, async_client=async_
+    ).get_tools()
+    msg = await forget.ainvoke(
+        {
+            "name": "forget",
+            "args": {"memory_id": "mem_" + "f" * 32},
+            "id": "c1",
+            "type": "tool_call",
+        }
+    )
     assert isinstance(msg, ToolMessage) and msg.status == "error"
-    assert "No memory with that id" in msg.content and api_key not in msg.content and "req_" not in msg.content
+    assert (
+        "No memory with that id" in msg.content
+        and api_key not in msg.content
+        and "req_" not in msg.content
+    )
 
 
 async def test_recall_sends_at_most_the_longest_query_the_server_takes() -> None:
@@ -114,18 +139,27 @@ async def test_recall_sends_at_most_the_longest_query_the_server_takes() -> None
 
 
 def _agent_with(tools, call: dict):
-    model = ScriptedChatModel(responses=[AIMessage(content="", tool_calls=[{**call, "id": "c1", "type": "tool_call"}]), AIMessage("ok")])
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(content="", tool_calls=[{**call, "id": "c1", "type": "tool_call"}]),
+            AIMessage("ok"),
+        ]
+    )
     return create_agent(model, tools=tools), model
 
 
 def test_tool_errors_in_an_agent(base_url: str, api_key: str) -> None:
-    tools = MemLayerToolkit(user_id="alice", agent_id="bot", api_key=api_key, base_url=base_url).get_tools()
+    tools = MemLayerToolkit(
+        user_id="alice", agent_id="bot", api_key=api_key, base_url=base_url
+    ).get_tools()
     agent, model = _agent_with(tools, {"name": "forget", "args": {"memory_id": "mem_" + "f" * 32}})
     agent.invoke({"messages": [HumanMessage("forget it")]})
     tool_msg = model.prompts[1][-1]
     assert tool_msg.type == "tool" and "No memory with that id" in tool_msg.content
 
-    bad = MemLayerToolkit(user_id="alice", agent_id="bot", api_key="ml_live_" + "0" * 32, base_url=base_url).get_tools()
+    bad = MemLayerToolkit(
+        user_id="alice", agent_id="bot", api_key="ml_live_" + "0" * 32, base_url=base_url
+    ).get_tools()
     agent, _ = _agent_with(bad, {"name": "recall", "args": {"query": "tea"}})
     with pytest.raises(AuthenticationError):
         agent.invoke({"messages": [HumanMessage("what do I like")]})

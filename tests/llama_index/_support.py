@@ -4,12 +4,12 @@ transport, and deterministic LLMs that record what they were shown."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
 from llama_index.core.llms import MockFunctionCallingLLM, MockLLM
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
@@ -35,7 +35,11 @@ class Recorder:
     @staticmethod
     def ops(requests: Sequence[tuple[str, str, Any]]) -> list[str]:
         """The logical operations sent: batch operations count one by one."""
-        names = {"/v1/memories/search": "recall", "/v1/memories/batch": "remember_many", "/v1/memories": "remember"}
+        names = {
+            "/v1/memories/search": "recall",
+            "/v1/memories/batch": "remember_many",
+            "/v1/memories": "remember",
+        }
         out: list[str] = []
         for method, path, body in requests:
             if path == "/v1/batch":
@@ -47,7 +51,9 @@ class Recorder:
         return out
 
 
-def recorded_clients(base_url: str, api_key: str) -> tuple[MemLayerClient, AsyncMemLayerClient, Recorder]:
+def recorded_clients(
+    base_url: str, api_key: str
+) -> tuple[MemLayerClient, AsyncMemLayerClient, Recorder]:
     """Real clients of the local server sharing one :class:`Recorder`."""
     recorder = Recorder()
     return (*logged_clients(base_url, api_key, recorder), recorder)
@@ -60,7 +66,10 @@ def mock_clients(
     base = "http://memlayer.test"
     return (
         MemLayerClient(
-            api_key=api_key, base_url=base, max_retries=0, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+            api_key=api_key,
+            base_url=base,
+            max_retries=0,
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
         ),
         AsyncMemLayerClient(
             api_key=api_key,
@@ -95,7 +104,10 @@ class RecordingLLM(MockLLM):
 
 
 def tool_rounds_llm(
-    rounds: int, tool_name: str, answer: str = "All done.", tool_kwargs: Optional[dict[str, Any]] = None
+    rounds: int,
+    tool_name: str,
+    answer: str = "All done.",
+    tool_kwargs: dict[str, Any] | None = None,
 ) -> MockFunctionCallingLLM:
     """A function-calling LLM that calls ``tool_name`` ``rounds`` times per user message,
     one call per round, then answers. Every input it sees is kept on ``llm.seen``."""
@@ -106,7 +118,11 @@ def tool_rounds_llm(
         last_user = max(i for i, m in enumerate(messages) if m.role == MessageRole.USER)
         done = sum(1 for m in messages[last_user:] if m.role == MessageRole.TOOL)
         if done < rounds:
-            call = ToolCallBlock(tool_call_id=f"call-{len(seen)}", tool_name=tool_name, tool_kwargs=tool_kwargs or {"x": str(done)})
+            call = ToolCallBlock(
+                tool_call_id=f"call-{len(seen)}",
+                tool_name=tool_name,
+                tool_kwargs=tool_kwargs or {"x": str(done)},
+            )
             return ChatMessage(role=MessageRole.ASSISTANT, blocks=[call])
         return ChatMessage(role=MessageRole.ASSISTANT, content=answer)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
@@ -28,7 +29,9 @@ LOOKUP = FunctionTool.from_defaults(lookup)
 
 
 def memory_for(clients: tuple, user_id: str = "ada", **kwargs: Any) -> MemLayerMemory:
-    return MemLayerMemory(user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1], **kwargs)
+    return MemLayerMemory(
+        user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1], **kwargs
+    )
 
 
 def react_llm(answer: str) -> MockFunctionCallingLLM:
@@ -36,7 +39,9 @@ def react_llm(answer: str) -> MockFunctionCallingLLM:
 
     def respond(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
         seen.append(list(messages))
-        return ChatMessage(role=MessageRole.ASSISTANT, content=f"Thought: I can answer.\nAnswer: {answer}")
+        return ChatMessage(
+            role=MessageRole.ASSISTANT, content=f"Thought: I can answer.\nAnswer: {answer}"
+        )
 
     llm = MockFunctionCallingLLM(response_generator=respond)
     object.__setattr__(llm, "seen", seen)
@@ -62,10 +67,19 @@ async def test_function_agent_recalls_once_per_user_message_across_tool_rounds(
     assert all("Ada's favourite language is OCaml" in text_of(m) for m in first_turn)
     assert all([x.role for x in m].count(MessageRole.SYSTEM) == 1 for m in llm.seen)
     stored = [m.content for m in clients[0].list_memories(user_id="ada", agent_id="bot")]
-    assert stored[1:] == ["Which language do I like?", "All done.", "Tell me about OCaml", "All done.", "Thanks", "All done."]
+    assert stored[1:] == [
+        "Which language do I like?",
+        "All done.",
+        "Tell me about OCaml",
+        "All done.",
+        "Thanks",
+        "All done.",
+    ]
 
 
-async def test_function_agent_economy_one_request_per_turn(clients: tuple, recorder: Recorder) -> None:
+async def test_function_agent_economy_one_request_per_turn(
+    clients: tuple, recorder: Recorder
+) -> None:
     agent = FunctionAgent(tools=[LOOKUP], llm=tool_rounds_llm(2, "lookup"))
     memory = memory_for(clients, economy=True)
     counts = []
@@ -109,10 +123,14 @@ async def test_react_agent_and_agent_workflow(clients: tuple, recorder: Recorder
     assert Recorder.ops(recorder.take()) == ["recall", "remember_many"]
 
 
-async def test_context_save_and_restore(base_url: str, api_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_context_save_and_restore(
+    base_url: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent = FunctionAgent(tools=[LOOKUP], llm=tool_rounds_llm(1, "lookup", answer="Hello Ada."))
     ctx = Context(agent)
-    memory = MemLayerMemory(user_id="ada", agent_id="bot", session_id="s1", api_key=api_key, base_url=base_url)
+    memory = MemLayerMemory(
+        user_id="ada", agent_id="bot", session_id="s1", api_key=api_key, base_url=base_url
+    )
     await agent.run("My name is Ada", ctx=ctx, memory=memory)
     await memory.aclose()
 
@@ -123,7 +141,9 @@ async def test_context_save_and_restore(base_url: str, api_key: str, monkeypatch
     restored = Context.from_dict(agent, json.loads(saved), serializer=JsonSerializer())
     restored_memory = await restored.store.get("memory")
     assert isinstance(restored_memory, MemLayerMemory) and restored_memory is not memory
-    assert [m.content for m in await restored_memory.aget_all() if m.role == MessageRole.USER] == ["My name is Ada"]
+    assert [m.content for m in await restored_memory.aget_all() if m.role == MessageRole.USER] == [
+        "My name is Ada"
+    ]
 
     llm = tool_rounds_llm(1, "lookup")
     agent.llm = llm

@@ -6,7 +6,11 @@ import secrets
 
 import pytest
 from llama_index.core.base.llms.types import MessageRole
-from llama_index.core.chat_engine import CondensePlusContextChatEngine, ContextChatEngine, SimpleChatEngine
+from llama_index.core.chat_engine import (
+    CondensePlusContextChatEngine,
+    ContextChatEngine,
+    SimpleChatEngine,
+)
 
 from memlayer_integrations import AuthenticationError
 from memlayer_integrations.llama_index import MemLayerMemory
@@ -15,14 +19,18 @@ from ._support import FixedRetriever, Recorder, RecordingLLM, text_of
 
 
 def memory_for(clients: tuple, user_id: str, **kwargs) -> MemLayerMemory:
-    return MemLayerMemory(user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1], **kwargs)
+    return MemLayerMemory(
+        user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1], **kwargs
+    )
 
 
 def build(kind: str, llm: RecordingLLM, memory: MemLayerMemory, clients: tuple):
     if kind == "simple":
         return SimpleChatEngine.from_defaults(llm=llm, memory=memory, system_prompt="You are kind.")
     cls = ContextChatEngine if kind == "context" else CondensePlusContextChatEngine
-    return cls.from_defaults(retriever=FixedRetriever(), llm=llm, memory=memory, system_prompt="You are kind.")
+    return cls.from_defaults(
+        retriever=FixedRetriever(), llm=llm, memory=memory, system_prompt="You are kind."
+    )
 
 
 ENGINES = ["simple", "context", "condense_plus_context"]
@@ -46,7 +54,9 @@ async def test_memories_persist_across_engines_and_stay_with_their_user(
     shown = llm.seen[-1]
     assert "My favourite colour is teal" in text_of(shown)
     # Provider rules: one system message, first; no memory repeated.
-    assert [m.role for m in shown].count(MessageRole.SYSTEM) == 1 and shown[0].role == MessageRole.SYSTEM
+    assert [m.role for m in shown].count(MessageRole.SYSTEM) == 1 and shown[
+        0
+    ].role == MessageRole.SYSTEM
     assert text_of(shown).count("My favourite colour is teal") == 1
 
     other = build(kind, llm, memory_for(clients, "bob"), clients)
@@ -59,14 +69,21 @@ def test_at_most_two_requests_per_turn(clients: tuple, recorder: Recorder, kind:
     engine = build(kind, RecordingLLM(), memory_for(clients, "carol"), clients)
     recorder.take()
     memory_ops = []
-    for text in ["I like jazz", "I play the piano", "What music do I like?", "Do I play an instrument?"]:
+    for text in [
+        "I like jazz",
+        "I play the piano",
+        "What music do I like?",
+        "Do I play an instrument?",
+    ]:
         engine.chat(text)
         memory_ops.append(recorder.take())
     assert [len(t) for t in memory_ops] == [2, 2, 2, 2]
     assert all(Recorder.ops(t) in (["recall", "remember_many"],) for t in memory_ops)
 
 
-def test_simple_chat_engine_economy_is_one_request_per_turn(clients: tuple, recorder: Recorder) -> None:
+def test_simple_chat_engine_economy_is_one_request_per_turn(
+    clients: tuple, recorder: Recorder
+) -> None:
     memory = memory_for(clients, "dave", economy=True)
     engine = build("simple", RecordingLLM(), memory, clients)
     counts = []
@@ -79,7 +96,9 @@ def test_simple_chat_engine_economy_is_one_request_per_turn(clients: tuple, reco
 
 
 @pytest.mark.parametrize("kind", ENGINES)
-async def test_authentication_error_leaves_chat_and_achat_unchanged(base_url: str, kind: str) -> None:
+async def test_authentication_error_leaves_chat_and_achat_unchanged(
+    base_url: str, kind: str
+) -> None:
     from ._support import recorded_clients
 
     bad = recorded_clients(base_url, "ml_live_" + secrets.token_hex(12))

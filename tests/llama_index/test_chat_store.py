@@ -6,7 +6,13 @@ import inspect
 import secrets
 
 import pytest
-from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock, ToolCallBlock
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ImageBlock,
+    MessageRole,
+    TextBlock,
+    ToolCallBlock,
+)
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.memory import ChatMemoryBuffer
 
@@ -17,10 +23,15 @@ from ._support import RecordingLLM, recorded_clients
 
 MESSAGES = [
     ChatMessage(role=MessageRole.SYSTEM, content="Be brief."),
-    ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text="look"), ImageBlock(url="https://example.com/cat.png")]),
+    ChatMessage(
+        role=MessageRole.USER,
+        blocks=[TextBlock(text="look"), ImageBlock(url="https://example.com/cat.png")],
+    ),
     ChatMessage(
         role=MessageRole.ASSISTANT,
-        blocks=[ToolCallBlock(tool_call_id="c1", tool_name="describe", tool_kwargs={"what": "cat"})],
+        blocks=[
+            ToolCallBlock(tool_call_id="c1", tool_name="describe", tool_kwargs={"what": "cat"})
+        ],
         additional_kwargs={"trace": {"step": 1, "tags": ["a", "b"]}},
     ),
     ChatMessage(role=MessageRole.TOOL, content="a cat", additional_kwargs={"tool_call_id": "c1"}),
@@ -29,7 +40,9 @@ MESSAGES = [
 
 
 def store_for(clients: tuple, user_id: str = "u1") -> MemLayerChatStore:
-    return MemLayerChatStore(user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1])
+    return MemLayerChatStore(
+        user_id=user_id, agent_id="bot", client=clients[0], async_client=clients[1]
+    )
 
 
 async def call(store: MemLayerChatStore, flavor: str, name: str, *args):
@@ -52,14 +65,20 @@ async def test_contract(clients: tuple, flavor: str) -> None:
     await call(store, flavor, "set_messages", "s1", MESSAGES[:3])
     for message in MESSAGES[3:]:
         await call(store, flavor, "add_message", "s1", message)
-    await call(store, flavor, "add_message", "s2", ChatMessage(role="user", content="other session"))
+    await call(
+        store, flavor, "add_message", "s2", ChatMessage(role="user", content="other session")
+    )
     assert await call(store, flavor, "get_messages", "s1") == MESSAGES  # order and every field
     assert await call(store, flavor, "get_keys") == ["s1", "s2"]
 
     assert await call(store, flavor, "delete_message", "s1", 1) == MESSAGES[1]
     assert await call(store, flavor, "delete_message", "s1", 10) is None
     assert await call(store, flavor, "delete_last_message", "s1") == MESSAGES[4]
-    assert await call(store, flavor, "get_messages", "s1") == [MESSAGES[0], MESSAGES[2], MESSAGES[3]]
+    assert await call(store, flavor, "get_messages", "s1") == [
+        MESSAGES[0],
+        MESSAGES[2],
+        MESSAGES[3],
+    ]
 
     await call(store, flavor, "set_messages", "s1", [MESSAGES[4]])
     assert await call(store, flavor, "get_messages", "s1") == [MESSAGES[4]]
@@ -78,7 +97,9 @@ def test_ignores_other_memories_of_the_session(clients: tuple) -> None:
 
 def test_as_chat_memory_buffer_backend_across_engines(clients: tuple) -> None:
     def engine() -> SimpleChatEngine:
-        memory = ChatMemoryBuffer.from_defaults(chat_store=store_for(clients), chat_store_key="conv-1")
+        memory = ChatMemoryBuffer.from_defaults(
+            chat_store=store_for(clients), chat_store_key="conv-1"
+        )
         return SimpleChatEngine.from_defaults(llm=RecordingLLM(), memory=memory)
 
     engine().chat("first message")
@@ -86,7 +107,9 @@ def test_as_chat_memory_buffer_backend_across_engines(clients: tuple) -> None:
 
 
 def test_serializes_without_key(clients: tuple, api_key: str) -> None:
-    store = MemLayerChatStore(user_id="u1", agent_id="bot", api_key=api_key, base_url=clients[0].base_url)
+    store = MemLayerChatStore(
+        user_id="u1", agent_id="bot", api_key=api_key, base_url=clients[0].base_url
+    )
     assert api_key not in store.model_dump_json() and api_key not in repr(store)
     assert MemLayerChatStore.from_dict(store.to_dict()).base_url == clients[0].base_url
 

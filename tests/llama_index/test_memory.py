@@ -60,7 +60,9 @@ def test_sync_contract(clients: tuple, recorder: Recorder) -> None:
     assert [m.content for m in fresh.get_all()] == ["hello"]
     fresh.reset()
     assert fresh.get_all() == [] and fresh.get() == []
-    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 4  # reset keeps them
+    assert (
+        len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 4
+    )  # reset keeps them
 
 
 async def test_async_contract(clients: tuple, recorder: Recorder) -> None:
@@ -113,7 +115,9 @@ def test_construction_sends_nothing_and_needs_scope(api_key: str) -> None:
 
 
 def test_memories_go_in_front_of_the_latest_user_message_without_duplicates(clients: tuple) -> None:
-    clients[0].remember_many(["User likes green tea", "User is vegetarian"], user_id="u1", agent_id="bot")
+    clients[0].remember_many(
+        ["User likes green tea", "User is vegetarian"], user_id="u1", agent_id="bot"
+    )
     memory = make(clients)
     memory.set([user("User likes green tea"), assistant("ok")])
     memory.put(user("what tea does the user like, is the user vegetarian"))
@@ -122,7 +126,9 @@ def test_memories_go_in_front_of_the_latest_user_message_without_duplicates(clie
     block = got[-1].content
     assert "User is vegetarian" in block
     assert "User likes green tea" not in block  # already in the window
-    assert [m.content for m in memory.get_all()][-1] == "what tea does the user like, is the user vegetarian"
+    assert [m.content for m in memory.get_all()][
+        -1
+    ] == "what tea does the user like, is the user vegetarian"
 
 
 @pytest.mark.parametrize("has_system", [True, False])
@@ -163,17 +169,27 @@ def test_recall_is_cached_until_the_next_user_message(clients: tuple, recorder: 
 
 def test_tool_mechanics_are_not_stored(clients: tuple) -> None:
     memory = make(clients)
-    call = ChatMessage(role=MessageRole.ASSISTANT, blocks=[ToolCallBlock(tool_call_id="c1", tool_name="f", tool_kwargs={})])
+    call = ChatMessage(
+        role=MessageRole.ASSISTANT,
+        blocks=[ToolCallBlock(tool_call_id="c1", tool_name="f", tool_kwargs={})],
+    )
     memory.put_messages(
         [
             ChatMessage(role=MessageRole.SYSTEM, content="sys"),
             user("question"),
             call,
-            ChatMessage(role=MessageRole.TOOL, content="tool says 42", additional_kwargs={"tool_call_id": "c1"}),
+            ChatMessage(
+                role=MessageRole.TOOL,
+                content="tool says 42",
+                additional_kwargs={"tool_call_id": "c1"},
+            ),
             assistant("42"),
         ]
     )
-    assert [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")] == ["question", "42"]
+    assert [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")] == [
+        "question",
+        "42",
+    ]
     assert len(memory.get_all()) == 5
 
 
@@ -194,7 +210,9 @@ def test_frameworks_editing_returned_messages_do_not_change_the_window(clients: 
 # -- economy mode -------------------------------------------------------------------
 
 
-def test_economy_one_request_per_turn_and_nothing_lost_on_close(clients: tuple, recorder: Recorder) -> None:
+def test_economy_one_request_per_turn_and_nothing_lost_on_close(
+    clients: tuple, recorder: Recorder
+) -> None:
     memory = make(clients, economy=True)
     per_turn = []
     for i in range(5):
@@ -210,7 +228,9 @@ def test_economy_one_request_per_turn_and_nothing_lost_on_close(clients: tuple, 
     assert len(contents) == 10 and contents[-1] == "answer 4"
 
 
-async def test_economy_async_batches_the_write_with_the_recall(clients: tuple, recorder: Recorder) -> None:
+async def test_economy_async_batches_the_write_with_the_recall(
+    clients: tuple, recorder: Recorder
+) -> None:
     memory = make(clients, economy=True)
     for i in range(3):
         await memory.aput(user(f"turn {i}"))
@@ -231,13 +251,20 @@ async def test_economy_failure_restores_the_writes(api_key: str, flavor: str) ->
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         if fail["on"]:
-            return httpx.Response(500, json={"error": {"code": "internal_error", "message": "boom", "field": None}})
+            return httpx.Response(
+                500, json={"error": {"code": "internal_error", "message": "boom", "field": None}}
+            )
         bodies.append(body)
-        results = [{"memories": []} if op["op"] == "remember_many" else {"results": []} for op in body["operations"]]
+        results = [
+            {"memories": []} if op["op"] == "remember_many" else {"results": []}
+            for op in body["operations"]
+        ]
         return httpx.Response(200, json={"results": results})
 
     sync, async_ = mock_clients(handler, api_key)
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", client=sync, async_client=async_, economy=True)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", client=sync, async_client=async_, economy=True
+    )
     memory.put_messages([user("one"), assistant("two")])
     memory.put(user("three"))
     with pytest.raises(InternalServerError):
@@ -256,7 +283,9 @@ def test_failed_turn_write_is_kept_for_the_next_one(api_key: str) -> None:
         items = [i["content"] for i in json.loads(request.content)["items"]]
         calls.append(items)
         if len(calls) == 1:
-            return httpx.Response(503, json={"error": {"code": "internal_error", "message": "x", "field": None}})
+            return httpx.Response(
+                503, json={"error": {"code": "internal_error", "message": "x", "field": None}}
+            )
         return httpx.Response(201, json={"memories": []})
 
     sync, async_ = mock_clients(handler, api_key)
@@ -281,22 +310,44 @@ def test_forget_all_deletes_long_term_memories(clients: tuple) -> None:
 
 
 def test_bad_key_raises_authentication_error(base_url: str) -> None:
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", api_key="ml_live_" + secrets.token_hex(8), base_url=base_url)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", api_key="ml_live_" + secrets.token_hex(8), base_url=base_url
+    )
     memory.put(user("hi"))
     with pytest.raises(AuthenticationError):
         memory.get()
     with pytest.raises(AuthenticationError):
-        MemLayerMemory(user_id="u1", agent_id="bot", api_key="sk-wrong", base_url=base_url).get(input="hi")
+        MemLayerMemory(user_id="u1", agent_id="bot", api_key="sk-wrong", base_url=base_url).get(
+            input="hi"
+        )
 
 
-def test_serializes_without_clients_or_key(base_url: str, api_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", session_id="s", api_key=api_key, base_url=base_url, economy=True)
+def test_serializes_without_clients_or_key(
+    base_url: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = MemLayerMemory(
+        user_id="u1",
+        agent_id="bot",
+        session_id="s",
+        api_key=api_key,
+        base_url=base_url,
+        economy=True,
+    )
     memory.set([user("hello"), assistant("hi")])
     dumped = json.dumps(memory.to_dict())
-    assert api_key not in dumped and api_key not in memory.model_dump_json() and api_key not in repr(memory)
+    assert (
+        api_key not in dumped
+        and api_key not in memory.model_dump_json()
+        and api_key not in repr(memory)
+    )
     monkeypatch.setenv("MEMLAYER_API_KEY", api_key)
     restored = MemLayerMemory.from_dict(json.loads(dumped))
-    assert (restored.user_id, restored.session_id, restored.economy, restored.base_url) == ("u1", "s", True, base_url)
+    assert (restored.user_id, restored.session_id, restored.economy, restored.base_url) == (
+        "u1",
+        "s",
+        True,
+        base_url,
+    )
     assert [m.content for m in restored.get_all()] == ["hello", "hi"]
     restored.put(user("where"))
     restored.get()  # builds its client from base_url and the environment

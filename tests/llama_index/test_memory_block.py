@@ -14,18 +14,27 @@ from ._support import Recorder, text_of
 
 
 def block_for(clients: tuple, **kwargs) -> MemLayerMemoryBlock:
-    return MemLayerMemoryBlock(user_id="u1", agent_id="bot", client=clients[0], async_client=clients[1], **kwargs)
+    return MemLayerMemoryBlock(
+        user_id="u1", agent_id="bot", client=clients[0], async_client=clients[1], **kwargs
+    )
 
 
-async def test_flushed_messages_are_stored_in_one_request_and_recalled(clients: tuple, recorder: Recorder) -> None:
+async def test_flushed_messages_are_stored_in_one_request_and_recalled(
+    clients: tuple, recorder: Recorder
+) -> None:
     memory = Memory.from_defaults(
-        session_id="s1", token_limit=200, token_flush_size=20, chat_history_token_ratio=0.1,
+        session_id="s1",
+        token_limit=200,
+        token_flush_size=20,
+        chat_history_token_ratio=0.1,
         memory_blocks=[block_for(clients)],
     )
     recorder.take()
     await memory.aput_messages(
         [
-            ChatMessage(role="user", content="My sister Ingrid lives in Bergen and works as a nurse there."),
+            ChatMessage(
+                role="user", content="My sister Ingrid lives in Bergen and works as a nurse there."
+            ),
             ChatMessage(role="assistant", content="Bergen is lovely; nursing is demanding work."),
             ChatMessage(role="user", content="What should I bring when I visit my sister?"),
             ChatMessage(role="assistant", content="Rain gear, for Bergen."),
@@ -44,7 +53,9 @@ async def test_flushed_messages_are_stored_in_one_request_and_recalled(clients: 
 
 
 async def test_truncate_drops_the_least_relevant_memories(clients: tuple) -> None:
-    clients[0].remember_many([f"fact {i} about apples " * 5 for i in range(4)], user_id="u1", agent_id="bot")
+    clients[0].remember_many(
+        [f"fact {i} about apples " * 5 for i in range(4)], user_id="u1", agent_id="bot"
+    )
     block = block_for(clients)
     content = await block.aget([ChatMessage(role="user", content="apples")])
     assert content.count("- [mem_") == 4
@@ -57,7 +68,11 @@ async def test_truncate_drops_the_least_relevant_memories(clients: tuple) -> Non
 def _small_memory(block: MemLayerMemoryBlock) -> Memory:
     # A short-term budget this small flushes older messages into the block every turn.
     return Memory.from_defaults(
-        session_id="s1", token_limit=120, token_flush_size=20, chat_history_token_ratio=0.5, memory_blocks=[block]
+        session_id="s1",
+        token_limit=120,
+        token_flush_size=20,
+        chat_history_token_ratio=0.5,
+        memory_blocks=[block],
     )
 
 
@@ -71,7 +86,9 @@ async def test_an_agent_turn_with_a_flush_recalls_once(clients: tuple, recorder:
         """Look something up."""
         return f"result {x} " * 20
 
-    agent = FunctionAgent(tools=[FunctionTool.from_defaults(lookup)], llm=tool_rounds_llm(3, "lookup"))
+    agent = FunctionAgent(
+        tools=[FunctionTool.from_defaults(lookup)], llm=tool_rounds_llm(3, "lookup")
+    )
     memory = _small_memory(block_for(clients))
     recorder.take()
     per_turn = []
@@ -82,7 +99,9 @@ async def test_an_agent_turn_with_a_flush_recalls_once(clients: tuple, recorder:
     assert all(ops.count("recall") == 1 and len(ops) <= 2 for ops in per_turn), per_turn
 
 
-async def test_economy_carries_a_flush_with_the_next_recall(clients: tuple, recorder: Recorder) -> None:
+async def test_economy_carries_a_flush_with_the_next_recall(
+    clients: tuple, recorder: Recorder
+) -> None:
     block = block_for(clients, economy=True)
     memory = _small_memory(block)
     recorder.take()
@@ -90,14 +109,21 @@ async def test_economy_carries_a_flush_with_the_next_recall(clients: tuple, reco
     for i in range(6):
         await memory.aput_messages(
             [
-                ChatMessage(role="user", content=f"Turn {i}: my bicycle number {i} needs a new chain and tyres."),
-                ChatMessage(role="assistant", content=f"Noted, bicycle {i} needs a chain and tyres."),
+                ChatMessage(
+                    role="user",
+                    content=f"Turn {i}: my bicycle number {i} needs a new chain and tyres.",
+                ),
+                ChatMessage(
+                    role="assistant", content=f"Noted, bicycle {i} needs a chain and tyres."
+                ),
             ]
         )
         await memory.aget(input=f"what does bicycle {i} need")
         per_turn.append(len(recorder.take()))
     assert per_turn == [1] * 6
-    await memory.aput_messages([ChatMessage(role="user", content="One last long message about the chain tool " * 5)])
+    await memory.aput_messages(
+        [ChatMessage(role="user", content="One last long message about the chain tool " * 5)]
+    )
     assert block.pending_writes > 0 and recorder.take() == []
     stored_before = len(list(clients[0].list_memories(user_id="u1", agent_id="bot")))
     pending = block.pending_writes
@@ -105,10 +131,16 @@ async def test_economy_carries_a_flush_with_the_next_recall(clients: tuple, reco
     await block.aclose()
     assert Recorder.ops(recorder.take()) == ["remember_many"]
     assert block.pending_writes == 0
-    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == stored_before + pending > pending
+    assert (
+        len(list(clients[0].list_memories(user_id="u1", agent_id="bot")))
+        == stored_before + pending
+        > pending
+    )
 
 
-async def test_economy_keeps_waiting_writes_when_the_carrying_request_fails(clients: tuple, monkeypatch) -> None:
+async def test_economy_keeps_waiting_writes_when_the_carrying_request_fails(
+    clients: tuple, monkeypatch
+) -> None:
     block = block_for(clients, economy=True)
     await block.aput([ChatMessage(role="user", content="I keep bees on the roof.")])
     assert block.pending_writes == 1
@@ -122,7 +154,9 @@ async def test_economy_keeps_waiting_writes_when_the_carrying_request_fails(clie
     assert block.pending_writes == 1
     monkeypatch.undo()
     block.flush()
-    assert [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")] == ["I keep bees on the roof."]
+    assert [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")] == [
+        "I keep bees on the roof."
+    ]
 
 
 async def test_truncating_an_empty_block_is_nothing(clients: tuple) -> None:
@@ -131,7 +165,9 @@ async def test_truncating_an_empty_block_is_nothing(clients: tuple) -> None:
     assert await block.atruncate("", 10) is None
 
 
-async def test_flush_and_close_store_everything_waiting_however_much(clients: tuple, recorder: Recorder) -> None:
+async def test_flush_and_close_store_everything_waiting_however_much(
+    clients: tuple, recorder: Recorder
+) -> None:
     block = block_for(clients, economy=True)
     await block.aput([ChatMessage(role="user", content=f"note {i}") for i in range(250)])
     recorder.take()

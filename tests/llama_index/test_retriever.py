@@ -14,14 +14,24 @@ from ._support import Recorder, RecordingLLM, recorded_clients, text_of
 
 
 @pytest.mark.parametrize("flavor", ["sync", "async"])
-async def test_returns_scored_nodes_with_memory_metadata(clients: tuple, recorder: Recorder, flavor: str) -> None:
+async def test_returns_scored_nodes_with_memory_metadata(
+    clients: tuple, recorder: Recorder, flavor: str
+) -> None:
     stored = clients[0].remember(
-        "User's birthday is on 4 May", user_id="u1", agent_id="bot", session_id="s9", metadata={"topic": "dates"}
+        "User's birthday is on 4 May",
+        user_id="u1",
+        agent_id="bot",
+        session_id="s9",
+        metadata={"topic": "dates"},
     )
     clients[0].remember("User's birthday is secret", user_id="u2", agent_id="bot")
     retriever = MemLayerRetriever("u1", "bot", client=clients[0], async_client=clients[1])
     recorder.take()
-    nodes = retriever.retrieve("when is the birthday") if flavor == "sync" else await retriever.aretrieve("when is the birthday")
+    nodes = (
+        retriever.retrieve("when is the birthday")
+        if flavor == "sync"
+        else await retriever.aretrieve("when is the birthday")
+    )
     assert len(recorder.take()) == 1
     assert [n.node.get_content() for n in nodes] == ["User's birthday is on 4 May"]
     node = nodes[0]
@@ -52,13 +62,19 @@ async def test_in_a_context_chat_engine_and_errors(clients: tuple, base_url: str
     clients[0].remember("Support hours are 9 to 5", user_id="u1", agent_id="bot")
     llm = RecordingLLM()
     retriever = MemLayerRetriever("u1", "bot", client=clients[0], async_client=clients[1])
-    memory = MemLayerMemory(user_id="u1", agent_id="chat", client=clients[0], async_client=clients[1])
-    ContextChatEngine.from_defaults(retriever=retriever, llm=llm, memory=memory).chat("what are the support hours")
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="chat", client=clients[0], async_client=clients[1]
+    )
+    ContextChatEngine.from_defaults(retriever=retriever, llm=llm, memory=memory).chat(
+        "what are the support hours"
+    )
     assert "Support hours are 9 to 5" in text_of(llm.seen[-1])
 
     bad = recorded_clients(base_url, "ml_live_" + secrets.token_hex(12))
     engine = ContextChatEngine.from_defaults(
-        retriever=MemLayerRetriever("u1", "bot", client=bad[0], async_client=bad[1]), llm=llm, memory=memory
+        retriever=MemLayerRetriever("u1", "bot", client=bad[0], async_client=bad[1]),
+        llm=llm,
+        memory=memory,
     )
     with pytest.raises(AuthenticationError):
         engine.chat("hours?")

@@ -14,8 +14,8 @@ from memlayer_integrations.llama_index import (
     MemLayerMemory,
     MemLayerMemoryBlock,
     MemLayerRetriever,
-    MemLayerToolSpec,
     MemLayerScopeError,
+    MemLayerToolSpec,
 )
 
 from ._support import mock_clients
@@ -33,7 +33,12 @@ def test_missing_scope_fails_at_construction(cls: type, missing: str, value, api
         if cls in KEYWORD_BUILT:
             cls(**scope, api_key=api_key, base_url="http://memlayer.test")
         else:
-            cls(scope["user_id"], scope["agent_id"], api_key=api_key, base_url="http://memlayer.test")
+            cls(
+                scope["user_id"],
+                scope["agent_id"],
+                api_key=api_key,
+                base_url="http://memlayer.test",
+            )
 
 
 @pytest.mark.parametrize("cls", KEYWORD_BUILT + POSITIONAL_BUILT)

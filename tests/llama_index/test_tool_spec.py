@@ -15,7 +15,9 @@ from ._support import recorded_clients, tool_rounds_llm
 
 
 def spec_for(clients: tuple, user_id: str = "u1") -> MemLayerToolSpec:
-    return MemLayerToolSpec(user_id, "bot", session_id="s1", client=clients[0], async_client=clients[1])
+    return MemLayerToolSpec(
+        user_id, "bot", session_id="s1", client=clients[0], async_client=clients[1]
+    )
 
 
 def test_schemas_never_expose_scope(clients: tuple) -> None:
@@ -76,9 +78,13 @@ async def test_agent_sees_a_safe_error_and_the_application_can_stop(base_url: st
     assert key not in str(llm.seen[-1])  # what the model was shown
 
     # The documented way to stop instead (tool_spec module docstring).
-    handler = FunctionAgent(tools=tools, llm=tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})).run("hi")
+    handler = FunctionAgent(
+        tools=tools, llm=tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})
+    ).run("hi")
     with pytest.raises(AuthenticationError):
         async for event in handler.stream_events():
-            if isinstance(event, ToolCallResult) and isinstance(event.tool_output.exception, AuthenticationError):
+            if isinstance(event, ToolCallResult) and isinstance(
+                event.tool_output.exception, AuthenticationError
+            ):
                 await handler.cancel_run()
                 raise event.tool_output.exception

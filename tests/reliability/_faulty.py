@@ -14,7 +14,6 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import httpx
 
@@ -22,7 +21,9 @@ import httpx
 FORWARD = "forward"  # pass it to upstream and relay the answer
 RESET = "reset"  # read it, then reset the connection: no answer at all
 FORWARD_THEN_RESET = "forward-then-reset"  # upstream handles it, the answer is lost to a reset
-FORWARD_THEN_HANG = "forward-then-hang"  # upstream handles it, the answer never comes (a read timeout)
+FORWARD_THEN_HANG = (
+    "forward-then-hang"  # upstream handles it, the answer never comes (a read timeout)
+)
 HANG = "hang"  # read it and never answer
 TRUNCATE = "truncate"  # headers and half the body, then a reset
 SLOW = "slow"  # wait a little, then forward
@@ -45,7 +46,7 @@ class FaultyServer:
     """
 
     faults: tuple[str, ...]
-    upstream: Optional[str] = None
+    upstream: str | None = None
     delay: float = 0.3  # of SLOW
     seen: list[Seen] = field(default_factory=list)
 
@@ -60,13 +61,15 @@ class FaultyServer:
         self._accept = threading.Thread(target=self._serve, name="faulty-server", daemon=True)
         self._accept.start()
 
-    def __enter__(self) -> "FaultyServer":
+    def __enter__(self) -> FaultyServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below; close() alone does not
+            self._listener.shutdown(
+                socket.SHUT_RDWR
+            )  # wakes the accept() below; close() alone does not
         except OSError:
             pass
         self._listener.close()
@@ -117,13 +120,19 @@ class FaultyServer:
 
     def _forward(self, request: Seen) -> tuple[int, dict[str, str], bytes]:
         if self.upstream is None:
-            body = b'{"plan":"free","memories_stored":0,"memories_limit":500,"requests_today":1,' \
-                   b'"requests_limit":100,"resets_at":"2026-11-28T00:00:00Z"}'
+            body = (
+                b'{"plan":"free","memories_stored":0,"memories_limit":500,"requests_today":1,'
+                b'"requests_limit":100,"resets_at":"2026-11-28T00:00:00Z"}'
+            )
             return 200, {"Content-Type": "application/json"}, body
         hop = {"host", "connection", "content-length", "transfer-encoding", "keep-alive"}
         headers = {k: v for k, v in request.headers.items() if k.lower() not in hop}
-        response = httpx.request(request.method, self.upstream + request.path, headers=headers, content=request.body)
-        kept = {k: v for k, v in response.headers.items() if k.lower() not in hop | {"content-encoding"}}
+        response = httpx.request(
+            request.method, self.upstream + request.path, headers=headers, content=request.body
+        )
+        kept = {
+            k: v for k, v in response.headers.items() if k.lower() not in hop | {"content-encoding"}
+        }
         return response.status_code, kept, response.content
 
 
@@ -132,7 +141,7 @@ def _reset(conn: socket.socket) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _read_request(conn: socket.socket) -> Optional[Seen]:
+def _read_request(conn: socket.socket) -> Seen | None:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)

@@ -39,7 +39,20 @@ from memlayer_integrations.server.schemas import MAX_METADATA_BYTES, MAX_METADAT
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 EXAMPLES = 25  # per operation and mode
 MAX_BODY_BYTES = ServerSettings(db_path="unused.db").max_body_bytes
-REFUSALS = (400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429)  # a request the schema forbids gets one
+REFUSALS = (
+    400,
+    401,
+    403,
+    404,
+    405,
+    406,
+    409,
+    413,
+    415,
+    422,
+    428,
+    429,
+)  # a request the schema forbids gets one
 
 RESPONSE_CHECKS = [
     not_a_server_error,
@@ -69,17 +82,29 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
         key = server.create_key()
         with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
             for content in ("one", "two"):
-                http.post("/memories", json={"content": content, "user_id": "u", "agent_id": "a"}).raise_for_status()
-            cursor = http.get("/memories", params={"user_id": "u", "limit": 1}).json()["next_cursor"]
-        config = schemathesis.Config.from_dict({
-            "generation": {"deterministic": True, "allow-extra-parameters": False, "with-security-parameters": False},
-            "auth": {"openapi": {"ApiKeyAuth": {"api_key": key}}},
-            # A body over the 1 MiB limit is refused with 413, which Schemathesis does not list.
-            "checks": {"negative_data_rejection": {"expected-statuses": [*REFUSALS]}},
-        })
+                http.post(
+                    "/memories", json={"content": content, "user_id": "u", "agent_id": "a"}
+                ).raise_for_status()
+            cursor = http.get("/memories", params={"user_id": "u", "limit": 1}).json()[
+                "next_cursor"
+            ]
+        config = schemathesis.Config.from_dict(
+            {
+                "generation": {
+                    "deterministic": True,
+                    "allow-extra-parameters": False,
+                    "with-security-parameters": False,
+                },
+                "auth": {"openapi": {"ApiKeyAuth": {"api_key": key}}},
+                # A body over the 1 MiB limit is refused with 413, which Schemathesis does not list.
+                "checks": {"negative_data_rejection": {"expected-statuses": [*REFUSALS]}},
+            }
+        )
         with requests.Session() as session:
             yield SimpleNamespace(
-                url=server.url, session=session, cursor=cursor,
+                url=server.url,
+                session=session,
+                cursor=cursor,
                 schema=schemathesis.openapi.from_path(OPENAPI, config=config),
             )
 
@@ -137,22 +162,35 @@ def _use_real_cursors(case: Any, cursor: str) -> None:
 OPERATIONS = operations()
 
 
-@pytest.mark.parametrize(("method", "path", "mode"), OPERATIONS, ids=[" ".join(o) for o in OPERATIONS])
+@pytest.mark.parametrize(
+    ("method", "path", "mode"), OPERATIONS, ids=[" ".join(o) for o in OPERATIONS]
+)
 def test_every_answer_matches_the_schema(target, method, path, mode):
     operation = target.schema[path][method]
     statuses: list[int] = []
 
     @given(case=operation.as_strategy(GenerationMode(mode)))
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink],
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
     def fuzz(case: Any) -> None:
         if mode == "negative":
             checks = NEGATIVE_CHECKS
         else:
             _use_real_cursors(case, target.cursor)
             checks = RESPONSE_CHECKS if _breaks_an_unwritable_rule(case.body) else POSITIVE_CHECKS
-        response = case.call_and_validate(base_url=target.url, session=target.session, checks=checks)
+        response = case.call_and_validate(
+            base_url=target.url, session=target.session, checks=checks
+        )
         statuses.append(response.status_code)
 
     fuzz()

@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import httpx
 
@@ -28,14 +27,24 @@ from memlayer_integrations.server.store import iso
 _START_TIMEOUT = 30.0
 
 
-def create_key(db: Path, plan: str = "unlimited", *, memories: Optional[int] = None,
-               requests_per_day: Optional[int] = None) -> str:
+def create_key(
+    db: Path,
+    plan: str = "unlimited",
+    *,
+    memories: int | None = None,
+    requests_per_day: int | None = None,
+) -> str:
     """A key of a new account in ``db`` (the server need not run), with the limits given."""
     database = Database(db)
     try:
         with database.write() as conn:
-            key, _ = keys.create_key(conn, plan_name=plan, plan=Plan(memories, requests_per_day), name=None,
-                                     now=iso(datetime.now(timezone.utc)))
+            key, _ = keys.create_key(
+                conn,
+                plan_name=plan,
+                plan=Plan(memories, requests_per_day),
+                name=None,
+                now=iso(datetime.now(timezone.utc)),
+            )
     finally:
         database.close()
     return key
@@ -53,8 +62,19 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
         offset = log.stat().st_size if log.exists() else 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memlayer_integrations.cli", "serve", "--db", str(db), "--port", "0"],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "memlayer_integrations.cli",
+                "serve",
+                "--db",
+                str(db),
+                "--port",
+                "0",
+            ],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.url = self._wait_for_url(offset)
 
@@ -62,7 +82,9 @@ class ServerProcess:
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"memlayer serve exited:\n{self.log.read_text(errors='replace')[offset:]}")
+                raise RuntimeError(
+                    f"memlayer serve exited:\n{self.log.read_text(errors='replace')[offset:]}"
+                )
             with self.log.open("rb") as f:
                 f.seek(offset)
                 found = re.findall(r"listening on (http://\S+)", f.read().decode(errors="replace"))
@@ -95,7 +117,7 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

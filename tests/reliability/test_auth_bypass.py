@@ -30,18 +30,26 @@ from tests.server._helpers import assert_error
 
 
 def test_missing_and_empty_key(anon):
-    assert assert_error(anon.get("/usage"), 401, "invalid_api_key")["error"]["message"] == "invalid or missing API key"
+    assert (
+        assert_error(anon.get("/usage"), 401, "invalid_api_key")["error"]["message"]
+        == "invalid or missing API key"
+    )
     assert_error(anon.get("/usage", headers={"X-API-Key": ""}), 401, "invalid_api_key")
 
 
-@pytest.mark.parametrize("key", ["sk_live_abc", "ml_test_abc", "ml_live_", "ml_live_abc-def", "ml_live_äbc", "ML_LIVE_abc"])
+@pytest.mark.parametrize(
+    "key",
+    ["sk_live_abc", "ml_test_abc", "ml_live_", "ml_live_abc-def", "ml_live_äbc", "ML_LIVE_abc"],
+)
 def test_wrong_format(anon, key):
     response = anon.get("/usage", headers={"X-API-Key": key.encode("utf-8")})
     assert assert_error(response, 401, "wrong_key_format")["error"]["message"] == "wrong key format"
 
 
 def test_unknown_key_of_the_right_format(anon):
-    assert_error(anon.get("/usage", headers={"X-API-Key": "ml_live_" + "a" * 40}), 401, "invalid_api_key")
+    assert_error(
+        anon.get("/usage", headers={"X-API-Key": "ml_live_" + "a" * 40}), 401, "invalid_api_key"
+    )
 
 
 def test_auth_comes_before_validation(anon):
@@ -89,7 +97,10 @@ def test_docs_and_openapi_need_no_key(base_url):
 # -- every route of the app ------------------------------------------------------------------
 
 #: The routes that answer without a key, and only these: health and the API documentation.
-OPEN = {("GET", "/v1/health"), *((m, p) for m in ("GET", "HEAD") for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect"))}
+OPEN = {
+    ("GET", "/v1/health"),
+    *((m, p) for m in ("GET", "HEAD") for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect")),
+}
 MEMORY_ID = "mem_" + "0" * 32
 
 
@@ -104,7 +115,9 @@ def routes(entries: list, prefix: str = "") -> Iterator[tuple[str, str]]:
         elif hasattr(route, "original_router"):  # FastAPI's included router
             yield from routes(route.original_router.routes, prefix + route.include_context.prefix)
         else:
-            raise AssertionError(f"a route of an unknown kind: {route!r}; teach routes() to walk it")
+            raise AssertionError(
+                f"a route of an unknown kind: {route!r}; teach routes() to walk it"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +128,13 @@ def app_client(tmp_path_factory) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with TestClient(app) as client:
         with app.state.db.write() as conn:
             for state in ("live", "revoked", "suspended"):
-                made[state], _ = keys_module.create_key(conn, plan_name="unlimited", plan=Plan(), name=None, now=iso(app.state.settings.clock()))
+                made[state], _ = keys_module.create_key(
+                    conn,
+                    plan_name="unlimited",
+                    plan=Plan(),
+                    name=None,
+                    now=iso(app.state.settings.clock()),
+                )
             keys_module.revoke_key(conn, made["revoked"], now=iso(app.state.settings.clock()))
             keys_module.set_suspended(conn, made["suspended"], True)
         yield client, made
@@ -126,9 +145,18 @@ APP_ROUTES = sorted(set(routes(create_app(ServerSettings(db_path="unused.db")).r
 
 def send(client: TestClient, method: str, path: str, key: str | None) -> httpx.Response:
     headers = {"X-API-Key": key} if key is not None else {}
-    body = b'{"content": "x", "user_id": "u", "agent_id": "a"}' if method in ("POST", "PATCH") else None
-    return client.request(method, path.replace("{memory_id}", MEMORY_ID), headers=headers, content=body,
-                          params={"user_id": "u"})
+    body = (
+        b'{"content": "x", "user_id": "u", "agent_id": "a"}'
+        if method in ("POST", "PATCH")
+        else None
+    )
+    return client.request(
+        method,
+        path.replace("{memory_id}", MEMORY_ID),
+        headers=headers,
+        content=body,
+        params={"user_id": "u"},
+    )
 
 
 def test_the_open_routes_are_exactly_health_and_the_docs(app_client):
@@ -140,8 +168,11 @@ def test_the_open_routes_are_exactly_health_and_the_docs(app_client):
         assert send(client, method, path, None).status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in APP_ROUTES if r not in OPEN],
-                         ids=[f"{m} {p}" for m, p in APP_ROUTES if (m, p) not in OPEN])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [r for r in APP_ROUTES if r not in OPEN],
+    ids=[f"{m} {p}" for m, p in APP_ROUTES if (m, p) not in OPEN],
+)
 def test_every_other_route_needs_a_live_key(app_client, method, path):
     client, made = app_client
     assert_error(send(client, method, path, None), 401, "invalid_api_key")
@@ -149,7 +180,10 @@ def test_every_other_route_needs_a_live_key(app_client, method, path):
     assert_error(send(client, method, path, "sk-" + made["live"]), 401, "wrong_key_format")
     assert_error(send(client, method, path, made["revoked"]), 401, "invalid_api_key")
     assert_error(send(client, method, path, made["suspended"]), 403, "account_suspended")
-    assert send(client, method, path, made["live"]).status_code not in (401, 403)  # the key does open it
+    assert send(client, method, path, made["live"]).status_code not in (
+        401,
+        403,
+    )  # the key does open it
 
 
 # -- what counts as the key ------------------------------------------------------------------
@@ -157,14 +191,23 @@ def test_every_other_route_needs_a_live_key(app_client, method, path):
 
 def raw_request(url: str, header_lines: list[bytes], body: bytes = b"") -> int:
     """Send header lines byte for byte (httpx would refuse or normalize some); the status."""
-    head = b"\r\n".join([b"POST /v1/memories/search HTTP/1.1", b"Host: x", *header_lines, b"Content-Type: application/json"])
+    head = b"\r\n".join(
+        [
+            b"POST /v1/memories/search HTTP/1.1",
+            b"Host: x",
+            *header_lines,
+            b"Content-Type: application/json",
+        ]
+    )
     return int(send_raw(url, head, body).split(b" ", 2)[1])
 
 
 def tricks(key: str) -> dict[str, list[bytes]]:
     k = key.encode()
     return {
-        "underscore-name": [b"X_API_KEY: " + k],  # CGI would map it to the same variable; we must not
+        "underscore-name": [
+            b"X_API_KEY: " + k
+        ],  # CGI would map it to the same variable; we must not
         "authorization-bearer": [b"Authorization: Bearer " + k],
         "cookie": [b"Cookie: X-API-Key=" + k],
         "inner-space": [b"X-API-Key: " + k[:12] + b" " + k[12:]],
@@ -193,8 +236,12 @@ def test_header_tricks_are_refused(local_server, api_key, trick):
 def test_white_space_around_the_value_is_not_part_of_it(local_server, api_key):
     # HTTP drops optional white space around a field value (RFC 9110 5.5): the same key, not a trick.
     body = b'{"query": "x", "user_id": "u"}'
-    assert raw_request(local_server.url, [b"X-API-Key: \t " + api_key.encode() + b" \t"], body) == 200
-    assert raw_request(local_server.url, [b"X-API-Key: " + api_key.encode()], body) == 200  # the control
+    assert (
+        raw_request(local_server.url, [b"X-API-Key: \t " + api_key.encode() + b" \t"], body) == 200
+    )
+    assert (
+        raw_request(local_server.url, [b"X-API-Key: " + api_key.encode()], body) == 200
+    )  # the control
 
 
 # -- how a key is checked ------------------------------------------------------------------
@@ -216,7 +263,10 @@ class NoCompare(str):
 def service(tmp_path) -> Iterator[tuple[Service, list[str]]]:
     app = create_app(ServerSettings(db_path=tmp_path / "keys.db"))
     with app.state.db.write() as conn:
-        made = [keys_module.create_key(conn, plan_name="free", plan=Plan(), name=None, now="t")[0] for _ in range(3)]
+        made = [
+            keys_module.create_key(conn, plan_name="free", plan=Plan(), name=None, now="t")[0]
+            for _ in range(3)
+        ]
     yield app.state.service, made
     app.state.db.close()
 
@@ -236,7 +286,10 @@ def digests_compared(monkeypatch) -> list[tuple[bytes, bytes]]:
 
 def near_misses(key: str) -> list[str]:
     """Guesses that share ever more of the key: the prefix, half of it, all but the last char."""
-    return [key[:n] + ("A" if key[n] != "A" else "B") + key[n + 1:] for n in (8, len(key) // 2, len(key) - 1)]
+    return [
+        key[:n] + ("A" if key[n] != "A" else "B") + key[n + 1 :]
+        for n in (8, len(key) // 2, len(key) - 1)
+    ]
 
 
 def refused(svc: Service, key: str) -> bool:

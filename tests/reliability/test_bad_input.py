@@ -23,7 +23,9 @@ MiB = 1024 * 1024
 
 
 def post_raw(http, path, content, content_type="application/json"):
-    return http.post(path, content=content, headers={"Content-Type": content_type} if content_type else {})
+    return http.post(
+        path, content=content, headers={"Content-Type": content_type} if content_type else {}
+    )
 
 
 @pytest.fixture
@@ -36,65 +38,177 @@ def seeded(http: httpx.Client) -> dict[str, Any]:
 def one_account(local_server) -> Iterator[tuple[httpx.Client, dict[str, Any]]]:
     """One account and its memory for the many bodies below: each compares the state before
     and after itself, and none of them may change anything."""
-    with httpx.Client(base_url=local_server.url + "/v1", headers={"X-API-Key": local_server.create_key()}) as http:
-        yield http, remember(http, "kept as it is", user_id="u", agent_id="a", key="k", metadata={"n": 1})
+    with httpx.Client(
+        base_url=local_server.url + "/v1", headers={"X-API-Key": local_server.create_key()}
+    ) as http:
+        yield (
+            http,
+            remember(http, "kept as it is", user_id="u", agent_id="a", key="k", metadata={"n": 1}),
+        )
 
 
 def state(http: httpx.Client) -> Any:
     """Everything a bad request could have changed (not the request count: every request counts)."""
     usage = http.get("/usage").json()
-    return (http.get("/memories", params={"user_id": "u"}).json(), http.get("/scopes").json(), usage["memories_stored"])
+    return (
+        http.get("/memories", params={"user_id": "u"}).json(),
+        http.get("/scopes").json(),
+        usage["memories_stored"],
+    )
 
 
 #: Every endpoint that reads a JSON body, as (method, path); {id} is the seeded memory.
-BODY_ENDPOINTS = [("POST", "/memories"), ("POST", "/memories/batch"), ("POST", "/memories/search"),
-                  ("PATCH", "/memories/{id}"), ("POST", "/batch")]
+BODY_ENDPOINTS = [
+    ("POST", "/memories"),
+    ("POST", "/memories/batch"),
+    ("POST", "/memories/search"),
+    ("PATCH", "/memories/{id}"),
+    ("POST", "/batch"),
+]
 
-DEEP = b'{"content":"c","user_id":"u","agent_id":"a","metadata":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001
+DEEP = (
+    b'{"content":"c","user_id":"u","agent_id":"a","metadata":'
+    + b'{"a":' * 100_000
+    + b"1"
+    + b"}" * 100_001
+)
 
 
-@pytest.mark.parametrize(("method", "path"), BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p in BODY_ENDPOINTS])
+@pytest.mark.parametrize(
+    ("method", "path"), BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p in BODY_ENDPOINTS]
+)
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "code"),
     [
         (b"{not json", "application/json", 400, "invalid_json"),
         (b"", "application/json", 400, "invalid_json"),
-        (b'{"content": "a", "content": "b", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
-        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"k": 1, "k": 2}}', "application/json", 400, "invalid_json"),
-        (b'{"content": "\xff\xfe", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
-        (b'{"content": "\xc0\xaf", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),  # overlong
-        (b'{"content": "\\ud800", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),
-        (b'\xef\xbb\xbf{"content": "c", "user_id": "u", "agent_id": "a"}', "application/json", 400, "invalid_json"),  # BOM
-        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": NaN}}', "application/json", 400, "invalid_json"),
-        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": 1e999}}', "application/json", 400, "invalid_json"),
-        (b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": ' + b"9" * 5000 + b"}}", "application/json", 400, "invalid_json"),
+        (
+            b'{"content": "a", "content": "b", "user_id": "u", "agent_id": "a"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"k": 1, "k": 2}}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"content": "\xff\xfe", "user_id": "u", "agent_id": "a"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"content": "\xc0\xaf", "user_id": "u", "agent_id": "a"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),  # overlong
+        (
+            b'{"content": "\\ud800", "user_id": "u", "agent_id": "a"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'\xef\xbb\xbf{"content": "c", "user_id": "u", "agent_id": "a"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),  # BOM
+        (
+            b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": NaN}}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": 1e999}}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"content": "c", "user_id": "u", "agent_id": "a", "metadata": {"x": '
+            + b"9" * 5000
+            + b"}}",
+            "application/json",
+            400,
+            "invalid_json",
+        ),
         (json.dumps(OK).encode(), "text/plain", 415, "unsupported_media_type"),
-        (json.dumps(OK).encode(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (
+            json.dumps(OK).encode(),
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+        ),
         (json.dumps(OK).encode(), None, 415, "unsupported_media_type"),
-        (json.dumps(OK).encode("utf-16"), "application/json; charset=utf-16", 415, "unsupported_media_type"),
+        (
+            json.dumps(OK).encode("utf-16"),
+            "application/json; charset=utf-16",
+            415,
+            "unsupported_media_type",
+        ),
         (b"[1, 2]", "application/json", 422, "validation_error"),
         (b'"just a string"', "application/json", 422, "validation_error"),
         (DEEP, "application/json", 422, "validation_error"),
-        (json.dumps({**OK, "content": "x" * MiB}).encode(), "application/json", 413, "payload_too_large"),
+        (
+            json.dumps({**OK, "content": "x" * MiB}).encode(),
+            "application/json",
+            413,
+            "payload_too_large",
+        ),
     ],
-    ids=["not-json", "empty", "duplicate-key", "duplicate-nested-key", "invalid-utf8", "overlong-utf8",
-         "lone-surrogate", "bom", "nan", "infinity", "huge-integer", "text-plain", "form", "no-content-type",
-         "utf16", "array", "string", "nested-100000-deep", "over-1-mib"],
+    ids=[
+        "not-json",
+        "empty",
+        "duplicate-key",
+        "duplicate-nested-key",
+        "invalid-utf8",
+        "overlong-utf8",
+        "lone-surrogate",
+        "bom",
+        "nan",
+        "infinity",
+        "huge-integer",
+        "text-plain",
+        "form",
+        "no-content-type",
+        "utf16",
+        "array",
+        "string",
+        "nested-100000-deep",
+        "over-1-mib",
+    ],
 )
-def test_bodies_that_are_not_the_expected_json(one_account, method, path, content, content_type, status, code):
+def test_bodies_that_are_not_the_expected_json(
+    one_account, method, path, content, content_type, status, code
+):
     http, seeded = one_account
     before = state(http)
-    headers = {"Idempotency-Key": f"bad-{uuid.uuid4().hex}"}  # errors are not kept, so a retry would run again
+    headers = {
+        "Idempotency-Key": f"bad-{uuid.uuid4().hex}"
+    }  # errors are not kept, so a retry would run again
     if content_type:
         headers["Content-Type"] = content_type
-    response = http.request(method, path.replace("{id}", seeded["id"]), content=content, headers=headers)
+    response = http.request(
+        method, path.replace("{id}", seeded["id"]), content=content, headers=headers
+    )
     assert assert_error(response, status, code)["error"]["message"]  # says what is wrong
     assert state(http) == before
     assert http.get(f"/memories/{seeded['id']}").json() == seeded
 
 
 def test_charset_utf8_is_accepted(http):
-    assert post_raw(http, "/memories", json.dumps(OK).encode(), "application/json; charset=UTF-8").status_code == 201
+    assert (
+        post_raw(
+            http, "/memories", json.dumps(OK).encode(), "application/json; charset=UTF-8"
+        ).status_code
+        == 201
+    )
 
 
 def test_metadata_depth(http):
@@ -103,10 +217,19 @@ def test_metadata_depth(http):
         nested = {"n": nested}
     assert http.post("/memories", json={**OK, "metadata": nested}).status_code == 201  # depth 8
     before = state(http)
-    assert_error(http.post("/memories", json={**OK, "metadata": {"n": nested}}), 422, "validation_error", "metadata")
+    assert_error(
+        http.post("/memories", json={**OK, "metadata": {"n": nested}}),
+        422,
+        "validation_error",
+        "metadata",
+    )
     items = [{"content": "ok"}, {"content": "too deep", "metadata": {"n": nested}}]
-    assert_error(http.post("/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}),
-                 422, "validation_error", "items[1].metadata")
+    assert_error(
+        http.post("/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}),
+        422,
+        "validation_error",
+        "items[1].metadata",
+    )
     r = post_raw(http, "/memories", DEEP)
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
     assert state(http) == before
@@ -123,7 +246,11 @@ def test_body_over_one_mib_is_413(http, seeded):
             yield b"x" * 65536
         yield b'", "user_id": "u", "agent_id": "a"}'
 
-    assert_error(http.post("/memories", content=chunks(), headers={"Content-Type": "application/json"}), 413, "payload_too_large")
+    assert_error(
+        http.post("/memories", content=chunks(), headers={"Content-Type": "application/json"}),
+        413,
+        "payload_too_large",
+    )
     assert state(http) == before
 
 
@@ -139,7 +266,8 @@ SCOPE_IDS = ["user-twice", "nul", "empty-agent", "101-keys"]
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        *SCOPE_CASES[1:2], *SCOPE_CASES[3:],  # (the others: tests/server/test_validation.py)
+        *SCOPE_CASES[1:2],
+        *SCOPE_CASES[3:],  # (the others: tests/server/test_validation.py)
         ([("user_id", "u"), ("filters", '{"n": 1, "n": 2}')], "filters"),
         ([("user_id", "u"), ("filters", '{"n": ')], "filters"),
         ([("user_id", "u"), ("filters", "[" * 5000 + "]" * 5000)], "filters"),
@@ -147,8 +275,16 @@ SCOPE_IDS = ["user-twice", "nul", "empty-agent", "101-keys"]
         ([("user_id", "u"), ("limit", "1e3")], "limit"),
         ([("user_id", "u"), ("cursor", "../../etc/passwd")], "cursor"),
     ],
-    ids=["nul", "101-keys", "filters-duplicate-key", "filters-not-json", "filters-5000-deep", "filters-operator",
-         "limit-not-integer", "cursor-forged"],
+    ids=[
+        "nul",
+        "101-keys",
+        "filters-duplicate-key",
+        "filters-not-json",
+        "filters-5000-deep",
+        "filters-operator",
+        "limit-not-integer",
+        "cursor-forged",
+    ],
 )
 def test_bad_list_query_strings_are_422(http, seeded, params, field):
     assert_error(http.get("/memories", params=params), 422, "validation_error", field)

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import pytest
@@ -36,10 +36,16 @@ class Ledger:
     """What the server acknowledged, and what was in flight when it died (shared by writers)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    present: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> the memory as acknowledged
+    present: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> the memory as acknowledged
     forgotten: set[str] = field(default_factory=set)
-    uncertain: dict[str, list[Optional[str]]] = field(default_factory=dict)  # id -> contents it may have (None: gone)
-    maybe_created: list[str] = field(default_factory=list)  # contents of creates in flight at a kill
+    uncertain: dict[str, list[str | None]] = field(
+        default_factory=dict
+    )  # id -> contents it may have (None: gone)
+    maybe_created: list[str] = field(
+        default_factory=list
+    )  # contents of creates in flight at a kill
     acked_requests: int = 0
     sent_requests: int = 0
     acked_writes: int = 0
@@ -48,7 +54,11 @@ class Ledger:
     def own(self, user: str) -> dict[str, dict[str, Any]]:
         """The user's memories whose state is known (in-flight ones are never touched again)."""
         with self.lock:
-            return {i: m for i, m in self.present.items() if m["user_id"] == user and i not in self.uncertain}
+            return {
+                i: m
+                for i, m in self.present.items()
+                if m["user_id"] == user and i not in self.uncertain
+            }
 
 
 def writer_thread(url: str, key: str, writer: int, rnd: int, ledger: Ledger) -> threading.Thread:
@@ -75,19 +85,35 @@ def write_until_killed(url: str, key: str, writer: int, rnd: int, ledger: Ledger
             op = i % 6 if mine else i % 3
             # If the answer never comes: the ids whose content is then in doubt (with the contents
             # they may have), and the contents of memories that may or may not have been created.
-            doubt: dict[str, list[Optional[str]]] = {}
+            doubt: dict[str, list[str | None]] = {}
             maybe: list[str] = []
             target = rng.choice(sorted(mine)) if mine else ""
             if op == 0:
-                items = [{"content": f"{tag} batch item {j}", "metadata": {"w": writer, "i": i, "j": j}} for j in range(3)]
-                method, path, body = "POST", "/memories/batch", {"user_id": user, "agent_id": "bot", "items": items}
+                items = [
+                    {"content": f"{tag} batch item {j}", "metadata": {"w": writer, "i": i, "j": j}}
+                    for j in range(3)
+                ]
+                method, path, body = (
+                    "POST",
+                    "/memories/batch",
+                    {"user_id": user, "agent_id": "bot", "items": items},
+                )
                 maybe = [item["content"] for item in items]
             elif op in (1, 2):
-                body = {"content": f"{tag} single", "user_id": user, "agent_id": "bot", "session_id": f"s{rnd}",
-                        "metadata": {"w": writer, "i": i}}
+                body = {
+                    "content": f"{tag} single",
+                    "user_id": user,
+                    "agent_id": "bot",
+                    "session_id": f"s{rnd}",
+                    "metadata": {"w": writer, "i": i},
+                }
                 method, path, maybe = "POST", "/memories", [body["content"]]
             elif op == 3:
-                method, path, body = "PATCH", f"/memories/{target}", {"content": f"{tag} updated", "metadata": {"u": i}}
+                method, path, body = (
+                    "PATCH",
+                    f"/memories/{target}",
+                    {"content": f"{tag} updated", "metadata": {"u": i}},
+                )
                 doubt = {target: [mine[target]["content"], body["content"]]}
             elif op == 4:
                 method, path, body = "DELETE", f"/memories/{target}", None
@@ -105,14 +131,18 @@ def write_until_killed(url: str, key: str, writer: int, rnd: int, ledger: Ledger
             try:
                 response = http.request(method, path, json=body)
             except httpx.TransportError:
-                with ledger.lock:  # the server died under this write: it may or may not have happened
+                with (
+                    ledger.lock
+                ):  # the server died under this write: it may or may not have happened
                     ledger.uncertain.update(doubt)
                     ledger.maybe_created.extend(maybe)
                 return
             with ledger.lock:
                 ledger.acked_requests += 1
                 if response.status_code not in (200, 201, 204):
-                    ledger.unexpected.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
+                    ledger.unexpected.append(
+                        f"{method} {path}: {response.status_code} {response.text[:200]}"
+                    )
                     return
                 ledger.acked_writes += 1
                 if method == "DELETE":
@@ -132,15 +162,25 @@ def check_file(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")  # raises if out of step
+        conn.execute(
+            "INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')"
+        )  # raises if out of step
         # The stored count of every account is the number of its memories.
         counts = conn.execute(
             "SELECT a.id, a.memory_count, (SELECT count(*) FROM memories m WHERE m.account_id = a.id) FROM accounts a"
         ).fetchall()
         assert counts and all(stored == actual for _, stored, actual in counts), counts
         # So is the stored size of every scope.
-        sizes = set(conn.execute("SELECT account_id, user_id, agent_id, memories FROM scope_sizes WHERE memories > 0"))
-        actual = set(conn.execute("SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY 1, 2, 3"))
+        sizes = set(
+            conn.execute(
+                "SELECT account_id, user_id, agent_id, memories FROM scope_sizes WHERE memories > 0"
+            )
+        )
+        actual = set(
+            conn.execute(
+                "SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY 1, 2, 3"
+            )
+        )
         assert sizes == actual
     finally:
         conn.close()
@@ -160,7 +200,11 @@ def stored_memories(url: str, key: str) -> dict[str, dict[str, Any]]:
         for writer in range(WRITERS):
             cursor = None
             while True:
-                params = {"user_id": f"user_{writer}", "limit": 100, **({"cursor": cursor} if cursor else {})}
+                params = {
+                    "user_id": f"user_{writer}",
+                    "limit": 100,
+                    **({"cursor": cursor} if cursor else {}),
+                }
                 page = http.get("/memories", params=params).json()
                 for memory in page["memories"]:
                     assert memory["id"] not in found, "a memory listed twice"
@@ -183,7 +227,11 @@ def test_acknowledged_writes_survive_repeated_sigkill(tmp_path):
         for t in writers:
             t.start()
         deadline = time.monotonic() + 60
-        while ledger.acked_writes - start < ACKS_PER_ROUND and time.monotonic() < deadline and not ledger.unexpected:
+        while (
+            ledger.acked_writes - start < ACKS_PER_ROUND
+            and time.monotonic() < deadline
+            and not ledger.unexpected
+        ):
             time.sleep(0.005)
         server.kill()  # mid-stream: the writers are still sending
         for t in writers:
@@ -198,7 +246,9 @@ def test_acknowledged_writes_survive_repeated_sigkill(tmp_path):
         stored = stored_memories(server.url, key)
         with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
             usage = http.get("/usage").json()
-            hits = http.post("/memories/search", json={"query": "batch", "user_id": "user_0", "limit": 100}).json()["results"]
+            hits = http.post(
+                "/memories/search", json={"query": "batch", "user_id": "user_0", "limit": 100}
+            ).json()["results"]
     check_file(db)
 
     # Every acknowledged write is there, byte for byte as acknowledged; every forget stuck.
@@ -209,12 +259,16 @@ def test_acknowledged_writes_survive_repeated_sigkill(tmp_path):
     # A write in flight at a kill happened at most once, and left one of its possible states.
     for memory_id, contents in ledger.uncertain.items():
         assert (stored[memory_id]["content"] if memory_id in stored else GONE) in contents
-    unknown = sorted(stored[i]["content"] for i in set(stored) - set(ledger.present) - set(ledger.uncertain))
+    unknown = sorted(
+        stored[i]["content"] for i in set(stored) - set(ledger.present) - set(ledger.uncertain)
+    )
     maybe = list(ledger.maybe_created)
     for content in unknown:
         assert content in maybe, f"a memory nobody wrote: {content!r}"
         maybe.remove(content)  # ... and never twice
     assert usage["memories_stored"] == len(stored)
     # The full-text index agrees with the table after the crashes.
-    assert hits and all("batch" in h["memory"]["content"] and h["memory"]["id"] in stored for h in hits)
+    assert hits and all(
+        "batch" in h["memory"]["content"] and h["memory"]["id"] in stored for h in hits
+    )
     assert len(ledger.present) > ROUNDS * ACKS_PER_ROUND // 2 and ledger.forgotten

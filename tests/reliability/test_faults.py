@@ -28,8 +28,8 @@ from memlayer_integrations import (
     Op,
     PermissionDeniedError,
     RateLimitError,
+    _constants,
 )
-from memlayer_integrations import _constants
 from tests.client._support import Script, call, collect, error_response, usage_json
 
 from ._faulty import (
@@ -70,10 +70,22 @@ def server_error(status: int = 503) -> httpx.Response:
         httpx.ReadTimeout("read timed out"),
         httpx.RemoteProtocolError("peer closed connection"),
         error_response(429, "rate_limited"),  # no Retry-After: backs off
-        httpx.Response(502, content=HTML, headers={"Content-Type": "text/html"}),  # a proxy's error page
+        httpx.Response(
+            502, content=HTML, headers={"Content-Type": "text/html"}
+        ),  # a proxy's error page
     ],
-    ids=["500", "502", "503", "408", "429-rate-limited", "connect", "read-timeout", "protocol",
-         "429-no-retry-after", "502-html"],
+    ids=[
+        "500",
+        "502",
+        "503",
+        "408",
+        "429-rate-limited",
+        "connect",
+        "read-timeout",
+        "protocol",
+        "429-no-retry-after",
+        "502-html",
+    ],
 )
 async def test_transient_failures_are_retried(make_client, sleeps, failure):
     script = Script(failure, OK_USAGE)
@@ -101,11 +113,13 @@ async def test_two_retries_by_default(make_client, sleeps):
     assert len(script.requests) == 1 + _constants.DEFAULT_MAX_RETRIES == 3
 
 
-
 @pytest.mark.parametrize("retry_after", ["3600", "5", None])
 async def test_daily_quota_is_never_retried(make_client, sleeps, retry_after):
     headers = {"Retry-After": retry_after} if retry_after else {}
-    script = Script(error_response(429, "daily_quota_exceeded", "daily quota exceeded", headers=headers), OK_USAGE)
+    script = Script(
+        error_response(429, "daily_quota_exceeded", "daily quota exceeded", headers=headers),
+        OK_USAGE,
+    )
     client = make_client(script, max_retries=5)
     with pytest.raises(RateLimitError) as info:
         await call(client, "usage")
@@ -116,17 +130,24 @@ async def test_daily_quota_is_never_retried(make_client, sleeps, retry_after):
     assert sleeps == []
 
 
-
 # -- scripted answers: timeouts and connection errors ---------------------------------------
 
 
 @pytest.mark.parametrize(
-    "exc", [httpx.ReadTimeout("read"), httpx.ConnectTimeout("connect"), httpx.WriteTimeout("w"), httpx.PoolTimeout("p")]
+    "exc",
+    [
+        httpx.ReadTimeout("read"),
+        httpx.ConnectTimeout("connect"),
+        httpx.WriteTimeout("w"),
+        httpx.PoolTimeout("p"),
+    ],
 )
 async def test_a_timeout_ends_as_api_timeout_error_after_the_retries(make_client, sleeps, exc):
     script = Script(exc)
     with pytest.raises(APITimeoutError) as info:
-        await call(make_client(script, max_retries=2), "remember", "x", user_id="u1", agent_id="bot")
+        await call(
+            make_client(script, max_retries=2), "remember", "x", user_id="u1", agent_id="bot"
+        )
     assert isinstance(info.value, APIConnectionError)
     assert info.value.status_code is None
     assert "POST /memories" in str(info.value)
@@ -135,8 +156,13 @@ async def test_a_timeout_ends_as_api_timeout_error_after_the_retries(make_client
 
 
 @pytest.mark.parametrize(
-    "exc", [httpx.ConnectError("[Errno 111] Connection refused"), httpx.ReadError("reset"),
-            httpx.RemoteProtocolError("closed"), httpx.ProxyError("proxy says no")]
+    "exc",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ReadError("reset"),
+        httpx.RemoteProtocolError("closed"),
+        httpx.ProxyError("proxy says no"),
+    ],
 )
 async def test_connection_errors_end_as_api_connection_error(make_client, sleeps, exc):
     script = Script(exc)
@@ -152,6 +178,7 @@ async def test_a_4xx_after_a_retry_is_raised_as_itself(make_client, sleeps):
     with pytest.raises(BadRequestError):
         await call(make_client(script), "usage")
     assert len(script.requests) == 2
+
 
 # -- scripted answers that are not the contract's (a proxy, broken JSON) --------------------
 
@@ -179,7 +206,9 @@ async def test_html_on_a_4xx_is_the_status_error(make_client):
     "answer",
     [
         httpx.Response(200, content=HTML, headers={"Content-Type": "text/html"}),
-        httpx.Response(200, content=b'{"plan": "free", ', headers={"Content-Type": "application/json"}),
+        httpx.Response(
+            200, content=b'{"plan": "free", ', headers={"Content-Type": "application/json"}
+        ),
         httpx.Response(200, json={"plan": "free"}),  # valid JSON, wrong shape
         httpx.Response(200, json=["not", "an", "object"]),
         httpx.Response(200, content=b""),
@@ -193,7 +222,6 @@ async def test_a_success_that_is_not_the_contract_is_a_validation_error(make_cli
         await call(client, "usage")
     assert info.value.status_code == 200
     assert len(script.requests) == 1  # not retried: the same answer would come back
-
 
 
 async def test_a_body_that_does_not_decode_is_a_validation_error(make_client):
@@ -215,12 +243,14 @@ async def test_a_redirect_loop_is_a_validation_error(flavor, fake_key):
     transport = httpx.MockTransport(loop)
     if flavor == "sync":
         client = MemLayerClient(
-            fake_key, base_url="http://memlayer.test",
+            fake_key,
+            base_url="http://memlayer.test",
             http_client=httpx.Client(transport=transport, follow_redirects=True),
         )
     else:
         client = AsyncMemLayerClient(
-            fake_key, base_url="http://memlayer.test",
+            fake_key,
+            base_url="http://memlayer.test",
             http_client=httpx.AsyncClient(transport=transport, follow_redirects=True),
         )
     with pytest.raises(APIResponseValidationError, match="TooManyRedirects"):
@@ -228,7 +258,9 @@ async def test_a_redirect_loop_is_a_validation_error(flavor, fake_key):
 
 
 async def test_a_redirect_not_followed_is_a_validation_error(make_client):
-    client = make_client(Script(httpx.Response(301, headers={"Location": "https://elsewhere.test/"})))
+    client = make_client(
+        Script(httpx.Response(301, headers={"Location": "https://elsewhere.test/"}))
+    )
     with pytest.raises(APIResponseValidationError) as info:
         await call(client, "usage")
     assert info.value.status_code == 301
@@ -261,7 +293,9 @@ async def test_connection_refused_ends_as_api_connection_error(live, fake_key, s
     assert len(sleeps) == 2  # tried three times, then gave up
 
 
-@pytest.mark.parametrize("fault", [RESET, TRUNCATE, HANG], ids=["reset", "reset-mid-body", "no-answer"])
+@pytest.mark.parametrize(
+    "fault", [RESET, TRUNCATE, HANG], ids=["reset", "reset-mid-body", "no-answer"]
+)
 async def test_a_fault_once_is_retried_to_success(live, fake_key, sleeps, fault):
     with FaultyServer((fault, FORWARD)) as server:
         usage = await call(live(server.url, fake_key, timeout=0.5), "usage")
@@ -274,10 +308,11 @@ async def test_a_fault_once_is_retried_to_success(live, fake_key, sleeps, fault)
     [(RESET, APIConnectionError), (TRUNCATE, APIConnectionError), (HANG, APITimeoutError)],
     ids=["reset", "reset-mid-body", "no-answer"],
 )
-async def test_a_fault_that_persists_ends_as_its_error_after_bounded_retries(live, fake_key, sleeps, fault, error):
-    with FaultyServer((fault,)) as server:
-        with pytest.raises(error) as info:
-            await call(live(server.url, fake_key, timeout=0.3, max_retries=2), "usage")
+async def test_a_fault_that_persists_ends_as_its_error_after_bounded_retries(
+    live, fake_key, sleeps, fault, error
+):
+    with FaultyServer((fault,)) as server, pytest.raises(error) as info:
+        await call(live(server.url, fake_key, timeout=0.3, max_retries=2), "usage")
     assert info.value.status_code is None and "GET /usage" in str(info.value)
     assert len(server.seen) == 3 and len(sleeps) == 2
 
@@ -302,11 +337,19 @@ async def _prepare(client: Any) -> dict[str, Any]:
 
 WRITES = {
     "remember": lambda ids: ("remember", ("stored once",), {"user_id": "u1", "agent_id": "bot"}),
-    "remember_many": lambda ids: ("remember_many", (["first of two", "second of two"],), {"user_id": "u1", "agent_id": "bot"}),
+    "remember_many": lambda ids: (
+        "remember_many",
+        (["first of two", "second of two"],),
+        {"user_id": "u1", "agent_id": "bot"},
+    ),
     "update": lambda ids: ("update", (ids["update"],), {"content": "updated once"}),
     "forget": lambda ids: ("forget", (ids["forget"],), {}),
     "forget_all": lambda ids: ("forget_all", (), {"user_id": "u2"}),
-    "batch": lambda ids: ("batch", ([Op.remember("batched once", user_id="u1", agent_id="bot"), Op.usage()],), {}),
+    "batch": lambda ids: (
+        "batch",
+        ([Op.remember("batched once", user_id="u1", agent_id="bot"), Op.usage()],),
+        {},
+    ),
 }
 #: The contents of u1's memories once each write happened exactly once.
 AFTER = {
@@ -319,9 +362,13 @@ AFTER = {
 }
 
 
-@pytest.mark.parametrize("fault", [FORWARD_THEN_HANG, FORWARD_THEN_RESET], ids=["read-timeout", "reset"])
+@pytest.mark.parametrize(
+    "fault", [FORWARD_THEN_HANG, FORWARD_THEN_RESET], ids=["read-timeout", "reset"]
+)
 @pytest.mark.parametrize("write", list(WRITES))
-async def test_a_write_whose_answer_was_lost_is_done_exactly_once(live, base_url, api_key, sleeps, write, fault):
+async def test_a_write_whose_answer_was_lost_is_done_exactly_once(
+    live, base_url, api_key, sleeps, write, fault
+):
     direct = live(base_url, api_key)
     ids = await _prepare(direct)
     method, args, kwargs = WRITES[write](ids)

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from memlayer_integrations import AsyncMemLayerClient, MemLayerError, MemoryLimitError, RateLimitError
+from memlayer_integrations import (
+    AsyncMemLayerClient,
+    MemLayerError,
+    MemoryLimitError,
+    RateLimitError,
+)
 from memlayer_integrations.server import keys
 
 from ._process import ServerProcess, create_key
@@ -34,9 +39,25 @@ SECONDS = 5.0
 MAX_OPS = 8_000  # a bound on the count too, whatever the speed of the machine
 WORKERS = 24
 USERS = [f"user_{i:02d}" for i in range(40)]
-WORDS = "tea coffee oslo lisbon plan pro team invoice refund puppy beach pottery".split()
+WORDS = [
+    "tea",
+    "coffee",
+    "oslo",
+    "lisbon",
+    "plan",
+    "pro",
+    "team",
+    "invoice",
+    "refund",
+    "puppy",
+    "beach",
+    "pottery",
+]
 MIX = {"remember": 0.35, "recall": 0.35, "list": 0.15, "forget": 0.15}
-LIMITS = {"daily_quota_exceeded", "memory_limit_reached"}  # what the small plan answers once used up
+LIMITS = {
+    "daily_quota_exceeded",
+    "memory_limit_reached",
+}  # what the small plan answers once used up
 
 
 @dataclass
@@ -44,8 +65,12 @@ class Account:
     name: str
     key: str
     small: bool  # on a plan whose limits the load reaches
-    live: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # user -> id -> content
-    ever: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # user -> every id stored
+    live: dict[str, dict[str, str]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )  # user -> id -> content
+    ever: dict[str, set[str]] = field(
+        default_factory=lambda: defaultdict(set)
+    )  # user -> every id stored
     forgotten: set[str] = field(default_factory=set)
 
 
@@ -56,13 +81,18 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
-async def worker(url: str, accounts: list[Account], tally: Tally, seed: int, deadline: float, budget: list[int]) -> None:
+async def worker(
+    url: str, accounts: list[Account], tally: Tally, seed: int, deadline: float, budget: list[int]
+) -> None:
     rng = random.Random(seed)
-    clients = {a.name: AsyncMemLayerClient(api_key=a.key, base_url=url, max_retries=0, timeout=30.0) for a in accounts}
+    clients = {
+        a.name: AsyncMemLayerClient(api_key=a.key, base_url=url, max_retries=0, timeout=30.0)
+        for a in accounts
+    }
     try:
         # Past the deadline too, until the small plan's limits are reached: that they are
         # must not depend on how fast this machine is (MAX_OPS still bounds the run).
-        while budget[0] > 0 and (time.perf_counter() < deadline or not LIMITS <= set(tally.quota)):
+        while budget[0] > 0 and (time.perf_counter() < deadline or not set(tally.quota) >= LIMITS):
             budget[0] -= 1
             account, user = rng.choice(accounts), rng.choice(USERS)
             op = rng.choices(list(MIX), list(MIX.values()))[0]
@@ -84,9 +114,18 @@ async def worker(url: str, accounts: list[Account], tally: Tally, seed: int, dea
             await client.close()
 
 
-async def step(client: AsyncMemLayerClient, account: Account, user: str, op: str, rng: random.Random, tally: Tally) -> None:
+async def step(
+    client: AsyncMemLayerClient,
+    account: Account,
+    user: str,
+    op: str,
+    rng: random.Random,
+    tally: Tally,
+) -> None:
     if op == "remember":
-        content = f"{rng.choice(WORDS)} {rng.choice(WORDS)} {account.name} {user} {uuid.uuid4().hex}"
+        content = (
+            f"{rng.choice(WORDS)} {rng.choice(WORDS)} {account.name} {user} {uuid.uuid4().hex}"
+        )
         memory = await client.remember(content, user_id=user, agent_id="bot")
         if (memory.user_id, memory.content) != (user, content):
             tally.errors.append(f"remember answered {memory!r}")
@@ -103,7 +142,9 @@ async def step(client: AsyncMemLayerClient, account: Account, user: str, op: str
         account.forgotten.add(memory_id)
     else:
         if op == "recall":
-            found = [hit.memory for hit in await client.recall(rng.choice(WORDS), user_id=user, limit=20)]
+            found = [
+                hit.memory for hit in await client.recall(rng.choice(WORDS), user_id=user, limit=20)
+            ]
         else:
             found = []
             async for memory in client.list_memories(user_id=user, page_size=20):
@@ -112,7 +153,9 @@ async def step(client: AsyncMemLayerClient, account: Account, user: str, op: str
                     break
         strangers = [m.id for m in found if m.user_id != user or m.id not in account.ever[user]]
         if strangers:
-            tally.errors.append(f"{op} for {account.name}/{user} returned memories of another scope: {strangers}")
+            tally.errors.append(
+                f"{op} for {account.name}/{user} returned memories of another scope: {strangers}"
+            )
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -133,7 +176,9 @@ def test_mixed_load_loses_and_doubles_nothing(tmp_path, record_property):
 
         async def load() -> None:
             deadline, budget = time.perf_counter() + SECONDS, [MAX_OPS]
-            await asyncio.gather(*(worker(server.url, accounts, tally, n, deadline, budget) for n in range(WORKERS)))
+            await asyncio.gather(
+                *(worker(server.url, accounts, tally, n, deadline, budget) for n in range(WORKERS))
+            )
 
         asyncio.run(load())
 
@@ -142,7 +187,9 @@ def test_mixed_load_loses_and_doubles_nothing(tmp_path, record_property):
     record_property("load_quota_answers", dict(tally.quota))
     assert not tally.errors, tally.errors[:10]
     assert sum(v["n"] for v in latency.values()) >= 100 and set(latency) == set(MIX)
-    assert set(tally.quota) == LIMITS  # the small plan's limits were reached, and nothing else refused
+    assert (
+        set(tally.quota) == LIMITS
+    )  # the small plan's limits were reached, and nothing else refused
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     try:
@@ -160,7 +207,11 @@ def read_back(conn: sqlite3.Connection, key: str) -> tuple[dict[str, dict[str, s
     account = keys.authenticate(conn, key)
     assert account is not None
     out: dict[str, dict[str, str]] = {user: {} for user in USERS}
-    for row in conn.execute("SELECT id, user_id, agent_id, content FROM memories WHERE account_id = ?", (account.id,)):
+    for row in conn.execute(
+        "SELECT id, user_id, agent_id, content FROM memories WHERE account_id = ?", (account.id,)
+    ):
         assert row["agent_id"] == "bot"
         out[row["user_id"]][row["id"]] = row["content"]
-    return out, conn.execute("SELECT memory_count FROM accounts WHERE id = ?", (account.id,)).fetchone()[0]
+    return out, conn.execute(
+        "SELECT memory_count FROM accounts WHERE id = ?", (account.id,)
+    ).fetchone()[0]

@@ -31,8 +31,7 @@ from memlayer_integrations import (
     PermissionDeniedError,
 )
 from memlayer_integrations._logging import get_logger, mask_key, redact
-from memlayer_integrations.server import LocalMemLayerServer, Plan, ServerSettings, create_app
-from memlayer_integrations.server import keys
+from memlayer_integrations.server import LocalMemLayerServer, Plan, ServerSettings, create_app, keys
 from tests.client._support import Script, call, error_response, usage_json
 
 from ._faulty import HANG, FaultyServer, closed_port_url
@@ -57,7 +56,7 @@ def test_client_repr_and_str_mask_the_key(cls, fake_key):
     client = cls(fake_key, base_url="http://memlayer.test")
     for text in (repr(client), str(client)):
         assert fake_key not in text
-        assert fake_key[len("ml_live_"):] not in text
+        assert fake_key[len("ml_live_") :] not in text
         assert fake_key[:12] + "…" in text  # enough to tell keys apart
         assert "http://memlayer.test" in text
 
@@ -100,7 +99,9 @@ def test_redact_and_mask_key():
 
 
 @pytest.mark.parametrize("level", LEVELS, ids=logging.getLevelName)
-@pytest.mark.parametrize("name", ["memlayer_integrations", "memlayer_integrations.client", "memlayer_integrations.x"])
+@pytest.mark.parametrize(
+    "name", ["memlayer_integrations", "memlayer_integrations.client", "memlayer_integrations.x"]
+)
 def test_every_package_logger_masks_keys_at_every_level(caplog, fake_key, level, name):
     caplog.set_level(logging.DEBUG)
     log = get_logger(name)
@@ -121,7 +122,9 @@ def test_every_package_logger_masks_keys_at_every_level(caplog, fake_key, level,
     assert fake_key not in caplog.text
 
 
-async def test_no_log_record_of_a_retried_failing_call_contains_the_key(make_client, sleeps, caplog, fake_key):
+async def test_no_log_record_of_a_retried_failing_call_contains_the_key(
+    make_client, sleeps, caplog, fake_key
+):
     caplog.set_level(logging.DEBUG)
     script = Script(
         httpx.ConnectError(f"refused (key {fake_key})"),  # even an httpx message that held it
@@ -135,7 +138,9 @@ async def test_no_log_record_of_a_retried_failing_call_contains_the_key(make_cli
         await call(client, "usage")
     ours = [r for r in caplog.records if r.name.startswith("memlayer_integrations")]
     assert any(r.levelno == logging.DEBUG for r in ours)  # the attempts were logged ...
-    assert any(r.levelno == logging.INFO and "retrying" in r.getMessage() for r in ours)  # ... and the retries
+    assert any(
+        r.levelno == logging.INFO and "retrying" in r.getMessage() for r in ours
+    )  # ... and the retries
     for record in caplog.records:  # ours and httpx's alike
         assert fake_key not in record.getMessage()
     assert fake_key not in caplog.text
@@ -190,8 +195,16 @@ async def failures(flavor, base_url, local_server, sleeps):
             (live, await catch(client(live, base_url), "get", "mem_" + "0" * 32)),
             (live, await catch(client(live, base_url), "remember", " ", user_id="u", agent_id="a")),
             (live, await catch(client(live, closed_port_url()), "usage")),
-            (live, await catch(client(live, hung.url, timeout=0.2), "remember", "x", user_id="u", agent_id="a")),
-            ("ml_live_hushhush-with-a-dash", await catch(client("ml_live_hushhush-with-a-dash", base_url), "usage")),
+            (
+                live,
+                await catch(
+                    client(live, hung.url, timeout=0.2), "remember", "x", user_id="u", agent_id="a"
+                ),
+            ),
+            (
+                "ml_live_hushhush-with-a-dash",
+                await catch(client("ml_live_hushhush-with-a-dash", base_url), "usage"),
+            ),
         ]
     yield caught
     for c in made:
@@ -200,7 +213,13 @@ async def failures(flavor, base_url, local_server, sleeps):
 
 async def test_no_traceback_of_a_package_error_holds_the_key(failures):
     kinds = {type(exc) for _, exc in failures}
-    assert {AuthenticationError, PermissionDeniedError, NotFoundError, APIConnectionError, APITimeoutError} <= kinds
+    assert {
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        APIConnectionError,
+        APITimeoutError,
+    } <= kinds
     for key, exc in failures:
         for text in (formatted(exc), str(exc), repr(exc), str(exc.args)):
             assert not leaks(key, text), text
@@ -226,7 +245,9 @@ def test_key_is_never_echoed(base_url, api_key):
     with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": api_key}) as http:
         responses = [
             http.get("/usage"),
-            http.post("/memories", json={"content": api_key, "user_id": "u", "agent_id": "a", "bogus": 1}),
+            http.post(
+                "/memories", json={"content": api_key, "user_id": "u", "agent_id": "a", "bogus": 1}
+            ),
             http.get("/nowhere"),
         ]
     for r in responses:
@@ -241,7 +262,11 @@ def test_no_server_log_record_holds_the_key_at_any_level(tmp_path, caplog):
         with app.state.db.write() as conn:
             key, _ = keys.create_key(conn, plan_name="unlimited", plan=Plan(), name=None, now="t")
         headers = {"X-API-Key": key}
-        client.post("/v1/memories", json={"content": f"a note about {key}", "user_id": "u", "agent_id": "a"}, headers=headers)
+        client.post(
+            "/v1/memories",
+            json={"content": f"a note about {key}", "user_id": "u", "agent_id": "a"},
+            headers=headers,
+        )
         client.get("/v1/usage", params={"api_key": key})
         client.get("/v1/usage", headers={"X-API-Key": key + "x"})
         client.get("/v1/memories/mem_" + "0" * 32, headers=headers)
@@ -254,7 +279,10 @@ def test_no_server_log_record_holds_the_key_at_any_level(tmp_path, caplog):
     # The records of the server side: not those of the test's own HTTP client, which logs the
     # URLs it was told to send (the key in a query string among them).
     server_side = [r for r in caplog.records if not r.name.startswith("httpx")]
-    assert any(r.levelno == logging.ERROR and r.name.startswith("memlayer_integrations") for r in server_side)
+    assert any(
+        r.levelno == logging.ERROR and r.name.startswith("memlayer_integrations")
+        for r in server_side
+    )
     for record in server_side:
         assert not leaks(key, record.getMessage())
         assert not leaks(key, logging.Formatter().format(record))  # the traceback too
@@ -264,8 +292,12 @@ def test_keys_are_stored_only_as_salted_hashes(tmp_path):
     with LocalMemLayerServer(tmp_path / "k.db") as server:
         keys = [server.create_key(name=f"k{i}") for i in range(3)]
         for key in keys:
-            assert httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).status_code == 200
-        while_running = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())  # the WAL too
+            assert (
+                httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).status_code == 200
+            )
+        while_running = b"".join(
+            p.read_bytes() for p in tmp_path.iterdir() if p.is_file()
+        )  # the WAL too
     raw = while_running + b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     for key in keys:
         assert key.encode() not in raw
@@ -296,7 +328,9 @@ def test_the_access_log_never_holds_the_key(tmp_path):
 def test_no_cassette_holds_a_key():
     files = [p for p in (ROOT / "cassettes").rglob("*") if p.is_file()]
     assert files, "no cassettes found"
-    leaked = [str(p.relative_to(ROOT)) for p in files if KEY_SHAPED.search(p.read_text(errors="replace"))]
+    leaked = [
+        str(p.relative_to(ROOT)) for p in files if KEY_SHAPED.search(p.read_text(errors="replace"))
+    ]
     assert leaked == []
 
 

@@ -24,7 +24,9 @@ from tests.server._helpers import assert_error, remember
 
 @pytest.fixture
 def other(base_url, local_server):
-    with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key()}) as client:
+    with httpx.Client(
+        base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key()}
+    ) as client:
         yield client
 
 
@@ -34,7 +36,9 @@ def test_another_account_cannot_reach_a_memory_by_any_route(http, other):
     assert_error(other.get(path), 404, "not_found")
     assert_error(other.patch(path, json={"content": "hijacked"}), 404, "not_found")
     assert_error(other.delete(path), 404, "not_found")
-    assert other.post("/memories/search", json={"query": "secret tea recipe", "user_id": "shared_user"}).json() == {"results": []}
+    assert other.post(
+        "/memories/search", json={"query": "secret tea recipe", "user_id": "shared_user"}
+    ).json() == {"results": []}
     assert other.get("/memories", params={"user_id": "shared_user"}).json()["memories"] == []
     assert other.get("/scopes").json() == {"scopes": []}
     assert other.delete("/memories", params={"user_id": "shared_user"}).json() == {"deleted": 0}
@@ -48,9 +52,13 @@ def test_another_account_cannot_reach_a_memory_by_any_route(http, other):
 def test_users_are_isolated(http):
     remember(http, "alice likes tea", user_id="alice")
     remember(http, "bob likes tea", user_id="bob")
-    hits = http.post("/memories/search", json={"query": "likes tea", "user_id": "alice"}).json()["results"]
+    hits = http.post("/memories/search", json={"query": "likes tea", "user_id": "alice"}).json()[
+        "results"
+    ]
     assert [h["memory"]["content"] for h in hits] == ["alice likes tea"]
-    assert [m["content"] for m in http.get("/memories", params={"user_id": "bob"}).json()["memories"]] == ["bob likes tea"]
+    assert [
+        m["content"] for m in http.get("/memories", params={"user_id": "bob"}).json()["memories"]
+    ] == ["bob likes tea"]
     assert http.delete("/memories", params={"user_id": "alice"}).json() == {"deleted": 1}
     assert len(http.get("/memories", params={"user_id": "bob"}).json()["memories"]) == 1
     assert http.get("/scopes", params={"user_id": "alice"}).json() == {"scopes": []}
@@ -59,11 +67,15 @@ def test_users_are_isolated(http):
 def test_agents_are_isolated_when_named(http):
     remember(http, "agent one fact", agent_id="one")
     remember(http, "agent two fact", agent_id="two")
-    hits = http.post("/memories/search", json={"query": "fact", "user_id": "u1", "agent_id": "one"}).json()["results"]
+    hits = http.post(
+        "/memories/search", json={"query": "fact", "user_id": "u1", "agent_id": "one"}
+    ).json()["results"]
     assert [h["memory"]["content"] for h in hits] == ["agent one fact"]
     listed = http.get("/memories", params={"user_id": "u1", "agent_id": "two"}).json()["memories"]
     assert [m["content"] for m in listed] == ["agent two fact"]
-    assert http.delete("/memories", params={"user_id": "u1", "agent_id": "one"}).json() == {"deleted": 1}
+    assert http.delete("/memories", params={"user_id": "u1", "agent_id": "one"}).json() == {
+        "deleted": 1
+    }
     assert [s["agent_id"] for s in http.get("/scopes").json()["scopes"]] == ["two"]
 
 
@@ -77,10 +89,43 @@ def test_same_key_name_in_two_accounts_is_two_memories(http, other):
 # -- properties ----------------------------------------------------------------------------
 
 HOSTILE = [
-    "' OR '1'='1", "'; DROP TABLE memories; --", '" OR ""="', "%", "_", "*", "\\", "NULL",
-    'NEAR("a" "b")', "a OR b", "NOT a", "a AND b", "^a", "content:a", "-a", '"', "(", ")", "{", "$eq",
-    "../", "../../v1/usage", "..%2F..%2Fusage", "%2e%2e", "/", "?x=1", "#", "mem_" + "0" * 32,
-    "\u202eevil", "\ufeff", "Ω≈ç√∫", "😀👍🏽", "user", "USER", " user", "user ", "a" * 256,
+    "' OR '1'='1",
+    "'; DROP TABLE memories; --",
+    '" OR ""="',
+    "%",
+    "_",
+    "*",
+    "\\",
+    "NULL",
+    'NEAR("a" "b")',
+    "a OR b",
+    "NOT a",
+    "a AND b",
+    "^a",
+    "content:a",
+    "-a",
+    '"',
+    "(",
+    ")",
+    "{",
+    "$eq",
+    "../",
+    "../../v1/usage",
+    "..%2F..%2Fusage",
+    "%2e%2e",
+    "/",
+    "?x=1",
+    "#",
+    "mem_" + "0" * 32,
+    "\u202eevil",
+    "\ufeff",
+    "Ω≈ç√∫",
+    "😀👍🏽",
+    "user",
+    "USER",
+    " user",
+    "user ",
+    "a" * 256,
 ]
 # Identifiers the contract accepts: 1 to 256 characters, no control characters.
 IDS = st.one_of(
@@ -93,8 +138,13 @@ QUERIES = st.one_of(
     st.text(min_size=1, max_size=3).map(lambda s: (s * 4096)[:4096]),
 ).filter(lambda s: s.strip())
 
-PROPERTY = settings(max_examples=40, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPERTY = settings(
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class Account:
@@ -116,16 +166,28 @@ class Account:
 def accounts(local_server) -> Iterator[Any]:
     """``accounts()``: two fresh accounts on every call (one example, one pair)."""
     with httpx.Client(base_url=local_server.url + "/v1", timeout=30) as http:
-        yield lambda: (Account(http, local_server.create_key()), Account(http, local_server.create_key()))
+        yield lambda: (
+            Account(http, local_server.create_key()),
+            Account(http, local_server.create_key()),
+        )
 
 
 def remember_op(content: str, user: str, agent: str, key: str, tag: str) -> dict[str, Any]:
-    return {"op": "remember", "content": content, "user_id": user, "agent_id": agent, "key": key, "metadata": {key: tag}}
+    return {
+        "op": "remember",
+        "content": content,
+        "user_id": user,
+        "agent_id": agent,
+        "key": key,
+        "metadata": {key: tag},
+    }
 
 
 @PROPERTY
 @given(user=IDS, other_user=IDS, agent=IDS, other_agent=IDS, query=QUERIES)
-def test_no_operation_crosses_an_account_user_or_agent(accounts, user, other_user, agent, other_agent, query):
+def test_no_operation_crosses_an_account_user_or_agent(
+    accounts, user, other_user, agent, other_agent, query
+):
     if user == other_user:
         other_user += "·"
     if agent == other_agent:
@@ -134,12 +196,26 @@ def test_no_operation_crosses_an_account_user_or_agent(accounts, user, other_use
     content = f"{query} {user} {agent}"[:32768]
     key = user  # a memory name too, and a metadata key to filter on
     # A holds three scopes; B holds the first of them again, under the same ids and key.
-    mine = [r["memory"] for r in a.ok("POST", "/batch", json={"operations": [
-        remember_op(content, user, agent, key, "a"),
-        remember_op(content, user, other_agent, key, "a"),
-        remember_op(content, other_user, agent, key, "a"),
-    ]})["results"]]
-    [theirs] = [r["memory"] for r in b.ok("POST", "/batch", json={"operations": [remember_op(content, user, agent, key, "b")]})["results"]]
+    mine = [
+        r["memory"]
+        for r in a.ok(
+            "POST",
+            "/batch",
+            json={
+                "operations": [
+                    remember_op(content, user, agent, key, "a"),
+                    remember_op(content, user, other_agent, key, "a"),
+                    remember_op(content, other_user, agent, key, "a"),
+                ]
+            },
+        )["results"]
+    ]
+    [theirs] = [
+        r["memory"]
+        for r in b.ok(
+            "POST", "/batch", json={"operations": [remember_op(content, user, agent, key, "b")]}
+        )["results"]
+    ]
     a_user = {m["id"] for m in mine[:2]}
 
     # recall: only the caller's account, user and (when named) agent, whatever the query or filter
@@ -151,7 +227,10 @@ def test_no_operation_crosses_an_account_user_or_agent(accounts, user, other_use
         (b, {"query": query, "user_id": other_user}, set()),
         (b, {"query": query, "user_id": user, "filters": {key: "a"}}, set()),
     ]:
-        hits = {h["memory"]["id"] for h in caller.ok("POST", "/memories/search", json={**body, "limit": 100})["results"]}
+        hits = {
+            h["memory"]["id"]
+            for h in caller.ok("POST", "/memories/search", json={**body, "limit": 100})["results"]
+        }
         assert hits <= allowed
 
     # list and scopes: exactly the caller's own, in its scope
@@ -160,12 +239,18 @@ def test_no_operation_crosses_an_account_user_or_agent(accounts, user, other_use
 
     assert listed(a, user_id=user) == [m["id"] for m in mine[:2]]
     assert listed(a, user_id=user, agent_id=agent) == [mine[0]["id"]]
-    assert listed(a, user_id=user, key=key, filters=json.dumps({key: "a"})) == [m["id"] for m in mine[:2]]
+    assert listed(a, user_id=user, key=key, filters=json.dumps({key: "a"})) == [
+        m["id"] for m in mine[:2]
+    ]
     assert listed(b, user_id=user) == [theirs["id"]]
     assert listed(b, user_id=other_user) == []
     assert a.ok("GET", "/scopes", params={"user_id": user})["scopes"] == sorted(
-        [{"user_id": user, "agent_id": agent, "memories": 1}, {"user_id": user, "agent_id": other_agent, "memories": 1}],
-        key=lambda s: s["agent_id"])
+        [
+            {"user_id": user, "agent_id": agent, "memories": 1},
+            {"user_id": user, "agent_id": other_agent, "memories": 1},
+        ],
+        key=lambda s: s["agent_id"],
+    )
     assert b.ok("GET", "/scopes")["scopes"] == [{"user_id": user, "agent_id": agent, "memories": 1}]
 
     # get, update, forget by id: another account's memory does not exist for B
@@ -174,12 +259,21 @@ def test_no_operation_crosses_an_account_user_or_agent(accounts, user, other_use
         assert_error(b("GET", path), 404, "not_found")
         assert_error(b("PATCH", path, json={"content": "overwritten"}), 404, "not_found")
         assert_error(b("DELETE", path), 404, "not_found")
-        assert_error(b("POST", "/batch", json={"operations": [{"op": "forget", "memory_id": memory["id"]}]}),
-                     404, "not_found", "operations[0]")
+        assert_error(
+            b("POST", "/batch", json={"operations": [{"op": "forget", "memory_id": memory["id"]}]}),
+            404,
+            "not_found",
+            "operations[0]",
+        )
     # forget_all in B's scope deletes B's memory only
-    assert b.ok("DELETE", "/memories", params={"user_id": user, "agent_id": agent, "key": key}) == {"deleted": 1}
+    assert b.ok("DELETE", "/memories", params={"user_id": user, "agent_id": agent, "key": key}) == {
+        "deleted": 1
+    }
     assert [a.ok("GET", f"/memories/{m['id']}") for m in mine] == mine  # A's memories, untouched
-    assert a.ok("GET", "/usage")["memories_stored"] == 3 and b.ok("GET", "/usage")["memories_stored"] == 0
+    assert (
+        a.ok("GET", "/usage")["memories_stored"] == 3
+        and b.ok("GET", "/usage")["memories_stored"] == 0
+    )
 
 
 @PROPERTY

@@ -5,13 +5,19 @@ from __future__ import annotations
 import httpx
 
 
-def remember(http: httpx.Client, content: str, user_id: str = "u1", agent_id: str = "bot", **fields) -> dict:
-    response = http.post("/memories", json={"content": content, "user_id": user_id, "agent_id": agent_id, **fields})
+def remember(
+    http: httpx.Client, content: str, user_id: str = "u1", agent_id: str = "bot", **fields
+) -> dict:
+    response = http.post(
+        "/memories", json={"content": content, "user_id": user_id, "agent_id": agent_id, **fields}
+    )
     assert response.status_code in (200, 201), response.text
     return response.json()
 
 
-def assert_error(response: httpx.Response, status: int, code: str, field: str | None = None) -> dict:
+def assert_error(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> dict:
     """The contract's error body, with the request id in both places."""
     assert response.status_code == status, response.text
     body = response.json()

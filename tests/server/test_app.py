@@ -21,7 +21,11 @@ def test_an_unexpected_failure_is_a_json_500_with_a_request_id(tmp_path, caplog)
         r = client.get("/v1/usage", headers={"X-API-Key": secret})
     assert r.status_code == 500
     body = r.json()
-    assert body["error"] == {"code": "internal_error", "message": "internal server error", "field": None}
+    assert body["error"] == {
+        "code": "internal_error",
+        "message": "internal server error",
+        "field": None,
+    }
     assert body["request_id"] == r.headers["x-request-id"]
     assert body["request_id"] in caplog.text and secret not in caplog.text
 
@@ -49,9 +53,10 @@ def test_missing_extra_names_the_install_command():
         "import sys\nsys.modules['fastapi'] = None\n"
         "try:\n    import memlayer_integrations.server\nexcept ImportError as exc:\n    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "pip install 'memlayer-integrations[server]'" in out
-
 
 
 def test_a_lone_bounded_request_runs_on_the_event_loop_and_others_on_threads(tmp_path):
@@ -94,7 +99,12 @@ def test_a_lone_bounded_request_runs_on_the_event_loop_and_others_on_threads(tmp
         # Alone, but its work grows with what is stored: the thread pool.
         assert httpx.get(server.url + "/v1/scopes", headers=headers).status_code == 200
     loop_thread = ran_on[0][1]
-    assert [path for path, _ in ran_on] == ["/v1/usage", "/v1/usage", "/v1/memories/search", "/v1/scopes"]
+    assert [path for path, _ in ran_on] == [
+        "/v1/usage",
+        "/v1/usage",
+        "/v1/memories/search",
+        "/v1/scopes",
+    ]
     assert ran_on[1][1] != loop_thread  # another request was in flight: the thread pool
     assert ran_on[2][1] == loop_thread  # alone again: no thread hop
     assert ran_on[3][1] != loop_thread

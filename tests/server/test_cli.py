@@ -30,7 +30,9 @@ def test_keys_create_prints_only_the_key(tmp_path, capsys):
 
 def test_keys_lifecycle_by_id_and_by_key(tmp_path, capsys):
     db = tmp_path / "k.db"
-    _, key, _ = run(capsys, "keys", "create", "--db", str(db), "--plan", "unlimited", "--name", "ci")
+    _, key, _ = run(
+        capsys, "keys", "create", "--db", str(db), "--plan", "unlimited", "--name", "ci"
+    )
     key = key.strip()
     code, out, _ = run(capsys, "keys", "list", "--db", str(db))
     assert code == 0 and key not in out and key[:12] + "…" in out
@@ -39,6 +41,7 @@ def test_keys_lifecycle_by_id_and_by_key(tmp_path, capsys):
     assert key_id.startswith("key_") and line[2:5] == ["ci", "unlimited", "active"]
 
     with LocalMemLayerServer(db) as server:
+
         def status() -> int:
             return httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).status_code
 
@@ -61,7 +64,19 @@ def test_unknown_key_is_an_error(tmp_path, capsys):
 def test_custom_plan_limits(tmp_path, capsys):
     db = tmp_path / "k.db"
     assert run(capsys, "keys", "create", "--db", str(db), "--plan", "team")[0] == 2
-    code, out, _ = run(capsys, "keys", "create", "--db", str(db), "--plan", "team", "--memory-limit", "none", "--request-limit", "3")
+    code, out, _ = run(
+        capsys,
+        "keys",
+        "create",
+        "--db",
+        str(db),
+        "--plan",
+        "team",
+        "--memory-limit",
+        "none",
+        "--request-limit",
+        "3",
+    )
     assert code == 0
     with LocalMemLayerServer(db) as server:
         usage = httpx.get(server.url + "/v1/usage", headers={"X-API-Key": out.strip()}).json()
@@ -80,7 +95,9 @@ def test_help_documents_the_default_db_and_imports_no_server(tmp_path):
         "try:\n    cli.main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
         "print('LOADED' if 'fastapi' in sys.modules or 'uvicorn' in sys.modules else 'LAZY')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "$MEMLAYER_DB" in out and "~/.memlayer/memlayer.db" in out
     assert out.strip().endswith("LAZY")
 
@@ -103,7 +120,10 @@ def test_demo_slot_runs_the_demo_main(capsys, monkeypatch):
     fake.main = lambda argv: print("demo ran with", argv) or 0
     monkeypatch.setitem(sys.modules, "memlayer_integrations.demo", fake)
     assert run(capsys, "demo")[:2] == (0, "demo ran with []\n")
-    assert run(capsys, "demo", "--db", "x.db", "--help")[:2] == (0, "demo ran with ['--db', 'x.db', '--help']\n")
+    assert run(capsys, "demo", "--db", "x.db", "--help")[:2] == (
+        0,
+        "demo ran with ['--db', 'x.db', '--help']\n",
+    )
 
 
 def test_bad_limit_is_a_usage_error(capsys):

@@ -25,10 +25,15 @@ def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path):
 def test_reopening_runs_no_migration_twice(tmp_path):
     with LocalMemLayerServer(tmp_path / "m.db") as server:
         key = server.create_key()
-        httpx.post(server.url + "/v1/memories", json={"content": "kept", "user_id": "u", "agent_id": "a"},
-                   headers={"X-API-Key": key}).raise_for_status()
+        httpx.post(
+            server.url + "/v1/memories",
+            json={"content": "kept", "user_id": "u", "agent_id": "a"},
+            headers={"X-API-Key": key},
+        ).raise_for_status()
     with LocalMemLayerServer(tmp_path / "m.db") as server:
-        r = httpx.get(server.url + "/v1/memories", params={"user_id": "u"}, headers={"X-API-Key": key})
+        r = httpx.get(
+            server.url + "/v1/memories", params={"user_id": "u"}, headers={"X-API-Key": key}
+        )
         assert [m["content"] for m in r.json()["memories"]] == ["kept"]
 
 
@@ -41,8 +46,13 @@ def test_a_version_1_database_keeps_its_memories_and_finds_them_in_scope(tmp_pat
     for statement in _statements(MIGRATIONS[0]):
         conn.execute(statement)
     conn.execute("PRAGMA user_version=1")
-    conn.execute("INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 't'), (2, 'free', 't')")
-    rows = [("mem_1", 1, "u", "a", "green tea please"), ("mem_2", 2, "u", "a", "green tea for another account")]
+    conn.execute(
+        "INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 't'), (2, 'free', 't')"
+    )
+    rows = [
+        ("mem_1", 1, "u", "a", "green tea please"),
+        ("mem_2", 2, "u", "a", "green tea for another account"),
+    ]
     conn.executemany(
         "INSERT INTO memories (id, account_id, user_id, agent_id, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 't', 't')",
         rows,
@@ -52,10 +62,25 @@ def test_a_version_1_database_keeps_its_memories_and_finds_them_in_scope(tmp_pat
     assert [r[0] for r in conn.execute("SELECT memory_count FROM accounts ORDER BY id")] == [1, 1]
     sizes = "SELECT account_id, user_id, agent_id, memories FROM scope_sizes ORDER BY account_id"
     assert [tuple(r) for r in conn.execute(sizes)] == [(1, "u", "a", 1), (2, "u", "a", 1)]
-    hits = search_module.search(conn, 1, "tea", user_id="u", agent_id="a", session_id=None, filters=None, limit=10, offset=0)
+    hits = search_module.search(
+        conn, 1, "tea", user_id="u", agent_id="a", session_id=None, filters=None, limit=10, offset=0
+    )
     assert [row["id"] for row, _ in hits] == ["mem_1"]
     conn.execute("UPDATE memories SET content = 'black coffee' WHERE id = 'mem_1'")
-    assert search_module.search(conn, 1, "tea", user_id="u", agent_id=None, session_id=None, filters=None, limit=10, offset=0) == []
+    assert (
+        search_module.search(
+            conn,
+            1,
+            "tea",
+            user_id="u",
+            agent_id=None,
+            session_id=None,
+            filters=None,
+            limit=10,
+            offset=0,
+        )
+        == []
+    )
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES ('integrity-check', 1)")
 
@@ -71,7 +96,9 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
 def test_a_failing_migration_leaves_the_database_untouched(tmp_path, monkeypatch):
     from memlayer_integrations.server import db as db_module
 
-    monkeypatch.setattr(db_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE x (a);\nTHIS IS NOT SQL;"))
+    monkeypatch.setattr(
+        db_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE x (a);\nTHIS IS NOT SQL;")
+    )
     monkeypatch.setattr(db_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(sqlite3.OperationalError):
         Database(tmp_path / "m.db").open()
@@ -89,8 +116,21 @@ def test_concurrent_clients(tmp_path):
             statuses = []
             with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
                 for i in range(4):
-                    statuses.append(http.post("/memories", json={"content": f"fact {n} {i}", "user_id": f"u{n % 4}", "agent_id": "a"}).status_code)
-                    statuses.append(http.post("/memories/search", json={"query": f"fact {i}", "user_id": f"u{n % 4}"}).status_code)
+                    statuses.append(
+                        http.post(
+                            "/memories",
+                            json={
+                                "content": f"fact {n} {i}",
+                                "user_id": f"u{n % 4}",
+                                "agent_id": "a",
+                            },
+                        ).status_code
+                    )
+                    statuses.append(
+                        http.post(
+                            "/memories/search", json={"query": f"fact {i}", "user_id": f"u{n % 4}"}
+                        ).status_code
+                    )
                     statuses.append(http.get("/usage").status_code)
             return statuses
 

@@ -27,28 +27,52 @@ def test_replay_returns_the_first_response_and_stores_once(http):
 
 
 def test_replays_are_not_counted(base_url, local_server):
-    with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key(plan="tiny")}) as http:
+    with httpx.Client(
+        base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key(plan="tiny")}
+    ) as http:
         first = http.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
         for _ in range(3):
             replay = http.post("/memories", json=BODY, headers={"Idempotency-Key": "k"})
-        assert first.headers["x-ratelimit-remaining"] == replay.headers["x-ratelimit-remaining"] == "9"
+        assert (
+            first.headers["x-ratelimit-remaining"] == replay.headers["x-ratelimit-remaining"] == "9"
+        )
         assert http.get("/usage").json()["requests_today"] == 2
 
 
 def test_reuse_for_another_body_path_or_method_is_409(http):
     memory = http.post("/memories", json=BODY, headers={"Idempotency-Key": "same"}).json()
-    assert_error(http.post("/memories", json={**BODY, "content": "other"}, headers={"Idempotency-Key": "same"}),
-                 409, "idempotency_key_reused", "Idempotency-Key")
-    assert_error(http.post("/memories/search", json={"query": "tea", "user_id": "u1"}, headers={"Idempotency-Key": "same"}),
-                 409, "idempotency_key_reused", "Idempotency-Key")
-    assert_error(http.delete(f"/memories/{memory['id']}", headers={"Idempotency-Key": "same"}),
-                 409, "idempotency_key_reused", "Idempotency-Key")
+    assert_error(
+        http.post(
+            "/memories", json={**BODY, "content": "other"}, headers={"Idempotency-Key": "same"}
+        ),
+        409,
+        "idempotency_key_reused",
+        "Idempotency-Key",
+    )
+    assert_error(
+        http.post(
+            "/memories/search",
+            json={"query": "tea", "user_id": "u1"},
+            headers={"Idempotency-Key": "same"},
+        ),
+        409,
+        "idempotency_key_reused",
+        "Idempotency-Key",
+    )
+    assert_error(
+        http.delete(f"/memories/{memory['id']}", headers={"Idempotency-Key": "same"}),
+        409,
+        "idempotency_key_reused",
+        "Idempotency-Key",
+    )
     assert count(http) == 1
 
 
 def test_keys_are_per_account(http, base_url, local_server):
     http.post("/memories", json=BODY, headers={"Idempotency-Key": "shared"})
-    with httpx.Client(base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key()}) as other:
+    with httpx.Client(
+        base_url=base_url + "/v1", headers={"X-API-Key": local_server.create_key()}
+    ) as other:
         r = other.post("/memories", json=BODY, headers={"Idempotency-Key": "shared"})
         assert r.status_code == 201 and count(other) == 1
 
@@ -61,9 +85,16 @@ def test_forget_replay_is_204_not_404(http):
 
 
 def test_errors_are_not_stored_so_a_fixed_retry_runs(http):
-    bad = http.post("/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"})
+    bad = http.post(
+        "/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"}
+    )
     assert_error(bad, 422, "validation_error", "content")
-    assert http.post("/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"}).status_code == 422
+    assert (
+        http.post(
+            "/memories", json={**BODY, "content": " "}, headers={"Idempotency-Key": "retry"}
+        ).status_code
+        == 422
+    )
 
 
 def test_invalid_idempotency_key_is_400(http):
@@ -75,8 +106,15 @@ def test_invalid_idempotency_key_is_400(http):
 
 def test_concurrent_duplicates_store_once(http):
     def send(_: int) -> httpx.Response:
-        return http.post("/memories/batch", json={"user_id": "u1", "agent_id": "bot", "items": [{"content": "a"}, {"content": "b"}]},
-                         headers={"Idempotency-Key": "race"})
+        return http.post(
+            "/memories/batch",
+            json={
+                "user_id": "u1",
+                "agent_id": "bot",
+                "items": [{"content": "a"}, {"content": "b"}],
+            },
+            headers={"Idempotency-Key": "race"},
+        )
 
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(send, range(32)))
@@ -90,12 +128,22 @@ def test_recall_can_be_replayed(http):
     q = {"query": "tea", "user_id": "u1"}
     first = http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"})
     http.post("/memories", json={**BODY, "content": "more tea"})
-    assert http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"}).json() == first.json()
+    assert (
+        http.post("/memories/search", json=q, headers={"Idempotency-Key": "r"}).json()
+        == first.json()
+    )
 
 
 def test_white_space_around_header_values_is_not_part_of_them(http, base_url, api_key):
     def post(header_lines: list[bytes]) -> bytes:
-        head = b"\r\n".join([b"POST /v1/memories HTTP/1.1", b"Host: x", b"X-API-Key: " + api_key.encode(), *header_lines])
+        head = b"\r\n".join(
+            [
+                b"POST /v1/memories HTTP/1.1",
+                b"Host: x",
+                b"X-API-Key: " + api_key.encode(),
+                *header_lines,
+            ]
+        )
         return send_raw(base_url, head, json.dumps(BODY).encode())
 
     first = post([b"Content-Type: application/json \t", b"Idempotency-Key: \t ows-1 \t"])

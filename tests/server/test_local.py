@@ -16,7 +16,11 @@ def test_sync_with_block_and_temporary_db_removed():
     with LocalMemLayerServer() as server:
         assert server.url.startswith("http://127.0.0.1:")
         key = server.create_key(plan="unlimited", name="demo")
-        r = httpx.post(server.url + "/v1/memories", json={"content": "x", "user_id": "u", "agent_id": "a"}, headers={"X-API-Key": key})
+        r = httpx.post(
+            server.url + "/v1/memories",
+            json={"content": "x", "user_id": "u", "agent_id": "a"},
+            headers={"X-API-Key": key},
+        )
         assert r.status_code == 201
         db_path = Path(server.settings.db_path)
         assert db_path.exists()
@@ -26,7 +30,9 @@ def test_sync_with_block_and_temporary_db_removed():
 
 
 def test_start_stop_and_a_file_db_is_kept(tmp_path):
-    server = LocalMemLayerServer(db_path=tmp_path / "kept.db", plans={"p": Plan(memories=1, requests_per_day=None)})
+    server = LocalMemLayerServer(
+        db_path=tmp_path / "kept.db", plans={"p": Plan(memories=1, requests_per_day=None)}
+    )
     server.start()
     try:
         with pytest.raises(RuntimeError, match="already running"):
@@ -46,10 +52,17 @@ async def test_async_with_inside_a_running_loop():
     assert asyncio.get_running_loop().is_running()
     async with LocalMemLayerServer() as server:
         key = server.create_key()
-        async with httpx.AsyncClient(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
-            results = await asyncio.gather(*[
-                http.post("/memories", json={"content": f"m{i}", "user_id": "u", "agent_id": "a"}) for i in range(10)
-            ])
+        async with httpx.AsyncClient(
+            base_url=server.url + "/v1", headers={"X-API-Key": key}
+        ) as http:
+            results = await asyncio.gather(
+                *[
+                    http.post(
+                        "/memories", json={"content": f"m{i}", "user_id": "u", "agent_id": "a"}
+                    )
+                    for i in range(10)
+                ]
+            )
             assert {r.status_code for r in results} == {201}
             assert (await http.get("/usage")).json()["memories_stored"] == 10
 

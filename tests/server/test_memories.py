@@ -23,17 +23,29 @@ def test_health_needs_no_key(anon):
 def test_remember_returns_the_memory(http):
     response = http.post(
         "/memories",
-        json={"content": "User is on the Pro plan", "user_id": "user_123", "agent_id": "billing_bot",
-              "session_id": None, "metadata": {"source": "chat"}, "key": None},
+        json={
+            "content": "User is on the Pro plan",
+            "user_id": "user_123",
+            "agent_id": "billing_bot",
+            "session_id": None,
+            "metadata": {"source": "chat"},
+            "key": None,
+        },
     )
     assert response.status_code == 201
     body = response.json()
     Memory.model_validate(body)
     assert MEMORY_ID.fullmatch(body["id"])
     assert TIMESTAMP.fullmatch(body["created_at"]) and body["created_at"] == body["updated_at"]
-    assert {k: body[k] for k in ("content", "user_id", "agent_id", "session_id", "key", "metadata")} == {
-        "content": "User is on the Pro plan", "user_id": "user_123", "agent_id": "billing_bot",
-        "session_id": None, "key": None, "metadata": {"source": "chat"},
+    assert {
+        k: body[k] for k in ("content", "user_id", "agent_id", "session_id", "key", "metadata")
+    } == {
+        "content": "User is on the Pro plan",
+        "user_id": "user_123",
+        "agent_id": "billing_bot",
+        "session_id": None,
+        "key": None,
+        "metadata": {"source": "chat"},
     }
     assert http.get(f"/memories/{body['id']}").json() == body
 
@@ -43,16 +55,38 @@ def test_metadata_defaults_to_an_empty_object(http):
 
 
 def test_key_replaces_content_metadata_and_session_keeping_id_and_created_at(http):
-    first = http.post("/memories", json={"content": "lives in Oslo", "user_id": "u1", "agent_id": "bot",
-                                          "key": "city", "metadata": {"v": 1}, "session_id": "s1"})
+    first = http.post(
+        "/memories",
+        json={
+            "content": "lives in Oslo",
+            "user_id": "u1",
+            "agent_id": "bot",
+            "key": "city",
+            "metadata": {"v": 1},
+            "session_id": "s1",
+        },
+    )
     assert first.status_code == 201
-    second = http.post("/memories", json={"content": "lives in Bergen", "user_id": "u1", "agent_id": "bot",
-                                           "key": "city", "session_id": "s2"})
+    second = http.post(
+        "/memories",
+        json={
+            "content": "lives in Bergen",
+            "user_id": "u1",
+            "agent_id": "bot",
+            "key": "city",
+            "session_id": "s2",
+        },
+    )
     assert second.status_code == 200
     a, b = first.json(), second.json()
     assert b["id"] == a["id"] and b["created_at"] == a["created_at"]
     assert b["updated_at"] > a["updated_at"]
-    assert (b["content"], b["metadata"], b["session_id"], b["key"]) == ("lives in Bergen", {}, "s2", "city")
+    assert (b["content"], b["metadata"], b["session_id"], b["key"]) == (
+        "lives in Bergen",
+        {},
+        "s2",
+        "city",
+    )
     listed = http.get("/memories", params={"user_id": "u1"}).json()["memories"]
     assert [m["content"] for m in listed] == ["lives in Bergen"]
     hits = http.post("/memories/search", json={"query": "Oslo", "user_id": "u1"}).json()["results"]
@@ -66,33 +100,67 @@ def test_the_same_key_under_another_agent_is_another_memory(http):
 
 
 def test_remember_many_in_order_with_item_session_override(http):
-    response = http.post("/memories/batch", json={
-        "user_id": "u1", "agent_id": "bot", "session_id": "s1",
-        "items": [{"content": "likes tea"}, {"content": "lives in Oslo", "metadata": {"k": 1}, "key": "city", "session_id": "s2"}],
-    })
+    response = http.post(
+        "/memories/batch",
+        json={
+            "user_id": "u1",
+            "agent_id": "bot",
+            "session_id": "s1",
+            "items": [
+                {"content": "likes tea"},
+                {
+                    "content": "lives in Oslo",
+                    "metadata": {"k": 1},
+                    "key": "city",
+                    "session_id": "s2",
+                },
+            ],
+        },
+    )
     assert response.status_code == 201
     memories = response.json()["memories"]
     assert [(m["content"], m["session_id"], m["key"], m["metadata"]) for m in memories] == [
-        ("likes tea", "s1", None, {}), ("lives in Oslo", "s2", "city", {"k": 1}),
+        ("likes tea", "s1", None, {}),
+        ("lives in Oslo", "s2", "city", {"k": 1}),
     ]
 
 
 def test_remember_many_replaces_by_key_and_refuses_duplicate_keys(http):
     old = remember(http, "lives in Oslo", key="city")
-    response = http.post("/memories/batch", json={"user_id": "u1", "agent_id": "bot",
-                                                   "items": [{"content": "lives in Rome", "key": "city"}]})
+    response = http.post(
+        "/memories/batch",
+        json={
+            "user_id": "u1",
+            "agent_id": "bot",
+            "items": [{"content": "lives in Rome", "key": "city"}],
+        },
+    )
     assert response.status_code == 201 and response.json()["memories"][0]["id"] == old["id"]
-    response = http.post("/memories/batch", json={"user_id": "u1", "agent_id": "bot", "items": [
-        {"content": "new one"}, {"content": "a", "key": "k"}, {"content": "b", "key": "k"}]})
+    response = http.post(
+        "/memories/batch",
+        json={
+            "user_id": "u1",
+            "agent_id": "bot",
+            "items": [
+                {"content": "new one"},
+                {"content": "a", "key": "k"},
+                {"content": "b", "key": "k"},
+            ],
+        },
+    )
     assert_error(response, 422, "validation_error", "items[2].key")
-    assert len(http.get("/memories", params={"user_id": "u1"}).json()["memories"]) == 1  # nothing stored
+    assert (
+        len(http.get("/memories", params={"user_id": "u1"}).json()["memories"]) == 1
+    )  # nothing stored
 
 
 def test_recall_ranks_best_first_with_positive_scores(http):
     remember(http, "The user likes green tea in the morning")
     remember(http, "The user lives in Oslo")
     remember(http, "Tea tea tea: the user drinks tea all day")
-    response = http.post("/memories/search", json={"query": "what tea does the user drink?", "user_id": "u1"})
+    response = http.post(
+        "/memories/search", json={"query": "what tea does the user drink?", "user_id": "u1"}
+    )
     assert response.status_code == 200
     results = [RecalledMemory.model_validate(r) for r in response.json()["results"]]
     assert results[0].memory.content.startswith("Tea tea tea")
@@ -103,11 +171,17 @@ def test_recall_ranks_best_first_with_positive_scores(http):
 def test_recall_limit_offset_and_stemming(http):
     for i in range(8):
         remember(http, f"plan number {i}")
-    first = http.post("/memories/search", json={"query": "plans", "user_id": "u1", "limit": 3}).json()["results"]
-    rest = http.post("/memories/search", json={"query": "plans", "user_id": "u1", "limit": 100, "offset": 3}).json()["results"]
+    first = http.post(
+        "/memories/search", json={"query": "plans", "user_id": "u1", "limit": 3}
+    ).json()["results"]
+    rest = http.post(
+        "/memories/search", json={"query": "plans", "user_id": "u1", "limit": 100, "offset": 3}
+    ).json()["results"]
     assert len(first) == 3 and len(rest) == 5
     assert not {r["memory"]["id"] for r in first} & {r["memory"]["id"] for r in rest}
-    default = http.post("/memories/search", json={"query": "plan", "user_id": "u1"}).json()["results"]
+    default = http.post("/memories/search", json={"query": "plan", "user_id": "u1"}).json()[
+        "results"
+    ]
     assert len(default) == 5
 
 
@@ -129,13 +203,23 @@ def test_update_content_metadata_or_both(http):
     memory = remember(http, "old text", metadata={"a": 1})
     path = f"/memories/{memory['id']}"
     r = http.patch(path, json={"metadata": {"b": 2}})
-    assert r.status_code == 200 and r.json()["content"] == "old text" and r.json()["metadata"] == {"b": 2}
+    assert (
+        r.status_code == 200
+        and r.json()["content"] == "old text"
+        and r.json()["metadata"] == {"b": 2}
+    )
     r = http.patch(path, json={"content": "new text"})
     assert r.json()["content"] == "new text" and r.json()["metadata"] == {"b": 2}
-    assert r.json()["updated_at"] > memory["updated_at"] and r.json()["created_at"] == memory["created_at"]
+    assert (
+        r.json()["updated_at"] > memory["updated_at"]
+        and r.json()["created_at"] == memory["created_at"]
+    )
     hits = http.post("/memories/search", json={"query": "new", "user_id": "u1"}).json()["results"]
     assert [h["memory"]["id"] for h in hits] == [memory["id"]]
-    assert http.post("/memories/search", json={"query": "old", "user_id": "u1"}).json()["results"] == []
+    assert (
+        http.post("/memories/search", json={"query": "old", "user_id": "u1"}).json()["results"]
+        == []
+    )
     assert_error(http.patch(path, json={}), 422, "validation_error")
 
 
@@ -154,9 +238,15 @@ def test_forget_all_narrowed_by_agent_session_and_keys(http):
     remember(http, "c", agent_id="a2", session_id="s")
     remember(http, "d", agent_id="a2")
     remember(http, "other user", user_id="u2")
-    assert http.delete("/memories", params=[("user_id", "u1"), ("key", "k1"), ("key", "nope")]).json() == {"deleted": 1}
-    assert http.delete("/memories", params={"user_id": "u1", "session_id": "s"}).json() == {"deleted": 1}
-    assert http.delete("/memories", params={"user_id": "u1", "agent_id": "a1"}).json() == {"deleted": 1}
+    assert http.delete(
+        "/memories", params=[("user_id", "u1"), ("key", "k1"), ("key", "nope")]
+    ).json() == {"deleted": 1}
+    assert http.delete("/memories", params={"user_id": "u1", "session_id": "s"}).json() == {
+        "deleted": 1
+    }
+    assert http.delete("/memories", params={"user_id": "u1", "agent_id": "a1"}).json() == {
+        "deleted": 1
+    }
     assert http.delete("/memories", params={"user_id": "u1"}).json() == {"deleted": 1}
     assert http.delete("/memories", params={"user_id": "u1"}).json() == {"deleted": 0}
     assert len(http.get("/memories", params={"user_id": "u2"}).json()["memories"]) == 1
@@ -186,15 +276,39 @@ def test_list_filters_by_keys_and_metadata(http):
     remember(http, "a", key="k1", metadata={"topic": "billing", "priority": 1})
     remember(http, "b", key="k2", metadata={"topic": "billing", "priority": 3})
     remember(http, "c", metadata={"topic": "travel", "priority": 4})
-    by_keys = http.get("/memories", params=[("user_id", "u1"), ("key", "k1"), ("key", "k2")]).json()["memories"]
+    by_keys = http.get(
+        "/memories", params=[("user_id", "u1"), ("key", "k1"), ("key", "k2")]
+    ).json()["memories"]
     assert [m["content"] for m in by_keys] == ["a", "b"]
     filters = '{"topic": "billing", "priority": {"$gte": 2}}'
-    filtered = http.get("/memories", params={"user_id": "u1", "filters": filters}).json()["memories"]
+    filtered = http.get("/memories", params={"user_id": "u1", "filters": filters}).json()[
+        "memories"
+    ]
     assert [m["content"] for m in filtered] == ["b"]
-    assert_error(http.get("/memories", params={"user_id": "u1", "filters": "{not json"}), 422, "validation_error", "filters")
-    assert_error(http.get("/memories", params={"user_id": "u1", "cursor": "garbage"}), 422, "validation_error", "cursor")
-    assert_error(http.get("/memories", params={"user_id": "u1", "limit": "101"}), 422, "validation_error", "limit")
-    assert_error(http.get("/memories", params={"user_id": "u1", "limit": "ten"}), 422, "validation_error", "limit")
+    assert_error(
+        http.get("/memories", params={"user_id": "u1", "filters": "{not json"}),
+        422,
+        "validation_error",
+        "filters",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u1", "cursor": "garbage"}),
+        422,
+        "validation_error",
+        "cursor",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u1", "limit": "101"}),
+        422,
+        "validation_error",
+        "limit",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u1", "limit": "ten"}),
+        422,
+        "validation_error",
+        "limit",
+    )
 
 
 def test_scopes_sorted_with_counts(http):
@@ -204,8 +318,14 @@ def test_scopes_sorted_with_counts(http):
     remember(http, "x", user_id="a", agent_id="x")
     body = http.get("/scopes").json()
     scopes = [Scope.model_validate(s) for s in body["scopes"]]
-    assert [(s.user_id, s.agent_id, s.memories) for s in scopes] == [("a", "x", 1), ("a", "y", 2), ("b", "z", 1)]
-    assert http.get("/scopes", params={"user_id": "b"}).json() == {"scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]}
+    assert [(s.user_id, s.agent_id, s.memories) for s in scopes] == [
+        ("a", "x", 1),
+        ("a", "y", 2),
+        ("b", "z", 1),
+    ]
+    assert http.get("/scopes", params={"user_id": "b"}).json() == {
+        "scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]
+    }
 
 
 def test_scopes_follow_forgets(http):
@@ -215,32 +335,56 @@ def test_scopes_follow_forgets(http):
     remember(http, "y", user_id="b", agent_id="z")
     assert http.delete(f"/memories/{gone['id']}").status_code == 204
     assert http.delete("/memories", params={"user_id": "b"}).json() == {"deleted": 2}
-    assert http.get("/scopes").json() == {"scopes": [{"user_id": "a", "agent_id": "y", "memories": 1}]}
+    assert http.get("/scopes").json() == {
+        "scopes": [{"user_id": "a", "agent_id": "y", "memories": 1}]
+    }
     remember(http, "z", user_id="b", agent_id="z")
-    assert http.get("/scopes", params={"user_id": "b"}).json() == {"scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]}
+    assert http.get("/scopes", params={"user_id": "b"}).json() == {
+        "scopes": [{"user_id": "b", "agent_id": "z", "memories": 1}]
+    }
 
 
 def test_usage(http):
     remember(http, "x")
     usage = Usage.model_validate(http.get("/usage").json())
-    assert (usage.plan, usage.memories_stored, usage.memories_limit, usage.requests_limit) == ("unlimited", 1, None, None)
+    assert (usage.plan, usage.memories_stored, usage.memories_limit, usage.requests_limit) == (
+        "unlimited",
+        1,
+        None,
+        None,
+    )
     assert usage.requests_today == 2
     assert usage.resets_at.hour == 0 and usage.resets_at.minute == 0
 
 
 def test_batch_runs_in_order_and_returns_one_result_per_op(http):
     existing = remember(http, "old", key="k")
-    response = http.post("/batch", json={"operations": [
-        {"op": "remember_many", "user_id": "u1", "agent_id": "bot", "items": [{"content": "likes tea"}]},
-        {"op": "remember", "content": "drinks tea daily", "user_id": "u1", "agent_id": "bot"},
-        {"op": "recall", "query": "tea", "user_id": "u1", "limit": 5},
-        {"op": "get", "memory_id": existing["id"]},
-        {"op": "update", "memory_id": existing["id"], "content": "new"},
-        {"op": "list", "user_id": "u1", "keys": ["k"], "limit": 10},
-        {"op": "forget", "memory_id": existing["id"]},
-        {"op": "forget_all", "user_id": "u1", "agent_id": "nobody"},
-        {"op": "usage"},
-    ]})
+    response = http.post(
+        "/batch",
+        json={
+            "operations": [
+                {
+                    "op": "remember_many",
+                    "user_id": "u1",
+                    "agent_id": "bot",
+                    "items": [{"content": "likes tea"}],
+                },
+                {
+                    "op": "remember",
+                    "content": "drinks tea daily",
+                    "user_id": "u1",
+                    "agent_id": "bot",
+                },
+                {"op": "recall", "query": "tea", "user_id": "u1", "limit": 5},
+                {"op": "get", "memory_id": existing["id"]},
+                {"op": "update", "memory_id": existing["id"], "content": "new"},
+                {"op": "list", "user_id": "u1", "keys": ["k"], "limit": 10},
+                {"op": "forget", "memory_id": existing["id"]},
+                {"op": "forget_all", "user_id": "u1", "agent_id": "nobody"},
+                {"op": "usage"},
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     r = response.json()["results"]
     assert len(r) == 9
@@ -255,18 +399,35 @@ def test_batch_runs_in_order_and_returns_one_result_per_op(http):
 
 
 def test_batch_is_all_or_nothing_and_names_the_failing_operation(http):
-    response = http.post("/batch", json={"operations": [
-        {"op": "remember", "content": "stored?", "user_id": "u1", "agent_id": "bot"},
-        {"op": "get", "memory_id": "mem_" + "0" * 32},
-    ]})
+    response = http.post(
+        "/batch",
+        json={
+            "operations": [
+                {"op": "remember", "content": "stored?", "user_id": "u1", "agent_id": "bot"},
+                {"op": "get", "memory_id": "mem_" + "0" * 32},
+            ]
+        },
+    )
     assert_error(response, 404, "not_found", "operations[1]")
-    response = http.post("/batch", json={"operations": [
-        {"op": "remember", "content": "stored?", "user_id": "u1", "agent_id": "bot"},
-        {"op": "remember", "content": "  ", "user_id": "u1", "agent_id": "bot"},
-    ]})
+    response = http.post(
+        "/batch",
+        json={
+            "operations": [
+                {"op": "remember", "content": "stored?", "user_id": "u1", "agent_id": "bot"},
+                {"op": "remember", "content": "  ", "user_id": "u1", "agent_id": "bot"},
+            ]
+        },
+    )
     assert_error(response, 422, "validation_error", "operations[1].content")
-    assert_error(http.post("/batch", json={"operations": [{"op": "explode"}]}), 422, "validation_error", "operations[0].op")
-    assert_error(http.post("/batch", json={"operations": []}), 422, "validation_error", "operations")
+    assert_error(
+        http.post("/batch", json={"operations": [{"op": "explode"}]}),
+        422,
+        "validation_error",
+        "operations[0].op",
+    )
+    assert_error(
+        http.post("/batch", json={"operations": []}), 422, "validation_error", "operations"
+    )
     assert http.get("/memories", params={"user_id": "u1"}).json()["memories"] == []
 
 

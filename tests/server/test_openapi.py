@@ -19,10 +19,24 @@ def test_checked_in_openapi_matches_the_app():
 def test_schema_describes_bodies_errors_and_auth():
     doc = json.loads(render_openapi())
     schemas = doc["components"]["schemas"]
-    for name in ("RememberRequest", "RememberManyRequest", "RecallRequest", "UpdateRequest", "BatchRequest",
-                 "Memory", "RecalledMemory", "Usage", "Scope", "ErrorResponse"):
+    for name in (
+        "RememberRequest",
+        "RememberManyRequest",
+        "RecallRequest",
+        "UpdateRequest",
+        "BatchRequest",
+        "Memory",
+        "RecalledMemory",
+        "Usage",
+        "Scope",
+        "ErrorResponse",
+    ):
         assert name in schemas
-    assert doc["components"]["securitySchemes"]["ApiKeyAuth"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert doc["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
     assert set(schemas["RememberRequest"]["required"]) == {"content", "user_id", "agent_id"}
     assert schemas["RememberRequest"]["additionalProperties"] is False
     for path, methods in doc["paths"].items():
@@ -31,9 +45,14 @@ def test_schema_describes_bodies_errors_and_auth():
                 assert "security" not in op
                 continue
             assert op["security"] == [{"ApiKeyAuth": []}]
-            assert op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorResponse"
+            assert (
+                op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+                == "#/components/schemas/ErrorResponse"
+            )
             if method in ("post", "patch"):
-                assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].startswith("#/components/schemas/")
+                assert op["requestBody"]["content"]["application/json"]["schema"][
+                    "$ref"
+                ].startswith("#/components/schemas/")
 
 
 def test_creating_an_app_touches_no_file(tmp_path):

@@ -36,7 +36,10 @@ def test_headers_on_every_authenticated_response(base_url, local_server):
 
 def test_unlimited_plan_headers(http):
     r = http.get("/usage")
-    assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == ("unlimited", "unlimited")
+    assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == (
+        "unlimited",
+        "unlimited",
+    )
 
 
 def test_small_plan_quota_then_429(base_url, local_server):
@@ -48,7 +51,11 @@ def test_small_plan_quota_then_429(base_url, local_server):
         assert r.headers["x-ratelimit-remaining"] == "0"
         assert 0 < int(r.headers["retry-after"]) <= 86400
         # Refused requests are not counted; a write is refused too.
-        assert_error(http.post("/memories", json={"content": "x", "user_id": "u", "agent_id": "a"}), 429, "daily_quota_exceeded")
+        assert_error(
+            http.post("/memories", json={"content": "x", "user_id": "u", "agent_id": "a"}),
+            429,
+            "daily_quota_exceeded",
+        )
 
 
 def test_free_plan_101st_request(base_url, free_key):
@@ -96,22 +103,43 @@ def test_batch_is_one_request(base_url, local_server):
 def test_memory_limit_refuses_whole_writes(base_url, local_server):
     with client(base_url, local_server.create_key(plan="tiny")) as http:  # 5 memories
         items = [{"content": f"m{i}", "key": f"k{i}"} for i in range(4)]
-        assert http.post("/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}).status_code == 201
+        assert (
+            http.post(
+                "/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}
+            ).status_code
+            == 201
+        )
         too_many = [{"content": "a"}, {"content": "b"}]
         r = http.post("/memories/batch", json={"user_id": "u", "agent_id": "a", "items": too_many})
         assert_error(r, 403, "memory_limit_reached")
         assert http.get("/usage").json()["memories_stored"] == 4
-        batch = http.post("/batch", json={"operations": [
-            {"op": "remember", "content": "fifth", "user_id": "u", "agent_id": "a"},
-            {"op": "remember", "content": "sixth", "user_id": "u", "agent_id": "a"},
-        ]})
+        batch = http.post(
+            "/batch",
+            json={
+                "operations": [
+                    {"op": "remember", "content": "fifth", "user_id": "u", "agent_id": "a"},
+                    {"op": "remember", "content": "sixth", "user_id": "u", "agent_id": "a"},
+                ]
+            },
+        )
         assert_error(batch, 403, "memory_limit_reached", "operations[1]")
         assert http.get("/usage").json()["memories_stored"] == 4
         # Replacing by key adds nothing, so it is allowed at the limit.
-        assert http.post("/memories", json={"content": "fifth", "user_id": "u", "agent_id": "a"}).status_code == 201
-        r = http.post("/memories", json={"content": "k0 again", "user_id": "u", "agent_id": "a", "key": "k0"})
+        assert (
+            http.post(
+                "/memories", json={"content": "fifth", "user_id": "u", "agent_id": "a"}
+            ).status_code
+            == 201
+        )
+        r = http.post(
+            "/memories", json={"content": "k0 again", "user_id": "u", "agent_id": "a", "key": "k0"}
+        )
         assert r.status_code == 200
-        assert_error(http.post("/memories", json={"content": "x", "user_id": "u", "agent_id": "a"}), 403, "memory_limit_reached")
+        assert_error(
+            http.post("/memories", json={"content": "x", "user_id": "u", "agent_id": "a"}),
+            403,
+            "memory_limit_reached",
+        )
         usage = http.get("/usage").json()
     assert (usage["memories_stored"], usage["memories_limit"]) == (5, 5)
 
@@ -121,6 +149,15 @@ def test_free_plan_memory_limit_is_500(base_url, local_server, plan):
     with client(base_url, local_server.create_key(plan=plan)) as http:
         for n in range(5):
             items = [{"content": f"memory {n}-{i}"} for i in range(100)]
-            assert http.post("/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}).status_code == 201
-        assert_error(http.post("/memories", json={"content": "501st", "user_id": "u", "agent_id": "a"}), 403, "memory_limit_reached")
+            assert (
+                http.post(
+                    "/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}
+                ).status_code
+                == 201
+            )
+        assert_error(
+            http.post("/memories", json={"content": "501st", "user_id": "u", "agent_id": "a"}),
+            403,
+            "memory_limit_reached",
+        )
         assert http.get("/usage").json()["memories_stored"] == 500

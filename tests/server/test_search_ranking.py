@@ -42,18 +42,29 @@ def _add(
     conn.executemany(
         "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, content, metadata, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, 't', 't')",
-        [(f"mem_{start + i}", account_id, user_id, agent_id, session_id, text, metadata) for i, text in enumerate(contents)],
+        [
+            (f"mem_{start + i}", account_id, user_id, agent_id, session_id, text, metadata)
+            for i, text in enumerate(contents)
+        ],
     )
 
 
-def _search(conn: sqlite3.Connection, query: str, limit: int = 10, offset: int = 0, **scope) -> list[str]:
+def _search(
+    conn: sqlite3.Connection, query: str, limit: int = 10, offset: int = 0, **scope
+) -> list[str]:
     scope = {"user_id": "u1", "agent_id": None, "session_id": None, "filters": None} | scope
     hits = search(conn, 1, query, limit=limit, offset=offset, **scope)
     return [row["content"] for row, _ in hits]
 
 
 def test_stop_words_and_single_letters_are_dropped_digits_kept():
-    assert query_terms("When did Caroline go to the LGBTQ support group?") == ["caroline", "go", "lgbtq", "support", "group"]
+    assert query_terms("When did Caroline go to the LGBTQ support group?") == [
+        "caroline",
+        "go",
+        "lgbtq",
+        "support",
+        "group",
+    ]
     assert query_terms("I have 3 kids, x") == ["3", "kids"]
     assert build_match_query("What's Tim's job?") == '"tim" OR "job"'
 
@@ -87,7 +98,10 @@ def test_budget_keeps_rarest_words_as_candidates():
 
 def test_stop_words_do_not_outrank_content(conn):
     _add(conn, ["what is it that you were there for", "Caroline went to the support group"])
-    assert _search(conn, "What is the support group Caroline went to?")[0] == "Caroline went to the support group"
+    assert (
+        _search(conn, "What is the support group Caroline went to?")[0]
+        == "Caroline went to the support group"
+    )
 
 
 def test_search_with_budget_excludes_memories_with_only_common_words(conn):
@@ -100,7 +114,10 @@ def test_search_with_budget_excludes_memories_with_only_common_words(conn):
 
 def test_common_words_are_still_found_below_the_budget(conn):
     _add(conn, ["the user likes things", "the user likes matcha"])
-    assert sorted(_search(conn, "likes matcha")) == ["the user likes matcha", "the user likes things"]
+    assert sorted(_search(conn, "likes matcha")) == [
+        "the user likes matcha",
+        "the user likes things",
+    ]
 
 
 def test_budget_counts_never_cross_scopes_in_results(conn):
@@ -114,25 +131,28 @@ def test_hostile_text_in_budgeted_query_is_valid(conn):
     for text in ['"', "NEAR(a b)", "tea*", "col:umn", "a) OR (b", "NOT NOT"]:
         match = build_match_query(text, lambda term: POSTINGS_BUDGET + 1)
         if match is not None:
-            conn.execute("SELECT * FROM memories_fts WHERE memories_fts MATCH ?", (match,)).fetchall()
+            conn.execute(
+                "SELECT * FROM memories_fts WHERE memories_fts MATCH ?", (match,)
+            ).fetchall()
         _search(conn, text)
 
 
 def test_recall_over_http_ignores_stop_words(http):
     remember(http, "what do you want for dinner")
     remember(http, "Melanie painted a sunrise")
-    hits = http.post("/memories/search", json={"query": "What did Melanie paint?", "user_id": "u1"}).json()["results"]
+    hits = http.post(
+        "/memories/search", json={"query": "What did Melanie paint?", "user_id": "u1"}
+    ).json()["results"]
     assert [h["memory"]["content"] for h in hits] == ["Melanie painted a sunrise"]
 
 
-
 def test_scope_word_matches_the_column_the_database_computes(conn):
-    _add(conn, ["x"], user_id="ü/../\"; DROP", agent_id="a b")
+    _add(conn, ["x"], user_id='ü/../"; DROP', agent_id="a b")
     stored = conn.execute("SELECT scope_terms FROM memories").fetchone()[0]
-    assert stored.split() == [scope_word(1, "ü/../\"; DROP"), scope_word(1, "ü/../\"; DROP", "a b")]
-    assert _search(conn, "x", user_id="ü/../\"; DROP") == ["x"]
-    assert _search(conn, "x", user_id="ü/../\"; DROP", agent_id="a b") == ["x"]
-    assert _search(conn, "x", user_id="ü/../\"; DROP", agent_id="a") == []
+    assert stored.split() == [scope_word(1, 'ü/../"; DROP'), scope_word(1, 'ü/../"; DROP', "a b")]
+    assert _search(conn, "x", user_id='ü/../"; DROP') == ["x"]
+    assert _search(conn, "x", user_id='ü/../"; DROP', agent_id="a b") == ["x"]
+    assert _search(conn, "x", user_id='ü/../"; DROP', agent_id="a") == []
 
 
 def test_another_accounts_common_word_does_not_hide_a_users_memories(conn):
@@ -147,20 +167,45 @@ WEAK_MATCH = "an old note that mentions yoga and pose once among " + "unrelated 
 
 
 def test_the_turn_after_a_matching_turn_is_lifted_within_its_conversation(conn):
-    _add(conn, ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds."], session_id="s1")
+    _add(
+        conn,
+        [
+            "Melanie: How long do you hold that yoga pose?",
+            "Caroline: About thirty to sixty seconds.",
+        ],
+        session_id="s1",
+    )
     _add(conn, [WEAK_MATCH], session_id="s2")
     found = _search(conn, "How long to hold a yoga pose?")
-    assert found == ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds.", WEAK_MATCH]
+    assert found == [
+        "Melanie: How long do you hold that yoga pose?",
+        "Caroline: About thirty to sixty seconds.",
+        WEAK_MATCH,
+    ]
 
 
 def test_neighbours_never_pad_a_short_result(conn):
-    _add(conn, ["Melanie: How long do you hold that yoga pose?", "Caroline: About thirty to sixty seconds."], session_id="s1")
-    assert _search(conn, "How long to hold a yoga pose?") == ["Melanie: How long do you hold that yoga pose?"]
+    _add(
+        conn,
+        [
+            "Melanie: How long do you hold that yoga pose?",
+            "Caroline: About thirty to sixty seconds.",
+        ],
+        session_id="s1",
+    )
+    assert _search(conn, "How long to hold a yoga pose?") == [
+        "Melanie: How long do you hold that yoga pose?"
+    ]
 
 
 def test_no_neighbours_without_a_session(conn):
-    _add(conn, ["How long do you hold that yoga pose?", "About thirty to sixty seconds.", WEAK_MATCH])
-    assert _search(conn, "hold the yoga pose") == ["How long do you hold that yoga pose?", WEAK_MATCH]
+    _add(
+        conn, ["How long do you hold that yoga pose?", "About thirty to sixty seconds.", WEAK_MATCH]
+    )
+    assert _search(conn, "hold the yoga pose") == [
+        "How long do you hold that yoga pose?",
+        WEAK_MATCH,
+    ]
 
 
 def test_neighbours_stay_in_their_session_agent_and_user(conn):
@@ -175,7 +220,9 @@ def test_neighbours_stay_in_their_session_agent_and_user(conn):
 
 def test_a_neighbour_must_pass_the_request_filters(conn):
     _add(conn, ["tell me about the yoga pose"], session_id="s1", metadata='{"kind": "chat"}')
-    _add(conn, ["secret follow-up", "secret again"], session_id="s1", metadata='{"kind": "private"}')
+    _add(
+        conn, ["secret follow-up", "secret again"], session_id="s1", metadata='{"kind": "private"}'
+    )
     _add(conn, ["public, three turns on"], session_id="s1", metadata='{"kind": "chat"}')
     _add(conn, [WEAK_MATCH], session_id="s2", metadata='{"kind": "chat"}')
     chat = compile_filters({"kind": "chat"})
@@ -184,13 +231,29 @@ def test_a_neighbour_must_pass_the_request_filters(conn):
 
 
 def test_lent_score_halves_with_each_turn_and_stops_after_two(conn):
-    _add(conn, ["before before", "before", "the question about yoga", "after", "after after", "too far"], session_id="s1")
+    _add(
+        conn,
+        ["before before", "before", "the question about yoga", "after", "after after", "too far"],
+        session_id="s1",
+    )
     _add(conn, [WEAK_MATCH], session_id="s2")
-    hits = search(conn, 1, "yoga", user_id="u1", agent_id=None, session_id=None, filters=None, limit=10, offset=0)
+    hits = search(
+        conn,
+        1,
+        "yoga",
+        user_id="u1",
+        agent_id=None,
+        session_id=None,
+        filters=None,
+        limit=10,
+        offset=0,
+    )
     score = {row["content"]: s for row, s in hits}
     top, weak = score.pop("the question about yoga"), score.pop(WEAK_MATCH)
     assert top / 4 > weak
-    assert score == pytest.approx({"before": top / 2, "after": top / 2, "before before": top / 4, "after after": top / 4})
+    assert score == pytest.approx(
+        {"before": top / 2, "after": top / 2, "before before": top / 4, "after after": top / 4}
+    )
 
 
 def test_pages_past_the_candidates_neither_overlap_nor_skip(conn):
@@ -200,14 +263,30 @@ def test_pages_past_the_candidates_neither_overlap_nor_skip(conn):
     for i in range(CANDIDATES + 60):
         turns += [f"question {i} about yoga" + " filler" * (i % 7) * 10, f"reply {i}"]
     _add(conn, turns, session_id="s1")
-    everything = [c for offset in range(0, 600, 100) for c in _search(conn, "yoga", limit=100, offset=offset)]
-    paged = [c for offset in range(0, 600, 30) for c in _search(conn, "yoga", limit=30, offset=offset)]
+    everything = [
+        c for offset in range(0, 600, 100) for c in _search(conn, "yoga", limit=100, offset=offset)
+    ]
+    paged = [
+        c for offset in range(0, 600, 30) for c in _search(conn, "yoga", limit=30, offset=offset)
+    ]
     assert paged == everything
     assert len(set(everything)) == len(everything)
     # Every match is reachable; replies come back only when lifted above weaker questions.
-    assert {c for c in everything if c.startswith("question")} == {t for t in turns if t.startswith("question")}
+    assert {c for c in everything if c.startswith("question")} == {
+        t for t in turns if t.startswith("question")
+    }
     assert 0 < sum(c.startswith("reply") for c in everything) <= 2 * CANDIDATES
-    hits = search(conn, 1, "yoga", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
+    hits = search(
+        conn,
+        1,
+        "yoga",
+        user_id="u1",
+        agent_id=None,
+        session_id=None,
+        filters=None,
+        limit=100,
+        offset=0,
+    )
     scores = [score for _, score in hits]
     assert scores == sorted(scores, reverse=True)
 
@@ -232,7 +311,17 @@ def test_a_question_of_only_common_words_ranks_the_newest_memories_holding_the_r
     found = _search(conn, "tea", limit=100)
     assert len(found) == 100 and "an old tea note" not in found
     assert _search(conn, "old tea")[0] == "an old tea note"  # "old" is rare: plain candidates
-    rows = search(conn, 1, "tea", user_id="u1", agent_id=None, session_id=None, filters=None, limit=100, offset=0)
+    rows = search(
+        conn,
+        1,
+        "tea",
+        user_id="u1",
+        agent_id=None,
+        session_id=None,
+        filters=None,
+        limit=100,
+        offset=0,
+    )
     newest = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0]
     assert min(row["rowid"] for row, _ in rows) > newest - POSTINGS_BUDGET
 

@@ -36,7 +36,12 @@ def test_remember_fields(http, body, field):
 
 
 def test_limits_are_inclusive(http):
-    assert http.post("/memories", json={**OK, "content": "x" * 32768, "user_id": "u" * 256}).status_code == 201
+    assert (
+        http.post(
+            "/memories", json={**OK, "content": "x" * 32768, "user_id": "u" * 256}
+        ).status_code
+        == 201
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,10 +70,22 @@ def test_recall_fields(http, body, field):
 
 def test_remember_many_items(http):
     base = {"user_id": "u", "agent_id": "a"}
-    assert_error(http.post("/memories/batch", json={**base, "items": []}), 422, "validation_error", "items")
-    assert_error(http.post("/memories/batch", json={**base, "items": [{"content": "x"}] * 101}), 422, "validation_error", "items")
+    assert_error(
+        http.post("/memories/batch", json={**base, "items": []}), 422, "validation_error", "items"
+    )
+    assert_error(
+        http.post("/memories/batch", json={**base, "items": [{"content": "x"}] * 101}),
+        422,
+        "validation_error",
+        "items",
+    )
     items = [{"content": "ok"}] * 3 + [{"content": "ok", "metadata": 1}]
-    assert_error(http.post("/memories/batch", json={**base, "items": items}), 422, "validation_error", "items[3].metadata")
+    assert_error(
+        http.post("/memories/batch", json={**base, "items": items}),
+        422,
+        "validation_error",
+        "items[3].metadata",
+    )
 
 
 def test_memory_id_format(http):
@@ -77,20 +94,59 @@ def test_memory_id_format(http):
 
 
 def test_query_parameters(http):
-    assert_error(http.get("/memories", params=[("user_id", "a"), ("user_id", "b")]), 422, "validation_error", "user_id")
-    assert_error(http.get("/memories", params={"user_id": "u", "agent_id": ""}), 422, "validation_error", "agent_id")
-    assert_error(http.get("/memories", params={"user_id": "u", "filters": "[1]"}), 422, "validation_error", "filters")
-    assert_error(http.get("/memories", params={"user_id": "u\x01"}), 422, "validation_error", "user_id")
+    assert_error(
+        http.get("/memories", params=[("user_id", "a"), ("user_id", "b")]),
+        422,
+        "validation_error",
+        "user_id",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u", "agent_id": ""}),
+        422,
+        "validation_error",
+        "agent_id",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u", "filters": "[1]"}),
+        422,
+        "validation_error",
+        "filters",
+    )
+    assert_error(
+        http.get("/memories", params={"user_id": "u\x01"}), 422, "validation_error", "user_id"
+    )
     assert_error(http.get("/scopes", params={"user_id": ""}), 422, "validation_error", "user_id")
     assert http.get("/memories", params={"user_id": "u", "unknown": "ignored"}).status_code == 200
 
 
 def test_batch_shape(http):
-    assert_error(http.post("/batch", json={"operations": "x"}), 422, "validation_error", "operations")
-    assert_error(http.post("/batch", json={"operations": [{"op": "usage"}] * 101}), 422, "validation_error", "operations")
-    assert_error(http.post("/batch", json={"operations": [1]}), 422, "validation_error", "operations[0]")
-    assert_error(http.post("/batch", json={"operations": [{"op": "usage"}], "x": 1}), 422, "validation_error", "x")
-    assert_error(http.post("/batch", json={"operations": [{"op": "list", "user_id": "u", "limit": 0}]}),
-                 422, "validation_error", "operations[0].limit")
-    assert_error(http.post("/batch", json={"operations": [{"op": "get", "memory_id": "nope"}]}),
-                 422, "validation_error", "operations[0].memory_id")
+    assert_error(
+        http.post("/batch", json={"operations": "x"}), 422, "validation_error", "operations"
+    )
+    assert_error(
+        http.post("/batch", json={"operations": [{"op": "usage"}] * 101}),
+        422,
+        "validation_error",
+        "operations",
+    )
+    assert_error(
+        http.post("/batch", json={"operations": [1]}), 422, "validation_error", "operations[0]"
+    )
+    assert_error(
+        http.post("/batch", json={"operations": [{"op": "usage"}], "x": 1}),
+        422,
+        "validation_error",
+        "x",
+    )
+    assert_error(
+        http.post("/batch", json={"operations": [{"op": "list", "user_id": "u", "limit": 0}]}),
+        422,
+        "validation_error",
+        "operations[0].limit",
+    )
+    assert_error(
+        http.post("/batch", json={"operations": [{"op": "get", "memory_id": "nope"}]}),
+        422,
+        "validation_error",
+        "operations[0].memory_id",
+    )

@@ -16,19 +16,26 @@ from memlayer_integrations import (
 
 def test_sync_client_round_trip(base_url, api_key):
     with MemLayerClient(api_key=api_key, base_url=base_url) as client:
-        memory = client.remember("User is on the Pro plan", user_id="user_123", agent_id="billing_bot", key="plan")
+        memory = client.remember(
+            "User is on the Pro plan", user_id="user_123", agent_id="billing_bot", key="plan"
+        )
         assert client.get(memory.id) == memory
-        replaced = client.remember("User is on the Team plan", user_id="user_123", agent_id="billing_bot", key="plan")
+        replaced = client.remember(
+            "User is on the Team plan", user_id="user_123", agent_id="billing_bot", key="plan"
+        )
         assert replaced.id == memory.id
         [hit] = client.recall("which plan is the user on?", user_id="user_123")
         assert hit.memory.content == "User is on the Team plan" and hit.score > 0
-        stored, recalled = client.batch([
-            Op.remember_many(["likes tea"], user_id="user_123", agent_id="billing_bot"),
-            Op.recall("tea", user_id="user_123"),
-        ])
+        stored, recalled = client.batch(
+            [
+                Op.remember_many(["likes tea"], user_id="user_123", agent_id="billing_bot"),
+                Op.recall("tea", user_id="user_123"),
+            ]
+        )
         assert [r.memory.id for r in recalled] == [stored[0].id]
         assert [m.content for m in client.list_memories(user_id="user_123", page_size=1)] == [
-            "User is on the Team plan", "likes tea",
+            "User is on the Team plan",
+            "likes tea",
         ]
         assert client.forget_all(user_id="user_123") == 2
         with pytest.raises(NotFoundError):
