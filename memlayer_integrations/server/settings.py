@@ -68,6 +68,8 @@ class ServerSettings:
             ``FULL`` also keeps it through a power cut, at one fsync per request.
         max_body_bytes: larger request bodies get 413.
         clock: the current time (UTC); tests replace it to cross midnight.
+        console: serve the web console at ``/console``. ``memlayer serve`` turns it off
+            unless it listens on loopback (``--console`` / ``--no-console`` decide).
     """
 
     db_path: str | Path = field(default_factory=default_db_path)
@@ -75,6 +77,7 @@ class ServerSettings:
     synchronous: str = "NORMAL"
     max_body_bytes: int = 1024 * 1024
     clock: Callable[[], datetime] = _utcnow
+    console: bool = True
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
