@@ -38,6 +38,8 @@ MAX_RETRY_AFTER = 60.0
 DEFAULT_RECALL_LIMIT = 5
 DEFAULT_PAGE_SIZE = 50
 MAX_BATCH_ITEMS = 100
+# The contract's largest request body (413 above it).
+MAX_BODY_BYTES = 1024 * 1024
 MAX_CONTENT_CHARS = 32_768
 # The contract's longest recall query. Adapters cut the text they recall with (a user's
 # message, a model's question) to it, so a long message still recalls instead of failing.
