@@ -46,8 +46,9 @@ def _text(value: Any) -> str:
 
 
 def score_text(score: float) -> str:
-    """A score as people compare them: three decimals, always."""
-    return f"{score:.3f}"
+    """A score as people compare them: three decimals, so a column lines up; a score that
+    would round to zero (a word in nearly every memory) reads ``<0.001``, not ``0.000``."""
+    return "<0.001" if score < 0.0005 else f"{score:.3f}"
 
 
 def _table(

@@ -81,15 +81,17 @@ def test_recall_results_show_rank_and_scores_with_three_decimals():
             "results": [
                 {"memory": memory(1, "likes tea").model_dump(mode="json"), "score": 7.41},
                 {"memory": memory(2, HOSTILE).model_dump(mode="json"), "score": 0.0512345},
+                {"memory": memory(3).model_dump(mode="json"), "score": 1e-6},
             ]
         }
     )
     assert isinstance(results, RecallResults) and isinstance(results, list)
     table = cells(results._repr_html_())
-    header, first, second = table.rows
+    header, first, second, third = table.rows
     assert header[:3] == ["#", "score", "content"] and "why" not in header
     assert first[:3] == ["1", "7.410", "likes tea"]
     assert second[:3] == ["2", "0.051", HOSTILE]
+    assert third[:2] == ["3", "<0.001"]
     assert "script" not in table.tags
 
 

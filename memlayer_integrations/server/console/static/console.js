@@ -68,7 +68,8 @@ function renderUsage() {
   $("usage-plan").textContent = u.plan + " plan";
   $("usage-memories").textContent = "memories " + limitText(u.memories_stored, u.memories_limit);
   $("usage-requests").textContent = "requests today " + limitText(u.requests_today, u.requests_limit);
-  $("usage-reset").textContent = "resets " + new Date(u.resets_at).toISOString().replace(".000Z", "Z");
+  const reset = new Date(u.resets_at).toISOString().slice(0, 16).replace("T", " ");
+  $("usage-reset").textContent = `resets ${reset} UTC`;
   $("usage").hidden = false;
 }
 
@@ -255,11 +256,21 @@ function clearResults() {
   $("results").hidden = true;
 }
 
-function whyText(why) {
+// Scores as people compare them: three decimals, lined up; the tiniest shown as such.
+function scoreText(score) {
+  return score < 0.0005 ? "<0.001" : score.toFixed(3);
+}
+
+// Why a hit came back, in words; a neighbour among the results is named by its text.
+function whyText(why, contents) {
   if (!why) return "";
   const parts = [];
   if (why.matched_words && why.matched_words.length) parts.push("matched words: " + why.matched_words.join(", "));
-  if (why.neighbour_of) parts.push("next turn to " + why.neighbour_of + " in its conversation");
+  if (why.neighbour_of) {
+    const text = contents.get(why.neighbour_of);
+    const name = text === undefined ? why.neighbour_of : `“${text.length > 60 ? text.slice(0, 59) + "…" : text}”`;
+    parts.push(`next turn to ${name} in its conversation`);
+  }
   return parts.join("; ") || "no reason recorded";
 }
 
@@ -278,13 +289,14 @@ async function search(event) {
   });
   const list = $("result-list");
   list.replaceChildren();
+  const contents = new Map(results.map((hit) => [hit.memory.id, hit.memory.content]));
   for (const hit of results) {
     const item = document.createElement("li");
     item.className = "hit";
     item.dataset.id = hit.memory.id;
     const score = document.createElement("span");
     score.className = "score";
-    score.textContent = hit.score.toFixed(3);
+    score.textContent = scoreText(hit.score);
     const content = document.createElement("span");
     content.className = "content";
     content.textContent = hit.memory.content;
@@ -293,7 +305,7 @@ async function search(event) {
     where.textContent = hit.memory.agent_id;
     const why = document.createElement("div");
     why.className = "why";
-    why.textContent = whyText(hit.why);
+    why.textContent = whyText(hit.why, contents);
     item.append(score, content, where, why);
     list.append(item);
   }
