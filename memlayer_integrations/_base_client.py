@@ -268,9 +268,9 @@ class BaseClient:
         ]
 
     def _recall(
-        self, query, user_id, agent_id, limit, filters, session_id, offset, timeout
+        self, query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
     ) -> Call:
-        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset)
+        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain)
         return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
     def _get(self, memory_id, timeout) -> Call:

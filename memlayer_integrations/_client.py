@@ -159,11 +159,18 @@ class MemLayerClient(BaseClient):
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
-        """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents."""
+        """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents.
+
+        ``explain=True`` asks the server why each came back: each result then has ``why``,
+        a dict with ``matched_words`` and ``neighbour_of`` (see the wire contract).
+        """
         return self._send(
-            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+            self._recall(
+                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+            )
         )
 
     def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:
@@ -351,11 +358,14 @@ class AsyncMemLayerClient(BaseClient):
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
         """See :meth:`MemLayerClient.recall`."""
         return await self._send(
-            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+            self._recall(
+                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+            )
         )
 
     async def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:

@@ -140,10 +140,11 @@ class Op:
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
     ) -> dict[str, Any]:
         return {
             "op": "recall",
-            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset),
+            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain),
         }
 
     @staticmethod
@@ -310,7 +311,9 @@ def remember_many_requests(
     return requests
 
 
-def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) -> dict[str, Any]:
+def recall_body(
+    query, user_id, agent_id, limit, filters, session_id, offset, explain=False
+) -> dict[str, Any]:
     return _drop_none(
         {
             "query": query,
@@ -320,6 +323,7 @@ def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) ->
             "filters": dict(filters) if filters is not None else None,
             "limit": limit,
             "offset": offset or None,
+            "explain": True if explain else None,
         }
     )
 

@@ -125,3 +125,13 @@ async def test_a_revoked_key_is_refused(make_live, local_server):
     with pytest.raises(AuthenticationError) as info:
         await call(client, "usage")
     assert info.value.code == "invalid_api_key"
+
+
+async def test_recall_with_explain_gets_why_and_without_it_sends_nothing_new(make_live):
+    client = make_live()
+    await call(client, "remember", "likes green tea", user_id="u1", agent_id="bot")
+    [plain] = await call(client, "recall", "green tea", user_id="u1")
+    [explained] = await call(client, "recall", "green tea", user_id="u1", explain=True)
+    assert not hasattr(plain, "why") and plain.memory == explained.memory
+    assert explained.why == {"matched_words": ["green", "tea"], "neighbour_of": None}
+    assert "why" in explained._repr_html_()
