@@ -81,13 +81,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _console_wanted(args: argparse.Namespace) -> bool:
+    """``--console`` / ``--no-console`` if given, else on only when listening on loopback."""
+    return _is_loopback(args.host) if args.console is None else bool(args.console)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .server import ServerSettings, create_app
 
     db_path = _db_path(args)
-    console = _is_loopback(args.host) if args.console is None else args.console
+    console = _console_wanted(args)
     app = create_app(ServerSettings(db_path=db_path, synchronous=args.synchronous, console=console))
     app.state.db.open()  # a bad path or a too-new schema fails here, with a clear message
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
