@@ -58,8 +58,21 @@ def page(browser: Browser, local_server: LocalMemLayerServer) -> Iterator[Page]:
     )
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    # A script error or a request the page's Content-Security-Policy blocks fails the test
+    # (refused requests, 401s included, are logged by the browser too: those are expected).
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert problems == [], problems
 
 
 @pytest.fixture
