@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import concurrency, load, locomo, overhead, requests_per_turn, scale
+from benchmarks import bulk, concurrency, load, locomo, overhead, requests_per_turn, scale
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
 from benchmarks._runner import BENCHMARKS
@@ -157,6 +157,15 @@ def test_scale(ctx: Context) -> None:
         assert r["recall"]["queries_with_results"] > 0.5
         assert r["load"]["requests"] == math.ceil(r["load"]["memories"] / 100)
         assert r["rss_mib"] > 0
+
+
+def test_bulk(ctx: Context) -> None:
+    result = bulk.run(ctx)
+    _check_common(bulk, result)
+    n = result["memories"]
+    assert all(row[w]["stored"] == n for row in result["rounds"] for w in ("old", "new"))
+    assert result["old"]["requests"] == -(-n // 100)
+    assert result["new"]["requests"] == 1
 
 
 def test_concurrency() -> None:
@@ -318,6 +327,7 @@ def test_every_benchmark_is_registered() -> None:
         "requests_per_turn",
         "overhead",
         "scale",
+        "bulk",
         "concurrency",
         "load",
         "locomo",

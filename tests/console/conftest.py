@@ -37,13 +37,15 @@ def chromium_path() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the sync API keeps an event loop marked as running on this
+# thread while Playwright is started, which would break the async tests that run later.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
     yield browser
