@@ -39,11 +39,12 @@ def _measure(ctx: Context, way: Any, texts: list[str], user: str) -> dict[str, A
     start = time.perf_counter()
     way(client, texts, user)
     seconds = time.perf_counter() - start
+    requests = sum(counter.values())
     stored = sum(s.memories for s in client.list_scopes(user_id=user))
     return {
         "memories": len(texts),
         "stored": stored,
-        "requests": sum(counter.values()),
+        "requests": requests,
         "seconds": round(seconds, 3),
         "memories_per_s": round(len(texts) / seconds, 1) if seconds else None,
     }
