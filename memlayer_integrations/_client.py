@@ -135,9 +135,8 @@ class MemLayerClient(BaseClient):
     ) -> list[Memory]:
         """Store many memories, returned in ``items`` order.
 
-        Up to 100 items go in one request, all or nothing. More go in as few ``/batch``
-        requests as the body limit allows (10,000 short memories fit one), each all or
-        nothing; if one fails, the memories of the requests before it stay stored, and
+        Up to 100 items go in one request, all or nothing. More go in ``/batch`` requests
+        of up to 1,000 items (fewer if the 1 MiB body limit needs), each all or nothing; if one fails, the memories of the requests before it stay stored, and
         ``progress`` has been told how many. ``progress=True`` shows a bar on stderr,
         a callable gets ``(done, total)`` after each request; by default nothing is shown.
         """

@@ -266,15 +266,16 @@ def remember_many_requests(
     agent_id: str,
     session_id: str | None,
     max_bytes: int = C.MAX_BODY_BYTES,
+    max_items: int = C.BULK_ITEMS_PER_REQUEST,
 ) -> list[RememberManyRequest]:
-    """The requests that store ``items``, in order, as few as the contract allows.
+    """The requests that store ``items``, in order, few and of bounded size.
 
     Up to ``MAX_BATCH_ITEMS`` items: one ``POST /memories/batch``, all or nothing, as
     always. More: ``POST /batch`` requests of ``remember_many`` operations (at most
-    ``MAX_BATCH_ITEMS`` items each, at most ``MAX_BATCH_ITEMS`` operations and ``max_bytes``
-    of body per request), so 10,000 short memories take one request against the daily
-    quota, not a hundred. Each request is all or nothing; the items are validated before
-    any is sent.
+    ``MAX_BATCH_ITEMS`` items each), each request holding at most ``max_items`` items and
+    ``max_bytes`` of body. So 1,000 short memories take one request against the daily
+    quota instead of ten, and 10,000 take ten instead of a hundred. Each request is all or
+    nothing; the items are validated before any is sent.
     """
     whole = remember_many_body(items, user_id, agent_id, session_id)
     normalized: list[dict[str, Any]] = whole.pop("items")
@@ -298,6 +299,8 @@ def remember_many_requests(
 
     for item in normalized:
         size = _json_size(item) + 2
+        if ops and sum(len(op["items"]) for op in ops) >= max_items:
+            flush()
         fits_op = bool(ops) and len(ops[-1]["items"]) < C.MAX_BATCH_ITEMS
         if fits_op and used + size <= budget:
             ops[-1]["items"].append(item)

@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from memlayer_integrations import MemoryLimitError
-from memlayer_integrations._constants import MAX_BATCH_ITEMS, MAX_BODY_BYTES
+from memlayer_integrations._constants import (
+    BULK_ITEMS_PER_REQUEST,
+    MAX_BATCH_ITEMS,
+    MAX_BODY_BYTES,
+)
 from memlayer_integrations._operations import remember_many_requests
 from memlayer_integrations._progress import Progress
 
@@ -39,17 +43,23 @@ def test_up_to_a_hundred_items_are_one_remember_many_request_as_before():
     assert request.body["session_id"] == "s1" and len(request.body["items"]) == MAX_BATCH_ITEMS
 
 
-def test_ten_thousand_short_items_are_one_batch_request():
-    [request] = remember_many_requests(_items(10_000), "u1", "bot", None)
-    assert request.path == "/batch" and request.count == 10_000
-    assert len(request.body["operations"]) == MAX_BATCH_ITEMS
-    assert all(len(op["items"]) == MAX_BATCH_ITEMS for op in request.body["operations"])
+def test_a_thousand_short_items_are_one_batch_request():
+    [request] = remember_many_requests(_items(BULK_ITEMS_PER_REQUEST), "u1", "bot", None)
+    assert request.path == "/batch" and request.count == BULK_ITEMS_PER_REQUEST
+    assert [len(op["items"]) for op in request.body["operations"]] == [MAX_BATCH_ITEMS] * 10
     assert len(json.dumps(request.body, ensure_ascii=False).encode()) <= MAX_BODY_BYTES
 
 
-def test_one_more_item_takes_a_second_request():
+def test_larger_inputs_take_a_request_per_thousand_items():
     requests = remember_many_requests(_items(10_001), "u1", "bot", None)
-    assert [r.count for r in requests] == [10_000, 1]
+    assert [r.count for r in requests] == [1_000] * 10 + [1]
+    assert [r.count for r in remember_many_requests(_items(150), "u1", "bot", None)] == [150]
+
+
+def test_a_hundred_full_operations_fit_one_request_when_allowed():
+    [request] = remember_many_requests(_items(10_000), "u1", "bot", None, max_items=10_000)
+    assert len(request.body["operations"]) == MAX_BATCH_ITEMS
+    assert len(json.dumps(request.body, ensure_ascii=False).encode()) <= MAX_BODY_BYTES
 
 
 @pytest.mark.parametrize(("n", "size", "max_bytes"), [(250, 400, 20_000), (1_000, 30, 9_000)])
@@ -75,7 +85,7 @@ def _progress_log() -> tuple[list[tuple[int, int]], Any]:
     return seen, lambda done, total: seen.append((done, total))
 
 
-async def test_many_memories_are_stored_in_order_with_one_request(make_live):
+async def test_many_memories_are_stored_in_order_in_few_requests(make_live):
     client = make_live()
     seen, progress = _progress_log()
     before = (await call(client, "usage")).requests_today
@@ -84,8 +94,9 @@ async def test_many_memories_are_stored_in_order_with_one_request(make_live):
         client, "remember_many", items, user_id="u1", agent_id="bot", progress=progress
     )
     assert [m.content for m in stored] == items
-    assert (await call(client, "usage")).requests_today == before + 2  # the write, this usage
-    assert seen == [(1_234, 1_234)]
+    # Two writes (1,000 and 234) and this usage request.
+    assert (await call(client, "usage")).requests_today == before + 3
+    assert seen == [(1_000, 1_234), (1_234, 1_234)]
     listed = [m.id async for m in _aiter(client.list_memories(user_id="u1", page_size=100))]
     assert listed == [m.id for m in stored]
 

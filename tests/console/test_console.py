@@ -249,3 +249,12 @@ def test_the_key_stays_in_the_header_and_the_tab(page, account):
     expect(page.locator("#sign-in-view")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
     assert key not in page.content()
+
+
+def test_the_api_docs_render_from_this_server_alone(page, local_server):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto("/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("MemLayer")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert requests and all(url.startswith(local_server.url + "/") for url in requests), requests
