@@ -119,6 +119,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if console:
         print(f"console: http://{host}:{port}/console", file=sys.stderr, flush=True)
+        if not _is_loopback(args.host):
+            print(
+                "warning: the console is reachable from other machines, and a key typed into "
+                "it travels as plain HTTP; serve it behind TLS or use --no-console",
+                file=sys.stderr,
+                flush=True,
+            )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown

@@ -64,3 +64,16 @@ def test_serve_mounts_the_console_as_asked(tmp_path, capsys, served, flag, statu
     with TestClient(served[0]) as web:
         assert web.get("/console").status_code == status
         assert web.get("/docs").status_code == 200
+
+
+def test_a_console_off_loopback_comes_with_a_warning(tmp_path, capsys, served, monkeypatch):
+    # As if 127.0.0.1 were another interface: the test never listens beyond loopback.
+    monkeypatch.setattr(cli, "_is_loopback", lambda host: False)
+    argv = ["serve", "--db", str(tmp_path / "m.db"), "--port", "0"]
+    assert cli.main(argv) == 0
+    assert "/console" not in capsys.readouterr().err
+    assert cli.main([*argv, "--console"]) == 0
+    err = capsys.readouterr().err
+    assert "/console" in err and "plain HTTP" in err
+    with TestClient(served[-1]) as web:
+        assert web.get("/console").status_code == 200
