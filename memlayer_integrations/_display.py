@@ -122,6 +122,12 @@ def _why(result: RecalledMemory) -> str:
         parts.append("words: " + ", ".join(str(w) for w in why["matched_words"]))
     if why.get("neighbour_of"):
         parts.append(f"next turn to {why['neighbour_of']}")
+    # Reasons a newer server adds (a vector similarity, say) are shown as they come.
+    for field, value in why.items():
+        if field in ("matched_words", "neighbour_of") or value is None:
+            continue
+        shown = score_text(value) if isinstance(value, (int, float)) else json.dumps(value)
+        parts.append(f"{field.replace('_', ' ')} {shown}")
     return escape("; ".join(parts)) or "—"
 
 

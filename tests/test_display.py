@@ -97,7 +97,7 @@ def test_recall_results_show_rank_and_scores_with_three_decimals():
 
 def test_recall_results_show_why_when_the_server_said():
     why = {"matched_words": ["tea"], "neighbour_of": None}
-    lent = {"matched_words": [], "neighbour_of": "mem_" + "a" * 32}
+    lent = {"matched_words": [], "neighbour_of": "mem_" + "a" * 32, "similarity": 0.8312}
     results = parse_recalled(
         {
             "results": [
@@ -109,7 +109,7 @@ def test_recall_results_show_why_when_the_server_said():
     header, first, second = cells(results._repr_html_()).rows
     assert header[-1] == "why"
     assert first[-1] == "words: tea"
-    assert second[-1] == "next turn to mem_" + "a" * 32
+    assert second[-1] == "next turn to mem_" + "a" * 32 + "; similarity 0.831"
 
 
 def test_one_recalled_memory_is_a_one_row_table():

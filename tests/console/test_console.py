@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Dialog, Page, Request, expect
+from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from memlayer_integrations import MemLayerClient, NotFoundError
 
@@ -258,3 +258,24 @@ def test_the_api_docs_render_from_this_server_alone(page, local_server):
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("MemLayer")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert requests and all(url.startswith(local_server.url + "/") for url in requests), requests
+
+
+def test_reasons_a_newer_server_adds_are_shown_too(page, account):
+    key, client = account
+    client.remember("likes green tea", user_id="alice", agent_id="tutor")
+
+    def add_similarity(route: Route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for hit in body["results"]:
+            hit["why"]["similarity"] = 0.8312
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/v1/memories/search", add_similarity)
+    signed_in(page, key)
+    open_scope(page, "alice", "tutor")
+    page.get_by_role("searchbox").fill("green tea")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#result-list .hit .why")).to_have_text(
+        "matched words: green, tea; similarity 0.831"
+    )

@@ -271,6 +271,11 @@ function whyText(why, contents) {
     const name = text === undefined ? why.neighbour_of : `“${text.length > 60 ? text.slice(0, 59) + "…" : text}”`;
     parts.push(`next turn to ${name} in its conversation`);
   }
+  // Reasons a newer server adds (a vector similarity, say) are shown as they come.
+  for (const [field, value] of Object.entries(why)) {
+    if (field === "matched_words" || field === "neighbour_of" || value === null) continue;
+    parts.push(`${field.replaceAll("_", " ")} ${typeof value === "number" ? scoreText(value) : JSON.stringify(value)}`);
+  }
   return parts.join("; ") || "no reason recorded";
 }
 
