@@ -12,6 +12,7 @@ file from version *n-1* to *n*, in one transaction with the version bump.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -228,6 +229,28 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"incomplete SQL statement in migration: {buffer[:60]!r}")
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` (and missing directories) readable by its owner only.
+
+    Memories are personal data: directories created here are 0700 and the database 0600.
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode. A database
+    file found with wider permissions, and its ``-wal``/``-shm``, are narrowed to 0600.
+    """
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is narrowed by the umask, never widened
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            os.chmod(file, 0o600)
+
+
 @contextmanager
 def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction on ``conn``."""
@@ -268,7 +291,7 @@ class Database:
         if self._closed:
             raise RuntimeError("database is closed")
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = _connect(str(self.path), self._synchronous)
             try:
                 migrate(conn)

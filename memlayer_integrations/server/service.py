@@ -210,6 +210,7 @@ class Service:
         now = self.settings.clock()
         result: tuple[int, Any] | None = None
         error: ApiError | None = idem_error
+        failure: Exception | None = None
         try:
             with self.db.write() as conn:
                 if idem is not None:
@@ -238,6 +239,9 @@ class Service:
                     except ApiError as exc:
                         conn.execute("ROLLBACK TO op")
                         error = exc
+                    except Exception as exc:  # a bug: undone, but the request still counts
+                        conn.execute("ROLLBACK TO op")
+                        failure = exc
                     else:
                         if idem is not None:
                             self._remember_answer(
@@ -246,6 +250,8 @@ class Service:
                     conn.execute("RELEASE op")
         except ApiError as exc:  # the quota is spent: nothing was counted, nothing ran
             return Outcome(exc.status, None, exc.headers, exc)
+        if failure is not None:
+            raise failure
         if not op.writes and error is None:
             try:
                 with self.db.read() as conn:
