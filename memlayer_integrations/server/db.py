@@ -167,11 +167,42 @@ CREATE TRIGGER memories_scope_ad AFTER DELETE ON memories BEGIN
 END;
 """
 
+# Version 4: idempotency for writes only, and never a replay of forgotten content.
+# `idempotency.kept` = 0 marks a request that was answered but whose answer is not kept
+# (too large, or a memory in it was forgotten since): a replay runs nothing and gets 409.
+# `idempotency_memories` lists the memories a kept answer shows; deleting a memory drops
+# those answers (trigger). Answers kept before this version may show since-forgotten
+# memories or be read-only answers, so they are all dropped to "answered, not kept".
+# `server_secrets` holds the key that makes page cursors opaque (see cursors.py).
+_V4 = """
+ALTER TABLE idempotency ADD COLUMN kept INTEGER NOT NULL DEFAULT 1;
+UPDATE idempotency SET kept = 0, body = x'';
+CREATE TABLE idempotency_memories (
+    account_id  INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    memory_id   TEXT NOT NULL,
+    PRIMARY KEY (account_id, key, memory_id),
+    FOREIGN KEY (account_id, key) REFERENCES idempotency(account_id, key) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX idempotency_memories_memory ON idempotency_memories(memory_id);
+CREATE TRIGGER memories_idempotency_ad AFTER DELETE ON memories BEGIN
+    UPDATE idempotency SET kept = 0, body = x''
+        WHERE account_id = old.account_id AND key IN (
+            SELECT key FROM idempotency_memories WHERE memory_id = old.id AND account_id = old.account_id);
+    DELETE FROM idempotency_memories WHERE memory_id = old.id;
+END;
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+INSERT INTO server_secrets (name, value) VALUES ('cursor', randomblob(32));
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
 MEMORY_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -318,22 +349,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot.
+        """A read transaction on a pooled connection: one consistent snapshot.
 
-        On the writer's connection when no one is writing, else on a pooled connection.
-        Every request writes (it counts against the daily quota), and SQLite drops a
-        connection's page cache whenever *another* connection has written: a pooled reader
-        would start each recall cold. The writer's cache survives its own writes, which at
-        100k memories halves a recall's time. Under concurrent writes, reads still run in
-        parallel on the pool.
+        Never on the writer's connection: a read there would hold the write lock for as
+        long as it runs, and every other account's writes would wait for it. (The
+        writer's page cache survives its own writes, where a pooled reader's is dropped
+        after every write by another connection, but a recall's speed is not worth making
+        writers queue behind it.)
         """
-        if self._write_lock.acquire(blocking=False):
-            try:
-                with _snapshot(self._open_writer()) as conn:
-                    yield conn
-            finally:
-                self._write_lock.release()
-            return
         if self._writer is None:
             self.open()
         with self._pool_lock:
