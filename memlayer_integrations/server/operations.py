@@ -73,7 +73,12 @@ def list_memories(ctx: Context) -> tuple[int, Any]:
     )
     q = validate(ListQuery, params)
     with ctx.budget.guard(ctx.conn):
-        return 200, store.list_page(ctx.conn, ctx.account, q)
+        return 200, store.list_page(ctx.conn, ctx.account, q, _page_bytes(ctx))
+
+
+def _page_bytes(ctx: Context) -> int:
+    """A list page's byte size: at most half the answer cap, so a page always fits."""
+    return min(store.PAGE_BYTES, ctx.settings.max_response_bytes // 2)
 
 
 def scopes(ctx: Context) -> tuple[int, Any]:
@@ -104,7 +109,7 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"deleted": store.forget_all(conn, account, req)}
     if name == "list":
         with ctx.budget.guard(conn):
-            return store.list_page(conn, account, req)
+            return store.list_page(conn, account, req, _page_bytes(ctx))
     return {"usage": store.usage(conn, account, ctx.requests_today, ctx.now)}
 
 

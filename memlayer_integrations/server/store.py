@@ -267,11 +267,14 @@ def _cursor_secret(conn: sqlite3.Connection) -> bytes:
     return conn.execute("SELECT value FROM server_secrets WHERE name = 'cursor'").fetchone()[0]
 
 
-def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[str, Any]:
+def list_page(
+    conn: sqlite3.Connection, account: Account, q: ListQuery, page_bytes: int = PAGE_BYTES
+) -> dict[str, Any]:
     """One page in creation order; ``next_cursor`` is ``None`` on the last page.
 
     A page holds up to ``q.limit`` memories and stops early (always after at least one)
-    once it holds ``PAGE_BYTES`` of them, so a page of the largest memories stays a
+    once it holds ``page_bytes`` of them (``PAGE_BYTES``, less if the server's answer cap
+    is smaller), so a page of the largest memories stays a
     bounded answer. The cursor is opaque and only valid for the same listing
     (:mod:`.cursors`).
     """
@@ -292,7 +295,7 @@ def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[
     size = 0
     for row in rows[: q.limit]:
         size += len(row["content"].encode()) + len(row["metadata"].encode()) + 512
-        if memories and size > PAGE_BYTES:
+        if memories and size > page_bytes:
             break
         memories.append(memory_json(row))
     more = len(rows) > len(memories)
