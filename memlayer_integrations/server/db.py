@@ -174,6 +174,8 @@ END;
 # those answers (trigger). Answers kept before this version may show since-forgotten
 # memories or be read-only answers, so they are all dropped to "answered, not kept".
 # `server_secrets` holds the key that makes page cursors opaque (see cursors.py).
+# `scope_sizes.chars`: the total length of a scope's memories, for recall's per-scope BM25
+# (scoring.py), kept by the same triggers as the count.
 _V4 = """
 ALTER TABLE idempotency ADD COLUMN kept INTEGER NOT NULL DEFAULT 1;
 UPDATE idempotency SET kept = 0, body = x'';
@@ -196,6 +198,27 @@ CREATE TABLE server_secrets (
     value  BLOB NOT NULL
 );
 INSERT INTO server_secrets (name, value) VALUES ('cursor', randomblob(32));
+ALTER TABLE scope_sizes ADD COLUMN chars INTEGER NOT NULL DEFAULT 0;
+UPDATE scope_sizes SET chars = (
+    SELECT coalesce(sum(length(m.content)), 0) FROM memories AS m
+    WHERE m.account_id = scope_sizes.account_id AND m.user_id = scope_sizes.user_id
+      AND m.agent_id = scope_sizes.agent_id);
+DROP TRIGGER memories_scope_ai;
+DROP TRIGGER memories_scope_ad;
+CREATE TRIGGER memories_scope_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO scope_sizes (account_id, user_id, agent_id, memories, chars)
+        VALUES (new.account_id, new.user_id, new.agent_id, 1, length(new.content))
+        ON CONFLICT (account_id, user_id, agent_id)
+        DO UPDATE SET memories = memories + 1, chars = chars + length(new.content);
+END;
+CREATE TRIGGER memories_scope_ad AFTER DELETE ON memories BEGIN
+    UPDATE scope_sizes SET memories = memories - 1, chars = chars - length(old.content)
+        WHERE account_id = old.account_id AND user_id = old.user_id AND agent_id = old.agent_id;
+END;
+CREATE TRIGGER memories_chars_au AFTER UPDATE OF content ON memories BEGIN
+    UPDATE scope_sizes SET chars = chars - length(old.content) + length(new.content)
+        WHERE account_id = new.account_id AND user_id = new.user_id AND agent_id = new.agent_id;
+END;
 """
 
 #: The stored columns of a memory row (not the computed ``scope_terms``).

@@ -30,6 +30,7 @@ from .schemas import (
     RememberRequest,
     UpdateRequest,
 )
+from .scoring import relevance
 
 __all__ = [
     "forget",
@@ -219,7 +220,7 @@ def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> li
         limit=req.limit,
         offset=req.offset,
     )
-    return [{"memory": memory_json(row), "score": score} for row, score in hits]
+    return [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
 
 
 def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str, Any]:
