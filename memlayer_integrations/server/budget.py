@@ -18,19 +18,25 @@ or the lock for seconds while every other account waits. So each request carries
 
 ``max_steps`` caps the SQLite virtual-machine steps as well, so tests can run out of budget
 deterministically.
+
+A budget bounds one request; :class:`CpuShare` bounds an account's requests together, so
+many budget-sized requests from one account, however many connections they come from,
+cannot take the server's CPU from the others.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import ApiError, json_bytes
 
-__all__ = ["PROGRESS_INTERVAL", "Budget"]
+__all__ = ["PROGRESS_INTERVAL", "Budget", "CpuShare"]
 
 #: SQLite virtual-machine steps between two looks at the budget (about a millisecond of
 #: the slowest steps, a JSON document parsed by ``json_each``; far less for most).
@@ -117,3 +123,63 @@ class Budget:
                 f"the answer would be larger than {self.max_response_bytes} bytes; "
                 "ask for less (a smaller limit, fewer operations in the batch)",
             )
+
+
+class CpuShare:
+    """Each account's share of the server's CPU, as a token bucket of expensive time.
+
+    A request's CPU time beyond ``free_seconds`` (what an ordinary request takes, so
+    ordinary traffic never pays) is taken from its account's bucket, which refills at
+    ``rate`` seconds per second up to ``burst``. An account whose bucket is empty gets
+    429 ``rate_limited`` with ``Retry-After`` until it refills: one account sending only
+    budget-sized requests, from any number of connections, gets about ``rate`` of one core,
+    and the others keep the rest.
+
+    Example:
+        >>> share = CpuShare(rate=0.25, burst=0.5, free_seconds=0.02)
+        >>> share.wait(account_id=1) is None
+        True
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        free_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate, self.burst, self.free_seconds, self._clock = rate, burst, free_seconds, clock
+        self._lock = threading.Lock()
+        self._buckets: dict[int, tuple[float, float]] = {}  # account -> (tokens, as of)
+
+    def _tokens(self, account_id: int, now: float) -> float:
+        tokens, since = self._buckets.get(account_id, (self.burst, now))
+        return min(self.burst, tokens + (now - since) * self.rate)
+
+    def wait(self, account_id: int) -> float | None:
+        """``None`` if the account may run a request now, else the seconds until it may."""
+        with self._lock:
+            tokens = self._tokens(account_id, self._clock())
+        return None if tokens > 0 else -tokens / self.rate + 0.001
+
+    def charge(self, account_id: int, cpu_seconds: float) -> None:
+        """Take a finished request's expensive CPU time from its account's bucket."""
+        cost = cpu_seconds - self.free_seconds
+        if cost <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            tokens = self._tokens(account_id, now) - cost
+            if tokens >= self.burst:
+                self._buckets.pop(account_id, None)
+            else:
+                self._buckets[account_id] = (tokens, now)
+
+    def refusal(self, seconds: float) -> ApiError:
+        return ApiError(
+            429,
+            "rate_limited",
+            "this account's requests have used more than its share of the server's time; "
+            "retry after the number of seconds in Retry-After",
+            headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+        )

@@ -167,12 +167,13 @@ def batch_writes(incoming: Incoming) -> bool:
 OPERATIONS: dict[str, Operation] = {
     "remember": Operation(remember, writes=True),
     "remember_many": Operation(remember_many, writes=True),
-    "recall": Operation(recall, writes=False),
+    # A recall or a list may use its whole budget: on a thread, never on the event loop.
+    "recall": Operation(recall, writes=False, bounded=False),
     "get": Operation(get, writes=False),
     "update": Operation(update, writes=True),
     "forget": Operation(forget, writes=True),
     "forget_all": Operation(forget_all, writes=True, bounded=False),
-    "list": Operation(list_memories, writes=False),
+    "list": Operation(list_memories, writes=False, bounded=False),
     "scopes": Operation(scopes, writes=False, bounded=False),
     "usage": Operation(usage, writes=False),
     "batch": Operation(batch, writes=True, bounded=False, writes_if=batch_writes),

@@ -46,7 +46,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     header_timeout = 10.0
     body_timeout = 30.0
-    max_header_bytes = 16 * 1024
+    max_header_bytes = 64 * 1024
     max_headers = 64
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

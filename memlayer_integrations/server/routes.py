@@ -193,12 +193,12 @@ def build_router(service: Service) -> APIRouter:
             if body:
                 refused.headers["Connection"] = "close"
             return refused
-        try:
-            raw = await _read_body(request, service.settings.max_body_bytes) if body else b""
-        except ClientDisconnect:  # gone, or cut off by the body timeout: no one to answer
-            return Response(status_code=408)
         in_flight.count += 1
         try:
+            try:
+                raw = await _read_body(request, service.settings.max_body_bytes) if body else b""
+            except ClientDisconnect:  # gone, or cut off by the body timeout: no one to answer
+                return Response(status_code=408)
             incoming = Incoming(
                 method=request.method,
                 path=request.url.path,

@@ -7,7 +7,8 @@
 3. **Count** the request against the account's daily quota (429 once it is spent), whatever
    happens next: errors, a failure inside the server included.
 4. **Run** the operation within the request's :class:`~.budget.Budget` (database time,
-   answer bytes). Writes run in the same transaction as the quota count and the
+   answer bytes) and its account's :class:`~.budget.CpuShare` (429 ``rate_limited`` when
+   the account's expensive requests took more than their share of the server). Writes run in the same transaction as the quota count and the
    idempotency record, inside a savepoint: an operation that fails leaves nothing behind
    but the counted request, and a write and its idempotency record are committed together
    (so two concurrent requests with the same key cannot both store). Reads (a batch of
@@ -31,7 +32,7 @@ from typing import Any
 
 from .._constants import INVALID_KEY_MESSAGE, KEY_PATTERN, WRONG_KEY_FORMAT_MESSAGE
 from . import keys as keys_module
-from .budget import Budget
+from .budget import Budget, CpuShare
 from .db import Database
 from .errors import ApiError
 from .keys import Account
@@ -145,6 +146,9 @@ class Service:
     def __init__(self, settings: ServerSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self.cpu_share = CpuShare(
+            settings.cpu_share_rate, settings.cpu_share_burst, settings.cpu_free_seconds
+        )
 
     # -- the steps -------------------------------------------------------------------
 
@@ -309,6 +313,10 @@ class Service:
                             "Idempotency-Key",
                         )
                 quota = self._consume(conn, account, now)
+                wait = self.cpu_share.wait(account.id)
+                if wait is not None and error is None:
+                    error = self.cpu_share.refusal(wait)
+                started = time.thread_time()
                 if writes and error is None:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -339,6 +347,7 @@ class Service:
                     answer = _answer(op.run(ctx), budget)
             except ApiError as exc:
                 error = exc
+        self.cpu_share.charge(account.id, time.thread_time() - started)
         headers = quota.headers()
         if error is not None:
             return Outcome(error.status, None, {**headers, **error.headers}, error)

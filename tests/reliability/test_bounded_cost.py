@@ -10,6 +10,7 @@ one does not depend on the machine's speed; how long requests take under attack 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from memlayer_integrations import MemLayerClient, RequestBudgetError
 from memlayer_integrations.server import LocalMemLayerServer, ServerSettings, store
+from memlayer_integrations.server.budget import CpuShare
 from tests.server._helpers import assert_error
 
 #: Metadata of about 14 KB: 1,100 top-level keys, as in the attack the budget answers.
@@ -33,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMemLayerSe
         db_path=tmp_path_factory.mktemp("cost") / "cost.db",
         query_budget_seconds=3600.0,  # only the steps decide, whatever the machine
         query_budget_steps=STEPS,
+        cpu_share_rate=1000.0,  # the share is tested on its own below
     )
     with LocalMemLayerServer(settings=settings) as s:
         yield s
@@ -137,3 +140,39 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"))
+
+
+def test_cpu_share_refills_at_its_rate_and_ordinary_requests_never_pay():
+    now = [0.0]
+    share = CpuShare(rate=0.1, burst=0.25, free_seconds=0.02, clock=lambda: now[0])
+    for _ in range(1000):
+        share.charge(1, 0.019)  # ordinary requests: free
+    assert share.wait(1) is None
+    for _ in range(4):
+        share.charge(1, 0.1)  # four budget-sized ones: 0.32 s charged, 0.25 in the bucket
+    wait = share.wait(1)
+    assert wait == pytest.approx(0.7 + 0.001)  # -0.07 s at 0.1 s a second
+    assert share.wait(2) is None  # another account is not affected
+    now[0] += 0.8
+    assert share.wait(1) is None
+
+
+def test_an_account_over_its_cpu_share_gets_a_counted_429(tmp_path):
+    settings = ServerSettings(
+        db_path=tmp_path / "share.db", cpu_share_rate=1e-6, cpu_share_burst=1e-9,
+        cpu_free_seconds=0.0,
+    )  # fmt: skip
+    with LocalMemLayerServer(settings=settings) as server:
+        key, other = server.create_key(), server.create_key()
+        with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
+            first = http.post("/memories", json={"content": "t", "user_id": "u", "agent_id": "a"})
+            assert first.status_code == 201  # it ran, and its CPU time emptied the bucket
+            r = http.get("/memories", params={"user_id": "u"})
+            assert_error(r, 429, "rate_limited")
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.headers["X-RateLimit-Remaining"] == "unlimited"
+        usage = httpx.get(server.url + "/v1/usage", headers={"X-API-Key": other})
+        assert usage.status_code == 200  # the other account is served
+    with sqlite3.connect(tmp_path / "share.db") as conn:
+        counted = conn.execute("SELECT sum(requests) FROM request_counts").fetchone()[0]
+    assert counted == 3  # the refused request counted too
