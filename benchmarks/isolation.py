@@ -61,12 +61,12 @@ def _attack_requests() -> list[tuple[str, str, dict[str, Any]]]:
             "POST",
             "/batch",
             {"json": {"operations": [{"op": "list", "user_id": "a", "limit": 100}] * 30}},
-        ),  # fmt: skip
+        ),
         (
             "POST",
             "/memories/search",
             {"json": {"query": "heavy", "user_id": "a", "filters": FILTERS, "limit": 100}},
-        ),  # fmt: skip
+        ),
     ]
 
 

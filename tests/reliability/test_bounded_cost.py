@@ -159,9 +159,11 @@ def test_cpu_share_refills_at_its_rate_and_ordinary_requests_never_pay():
 
 def test_an_account_over_its_cpu_share_gets_a_counted_429(tmp_path):
     settings = ServerSettings(
-        db_path=tmp_path / "share.db", cpu_share_rate=1e-6, cpu_share_burst=1e-9,
+        db_path=tmp_path / "share.db",
+        cpu_share_rate=1e-6,
+        cpu_share_burst=1e-9,
         cpu_free_seconds=0.0,
-    )  # fmt: skip
+    )
     with LocalMemLayerServer(settings=settings) as server:
         key, other = server.create_key(), server.create_key()
         with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:

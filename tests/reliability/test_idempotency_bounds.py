@@ -80,7 +80,12 @@ def test_forget_all_drops_the_answers_showing_its_memories(server, http):
         path = "/memories/batch" if key == "many" else "/batch"
         r = post(http, path, replayed, key)
         assert_error(r, 409, "idempotent_answer_gone", "Idempotency-Key")
-    assert post(http, "/memories", {"content": "other user", "user_id": "v", "agent_id": "a"}, "v1").json()["content"] == "other user"  # fmt: skip
+    assert (
+        post(
+            http, "/memories", {"content": "other user", "user_id": "v", "agent_id": "a"}, "v1"
+        ).json()["content"]
+        == "other user"
+    )
     assert {k: (on, size > 0) for k, on, size in kept(server)} == {
         "many": (0, False),
         "b1": (0, False),
@@ -102,7 +107,9 @@ def test_a_large_answer_is_not_kept_and_its_replay_runs_nothing(server, http):
     items = [{"content": f"{i} " + "x" * 30_000} for i in range(3)]  # an answer of ~90 KB
     body = {"user_id": "u", "agent_id": "a", "items": items}
     assert post(http, "/memories/batch", body, "big").status_code == 201
-    assert_error(post(http, "/memories/batch", body, "big"), 409, "idempotent_answer_gone", "Idempotency-Key")  # fmt: skip
+    assert_error(
+        post(http, "/memories/batch", body, "big"), 409, "idempotent_answer_gone", "Idempotency-Key"
+    )
     assert http.get("/usage").json()["memories_stored"] == 3
     assert kept(server) == [("big", 0, 0)]
 
