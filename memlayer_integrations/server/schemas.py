@@ -369,9 +369,10 @@ class BatchResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="bad_request, invalid_json, invalid_api_key, wrong_key_format, account_suspended, "
-        "memory_limit_reached, not_found, method_not_allowed, idempotency_key_reused, conflict, "
-        "payload_too_large, unsupported_media_type, validation_error, daily_quota_exceeded, "
-        "rate_limited, internal_error"
+        "memory_limit_reached, not_found, method_not_allowed, request_timeout, "
+        "idempotency_key_reused, idempotent_answer_gone, conflict, payload_too_large, "
+        "unsupported_media_type, validation_error, query_too_expensive, response_too_large, "
+        "daily_quota_exceeded, rate_limited, headers_too_large, internal_error"
     )
     message: str
     field: str | None = Field(description="the offending request field, e.g. items[3].metadata")
