@@ -265,7 +265,8 @@ def _listing(account: Account, q: ListQuery) -> bytes:
 
 
 def _cursor_secret(conn: sqlite3.Connection) -> bytes:
-    return conn.execute("SELECT value FROM server_secrets WHERE name = 'cursor'").fetchone()[0]
+    row = conn.execute("SELECT value FROM server_secrets WHERE name = 'cursor'").fetchone()
+    return bytes(row[0])
 
 
 def list_page(
