@@ -91,7 +91,7 @@ class ServerSettings:
     plans: dict[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     synchronous: str = "NORMAL"
     max_body_bytes: int = 1024 * 1024
-    query_budget_seconds: float = 0.05
+    query_budget_seconds: float = 0.1
     query_budget_steps: int | None = None
     max_response_bytes: int = 8 * 1024 * 1024
     max_idempotent_answer_bytes: int = 64 * 1024
