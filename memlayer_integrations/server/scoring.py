@@ -143,7 +143,8 @@ class Scorer:
         """Stem, in one go, every matched word in these highlighted memories."""
         new = {s for text in highlighted for s in _SPAN.findall(text)} - set(self._stems)
         if new:
-            self._stems.update(zip(new, stems(sorted(new)), strict=True))
+            ordered = sorted(new)
+            self._stems.update(zip(ordered, stems(ordered), strict=True))
 
     def raw(self, highlighted: str, length: int) -> float:
         """The BM25 score of one memory: its ``highlight()`` and its length in characters."""

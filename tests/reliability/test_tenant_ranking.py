@@ -155,3 +155,46 @@ def test_cursors_are_opaque_and_bound_to_their_listing(two_accounts):
     # Two cursors of one listing do not reveal how far apart their memories are.
     second = d.get("/memories", params={"user_id": "u", "limit": 2}).json()["next_cursor"]
     assert second != cursor and len(second) == len(cursor)
+
+
+def test_within_one_scope_the_ranking_is_fts5s_bm25():
+    """On an index holding one scope only, the per-scope BM25 picks the same best match as
+    FTS5's own bm25() for every question (lengths are counted in characters rather than
+    words, and common words keep a little weight, so lower ranks may differ)."""
+    conn = fresh()
+    texts = [
+        "Melanie took the kids to the museum yesterday",
+        "Melanie: I'm off to go swimming with the kids",
+        "Caroline: Totally agree, I'm off to go do some research",
+        "Caroline is researching adoption agencies for her family",
+        "the kids loved the dinosaur museum and the science museum",
+        "Melanie and Caroline talked about painting and pottery",
+        "a long note " + "about nothing in particular " * 8 + "and one museum",
+    ]
+    store(conn, 1, "u", texts)
+    for query in ["museum", "melanie museum", "research agencies", "go swimming", "pottery"]:
+        ours = recall(conn, 1, "u", query)
+        fts5 = conn.execute(
+            "SELECT m.content FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
+            " WHERE memories_fts MATCH ? ORDER BY bm25(memories_fts, 1.0, 0.0), m.rowid",
+            (" OR ".join(f'content:"{w}"' for w in query.split()),),
+        ).fetchall()
+        assert ours[0][0] == fts5[0][0], query
+        assert {c for c, _, _ in ours} == {r[0] for r in fts5}
+
+
+def test_each_matched_word_is_weighed_as_itself():
+    """The score of a memory counts each word the index matched under that word's own
+    weight, however many different words one recall stems at once."""
+    import math
+
+    from memlayer_integrations.server.scoring import K1, ScopeStats, Scorer
+
+    words = ["zebras", "apples", "mangoes", "running", "quietly", "museums", "oslo", "tea"]
+    frequencies = [1, 2, 3, 5, 8, 13, 21, 34]
+    scorer = Scorer(words, frequencies, ScopeStats(size=100, avg_length=20.0))
+    texts = [f"\x01{w.capitalize()}\x02 and more" for w in words]
+    scorer.prepare(texts)
+    for text, df in zip(texts, frequencies, strict=True):
+        idf = math.log(1 + (100 - df + 0.5) / (df + 0.5))
+        assert scorer.raw(text, 20) == pytest.approx(idf * (K1 + 1) / (1 + K1))
