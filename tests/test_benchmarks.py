@@ -17,7 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import bulk, concurrency, load, locomo, overhead, requests_per_turn, scale
+from benchmarks import (
+    bulk,
+    concurrency,
+    isolation,
+    load,
+    locomo,
+    overhead,
+    requests_per_turn,
+    scale,
+)
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
 from benchmarks._runner import BENCHMARKS
@@ -166,6 +175,13 @@ def test_bulk(ctx: Context) -> None:
     assert all(row[w]["stored"] == n for row in result["rounds"] for w in ("old", "new"))
     assert result["old"]["requests"] == -(-n // 100)
     assert result["new"]["requests"] == 1  # 300 short memories: one request
+
+
+def test_isolation() -> None:
+    result = isolation.run(Context(size="tiny", server=None))
+    _check_common(isolation, result)
+    assert result["attacker_statuses"]  # the attack ran
+    assert set(result["p99_ratio"]) == {"remember", "recall"}
 
 
 def test_concurrency() -> None:
@@ -331,6 +347,7 @@ def test_every_benchmark_is_registered() -> None:
         "concurrency",
         "load",
         "locomo",
+        "isolation",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)
