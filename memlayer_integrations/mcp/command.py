@@ -39,6 +39,7 @@ USER_ID_ENV = "MEMLAYER_USER_ID"
 AGENT_ID_ENV = "MEMLAYER_AGENT_ID"
 #: The name of the keys ``--embedded`` gives itself; their account holds the memories.
 EMBEDDED_KEY_NAME = "memlayer mcp --embedded"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,12 @@ async def _serve(
         port = sock.getsockname()[1]
         host = f"[{options.host}]" if ":" in options.host else options.host
         config = uvicorn.Config(server.streamable_http_app(), log_level=options.log_level)
+        if options.host not in _LOOPBACK:
+            print(
+                f"memlayer mcp: warning: {options.host} is reachable from other machines, and "
+                f"this endpoint has no authentication: whoever reaches it uses {user_id!r}'s memories",
+                file=sys.stderr,
+            )
         print(
             f"MemLayer MCP server for user {user_id!r}, agent {agent_id!r} on http://{host}:{port}/mcp",
             file=sys.stderr,

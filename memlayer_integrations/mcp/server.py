@@ -196,17 +196,27 @@ class MemLayerMCPTools:
         return list(memories), next_cursor
 
     async def memories_resource(self) -> str:
-        """The text of the ``memlayer://memories`` resource (raises on failure: MCP turns a
-        failed resource read into an error response)."""
-        if self._auth_failure is not None:
-            raise RuntimeError(self._auth_failure)
-        with anyio.fail_after(self.call_timeout):
+        """The text of the ``memlayer://memories`` resource. A failure raises, with the
+        message a tool would give: MCP answers a failed resource read with an error."""
+
+        async def action() -> CallToolResult:
             memories, next_cursor = await self.page(RESOURCE_MEMORIES, None)
-        head = f"Long-term memories of user {self.user_id!r} with agent {self.agent_id!r}"
-        if not memories:
-            return head + ": none stored yet."
-        more = " (the first ones; use the list_memories tool for the rest)" if next_cursor else ""
-        return f"{head}, oldest first{more}:\n" + "\n".join(_line(m) for m in memories)
+            head = f"Long-term memories of user {self.user_id!r} with agent {self.agent_id!r}"
+            if not memories:
+                return _ok(head + ": none stored yet.", {})
+            more = " (the first ones; list_memories pages through the rest)" if next_cursor else ""
+            lines = "\n".join(_line(m) for m in memories)
+            return _ok(f"{head}, oldest first{more}:\n{lines}", {})
+
+        result = await self._run(action)
+        if result.isError:
+            raise RuntimeError(result_text(result))
+        return result_text(result)
+
+
+def result_text(result: CallToolResult) -> str:
+    """The text of a tool result: what the model reads."""
+    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def _hit_dict(hit: RecalledMemory) -> dict[str, Any]:
@@ -318,7 +328,7 @@ def _register(server: FastMCP[Any], tools: MemLayerMCPTools) -> None:
     )
     async def recall_about(topic: str) -> str:
         result = await tools.recall(topic, 10)
-        text = "".join(c.text for c in result.content if isinstance(c, TextContent))
+        text = result_text(result)
         if result.isError:
             raise RuntimeError(text)
         return f"What I remember about {topic}:\n{text}\n\nUse this when answering."

@@ -23,9 +23,10 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
 from memlayer_integrations._constants import API_KEY_ENV, BASE_URL_ENV
+from memlayer_integrations.mcp.server import result_text as text
 
 #: The command line that starts the server, before ``mcp``'s own options.
 COMMAND = [sys.executable, "-m", "memlayer_integrations.cli", "mcp"]
@@ -118,11 +119,6 @@ async def http_session(url: str) -> AsyncIterator[ClientSession]:
     ):
         await session.initialize()
         yield session
-
-
-def text(result: CallToolResult) -> str:
-    """The text a tool answered with (what the model reads)."""
-    return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def memory_id(result: CallToolResult) -> str:

@@ -67,6 +67,12 @@ async def test_remember_recall_list_and_forget(base_url: str, api_key: str) -> N
         rest = await session.call_tool("list_memories", {"limit": 1, "cursor": cursor})
         assert text(rest) == f"- [{other}] Lives in Oslo"
 
+        resource = await session.read_resource("memlayer://memories")  # type: ignore[arg-type]
+        listed = "".join(getattr(c, "text", "") for c in resource.contents)
+        assert listed.endswith(f"oldest first:\n- [{mem_id}] {exact}\n- [{other}] Lives in Oslo")
+        prompt = await session.get_prompt("recall_about", {"topic": "peanuts"})
+        assert f"[{mem_id}]" in str(prompt.messages[0].content)
+
         forgotten = await session.call_tool("forget", {"memory_id": mem_id})
         assert (forgotten.isError, text(forgotten)) == (False, f"Forgot [{mem_id}].")
         assert text(await session.call_tool("recall", {"query": "peanuts"})) == (

@@ -168,3 +168,12 @@ async def test_create_server_lists_the_tools_resource_and_prompt() -> None:
     ]
     assert [str(r.uri) for r in await server.list_resources()] == ["memlayer://memories"]
     assert [p.name for p in await server.list_prompts()] == ["recall_about"]
+
+
+async def test_the_memories_resource_fails_with_the_tools_message() -> None:
+    scripted = Scripted(lambda r: _error(401, "invalid_api_key", "invalid or missing API key"))
+    tools = scripted.tools()
+    with pytest.raises(RuntimeError, match="authentication failed"):
+        await tools.memories_resource()
+    assert (await tools.recall("tea")).isError
+    assert scripted.requests == ["POST /v1/batch"]
