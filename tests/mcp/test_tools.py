@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp.shared.memory import create_connected_server_and_client_session
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerScopeError
 from memlayer_integrations.mcp import MemLayerMCPTools, create_server
@@ -177,3 +178,19 @@ async def test_the_memories_resource_fails_with_the_tools_message() -> None:
         await tools.memories_resource()
     assert (await tools.recall("tea")).isError
     assert scripted.requests == ["POST /v1/batch"]
+
+
+@pytest.mark.parametrize("exact", ['{"a": 1}', "42", "[1, 2]", "  spaced\n", '"quoted"'])
+async def test_text_reaches_memlayer_exactly_as_the_model_sent_it(exact: str) -> None:
+    sent: list[str] = []
+
+    def store(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["content"])
+        return httpx.Response(201, json={**_memory(), "content": sent[-1]})
+
+    tools = Scripted(store).tools()
+    server = create_server(tools.client, user_id="alice", agent_id="desk")
+    async with create_connected_server_and_client_session(server) as session:
+        result = await session.call_tool("remember", {"text": exact})
+    assert not result.isError, text(result)
+    assert sent == [exact]
