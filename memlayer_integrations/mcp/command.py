@@ -12,6 +12,7 @@ Over stdio, stdout carries the protocol alone: everything this command says goes
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -218,6 +219,15 @@ def run(options: McpOptions) -> int:
             f"memlayer mcp: {API_KEY_ENV} is not set; every tool call will say so",
             file=sys.stderr,
         )
+    # MCP clients stop a stdio server by closing its stdin, then with SIGTERM: make SIGTERM
+    # unwind like Ctrl-C, so that --embedded still revokes its key and closes its database.
+    terminated: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         if options.embedded_db is None:
             client = AsyncMemLayerClient(max_retries=1)
@@ -229,6 +239,13 @@ def run(options: McpOptions) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if sock is not None:
             sock.close()
+    if terminated and not options.http:
+        # Everything is closed. The SDK reads stdin in a worker thread that only ends when
+        # stdin does, and the interpreter would wait for it; a terminated server should not.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
