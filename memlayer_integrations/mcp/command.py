@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 
 from .. import AsyncMemLayerClient
-from .._constants import API_KEY_ENV
+from .._constants import API_KEY_ENV, BASE_URL_ENV
 from .server import DEFAULT_CALL_TIMEOUT, create_server
 
 __all__ = [
@@ -41,6 +41,9 @@ AGENT_ID_ENV = "MEMLAYER_AGENT_ID"
 #: The name of the keys ``--embedded`` gives itself; their account holds the memories.
 EMBEDDED_KEY_NAME = "memlayer mcp --embedded"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: One retry after a network blip or a 5xx: a model waits on every tool call, so a second
+#: failure goes back to it as an error result instead.
+_MAX_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,13 @@ def run(options: McpOptions) -> int:
     if options.call_timeout <= 0:
         print("memlayer mcp: --timeout must be a positive number of seconds", file=sys.stderr)
         return 2
+    client = None
+    if options.embedded_db is None:
+        try:
+            client = AsyncMemLayerClient(max_retries=_MAX_RETRIES)
+        except ValueError as exc:  # a malformed $MEMLAYER_BASE_URL
+            print(f"memlayer mcp: {exc} (from ${BASE_URL_ENV})", file=sys.stderr)
+            return 2
     sock = None
     if options.http:
         try:
@@ -229,13 +239,12 @@ def run(options: McpOptions) -> int:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        if options.embedded_db is None:
-            client = AsyncMemLayerClient(max_retries=1)
-            anyio.run(_serve, options, scope, client, sock)
-        else:
+        if options.embedded_db is not None:
             with embedded_backend(options.embedded_db) as (url, key):
-                client = AsyncMemLayerClient(api_key=key, base_url=url, max_retries=1)
-                anyio.run(_serve, options, scope, client, sock)
+                local = AsyncMemLayerClient(api_key=key, base_url=url, max_retries=_MAX_RETRIES)
+                anyio.run(_serve, options, scope, local, sock)
+        elif client is not None:
+            anyio.run(_serve, options, scope, client, sock)
     except KeyboardInterrupt:
         pass
     finally:

@@ -161,12 +161,15 @@ def test_without_a_scope_the_command_refuses_to_start() -> None:
     assert done.stdout == ""
 
 
-@pytest.mark.parametrize("args", [["--db", "x.db"], ["--timeout", "0"]])
-def test_bad_options_are_refused(args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "base_url"),
+    [(["--db", "x.db"], None), (["--timeout", "0"], None), ([], "memlayer.online")],
+)
+def test_bad_options_are_refused(args: list[str], base_url: str | None) -> None:
     done = subprocess.run(
         [*COMMAND, *scope_args("alice"), *args],
         cwd=REPO,
-        env=server_env(None, None),
+        env=server_env(None, base_url),
         capture_output=True,
         text=True,
         timeout=60,
