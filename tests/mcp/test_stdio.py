@@ -107,16 +107,20 @@ async def test_a_second_user_bound_to_another_process_sees_nothing(
         # An argument the model makes up for the scope is not in the schema and not used.
         stored = await alice.call_tool("remember", {"text": "Prefers tea", "user_id": "bob"})
         mem_id = memory_id(stored)
-    async with stdio_session(env, *scope_args("bob")) as bob:
+    # Bob's scope comes from the environment instead of the command line.
+    bob_env = {**env, "MEMLAYER_USER_ID": "bob", "MEMLAYER_AGENT_ID": "desk"}
+    async with stdio_session(bob_env) as bob:
         assert text(await bob.call_tool("recall", {"query": "tea"})) == "No relevant memories."
         assert text(await bob.call_tool("list_memories", {})) == "No memories stored."
         refused = await bob.call_tool("forget", {"memory_id": mem_id})
         assert refused.isError and "No memory with id" in text(refused)
+        bobs = memory_id(await bob.call_tool("remember", {"text": "Prefers coffee"}))
     async with stdio_session(env, *scope_args("alice", agent_id="other-agent")) as other_agent:
         refused = await other_agent.call_tool("forget", {"memory_id": mem_id})
         assert refused.isError
     with MemLayerClient(api_key=api_key, base_url=base_url) as client:
         assert client.get(mem_id).user_id == "alice"
+        assert (client.get(bobs).user_id, client.get(bobs).agent_id) == ("bob", "desk")
 
 
 async def test_a_bad_key_gives_one_clear_error_and_the_server_keeps_answering(
