@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from memlayer_integrations._constants import API_KEY_ENV, BASE_URL_ENV
-from memlayer_integrations.mcp.server import result_text as text
+from memlayer_integrations.mcp.server import result_text
 
 #: The command line that starts the server, before ``mcp``'s own options.
 COMMAND = [sys.executable, "-m", "memlayer_integrations.cli", "mcp"]
@@ -119,6 +119,10 @@ async def http_session(url: str) -> AsyncIterator[ClientSession]:
     ):
         await session.initialize()
         yield session
+
+
+#: The text of a tool result: what the model reads.
+text = result_text
 
 
 def memory_id(result: CallToolResult) -> str:

@@ -3,7 +3,7 @@ FunctionTools an agent can call, as the README shows."""
 
 from __future__ import annotations
 
-from llama_index.tools.mcp import BasicMCPClient, McpToolSpec
+from llama_index.tools.mcp import BasicMCPClient, McpToolSpec  # type: ignore[import-untyped]
 
 from ._support import http_server, scope_args, server_env
 

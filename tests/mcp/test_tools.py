@@ -51,9 +51,10 @@ class Scripted:
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
         response = self.handler(request)
-        if not isinstance(response, httpx.Response):
-            response = await response
-        return response
+        if isinstance(response, httpx.Response):
+            return response
+        answered: httpx.Response = await response
+        return answered
 
     def tools(self, call_timeout: float = 5.0, **kwargs: Any) -> MemLayerMCPTools:
         client = AsyncMemLayerClient(
@@ -129,7 +130,11 @@ async def test_no_call_outlives_its_deadline() -> None:
 
 async def test_forget_leaves_a_memory_of_another_scope_alone() -> None:
     for owner in (_memory(user_id="bob"), _memory(agent_id="other")):
-        scripted = Scripted(lambda r, owner=owner: httpx.Response(200, json=owner))
+
+        def answer(request: httpx.Request, owner: dict[str, Any] = owner) -> httpx.Response:
+            return httpx.Response(200, json=owner)
+
+        scripted = Scripted(answer)
         result = await scripted.tools().forget(MEM_ID)
         assert result.isError and "No memory with id" in text(result)
         assert scripted.requests == [f"GET /v1/memories/{MEM_ID}"]  # no DELETE sent
