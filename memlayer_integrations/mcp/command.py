@@ -11,12 +11,12 @@ Over stdio, stdout carries the protocol alone: everything this command says goes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,7 +80,7 @@ def _scope(options: McpOptions) -> tuple[str, str] | str:
     return user_id, agent_id
 
 
-@contextmanager
+@contextlib.contextmanager
 def embedded_backend(db_path: Path) -> Iterator[tuple[str, str]]:
     """A local MemLayer server on ``db_path`` for the life of the block: ``(url, key)``.
 
@@ -254,7 +254,8 @@ def run(options: McpOptions) -> int:
     if terminated and not options.http:
         # Everything is closed. The SDK reads stdin in a worker thread that only ends when
         # stdin does, and the interpreter would wait for it; a terminated server should not.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):  # the SDK may have closed it
+                stream.flush()
         os._exit(0)
     return 0
