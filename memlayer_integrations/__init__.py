@@ -26,6 +26,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RequestBudgetError,
     UnprocessableEntityError,
 )
 from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
@@ -54,6 +55,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RecalledMemory",
+    "RequestBudgetError",
     "Scope",
     "UnprocessableEntityError",
     "Usage",
