@@ -50,20 +50,16 @@ async def _measure(ctx: Context, iterations: int, budget_s: float) -> dict[str, 
     from memlayer_integrations.mcp import create_server
 
     gen = TextGenerator(seed=23)
-    texts = gen.memories(100 + 2 * iterations)
+    texts = gen.memories(200)
     queries = list(dict.fromkeys(gen.queries(300, texts)))
     counter: Counter[str] = Counter()
     http = httpx.AsyncClient(transport=AsyncCountingTransport(httpx.AsyncHTTPTransport(), counter))
     client = AsyncMemLayerClient(api_key=ctx.new_key(), base_url=ctx.server.url, http_client=http)
     try:
         stored = await client.remember_many(texts[:100], user_id=USER, agent_id=AGENT)
-        # Memories for the forget rounds: one for the tool and one for the bare call each time.
+        # Each round's forget pair deletes what its remember pair stored, so the scope keeps
+        # its size (and recall its cost) however many rounds run.
         doomed: list[str] = []
-        for start in range(100, len(texts), 100):
-            batch = texts[start : start + 100]
-            doomed += [
-                m.id for m in await client.remember_many(batch, user_id=USER, agent_id=AGENT)
-            ]
         server = create_server(client, user_id=USER, agent_id=AGENT)
         times: dict[str, dict[str, list[float]]] = {}
         requests: dict[str, dict[str, int]] = {}
@@ -73,10 +69,17 @@ async def _measure(ctx: Context, iterations: int, budget_s: float) -> dict[str, 
                 q = queries[i % len(queries)]
                 if name == "remember":
                     text = f"{texts[i % len(texts)]} ({i})"
-                    return {
-                        "tool": lambda: session.call_tool("remember", {"text": text}),
-                        "bare": lambda: client.remember(text, user_id=USER, agent_id=AGENT),
-                    }
+
+                    async def tool_remember() -> None:
+                        result = await session.call_tool("remember", {"text": text})
+                        assert result.structuredContent is not None, result
+                        doomed.append(result.structuredContent["memory"]["id"])
+
+                    async def bare_remember() -> None:
+                        memory = await client.remember(text, user_id=USER, agent_id=AGENT)
+                        doomed.append(memory.id)
+
+                    return {"tool": tool_remember, "bare": bare_remember}
                 if name == "recall":
                     return {
                         "tool": lambda: session.call_tool("recall", {"query": q}),
