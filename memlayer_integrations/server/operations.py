@@ -40,13 +40,15 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
 
 def recall(ctx: Context) -> tuple[int, Any]:
     return 200, {
-        "results": store.recall(ctx.conn, ctx.account, validate(RecallRequest, ctx.json()))
+        "results": store.recall(
+            ctx.conn, ctx.account, validate(RecallRequest, ctx.json()), ctx.now_iso
+        )
     }
 
 
 def get(ctx: Context) -> tuple[int, Any]:
     return 200, store.get(
-        ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"])
+        ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"]), ctx.now_iso
     )
 
 
@@ -71,7 +73,7 @@ def list_memories(ctx: Context) -> tuple[int, Any]:
     params = query_to_dict(
         ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"}
     )
-    return 200, store.list_page(ctx.conn, ctx.account, validate(ListQuery, params))
+    return 200, store.list_page(ctx.conn, ctx.account, validate(ListQuery, params), ctx.now_iso)
 
 
 def scopes(ctx: Context) -> tuple[int, Any]:
@@ -90,9 +92,15 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "remember_many":
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso)}
     if name == "recall":
-        return {"results": store.recall(conn, account, req)}
+        results = store.recall(conn, account, req, ctx.now_iso)
+        if req.refresh_ttl:
+            store.touch(conn, [r["memory"] for r in results], ctx.now)
+        return {"results": results}
     if name == "get":
-        return {"memory": store.get(conn, account, req.memory_id)}
+        memory = store.get(conn, account, req.memory_id, ctx.now_iso)
+        if req.refresh_ttl:
+            store.touch(conn, [memory], ctx.now)
+        return {"memory": memory}
     if name == "update":
         return {"memory": store.update(conn, account, req.memory_id, req, ctx.now_iso)}
     if name == "forget":
@@ -100,7 +108,10 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "forget_all":
         return {"deleted": store.forget_all(conn, account, req)}
     if name == "list":
-        return store.list_page(conn, account, req)
+        page = store.list_page(conn, account, req, ctx.now_iso)
+        if req.refresh_ttl:
+            store.touch(conn, page["memories"], ctx.now)
+        return page
     return {"usage": store.usage(conn, account, ctx.requests_today, ctx.now)}
 
 

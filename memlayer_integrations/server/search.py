@@ -462,13 +462,14 @@ def search(
     filters: Filter | None,
     limit: int,
     offset: int,
+    now: str | None = None,
 ) -> list[tuple[sqlite3.Row, float]]:
     """Memories of one scope matching ``query``, best first, with a positive score.
 
     ``agent_id=None`` searches all of the user's agents. Rows are full ``memories`` rows
     (``filters`` is a condition on ``memories AS m``). The order is one fixed ranking of all
     matches (BM25, plus the neighbour bonus from the best ``CANDIDATES``), so pages cut
-    with ``offset`` never overlap or skip.
+    with ``offset`` never overlap or skip. Memories expired at ``now`` are left out.
     """
     size = _scope_size(conn, account_id, user_id, agent_id)
     restrict = _restricter(scope_word(account_id, user_id, agent_id), size)
@@ -489,7 +490,7 @@ def search(
     if expression is None:
         return []
     match = restrict(expression)
-    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters)
+    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
     head = _matches(conn, match, where, CANDIDATES, 0, since)
     if not head and (since or expression.startswith("(")):
         # The candidates met none of the request's conditions (counts of a big scope

@@ -32,7 +32,7 @@ from .errors import ApiError, json_bytes
 from .keys import Account
 from .parsing import parse_json_body
 from .settings import ServerSettings
-from .store import iso, next_midnight
+from .store import iso, next_midnight, sweep_expired
 
 __all__ = ["Context", "Incoming", "Operation", "Outcome", "Service"]
 
@@ -229,6 +229,8 @@ class Service:
                             "Idempotency-Key",
                         )
                 quota = self._consume(conn, account, now)
+                if error is None:
+                    sweep_expired(conn, account, iso(now))
                 if op.writes and error is None:
                     conn.execute("SAVEPOINT op")
                     try:
