@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, Op
 from memlayer_integrations.server import LocalMemLayerServer, Plan, ServerSettings
 
 from ._helpers import assert_error, remember
@@ -207,3 +208,50 @@ def test_a_plain_read_does_not_refresh(api, clock):
     assert r.json()["results"][0]["memory"]["expires_at"] == "2026-05-01T12:01:40.000000Z"
     clock.advance(40)
     assert api.get(f"/memories/{memory['id']}").status_code == 404
+
+
+# -- through the clients --------------------------------------------------------------------
+
+
+def test_clients_send_ttl_and_expires_at(server, clock):
+    key = server.create_key(plan="small")
+    with MemLayerClient(api_key=key, base_url=server.url) as client:
+        short = client.remember("code 1234", user_id="u1", agent_id="bot", ttl=30)
+        until = client.remember(
+            "meeting room B",
+            user_id="u1",
+            agent_id="bot",
+            expires_at=START + timedelta(minutes=1),
+        )
+        [item] = client.remember_many(
+            [{"content": "door code", "ttl": 10}], user_id="u1", agent_id="bot"
+        )
+        assert (short.ttl, short.expires_at) == (30, START + timedelta(seconds=30))
+        assert until.expires_at == START + timedelta(minutes=1) and until.ttl is None
+        assert item.expires_at == START + timedelta(seconds=10)
+        clock.advance(31)
+        assert [m.content for m in client.list_memories(user_id="u1")] == ["meeting room B"]
+
+
+async def test_async_client_sends_ttl(server, clock):
+    key = server.create_key(plan="small")
+    async with AsyncMemLayerClient(api_key=key, base_url=server.url) as client:
+        memory = await client.remember("code 1234", user_id="u1", agent_id="bot", ttl=5)
+        assert memory.expires_at == START + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"ttl": 0}, ValueError),
+        ({"ttl": "60"}, TypeError),
+        ({"ttl": True}, TypeError),
+        ({"expires_at": datetime(2026, 5, 2)}, ValueError),
+        ({"ttl": 5, "expires_at": "2026-05-02T00:00:00Z"}, TypeError),
+    ],
+)
+def test_bad_expiry_fails_before_any_request(kwargs, error):
+    with pytest.raises(error):
+        Op.remember("x", user_id="u1", agent_id="bot", **kwargs)
+    with pytest.raises(error):
+        Op.remember_many([{"content": "x", **kwargs}], user_id="u1", agent_id="bot")
