@@ -43,7 +43,14 @@ from .. import (
 from .._client_pair import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._logging import get_logger
-from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
+from .._turn_memory import (
+    MEMORY_HEADER,
+    WriteBuffer,
+    WritePolicy,
+    check_write_policy,
+    render_memories,
+    worth_remembering,
+)
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerMiddleware", "MemLayerState"]
@@ -100,6 +107,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             sync client, async hooks the async one.
         remember: which messages of a turn to store: ``"user"`` (default: what the user
             says is what is worth knowing later), ``"assistant"`` or ``"both"``.
+        write_policy: which of those are worth a memory: ``"statements"`` (default) leaves
+            out questions, greetings and acknowledgements, ``"everything"`` keeps them, or a
+            callable ``(text, role) -> bool``. What is stored is stored exactly as said;
+            what the assistant said is shown after what the user said.
         recall_limit: memories to recall per turn (1-100).
         max_chars: budget of the memory block added to the system message.
         all_agents: recall from every agent of the user, not only ``agent_id``.
@@ -132,6 +143,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         api_key: Any | None = None,
         base_url: str | None = None,
         remember: Literal["user", "assistant", "both"] = "user",
+        write_policy: WritePolicy = "statements",
         recall_limit: int = DEFAULT_RECALL_LIMIT,
         max_chars: int = 2000,
         all_agents: bool = False,
@@ -147,6 +159,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         self.user_id = user_id
         self.agent_id = agent_id
         self.remember = remember
+        self.write_policy = check_write_policy(write_policy)
         self.recall_limit = recall_limit
         self.max_chars = max_chars
         self.all_agents = all_agents
@@ -203,7 +216,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             else:
                 continue
             text = _text(message)
-            if role in roles and text:
+            if role in roles and worth_remembering(text, role, self.write_policy):
                 items.append({"content": text[:MAX_CONTENT_CHARS], "metadata": {"role": role}})
         return items
 

@@ -14,6 +14,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
 from llama_index.core.memory.memory import InsertMethod
 
 from .._constants import MAX_QUERY_CHARS
+from .._turn_memory import WritePolicy, worth_remembering
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -50,16 +51,24 @@ def ends_turn(message: ChatMessage) -> bool:
     return message.role == MessageRole.ASSISTANT and not has_tool_calls(message)
 
 
-def memory_item(message: ChatMessage, session_id: str | None) -> dict[str, Any] | None:
+def memory_item(
+    message: ChatMessage,
+    session_id: str | None,
+    policy: WritePolicy = "statements",
+    roles: Sequence[str] = ("user", "assistant"),
+) -> dict[str, Any] | None:
     """What is stored from ``message``, or ``None`` for what long-term memory leaves out.
 
-    User messages and assistant answers with text are kept; system prompts, tool results
-    and tool-call requests are the mechanics of one turn, not facts worth recalling later.
+    User messages and assistant answers (of ``roles``) that the write ``policy`` finds worth
+    remembering are kept; system prompts, tool results and tool-call requests are the
+    mechanics of one turn, not facts worth recalling later.
     """
     if message.role not in _STORED_ROLES or has_tool_calls(message):
         return None
+    if message.role.value not in roles:
+        return None
     text = message_text(message)
-    if not text.strip():
+    if not worth_remembering(text, message.role.value, policy):
         return None
     item: dict[str, Any] = {
         "content": text,

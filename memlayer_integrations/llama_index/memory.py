@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
@@ -31,6 +31,7 @@ from .._turn_memory import (
     WriteBuffer,
     arecall_carrying,
     asend_pending,
+    check_write_policy,
     recall_carrying,
     render_memories,
     send_pending,
@@ -94,6 +95,12 @@ class MemLayerMemory(BaseMemory):
             or prepends one if there is none; use it when the memory's messages are the whole
             prompt.
         economy: send each turn's write with the next turn's recall (one request per turn).
+        remember: whose messages are stored: ``"both"`` (default), ``"user"`` or
+            ``"assistant"``.
+        write_policy: which of them are worth a memory: ``"statements"`` (default) leaves
+            out questions, greetings and acknowledgements, ``"everything"`` keeps them, or a
+            callable ``(text, role) -> bool``. Stored text is exactly what was said; recalled
+            assistant messages are shown after the user's.
         client, async_client: clients to use; else built from ``api_key`` and ``base_url``
             (or ``$MEMLAYER_API_KEY`` and ``$MEMLAYER_BASE_URL``).
 
@@ -120,6 +127,8 @@ class MemLayerMemory(BaseMemory):
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
+    remember: Literal["user", "assistant", "both"] = "both"
+    write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
     chat_history: list[ChatMessage] = Field(
         default_factory=list, description="The in-process window."
@@ -141,6 +150,7 @@ class MemLayerMemory(BaseMemory):
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
         super().__init__(**data)
+        self.write_policy = check_write_policy(self.write_policy)
         clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = clients.base_url
         self._clients = clients
@@ -327,6 +337,9 @@ class MemLayerMemory(BaseMemory):
             if generation == turn.generation:
                 turn.cache = (generation, query, recalled)
 
+    def _roles(self) -> tuple[str, ...]:
+        return ("user", "assistant") if self.remember == "both" else (self.remember,)
+
     def _scope(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
 
@@ -351,7 +364,7 @@ class MemLayerMemory(BaseMemory):
                 self.chat_history.append(message.model_copy(deep=True))
                 if message.role == MessageRole.USER:
                     self._turn.new_generation()
-                item = memory_item(message, self.session_id)
+                item = memory_item(message, self.session_id, self.write_policy, self._roles())
                 if item is not None:
                     items.append(item)
                 ended = ended or ends_turn(message)

@@ -28,6 +28,8 @@ def assistant(text: str) -> ChatMessage:
 def make(clients: tuple, **kwargs) -> MemLayerMemory:
     kwargs.setdefault("user_id", "u1")
     kwargs.setdefault("agent_id", "bot")
+    # Mechanics tests: every message is stored, small talk included.
+    kwargs.setdefault("write_policy", "everything")
     return MemLayerMemory(client=clients[0], async_client=clients[1], **kwargs)
 
 
@@ -96,7 +98,9 @@ async def test_async_methods_never_use_the_sync_client(api_key: str) -> None:
 
     sync, _ = mock_clients(refuse, api_key)
     _, async_ = mock_clients(answer, api_key)
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", client=sync, async_client=async_)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", client=sync, async_client=async_, write_policy="everything"
+    )
     await memory.aput(user("hi"))
     await memory.aget()
     await memory.aput(assistant("hello"))
@@ -263,7 +267,12 @@ async def test_economy_failure_restores_the_writes(api_key: str, flavor: str) ->
 
     sync, async_ = mock_clients(handler, api_key)
     memory = MemLayerMemory(
-        user_id="u1", agent_id="bot", client=sync, async_client=async_, economy=True
+        user_id="u1",
+        agent_id="bot",
+        client=sync,
+        async_client=async_,
+        economy=True,
+        write_policy="everything",
     )
     memory.put_messages([user("one"), assistant("two")])
     memory.put(user("three"))
@@ -289,7 +298,9 @@ def test_failed_turn_write_is_kept_for_the_next_one(api_key: str) -> None:
         return httpx.Response(201, json={"memories": []})
 
     sync, async_ = mock_clients(handler, api_key)
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", client=sync, async_client=async_)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", client=sync, async_client=async_, write_policy="everything"
+    )
     memory.put(user("a"))
     with pytest.raises(InternalServerError):
         memory.put(assistant("b"))
