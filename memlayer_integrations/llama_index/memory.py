@@ -16,13 +16,15 @@ that fails puts them back, so nothing is lost.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.memory.chat_memory_buffer import DEFAULT_TOKEN_LIMIT
 from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
+from llama_index.core.utils import get_tokenizer
 
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._client_pair import ClientPair, require_scope
@@ -73,7 +75,8 @@ class _TurnState:
 class MemLayerMemory(BaseMemory):
     """Chat memory for LlamaIndex chat engines and agents, backed by MemLayer.
 
-    It keeps the last ``window_size`` messages in process and, on every read, adds the
+    It keeps the newest whole turns that fit in ``token_limit`` tokens in process and, on
+    every read, adds the
     long-term memories recalled for the current input (left out when the window already
     holds them). Messages put into it are stored as long-term memories of ``user_id`` and
     ``agent_id``, one request per turn.
@@ -85,7 +88,13 @@ class MemLayerMemory(BaseMemory):
         user_id: whose memories these are (required).
         agent_id: which agent's memories (required).
         session_id: stored with every memory written, to tell conversations apart.
-        window_size: how many recent messages are kept in process (system messages stay).
+        token_limit: the window's budget in tokens, counted with ``tokenizer_fn``
+            (LlamaIndex's ``get_tokenizer()`` by default, as ``ChatMemoryBuffer``). Whole
+            turns are dropped, oldest first; the last complete turn and the turn in progress
+            are always kept, however many tool rounds they hold. A chat engine's
+            ``initial_token_count`` is taken off the budget on read, as in ``ChatMemoryBuffer``.
+        window_size: an optional cap on the window's messages, applied the same way (whole
+            turns; system messages stay).
         recall_limit: how many memories to recall per user message.
         max_memory_chars: budget for the block of recalled memories.
         insert_method: ``InsertMethod.USER`` (default) puts the memories in front of the
@@ -122,7 +131,9 @@ class MemLayerMemory(BaseMemory):
     user_id: str
     agent_id: str
     session_id: str | None = None
-    window_size: int = Field(default=20, ge=1)
+    token_limit: int = Field(default=DEFAULT_TOKEN_LIMIT, ge=1)
+    window_size: int | None = Field(default=None, ge=1)
+    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
     recall_limit: int = Field(default=5, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
@@ -156,7 +167,7 @@ class MemLayerMemory(BaseMemory):
         self._clients = clients
         # The exit hook flushes with the sync client: at exit there is no event loop left.
         self._buffer = WriteBuffer(flush=lambda ops: clients.sync.batch(ops))
-        self.chat_history = trim_window(list(self.chat_history), self.window_size)
+        self.chat_history = self._trim(list(self.chat_history))
 
     @classmethod
     def class_name(cls) -> str:
@@ -181,10 +192,10 @@ class MemLayerMemory(BaseMemory):
     def get(self, input: str | ChatMessage | None = None, **kwargs: Any) -> list[ChatMessage]:
         """The window, with the memories recalled for ``input`` (else the latest user message).
 
-        Extra keyword arguments (``initial_token_count`` from chat engines) are accepted and
-        ignored: the window is bounded by ``window_size``.
+        ``initial_token_count`` (what a chat engine's own prompt costs) is taken off
+        ``token_limit`` for this read; other keyword arguments are ignored.
         """
-        window, generation, query, recalled = self._snapshot(input)
+        window, generation, query, recalled = self._snapshot(input, kwargs)
         if recalled is None:
             recalled = self._recall(query, generation) if query else []
         return self._compose(window, recalled, input)
@@ -193,7 +204,7 @@ class MemLayerMemory(BaseMemory):
         self, input: str | ChatMessage | None = None, **kwargs: Any
     ) -> list[ChatMessage]:
         """Async :meth:`get`."""
-        window, generation, query, recalled = self._snapshot(input)
+        window, generation, query, recalled = self._snapshot(input, kwargs)
         if recalled is None:
             recalled = await self._arecall(query, generation) if query else []
         return self._compose(window, recalled, input)
@@ -231,9 +242,7 @@ class MemLayerMemory(BaseMemory):
         """Replace the window with ``messages``. Nothing is stored or deleted on the server:
         a history handed in this way is taken as already known."""
         with self._turn.lock:
-            self.chat_history = trim_window(
-                [m.model_copy(deep=True) for m in messages], self.window_size
-            )
+            self.chat_history = self._trim([m.model_copy(deep=True) for m in messages])
             self._turn.new_generation()
 
     async def aset(self, messages: list[ChatMessage]) -> None:
@@ -317,13 +326,27 @@ class MemLayerMemory(BaseMemory):
 
     # -- pure steps shared by the sync and async paths --------------------------------
 
+    def _count_tokens(self, text: str) -> int:
+        return len(self.tokenizer_fn(text))
+
+    def _trim(
+        self, messages: list[ChatMessage], token_limit: int | None = None
+    ) -> list[ChatMessage]:
+        limit = self.token_limit if token_limit is None else token_limit
+        return trim_window(messages, self.window_size, limit, self._count_tokens)
+
     def _snapshot(
-        self, input: str | ChatMessage | None
+        self, input: str | ChatMessage | None, kwargs: dict[str, Any]
     ) -> tuple[list[ChatMessage], int, str | None, list[RecalledMemory] | None]:
         """The window, the user turn, the query, and this turn's recall for it if cached."""
+        initial = kwargs.get("initial_token_count") or 0
+        if initial > self.token_limit:
+            raise ValueError("Initial token count exceeds token limit")
         turn = self._turn
         with turn.lock:
             window = list(self.chat_history)
+            if initial:
+                window = self._trim(window, self.token_limit - initial)
             query = query_from(window, input)
             cache = turn.cache
             cached = (
@@ -368,7 +391,7 @@ class MemLayerMemory(BaseMemory):
                 if item is not None:
                     items.append(item)
                 ended = ended or ends_turn(message)
-            self.chat_history = trim_window(self.chat_history, self.window_size)
+            self.chat_history = self._trim(self.chat_history)
         if items:
             self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
         # In economy mode the turn waits for the next recall instead.
