@@ -24,8 +24,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _room
 from ._base_client import MemoryItem, Op, normalize_item
 from ._constants import MAX_BATCH_ITEMS
+from ._exceptions import MemoryLimitError
 from ._logging import get_logger
 from ._models import RecalledMemory
 
@@ -41,11 +43,13 @@ __all__ = [
     "WritePolicy",
     "arecall_carrying",
     "asend_pending",
+    "awrite_op",
     "check_write_policy",
     "recall_carrying",
     "render_memories",
     "send_pending",
     "worth_remembering",
+    "write_op",
 ]
 
 log = get_logger("memlayer_integrations.memory")
@@ -212,17 +216,26 @@ class WriteBuffer:
 
 
 def recall_carrying(
-    client: MemLayerClient, buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+    client: MemLayerClient,
+    buffer: WriteBuffer,
+    query: str,
+    *,
+    carry: bool,
+    make_room: bool = False,
+    adapter: str = "the adapter",
+    **scope: Any,
 ) -> list[RecalledMemory]:
     """``client.recall(query, **scope)``; with ``carry``, pending writes go in the same request.
 
     The writes are taken from ``buffer`` and sent first in one ``/v1/batch`` request (all
-    or nothing); if the request fails they are put back, so nothing waiting is lost.
+    or nothing); if the request fails they are put back, so nothing waiting is lost. At the
+    memory limit, room is made with ``make_room`` (see ``_room``), else the error says how.
     """
     ops = buffer.take() if carry else []
     try:
         if ops:
-            return client.batch([*ops, Op.recall(query, **scope)])[-1]
+            room = {"make_room": make_room, "adapter": adapter}
+            return _room.batch(client, [*ops, Op.recall(query, **scope)], **room)[-1]
         return client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)
@@ -230,39 +243,74 @@ def recall_carrying(
 
 
 async def arecall_carrying(
-    client: AsyncMemLayerClient, buffer: WriteBuffer, query: str, *, carry: bool, **scope: Any
+    client: AsyncMemLayerClient,
+    buffer: WriteBuffer,
+    query: str,
+    *,
+    carry: bool,
+    make_room: bool = False,
+    adapter: str = "the adapter",
+    **scope: Any,
 ) -> list[RecalledMemory]:
     """Async :func:`recall_carrying`."""
     ops = buffer.take() if carry else []
     try:
         if ops:
-            return (await client.batch([*ops, Op.recall(query, **scope)]))[-1]
+            room = {"make_room": make_room, "adapter": adapter}
+            return (await _room.abatch(client, [*ops, Op.recall(query, **scope)], **room))[-1]
         return await client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)
         raise
 
 
-def send_pending(client: MemLayerClient, buffer: WriteBuffer) -> None:
+def write_op(client: MemLayerClient, op: dict[str, Any], **room: Any) -> None:
+    """Send one ``remember_many`` operation; at the memory limit, make room (see ``_room``)."""
+    try:
+        client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+    except MemoryLimitError:
+        _room.batch(client, [op], **room)
+
+
+async def awrite_op(client: AsyncMemLayerClient, op: dict[str, Any], **room: Any) -> None:
+    """Async :func:`write_op`."""
+    try:
+        await client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+    except MemoryLimitError:
+        await _room.abatch(client, [op], **room)
+
+
+def send_pending(
+    client: MemLayerClient,
+    buffer: WriteBuffer,
+    *,
+    make_room: bool = False,
+    adapter: str = "the adapter",
+) -> None:
     """Store every write waiting in ``buffer``, one ``remember_many`` request per scope and
-    batch; what a failed request carried (and what waited behind it) is put back."""
+    batch; what a failed request carried (and what waited behind it) is put back. At the
+    memory limit, room is made with ``make_room``, else the error says how."""
     while ops := buffer.take():
         for i, op in enumerate(ops):
             try:
-                client.remember_many(op["items"], user_id=op["user_id"], agent_id=op["agent_id"])
+                write_op(client, op, make_room=make_room, adapter=adapter)
             except BaseException:
                 buffer.restore(ops[i:])
                 raise
 
 
-async def asend_pending(client: AsyncMemLayerClient, buffer: WriteBuffer) -> None:
+async def asend_pending(
+    client: AsyncMemLayerClient,
+    buffer: WriteBuffer,
+    *,
+    make_room: bool = False,
+    adapter: str = "the adapter",
+) -> None:
     """Async :func:`send_pending`."""
     while ops := buffer.take():
         for i, op in enumerate(ops):
             try:
-                await client.remember_many(
-                    op["items"], user_id=op["user_id"], agent_id=op["agent_id"]
-                )
+                await awrite_op(client, op, make_room=make_room, adapter=adapter)
             except BaseException:
                 buffer.restore(ops[i:])
                 raise

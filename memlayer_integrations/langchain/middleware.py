@@ -39,6 +39,7 @@ from .. import (
     Op,
     RateLimitError,
     RecalledMemory,
+    _room,
 )
 from .._client_pair import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
@@ -47,9 +48,11 @@ from .._turn_memory import (
     MEMORY_HEADER,
     WriteBuffer,
     WritePolicy,
+    awrite_op,
     check_write_policy,
     render_memories,
     worth_remembering,
+    write_op,
 )
 from ._scope import Scope, resolve_scope
 
@@ -120,6 +123,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         fail_open: on a transient error (connection, timeout, 5xx, 429) go on without
             memories and log a warning instead of failing the turn. Authentication and
             permission errors are raised whatever this says.
+        make_room: at the plan's memory limit, forget the oldest memories of the user and
+            agent (as many as the turn stores) and store the turn; off, the
+            ``MemoryLimitError`` is raised and says how to turn this on.
         header: first line of the memory block.
 
     Example:
@@ -149,6 +155,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         all_agents: bool = False,
         economy: bool = False,
         fail_open: bool = False,
+        make_room: bool = False,
         header: str = MEMORY_HEADER,
     ) -> None:
         super().__init__()
@@ -165,6 +172,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         self.all_agents = all_agents
         self.economy = economy
         self.fail_open = fail_open
+        self.make_room = make_room
         self.header = header
         self._clients = ClientPair(client, async_client, api_key, base_url)
         # Writes waiting for the next recall (economy mode), or that a fail-open turn could
@@ -272,8 +280,11 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     # -- sync hooks --------------------------------------------------------------------
 
+    def _room(self) -> dict[str, Any]:
+        return {"make_room": self.make_room, "adapter": "MemLayerMiddleware"}
+
     def _send_pending(self, ops: list[dict[str, Any]]) -> None:
-        self._clients.sync.batch(ops)
+        _room.batch(self._clients.sync, ops, **self._room())
 
     def before_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         batch = self._plan(state, runtime)
@@ -291,7 +302,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         if len(batch) == 1 and batch[0]["op"] == "recall":
             args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
             return self._clients.sync.recall(batch[0]["query"], **args)
-        results = self._clients.sync.batch(batch)
+        results = _room.batch(self._clients.sync, batch, **self._room())
         return results[-1] if batch[-1]["op"] == "recall" else None
 
     def wrap_model_call(
@@ -321,9 +332,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         scope, items = writes
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
-                self._clients.sync.remember_many(
+                op = Op.remember_many(
                     items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
                 )
+                write_op(self._clients.sync, op, **self._room())
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
@@ -352,7 +364,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         if len(batch) == 1 and batch[0]["op"] == "recall":
             args = {k: v for k, v in batch[0].items() if k not in ("op", "query")}
             return await self._clients.async_.recall(batch[0]["query"], **args)
-        results = await self._clients.async_.batch(batch)
+        results = await _room.abatch(self._clients.async_, batch, **self._room())
         return results[-1] if batch[-1]["op"] == "recall" else None
 
     async def awrap_model_call(
@@ -369,9 +381,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         scope, items = writes
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
-                await self._clients.async_.remember_many(
+                op = Op.remember_many(
                     items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
                 )
+                await awrite_op(self._clients.async_, op, **self._room())
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
@@ -392,7 +405,9 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     async def aflush(self) -> None:
         """Async :meth:`flush`, with the async client."""
-        await self._buffer.aflush(self._clients.async_.batch)
+        await self._buffer.aflush(
+            lambda ops: _room.abatch(self._clients.async_, ops, **self._room())
+        )
 
     def close(self) -> None:
         """Flush queued writes, then close the clients this middleware built."""

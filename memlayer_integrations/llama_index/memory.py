@@ -110,6 +110,9 @@ class MemLayerMemory(BaseMemory):
             out questions, greetings and acknowledgements, ``"everything"`` keeps them, or a
             callable ``(text, role) -> bool``. Stored text is exactly what was said; recalled
             assistant messages are shown after the user's.
+        make_room: at the plan's memory limit, forget the oldest memories of the user and
+            agent (as many as are being stored) and store; off, the ``MemoryLimitError`` is
+            raised and says how to turn this on.
         client, async_client: clients to use; else built from ``api_key`` and ``base_url``
             (or ``$MEMLAYER_API_KEY`` and ``$MEMLAYER_BASE_URL``).
 
@@ -138,6 +141,7 @@ class MemLayerMemory(BaseMemory):
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
+    make_room: bool = False
     remember: Literal["user", "assistant", "both"] = "both"
     write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
@@ -401,20 +405,36 @@ class MemLayerMemory(BaseMemory):
 
     def _recall(self, query: str, generation: int) -> list[RecalledMemory]:
         recalled = recall_carrying(
-            self._clients.sync, self._buffer, query, carry=self.economy, **self._scope()
+            self._clients.sync,
+            self._buffer,
+            query,
+            carry=self.economy,
+            make_room=self.make_room,
+            adapter="MemLayerMemory",
+            **self._scope(),
         )
         self._store_cache(query, generation, recalled)
         return recalled
 
     async def _arecall(self, query: str, generation: int) -> list[RecalledMemory]:
         recalled = await arecall_carrying(
-            self._clients.async_, self._buffer, query, carry=self.economy, **self._scope()
+            self._clients.async_,
+            self._buffer,
+            query,
+            carry=self.economy,
+            make_room=self.make_room,
+            adapter="MemLayerMemory",
+            **self._scope(),
         )
         self._store_cache(query, generation, recalled)
         return recalled
 
     def _write_pending(self) -> None:
-        send_pending(self._clients.sync, self._buffer)
+        send_pending(
+            self._clients.sync, self._buffer, make_room=self.make_room, adapter="MemLayerMemory"
+        )
 
     async def _awrite_pending(self) -> None:
-        await asend_pending(self._clients.async_, self._buffer)
+        await asend_pending(
+            self._clients.async_, self._buffer, make_room=self.make_room, adapter="MemLayerMemory"
+        )

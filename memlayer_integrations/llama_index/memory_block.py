@@ -55,6 +55,9 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         write_policy: which flushed messages are worth a memory: ``"statements"`` (default)
             leaves out questions, greetings and acknowledgements, ``"everything"`` keeps
             them, or a callable ``(text, role) -> bool``.
+        make_room: at the plan's memory limit, forget the oldest memories of the user and
+            agent (as many as are being stored) and store; off, the ``MemoryLimitError`` is
+            raised and says how to turn this on.
         client, async_client, api_key, base_url: how to reach MemLayer (see
             :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
 
@@ -78,6 +81,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
+    make_room: bool = False
     write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
     tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
@@ -117,6 +121,8 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
                 self._buffer,
                 query,
                 carry=self.economy,
+                make_room=self.make_room,
+                adapter="MemLayerMemoryBlock",
                 user_id=self.user_id,
                 agent_id=self.agent_id,
                 limit=self.recall_limit,
@@ -140,7 +146,12 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
             return
         self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
         if not self.economy:
-            await asend_pending(self._clients.async_, self._buffer)
+            await asend_pending(
+                self._clients.async_,
+                self._buffer,
+                make_room=self.make_room,
+                adapter="MemLayerMemoryBlock",
+            )
 
     @property
     def pending_writes(self) -> int:
@@ -149,11 +160,21 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
 
     def flush(self) -> None:
         """Store every waiting message now."""
-        send_pending(self._clients.sync, self._buffer)
+        send_pending(
+            self._clients.sync,
+            self._buffer,
+            make_room=self.make_room,
+            adapter="MemLayerMemoryBlock",
+        )
 
     async def aflush(self) -> None:
         """Async :meth:`flush`."""
-        await asend_pending(self._clients.async_, self._buffer)
+        await asend_pending(
+            self._clients.async_,
+            self._buffer,
+            make_room=self.make_room,
+            adapter="MemLayerMemoryBlock",
+        )
 
     def close(self) -> None:
         """Store what is waiting, then close the clients this block built."""
