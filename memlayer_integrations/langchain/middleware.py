@@ -27,6 +27,7 @@ from langchain.agents.middleware.types import (
     ModelResponse,
     OmitFromSchema,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -43,6 +44,16 @@ from .. import (
 )
 from .._client_pair import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._extraction import (
+    EXTRACTION_PROMPT,
+    Extractor,
+    Turn,
+    acall_extractor,
+    call_extractor,
+    fact_items,
+    parse_facts,
+    transcript,
+)
 from .._logging import get_logger
 from .._turn_memory import (
     MEMORY_HEADER,
@@ -123,6 +134,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         fail_open: on a transient error (connection, timeout, 5xx, 429) go on without
             memories and log a warning instead of failing the turn. Authentication and
             permission errors are raised whatever this says.
+        extract: off by default (text is stored exactly as said). A LangChain chat model,
+            or a callable ``(turn) -> facts`` where ``turn`` is the turn's
+            ``(role, text)`` pairs: each finished turn is turned into zero or more short
+            facts, stored in the turn's one write request instead of its messages.
+        keep_turn: with ``extract``, store the turn's messages (under ``remember`` and
+            ``write_policy``) beside the facts.
         make_room: at the plan's memory limit, forget the oldest memories of the user and
             agent (as many as the turn stores) and store the turn; off, the
             ``MemoryLimitError`` is raised and says how to turn this on.
@@ -156,6 +173,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         economy: bool = False,
         fail_open: bool = False,
         make_room: bool = False,
+        extract: BaseChatModel | Extractor | None = None,
+        keep_turn: bool = False,
         header: str = MEMORY_HEADER,
     ) -> None:
         super().__init__()
@@ -173,6 +192,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         self.economy = economy
         self.fail_open = fail_open
         self.make_room = make_room
+        if extract is not None and not (isinstance(extract, BaseChatModel) or callable(extract)):
+            raise TypeError("extract must be a LangChain chat model or a callable (turn) -> facts")
+        self.extract = extract
+        self.keep_turn = keep_turn
         self.header = header
         self._clients = ClientPair(client, async_client, api_key, base_url)
         # Writes waiting for the next recall (economy mode), or that a fail-open turn could
@@ -204,7 +227,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             limit=self.recall_limit,
         )
 
-    def _turn_items(self, state: MemLayerState) -> list[dict[str, Any]]:
+    def _turn(self, state: MemLayerState) -> Turn:
+        """The turn's ``(role, text)`` pairs: user messages and assistant replies with text."""
         messages = state["messages"]
         start_id = state.get("memlayer_turn_start")
         start = next((i for i, m in enumerate(messages) if start_id and m.id == start_id), None)
@@ -212,21 +236,44 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             # The start message was removed (summarized, say): the last user message on.
             last_human = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
             start = last_human[-1] if last_human else len(messages)
+        turn: list[tuple[str, str]] = []
+        for message in messages[start:]:
+            if isinstance(message, (HumanMessage, AIMessage)) and _text(message):
+                turn.append(
+                    ("user" if isinstance(message, HumanMessage) else "assistant", _text(message))
+                )
+        return turn
+
+    def _turn_items(self, state: MemLayerState, facts: list[str] | None) -> list[dict[str, Any]]:
         roles = {"user": ("user",), "assistant": ("assistant",), "both": ("user", "assistant")}[
             self.remember
         ]
         items: list[dict[str, Any]] = []
-        for message in messages[start:]:
-            if isinstance(message, HumanMessage):
-                role = "user"
-            elif isinstance(message, AIMessage):
-                role = "assistant"
-            else:
-                continue
-            text = _text(message)
-            if role in roles and worth_remembering(text, role, self.write_policy):
-                items.append({"content": text[:MAX_CONTENT_CHARS], "metadata": {"role": role}})
-        return items
+        if facts is None or self.keep_turn:
+            for role, text in self._turn(state):
+                if role in roles and worth_remembering(text, role, self.write_policy):
+                    items.append({"content": text[:MAX_CONTENT_CHARS], "metadata": {"role": role}})
+        return [*items, *fact_items(facts or [], None, role="user")]
+
+    def _extracted(self, state: MemLayerState) -> list[str] | None:
+        """The facts of the turn (``None`` without ``extract``), with a sync model call."""
+        turn = self._turn(state)
+        if self.extract is None or not turn:
+            return None
+        if isinstance(self.extract, BaseChatModel):
+            prompt = [SystemMessage(EXTRACTION_PROMPT), HumanMessage(transcript(turn))]
+            return parse_facts(str(self.extract.invoke(prompt).text))
+        return call_extractor(self.extract, turn)
+
+    async def _aextracted(self, state: MemLayerState) -> list[str] | None:
+        """Async :meth:`_extracted`."""
+        turn = self._turn(state)
+        if self.extract is None or not turn:
+            return None
+        if isinstance(self.extract, BaseChatModel):
+            prompt = [SystemMessage(EXTRACTION_PROMPT), HumanMessage(transcript(turn))]
+            return parse_facts(str((await self.extract.ainvoke(prompt)).text))
+        return await acall_extractor(self.extract, turn)
 
     def _before_update(
         self, state: MemLayerState, recalled: list[RecalledMemory]
@@ -311,11 +358,11 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         return handler(self._request_with_memories(request))
 
     def _writes_to_send(
-        self, state: MemLayerState, runtime: Runtime[Any]
+        self, state: MemLayerState, runtime: Runtime[Any], facts: list[str] | None
     ) -> tuple[Scope, list[dict[str, Any]]] | None:
         """The turn's memories to send now, or ``None`` when there are none or economy mode
         queued them for the next recall."""
-        items = self._turn_items(state)
+        items = self._turn_items(state, facts)
         if not items:
             return None
         scope = self._scope(runtime)
@@ -326,7 +373,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         return scope, items
 
     def after_agent(self, state: MemLayerState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        writes = self._writes_to_send(state, runtime)
+        writes = self._writes_to_send(state, runtime, self._extracted(state))
         if writes is None:
             return None
         scope, items = writes
@@ -375,7 +422,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     async def aafter_agent(
         self, state: MemLayerState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
-        writes = self._writes_to_send(state, runtime)
+        writes = self._writes_to_send(state, runtime, await self._aextracted(state))
         if writes is None:
             return None
         scope, items = writes

@@ -22,6 +22,7 @@ __all__ = [
     "ends_turn",
     "has_tool_calls",
     "inject_memories",
+    "last_turn",
     "memory_item",
     "message_text",
     "query_from",
@@ -77,6 +78,19 @@ def memory_item(
     if session_id is not None:
         item["session_id"] = session_id
     return item
+
+
+def last_turn(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """The ``(role, text)`` pairs of the last turn (from the latest user message on): user
+    messages and assistant replies with text, without tool mechanics."""
+    start = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == MessageRole.USER), 0
+    )
+    return [
+        (m.role.value, message_text(m))
+        for m in messages[start:]
+        if m.role in _STORED_ROLES and not has_tool_calls(m) and message_text(m).strip()
+    ]
 
 
 def query_from(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.llms import LLM
 from llama_index.core.memory.chat_memory_buffer import DEFAULT_TOKEN_LIMIT
 from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
@@ -28,6 +29,15 @@ from llama_index.core.utils import get_tokenizer
 
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._client_pair import ClientPair, require_scope
+from .._extraction import (
+    EXTRACTION_PROMPT,
+    Turn,
+    acall_extractor,
+    call_extractor,
+    fact_items,
+    parse_facts,
+    transcript,
+)
 from .._models import RecalledMemory
 from .._turn_memory import (
     WriteBuffer,
@@ -41,6 +51,7 @@ from .._turn_memory import (
 from ._messages import (
     ends_turn,
     inject_memories,
+    last_turn,
     memory_item,
     message_text,
     query_from,
@@ -110,6 +121,12 @@ class MemLayerMemory(BaseMemory):
             out questions, greetings and acknowledgements, ``"everything"`` keeps them, or a
             callable ``(text, role) -> bool``. Stored text is exactly what was said; recalled
             assistant messages are shown after the user's.
+        extract: off by default (text is stored exactly as said). A LlamaIndex ``LLM``, or a
+            callable ``(turn) -> facts`` where ``turn`` is the turn's ``(role, text)``
+            pairs: each finished turn becomes zero or more short facts, stored in the turn's
+            one write request instead of its messages.
+        keep_turn: with ``extract``, store the turn's messages (under ``remember`` and
+            ``write_policy``) beside the facts.
         make_room: at the plan's memory limit, forget the oldest memories of the user and
             agent (as many as are being stored) and store; off, the ``MemoryLimitError`` is
             raised and says how to turn this on.
@@ -142,6 +159,8 @@ class MemLayerMemory(BaseMemory):
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
     make_room: bool = False
+    extract: Any = Field(default=None, exclude=True)
+    keep_turn: bool = False
     remember: Literal["user", "assistant", "both"] = "both"
     write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
@@ -166,6 +185,10 @@ class MemLayerMemory(BaseMemory):
         )
         super().__init__(**data)
         self.write_policy = check_write_policy(self.write_policy)
+        if self.extract is not None and not (
+            isinstance(self.extract, LLM) or callable(self.extract)
+        ):
+            raise TypeError("extract must be a LlamaIndex LLM or a callable (turn) -> facts")
         clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = clients.base_url
         self._clients = clients
@@ -234,12 +257,18 @@ class MemLayerMemory(BaseMemory):
 
     def put_messages(self, messages: list[ChatMessage]) -> None:
         """Add ``messages``; a final assistant answer among them sends the turn (one request)."""
-        if self._accept(messages):
+        send, turn = self._accept(messages)
+        if turn:
+            self._queue_facts(self._extracted(turn))
+        if send:
             self._write_pending()
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """Async :meth:`put_messages`."""
-        if self._accept(messages):
+        send, turn = self._accept(messages)
+        if turn:
+            self._queue_facts(await self._aextracted(turn))
+        if send:
             await self._awrite_pending()
 
     def set(self, messages: list[ChatMessage]) -> None:
@@ -382,24 +411,51 @@ class MemLayerMemory(BaseMemory):
         block = render_memories(recalled, exclude=seen, max_chars=self.max_memory_chars)
         return inject_memories(window, block, self.insert_method)
 
-    def _accept(self, messages: Sequence[ChatMessage]) -> bool:
-        """Add to the window and queue what is stored; ``True`` when the turn should be sent now."""
+    def _accept(self, messages: Sequence[ChatMessage]) -> tuple[bool, Turn | None]:
+        """Add to the window and queue what is stored. Returns whether the turn should be
+        sent now, and the finished turn when there is one to extract facts from."""
         items: list[dict[str, Any]] = []
         ended = False
+        raw = self.extract is None or self.keep_turn
         with self._turn.lock:
             for message in messages:
                 self.chat_history.append(message.model_copy(deep=True))
                 if message.role == MessageRole.USER:
                     self._turn.new_generation()
                 item = memory_item(message, self.session_id, self.write_policy, self._roles())
-                if item is not None:
+                if item is not None and raw:
                     items.append(item)
                 ended = ended or ends_turn(message)
+            turn = last_turn(self.chat_history) if ended and self.extract is not None else None
             self.chat_history = self._trim(self.chat_history)
         if items:
             self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
         # In economy mode the turn waits for the next recall instead.
-        return ended and not self.economy
+        return ended and not self.economy, turn
+
+    def _queue_facts(self, facts: list[str]) -> None:
+        items = fact_items(facts, self.session_id, role="user")
+        if items:
+            self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
+
+    def _prompt(self, turn: Turn) -> list[ChatMessage]:
+        return [
+            ChatMessage(role=MessageRole.SYSTEM, content=EXTRACTION_PROMPT),
+            ChatMessage(role=MessageRole.USER, content=transcript(turn)),
+        ]
+
+    def _extracted(self, turn: Turn) -> list[str]:
+        """The facts of a finished turn, from the ``extract`` LLM or callable (sync)."""
+        if isinstance(self.extract, LLM):
+            return parse_facts(self.extract.chat(self._prompt(turn)).message.content or "")
+        return call_extractor(self.extract, turn)
+
+    async def _aextracted(self, turn: Turn) -> list[str]:
+        """Async :meth:`_extracted`."""
+        if isinstance(self.extract, LLM):
+            answer = await self.extract.achat(self._prompt(turn))
+            return parse_facts(answer.message.content or "")
+        return await acall_extractor(self.extract, turn)
 
     # -- I/O, twice ------------------------------------------------------------------
 
