@@ -73,6 +73,26 @@ def _entry(memory_id: str, text: str) -> str:
     return f"- [{memory_id}] {text}"
 
 
+#: How much fresher memories gain in the rendered order: the newest recalled memory's score
+#: counts up to a third more than the oldest's. A user who says "these days my favourite
+#: drink is coffee" after "my favourite drink is tea" means the newer statement, which
+#: usually matches the question a little less well (it is longer); a much better match
+#: still comes first.
+RECENCY_WEIGHT = 1 / 3
+
+
+def _by_freshness(recalled: Sequence[RecalledMemory]) -> list[RecalledMemory]:
+    """``recalled`` reordered by score, with up to :data:`RECENCY_WEIGHT` more for newer
+    memories (by rank of ``updated_at``, newest 1, oldest 0)."""
+    times = sorted({r.memory.updated_at for r in recalled})
+    if len(times) < 2:
+        return list(recalled)
+    rank = {t: i / (len(times) - 1) for i, t in enumerate(times)}  # equal times, equal rank
+    return sorted(
+        recalled, key=lambda r: -r.score * (1 + RECENCY_WEIGHT * rank[r.memory.updated_at])
+    )
+
+
 def _normalize(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -87,8 +107,9 @@ def render_memories(
     """The context block for ``recalled``, or ``None`` when nothing is left to say.
 
     Args:
-        recalled: memories, best first (as ``recall`` returns them). Memories whose
-            metadata says ``role: assistant`` are moved after the others (stable).
+        recalled: memories, best first (as ``recall`` returns them). Newer memories gain up
+            to :data:`RECENCY_WEIGHT` of their score (a correction beats what it corrects);
+            memories whose metadata says ``role: assistant`` are moved after the others.
         exclude: texts already in the conversation; a memory whose content equals one of
             them (ignoring case and spacing) is left out, so the model never reads it twice.
         max_chars: budget for the whole block. Memories are added best first until the next
@@ -99,7 +120,9 @@ def render_memories(
     lines: list[str] = []
     # What the assistant said comes after what the user said, whatever their scores: an
     # answer that repeats a fact must never stand above the user's own words about it.
-    recalled = sorted(recalled, key=lambda r: r.memory.metadata.get("role") == "assistant")
+    recalled = sorted(
+        _by_freshness(recalled), key=lambda r: r.memory.metadata.get("role") == "assistant"
+    )
     frame = [header, MEMORY_NOTE, MEMORY_OPEN]
     used = sum(len(x) + 1 for x in frame) + len(MEMORY_CLOSE)
     for item in recalled:

@@ -111,3 +111,19 @@ def test_a_memory_cannot_close_the_block_or_pose_as_another():
     lines = block.splitlines()
     assert lines.count(MEMORY_CLOSE) == 1 and lines[-1] == MEMORY_CLOSE
     assert sum(line.startswith("- [mem_") for line in lines) == 1
+
+
+def test_a_newer_statement_beats_a_slightly_better_older_match():
+    old, new = (
+        recalled("My favourite drink is tea", 3.0, n=1),
+        recalled("These days my favourite drink is coffee", 2.7, n=2),
+    )
+    new.memory.updated_at = NOW.replace(day=2)
+    much_better = recalled("I drink tea every morning", 5.0, n=3)
+    block = render_memories([much_better, old, new])
+    assert block is not None
+    assert [line.split("] ", 1)[1] for line in block.splitlines()[3:-1]] == [
+        "I drink tea every morning",
+        "These days my favourite drink is coffee",
+        "My favourite drink is tea",
+    ]
