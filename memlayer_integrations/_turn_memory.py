@@ -257,8 +257,10 @@ def recall_carrying(
     ops = buffer.take() if carry else []
     try:
         if ops:
-            room = {"make_room": make_room, "adapter": adapter}
-            return _room.batch(client, [*ops, Op.recall(query, **scope)], **room)[-1]
+            batch = [*ops, Op.recall(query, **scope)]
+            results = _room.batch(client, batch, make_room=make_room, adapter=adapter)
+            recalled: list[RecalledMemory] = results[-1]
+            return recalled
         return client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)
@@ -279,8 +281,10 @@ async def arecall_carrying(
     ops = buffer.take() if carry else []
     try:
         if ops:
-            room = {"make_room": make_room, "adapter": adapter}
-            return (await _room.abatch(client, [*ops, Op.recall(query, **scope)], **room))[-1]
+            batch = [*ops, Op.recall(query, **scope)]
+            results = await _room.abatch(client, batch, make_room=make_room, adapter=adapter)
+            recalled: list[RecalledMemory] = results[-1]
+            return recalled
         return await client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)

@@ -153,7 +153,7 @@ class MemLayerMemory(BaseMemory):
     session_id: str | None = None
     token_limit: int = Field(default=DEFAULT_TOKEN_LIMIT, ge=1)
     window_size: int | None = Field(default=None, ge=1)
-    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
+    tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
     recall_limit: int = Field(default=5, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
