@@ -181,3 +181,19 @@ async def test_flush_and_close_store_everything_waiting_however_much(
     block.close()
     assert block.pending_writes == 0
     assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 400
+
+
+async def test_flushed_questions_and_small_talk_are_not_stored(clients: tuple) -> None:
+    block = block_for(clients)
+    await block.aput(
+        [
+            ChatMessage(role="user", content="Hi! Which plan am I on?"),
+            ChatMessage(role="assistant", content="Thanks, noted."),
+            ChatMessage(role="user", content="I moved to Bergen."),
+        ]
+    )
+    stored = [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")]
+    assert stored == ["I moved to Bergen."]
+    everything = block_for(clients, write_policy="everything")
+    await everything.aput([ChatMessage(role="user", content="Which plan am I on?")])
+    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 2
