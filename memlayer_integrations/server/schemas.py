@@ -126,13 +126,20 @@ MemoryId = Annotated[
 
 
 def _check_expires_at(value: str) -> str:
+    """The moment in UTC, written as ``created_at`` is (so text order is time order). One
+    already past is accepted: the memory is stored and never returned."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _error("datetime", "must be an ISO 8601 date and time") from None
     if moment.tzinfo is None:
         raise _error("timezone", "must say its time zone (Z or +hh:mm)")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # within a day of year 1 or 9999: the nearest representable
+        utc = (datetime.max if moment.year > 1 else datetime.min).replace(tzinfo=timezone.utc)
+    # Not strftime: "%Y" drops the leading zeros of years before 1000 on some platforms.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 Ttl = Annotated[
@@ -213,6 +220,16 @@ class _Request(BaseModel):
 
 class _Expiring(_Request):
     """``ttl`` or ``expires_at`` (never both), and whether the same text refreshes a memory."""
+
+    # The schema says what the validator below checks: not both.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["ttl", "expires_at"],
+                "properties": {"ttl": {"type": "number"}, "expires_at": {"type": "string"}},
+            }
+        }
+    )
 
     ttl: Ttl | None = None
     expires_at: ExpiresAt | None = None

@@ -255,3 +255,11 @@ def test_bad_expiry_fails_before_any_request(kwargs, error):
         Op.remember("x", user_id="u1", agent_id="bot", **kwargs)
     with pytest.raises(error):
         Op.remember_many([{"content": "x", **kwargs}], user_id="u1", agent_id="bot")
+
+
+def test_expires_at_far_from_now_keeps_its_four_digit_year(api):
+    past = remember(api, "already over", expires_at="0658-02-23T03:00:00+01:00")
+    assert past["expires_at"] == "0658-02-23T02:00:00.000000Z"
+    assert listed(api) == []  # accepted, and never returned
+    far = remember(api, "for ever and a day", expires_at="9999-12-31T23:59:59-05:00")
+    assert far["expires_at"] == "9999-12-31T23:59:59.999999Z"
