@@ -17,6 +17,7 @@ from . import (
     isolation,
     load,
     locomo,
+    mcp_tools,
     overhead,
     remembering,
     requests_per_turn,
@@ -37,6 +38,7 @@ BENCHMARKS = {
         load,
         locomo,
         isolation,
+        mcp_tools,
     )
 }
 
