@@ -245,8 +245,10 @@ class BaseClient:
 
     # -- operations: one definition each, sent by both clients ------------------------
 
-    def _remember(self, content, user_id, agent_id, metadata, session_id, key, timeout) -> Call:
-        body = remember_body(content, user_id, agent_id, metadata, session_id, key)
+    def _remember(
+        self, content, user_id, agent_id, metadata, session_id, key, ttl, expires_at, timeout
+    ) -> Call:
+        body = remember_body(content, user_id, agent_id, metadata, session_id, key, ttl, expires_at)
         return self._call("POST", "/memories", parse_memory, json=body, timeout=timeout)
 
     def _remember_many(

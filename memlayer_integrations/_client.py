@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -113,14 +114,23 @@ class MemLayerClient(BaseClient):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
-        """Store one memory. With ``key``, replace the memory of that key in this scope.
+        """Store one memory. With ``key``, replace the memory of that key in this scope;
+        without one, a memory of this scope with exactly this content is refreshed instead of
+        a second one being added.
+
+        ``ttl`` (seconds) or ``expires_at`` (an aware datetime or ISO 8601 string) makes the
+        memory expire: it is never returned after that.
 
         Retries are safe: a retried call carries the same idempotency key and is stored once.
         """
         return self._send(
-            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+            self._remember(
+                content, user_id, agent_id, metadata, session_id, key, ttl, expires_at, timeout
+            )
         )
 
     def remember_many(
@@ -321,11 +331,15 @@ class AsyncMemLayerClient(BaseClient):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """See :meth:`MemLayerClient.remember`."""
         return await self._send(
-            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+            self._remember(
+                content, user_id, agent_id, metadata, session_id, key, ttl, expires_at, timeout
+            )
         )
 
     async def remember_many(

@@ -42,7 +42,7 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from ._turn_memory import MEMORY_HEADER
+from ._turn_memory import MEMORY_CLOSE, MEMORY_HEADER, MEMORY_NOTE, MEMORY_OPEN
 from .langchain import memlayer_namespace
 from .langchain._scope import resolve_scope
 
@@ -135,7 +135,8 @@ def memories_in(texts: Iterable[str]) -> list[str]:
 
 
 def _without_memories(text: str) -> str:
-    lines = [line for line in text.splitlines() if line != MEMORY_HEADER and not _ENTRY.match(line)]
+    frame = {MEMORY_HEADER, MEMORY_NOTE, MEMORY_OPEN, MEMORY_CLOSE}
+    lines = [line for line in text.splitlines() if line not in frame and not _ENTRY.match(line)]
     return "\n".join(lines).strip()
 
 

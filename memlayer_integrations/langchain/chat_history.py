@@ -10,7 +10,8 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
 from .._client_pair import ClientPair
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._constants import MAX_BATCH_ITEMS
+from .._message_parts import message_items, records, requests_for
 
 __all__ = ["MemLayerChatMessageHistory"]
 
@@ -20,28 +21,28 @@ KIND_FIELD = "memlayer_kind"
 KIND = "chat_message"
 
 
-def _item(message: BaseMessage) -> dict[str, Any]:
+def _items(message: BaseMessage) -> list[dict[str, Any]]:
     text = str(message.text).strip()
-    # Content is what search sees; the exact message is in metadata.
+    # Content is what search sees; the exact message is in metadata (or, for a long one,
+    # in the parts that _message_parts splits it into).
     content = f"{message.type}: {text}" if text else f"{message.type} message"
-    return {
-        "content": content[:MAX_CONTENT_CHARS],
-        "metadata": {KIND_FIELD: KIND, "message": message_to_dict(message)},
-    }
+    return message_items(message_to_dict(message), content, {KIND_FIELD: KIND})
 
 
 def _messages(memories: Sequence[Memory]) -> list[BaseMessage]:
-    return messages_from_dict([m.metadata["message"] for m in memories])
+    return messages_from_dict([record for record, _ in records(memories)])
 
 
 class MemLayerChatMessageHistory(BaseChatMessageHistory):
     """The messages of one conversation (user, agent, session), stored as MemLayer memories.
 
     Every message type round-trips exactly (system, human, AI with tool calls, tool...):
-    each memory's metadata holds ``message_to_dict(message)`` (so one message is at most
-    16 KiB of JSON), and messages come back in the order they were added. ``messages``
-    pages through the whole session, with no cap on its length. ``add_messages`` is one
-    request per 100 messages; ``clear`` deletes only this history's messages.
+    each memory's metadata holds ``message_to_dict(message)``, and a message longer than
+    that allows (16 KiB of JSON) is split over several memories and joined back, up to
+    about 200,000 characters (see ``_message_parts``). Messages come back in the order they
+    were added. ``messages`` pages through the whole session, with no cap on its length.
+    ``add_messages`` stores all its messages in one request (up to about 1 MB), so a turn
+    is never half stored; ``clear`` deletes only this history's messages.
 
     Args:
         user_id, agent_id, session_id: the conversation.
@@ -96,16 +97,20 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
         return _messages([m async for m in self._clients.async_.list_memories(**self._list_args())])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        items = [_item(m) for m in messages]
-        for c in range(0, len(items), MAX_BATCH_ITEMS):
-            self._clients.sync.remember_many(items[c : c + MAX_BATCH_ITEMS], **self._scope())
+        for request in requests_for([_items(m) for m in messages]):
+            if len(request) == 1:
+                self._clients.sync.remember_many(request[0], **self._scope())
+            else:
+                self._clients.sync.batch([Op.remember_many(i, **self._scope()) for i in request])
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        items = [_item(m) for m in messages]
-        for c in range(0, len(items), MAX_BATCH_ITEMS):
-            await self._clients.async_.remember_many(
-                items[c : c + MAX_BATCH_ITEMS], **self._scope()
-            )
+        for request in requests_for([_items(m) for m in messages]):
+            if len(request) == 1:
+                await self._clients.async_.remember_many(request[0], **self._scope())
+            else:
+                await self._clients.async_.batch(
+                    [Op.remember_many(i, **self._scope()) for i in request]
+                )
 
     def clear(self) -> None:
         ids = [m.id for m in self._clients.sync.list_memories(**self._list_args())]

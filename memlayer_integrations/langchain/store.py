@@ -20,6 +20,7 @@ from langgraph.store.base import (
     Result,
     SearchItem,
     SearchOp,
+    TTLConfig,
     validate_op_namespace,
 )
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
@@ -85,6 +86,11 @@ def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     return text[:MAX_CONTENT_CHARS]
 
 
+def _refreshing(wire_op: dict[str, Any], refresh: bool) -> dict[str, Any]:
+    """``wire_op`` restarting the TTL of what it returns, when ``refresh``."""
+    return {**wire_op, "refresh_ttl": True} if refresh else wire_op
+
+
 def _check_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
     if not filter:
         return None
@@ -134,13 +140,22 @@ class MemLayerStore(BaseStore):
 
     **Differences from InMemoryStore.** Filters follow the MemLayer contract: an item without
     the field never matches (not even ``$ne`` or ``None``), and numbers never compare with
-    strings. There is no TTL (``supports_ttl`` is ``False``). A namespace lives as long as
-    it holds items.
+    strings. A namespace lives as long as it holds items.
+
+    **TTL** (``supports_ttl`` is ``True``), as LangGraph defines it: ``put(..., ttl=minutes)``
+    or ``ttl_config={"default_ttl": minutes}`` make an item expire; a read with
+    ``refresh_ttl`` (the default, or ``ttl_config["refresh_on_read"]``) restarts its clock in
+    the same request. An expired item is never returned (``InMemoryStore`` has no TTL, and
+    ``SqliteStore`` returns items until its sweeper deletes them); the server deletes
+    expired memories at every request, so ``sweep_interval_minutes`` is accepted but no
+    sweeper thread is needed.
 
     Args:
         agent_id: the MemLayer agent under which namespaces are stored.
         client, async_client, api_key, base_url: how to reach MemLayer.
         index: default fields rendered as searchable text (``put(index=...)`` overrides).
+        ttl_config: LangGraph's ``TTLConfig`` (``default_ttl``, ``refresh_on_read``,
+            ``sweep_interval_minutes``), in minutes.
 
     Example:
         >>> store = MemLayerStore(api_key=key, base_url=server.url)
@@ -152,7 +167,7 @@ class MemLayerStore(BaseStore):
         ['drink']
     """
 
-    supports_ttl = False
+    supports_ttl = True
 
     def __init__(
         self,
@@ -163,11 +178,13 @@ class MemLayerStore(BaseStore):
         api_key: Any | None = None,
         base_url: str | None = None,
         index: list[str] | None = None,
+        ttl_config: TTLConfig | None = None,
     ) -> None:
         if not agent_id or "." in agent_id:
             raise ValueError("agent_id must be a non-empty string without '.'")
         self.agent_id = agent_id
         self.index = index
+        self.ttl_config = ttl_config
         self._clients = ClientPair(client, async_client, api_key, base_url)
 
     # -- namespaces <-> scopes -------------------------------------------------------
@@ -200,10 +217,8 @@ class MemLayerStore(BaseStore):
     def _validate(self, ops: list[Op]) -> None:
         for op in ops:
             validate_op_namespace(op)
-            if isinstance(op, PutOp) and op.ttl is not None:
-                raise NotImplementedError(
-                    "MemLayerStore does not support TTL (supports_ttl is False)"
-                )
+            if isinstance(op, PutOp) and op.ttl is not None and not op.ttl > 0:
+                raise ValueError(f"ttl is a positive number of minutes, got {op.ttl!r}")
             if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation {type(op).__name__}")
 
@@ -240,17 +255,23 @@ class MemLayerStore(BaseStore):
         wire: list[dict[str, Any]] = []
         readers: list[Any] = [None] * len(ops)
 
-        gets: dict[Scope, list[int]] = {}
+        # Gets grouped by scope and by whether they restart the items' TTL.
+        gets: dict[tuple[Scope, bool], list[int]] = {}
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
-                gets.setdefault(self._scope(op.namespace), []).append(i)
-        for (user_id, agent_id), idxs in gets.items():
+                gets.setdefault((self._scope(op.namespace), op.refresh_ttl), []).append(i)
+        for ((user_id, agent_id), refresh), idxs in gets.items():
             keys = sorted({ops[i].key for i in idxs})
             lo = len(wire)
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
                 chunk = keys[c : c + MAX_BATCH_ITEMS]
                 wire.append(
-                    MOp.list(user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS)
+                    _refreshing(
+                        MOp.list(
+                            user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS
+                        ),
+                        refresh,
+                    )
                 )
             for i in idxs:
                 readers[i] = ("get", lo, len(wire))
@@ -272,23 +293,29 @@ class MemLayerStore(BaseStore):
                     )
                     for s in range(start, end, 100):
                         wire.append(
-                            MOp.recall(
-                                op.query[:MAX_QUERY_CHARS],
-                                user_id=user_id,
-                                agent_id=agent_id,
-                                filters=filters,
-                                limit=min(100, end - s),
-                                offset=s,
+                            _refreshing(
+                                MOp.recall(
+                                    op.query[:MAX_QUERY_CHARS],
+                                    user_id=user_id,
+                                    agent_id=agent_id,
+                                    filters=filters,
+                                    limit=min(100, end - s),
+                                    offset=s,
+                                ),
+                                op.refresh_ttl,
                             )
                         )
                 else:
                     need = op.offset + op.limit
                     wire.append(
-                        MOp.list(
-                            user_id=user_id,
-                            agent_id=agent_id,
-                            filters=filters,
-                            limit=min(100, need),
+                        _refreshing(
+                            MOp.list(
+                                user_id=user_id,
+                                agent_id=agent_id,
+                                filters=filters,
+                                limit=min(100, need),
+                            ),
+                            op.refresh_ttl,
                         )
                     )
             readers[i] = (
@@ -317,6 +344,8 @@ class MemLayerStore(BaseStore):
                         "content": _render(dict(op.value), index),
                         "metadata": dict(op.value),
                         "key": key,
+                        # LangGraph counts TTL in minutes, MemLayer in seconds.
+                        "ttl": None if op.ttl is None else op.ttl * 60,
                     }
                 )
         for (user_id, agent_id), keys in deletes.items():

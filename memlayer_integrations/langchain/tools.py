@@ -26,6 +26,7 @@ from .. import (
 )
 from .._client_pair import ClientPair
 from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._turn_memory import render_memories
 from ._scope import Scope, resolve_scope
 
 __all__ = ["ForgetTool", "MemLayerToolkit", "RecallTool", "RememberTool"]
@@ -101,9 +102,9 @@ class _ForgetInput(BaseModel):
 
 
 def _format(hits: list[RecalledMemory]) -> str:
-    if not hits:
-        return "No relevant memories."
-    return "\n".join(f"- [{h.memory.id}] {h.memory.content}" for h in hits)
+    # Framed as remembered data, like every memory block put in front of a model.
+    text = render_memories(hits, max_chars=1_000_000, header="Memories found (best first):")
+    return text or "No relevant memories."
 
 
 class RememberTool(_MemLayerTool):

@@ -38,7 +38,7 @@ from .errors import ApiError
 from .keys import Account
 from .parsing import parse_json_body
 from .settings import ServerSettings
-from .store import iso, next_midnight
+from .store import iso, next_midnight, sweep_expired
 
 __all__ = [
     "Answer",
@@ -313,6 +313,8 @@ class Service:
                             "Idempotency-Key",
                         )
                 quota = self._consume(conn, account, now)
+                if error is None:
+                    sweep_expired(conn, account, iso(now))
                 wait = self.cpu_share.wait(account.id)
                 if wait is not None and error is None:
                     error = self.cpu_share.refusal(wait)
