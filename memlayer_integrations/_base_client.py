@@ -36,7 +36,7 @@ from ._exceptions import (
 from ._logging import get_logger, mask_key
 from ._models import RateLimitInfo
 
-# Still imported from here by ``_turn_memory`` and the LlamaIndex adapters.
+# Still imported from here by ``_adapter.turn_memory`` and the LlamaIndex adapters.
 from ._operations import (  # noqa: F401
     BATCH_PARSERS,
     MemoryItem,

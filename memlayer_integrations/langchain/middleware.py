@@ -40,10 +40,10 @@ from .. import (
     RateLimitError,
     RecalledMemory,
 )
-from .._client_pair import ClientPair
+from .._adapter.clients import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from .._logging import get_logger
-from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
+from .._adapter.turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerMiddleware", "MemLayerState"]

@@ -26,7 +26,7 @@ from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory
 from .. import Op as MOp
-from .._client_pair import ClientPair
+from .._adapter.clients import ClientPair
 from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]

@@ -24,7 +24,7 @@ from .. import (
     RecalledMemory,
     UnprocessableEntityError,
 )
-from .._client_pair import ClientPair
+from .._adapter.clients import ClientPair
 from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from ._scope import Scope, resolve_scope
 

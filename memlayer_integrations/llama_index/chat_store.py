@@ -24,7 +24,7 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .._base_client import Op
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
+from .._adapter.clients import ClientPair, require_scope
 from .._constants import MAX_BATCH_ITEMS
 from .._models import Memory
 from ._messages import message_text

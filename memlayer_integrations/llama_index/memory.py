@@ -25,9 +25,9 @@ from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
+from .._adapter.clients import ClientPair, require_scope
 from .._models import RecalledMemory
-from .._turn_memory import (
+from .._adapter.turn_memory import (
     WriteBuffer,
     arecall_carrying,
     asend_pending,

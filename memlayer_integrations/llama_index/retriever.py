@@ -15,7 +15,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
+from .._adapter.clients import ClientPair, require_scope
 from .._models import RecalledMemory
 from ._messages import MAX_QUERY_CHARS
 

@@ -31,10 +31,10 @@ from typing import Any
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
+from .._adapter.clients import ClientPair, require_scope
 from .._exceptions import NotFoundError
 from .._models import Memory, RecalledMemory
-from .._turn_memory import render_memories
+from .._adapter.turn_memory import render_memories
 
 __all__ = ["MemLayerToolSpec"]
 

@@ -18,13 +18,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._base_client import MemoryItem, Op, normalize_item
-from ._constants import MAX_BATCH_ITEMS
-from ._logging import get_logger
-from ._models import RecalledMemory
+from .._base_client import MemoryItem, Op, normalize_item
+from .._constants import MAX_BATCH_ITEMS
+from .._logging import get_logger
+from .._models import RecalledMemory
 
 if TYPE_CHECKING:
-    from ._client import AsyncMemLayerClient, MemLayerClient
+    from .._client import AsyncMemLayerClient, MemLayerClient
 
 __all__ = [
     "MEMORY_HEADER",

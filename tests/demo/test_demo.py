@@ -17,8 +17,9 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from llama_index.core.llms import ChatMessage
 
-from memlayer_integrations import _demo_models, cli, demo
-from memlayer_integrations._demo_models import ScriptedChatModel, ScriptedLLM
+from memlayer_integrations import cli, demo
+from memlayer_integrations.demo import _models as _demo_models
+from memlayer_integrations.demo._models import ScriptedChatModel, ScriptedLLM
 
 FULL_KEY = re.compile(r"ml_live_[A-Za-z0-9]{8,}")
 ENTRY = "- [mem_" + "0" * 32 + "] "

@@ -42,9 +42,9 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from ._turn_memory import MEMORY_HEADER
-from .langchain import memlayer_namespace
-from .langchain._scope import resolve_scope
+from .._adapter.turn_memory import MEMORY_HEADER
+from ..langchain import memlayer_namespace
+from ..langchain._scope import resolve_scope
 
 __all__ = [
     "ACKNOWLEDGEMENT",

@@ -1,0 +1,1 @@
+"""The layer every framework adapter builds on (internal; see CONTRIBUTING.md)."""
