@@ -6,7 +6,7 @@ is answered from what she said in session 1) and one with ``bob``, who gets none
 Then it shows what MemLayer holds, the usage and quota of the key (and of a ``free``-plan
 key), and what a bad key does.
 
-The models are scripted (:mod:`memlayer_integrations.demo._models`): they answer from the
+The models are scripted (:mod:`memlayer_integrations.demo._scripted`): they answer from the
 memories that reached their input, deterministically, without network or API key. To see
 the same demo with a real model, name one (see ``memlayer demo --help``)::
 
@@ -99,7 +99,7 @@ _MODEL_NAMES = {
 def __getattr__(name: str) -> Any:
     # The scripted models need both frameworks; load them only when asked for.
     if name in _MODEL_NAMES:
-        return getattr(importlib.import_module("memlayer_integrations.demo._models"), name)
+        return getattr(importlib.import_module("memlayer_integrations.demo._scripted"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -201,7 +201,7 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     from langchain.agents import create_agent
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from ._models import LangChainContextRecorder, save_note
+    from ._scripted import LangChainContextRecorder, save_note
     from ..langchain import MemLayerMiddleware, MemLayerStore, memlayer_namespace
 
     out.title("1. LangChain: create_agent with MemLayerMiddleware and MemLayerStore")
@@ -244,7 +244,7 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
 def _llama_index(out: _Out, client: MemLayerClient, llm: Any, checks: list, scripted: bool) -> None:
     from llama_index.core.chat_engine import SimpleChatEngine
 
-    from ._models import LlamaIndexContextRecorder
+    from ._scripted import LlamaIndexContextRecorder
     from ..llama_index import MemLayerMemory
 
     out.title("2. LlamaIndex: SimpleChatEngine with MemLayerMemory")
@@ -349,7 +349,7 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         except Exception as exc:  # reported with the spec, then the demo stops
             raise ValueError(f"cannot use LangChain model {lc_spec!r}: {exc}") from exc
     else:
-        from ._models import ScriptedChatModel
+        from ._scripted import ScriptedChatModel
 
         lc_model = ScriptedChatModel()
     if li_spec:
@@ -369,7 +369,7 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         except Exception as exc:  # reported with the spec, then the demo stops
             raise ValueError(f"cannot use LlamaIndex model {li_spec!r}: {exc}") from exc
     else:
-        from ._models import ScriptedLLM
+        from ._scripted import ScriptedLLM
 
         li_model = ScriptedLLM()
     return lc_model, lc_spec or "scripted", li_model, li_spec or "scripted"
