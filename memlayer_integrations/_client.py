@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from . import _constants as C
-from ._base_client import NOT_GIVEN, BaseClient, Call, TimeoutTypes, log
+from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, RecalledMemory, Scope, Usage
 from ._operations import MemoryItem
@@ -49,7 +50,7 @@ class MemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -63,7 +64,7 @@ class MemLayerClient(BaseClient):
 
     # -- sending ---------------------------------------------------------------------
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -72,7 +73,7 @@ class MemLayerClient(BaseClient):
                 response = self._http.send(request)
                 response.read()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -237,7 +238,7 @@ class AsyncMemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -249,7 +250,7 @@ class AsyncMemLayerClient(BaseClient):
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
 
-    async def _send(self, call: Call) -> Any:
+    async def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -258,7 +259,7 @@ class AsyncMemLayerClient(BaseClient):
                 response = await self._http.send(request)
                 await response.aread()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):

@@ -10,7 +10,7 @@ is due, an unknown item field) before anything is sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote
 
 from . import _constants as C
@@ -18,7 +18,7 @@ from ._models import Memory, RecalledMemory, Scope, Usage
 
 #: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
 #: ``key`` and ``session_id``.
-MemoryItem = Union[str, Mapping[str, Any]]
+MemoryItem = str | Mapping[str, Any]
 
 
 def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +212,14 @@ def _list_or_none(keys: Sequence[str] | None) -> list[str] | None:
     return list(keys)
 
 
-def remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict[str, Any]:
+def remember_body(
+    content: str,
+    user_id: str,
+    agent_id: str,
+    metadata: Mapping[str, Any] | None,
+    session_id: str | None,
+    key: str | None,
+) -> dict[str, Any]:
     return _drop_none(
         {
             "content": content,
@@ -225,7 +232,9 @@ def remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict
     )
 
 
-def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
+def remember_many_body(
+    items: Sequence[MemoryItem], user_id: str, agent_id: str, session_id: str | None
+) -> dict[str, Any]:
     if isinstance(items, (str, Mapping)):
         raise TypeError("items is a sequence of memories; wrap a single one in a list")
     return _drop_none(
@@ -238,7 +247,15 @@ def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
     )
 
 
-def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) -> dict[str, Any]:
+def recall_body(
+    query: str,
+    user_id: str,
+    agent_id: str | None,
+    limit: int,
+    filters: Mapping[str, Any] | None,
+    session_id: str | None,
+    offset: int,
+) -> dict[str, Any]:
     return _drop_none(
         {
             "query": query,
@@ -252,7 +269,7 @@ def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) ->
     )
 
 
-def update_body(content, metadata) -> dict[str, Any]:
+def update_body(content: str | None, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if content is None and metadata is None:
         raise TypeError("update needs content, metadata or both")
     return _drop_none(

@@ -18,10 +18,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._base_client import MemoryItem, Op, normalize_item
 from .._constants import MAX_BATCH_ITEMS
 from .._logging import get_logger
 from .._models import RecalledMemory
+from .._operations import MemoryItem, Op, normalize_item
 
 if TYPE_CHECKING:
     from .._client import AsyncMemLayerClient, MemLayerClient
@@ -192,7 +192,9 @@ def recall_carrying(
     ops = buffer.take() if carry else []
     try:
         if ops:
-            return client.batch([*ops, Op.recall(query, **scope)])[-1]
+            results = client.batch([*ops, Op.recall(query, **scope)])
+            recalled: list[RecalledMemory] = results[-1]
+            return recalled
         return client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)
@@ -206,7 +208,9 @@ async def arecall_carrying(
     ops = buffer.take() if carry else []
     try:
         if ops:
-            return (await client.batch([*ops, Op.recall(query, **scope)]))[-1]
+            results = await client.batch([*ops, Op.recall(query, **scope)])
+            recalled: list[RecalledMemory] = results[-1]
+            return recalled
         return await client.recall(query, **scope)
     except BaseException:
         buffer.restore(ops)

@@ -178,7 +178,9 @@ def _conversations(
     return results
 
 
-def _check(checks: list[tuple[bool, str]], results: dict, name: str, scripted: bool) -> None:
+def _check(
+    checks: list[tuple[bool, str]], results: dict[Any, Any], name: str, scripted: bool
+) -> None:
     answer, recalled = results[("alice", "alice-session-2")][0]
     checks.append(
         (FACT in recalled, f"{name}: alice's session 2 recalled what she said in session 1")
@@ -197,12 +199,15 @@ def _listed(client: MemLayerClient, agent_id: str) -> Callable[[str, str], list[
     return remembered
 
 
-def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scripted: bool) -> None:
+def _langchain(
+    out: _Out, client: MemLayerClient, model: Any, checks: list[tuple[bool, str]], scripted: bool
+) -> None:
     from langchain.agents import create_agent
+    from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from ._scripted import LangChainContextRecorder, save_note
     from ..langchain import MemLayerMiddleware, MemLayerStore, memlayer_namespace
+    from ._scripted import LangChainContextRecorder, save_note
 
     out.title("1. LangChain: create_agent with MemLayerMiddleware and MemLayerStore")
     out.line(
@@ -224,7 +229,10 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     recorder = LangChainContextRecorder()
 
     def turn(user: str, session: str, text: str) -> tuple[str, list[str]]:
-        config = {"configurable": {"user_id": user, "thread_id": session}, "callbacks": [recorder]}
+        config: RunnableConfig = {
+            "configurable": {"user_id": user, "thread_id": session},
+            "callbacks": [recorder],
+        }
         result = agent.invoke({"messages": [{"role": "user", "content": text}]}, config)
         return str(result["messages"][-1].text), recorder.take()
 
@@ -241,11 +249,13 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     _check(checks, results, "LangChain", scripted)
 
 
-def _llama_index(out: _Out, client: MemLayerClient, llm: Any, checks: list, scripted: bool) -> None:
+def _llama_index(
+    out: _Out, client: MemLayerClient, llm: Any, checks: list[tuple[bool, str]], scripted: bool
+) -> None:
     from llama_index.core.chat_engine import SimpleChatEngine
 
-    from ._scripted import LlamaIndexContextRecorder
     from ..llama_index import MemLayerMemory
+    from ._scripted import LlamaIndexContextRecorder
 
     out.title("2. LlamaIndex: SimpleChatEngine with MemLayerMemory")
     out.line(
@@ -302,7 +312,7 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
     with MemLayerClient(api_key=free_key, base_url=server.url) as free:
         free.remember("I prefer e-mail to phone calls", user_id="carol", agent_id="demo")
         fu = free.usage()
-        remaining = free.rate_limit.remaining
+        remaining = free.rate_limit.remaining if free.rate_limit is not None else None
     out.line(f"a free-plan key {mask_key(free_key)}, after one remember():", 2)
     out.line(
         f"{fu.memories_stored} memory stored ({_limit(fu.memories_limit)}), "
@@ -313,7 +323,7 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
     out.line(f"X-RateLimit-Remaining: {remaining} (client.rate_limit)", 4)
 
 
-def _bad_key(out: _Out, url: str, checks: list) -> None:
+def _bad_key(out: _Out, url: str, checks: list[tuple[bool, str]]) -> None:
     out.title("5. A bad key")
     code = [
         "try:",

@@ -40,7 +40,7 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from .._adapter.turn_memory import MEMORY_HEADER
 from ..langchain import memlayer_namespace
@@ -192,7 +192,7 @@ class ScriptedChatModel(BaseChatModel):
         'From what you told me before: you live in Oslo.'
     """
 
-    tool_names: list[str] = []
+    tool_names: list[str] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

@@ -16,8 +16,9 @@ and travels with the next turn's recall in one ``/v1/batch`` request: one reques
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -31,6 +32,11 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # Python 3.10
+    from typing_extensions import NotRequired
+
 from .. import (
     APIConnectionError,
     AsyncMemLayerClient,
@@ -40,10 +46,17 @@ from .. import (
     RateLimitError,
     RecalledMemory,
 )
-from .._adapter.clients import ClientPair
-from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
-from .._logging import get_logger
-from .._adapter.turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    MAX_BATCH_ITEMS,
+    MAX_CONTENT_CHARS,
+    MAX_QUERY_CHARS,
+    MEMORY_HEADER,
+    ClientPair,
+    WriteBuffer,
+    get_logger,
+    render_memories,
+)
 from ._scope import Scope, resolve_scope
 
 __all__ = ["MemLayerMiddleware", "MemLayerState"]
@@ -222,9 +235,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         return _text(humans[-1]) if humans else None
 
     def _request_with_memories(self, request: ModelRequest) -> ModelRequest:
-        recalled = [
-            RecalledMemory.model_validate(r) for r in request.state.get("memlayer_recalled") or []
-        ]
+        state = cast(MemLayerState, request.state)
+        recalled = [RecalledMemory.model_validate(r) for r in state.get("memlayer_recalled") or []]
         if not recalled:
             return request
         held = [_text(m) for m in request.messages]
@@ -297,7 +309,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         scope = self._scope(runtime)
         items = [{**item, "session_id": scope.session_id} for item in items]
         if self.economy:
-            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.write_agent_id)
             return None
         return scope, items
 
@@ -309,13 +321,15 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 self._clients.sync.remember_many(
-                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                    items[i : i + MAX_BATCH_ITEMS],
+                    user_id=scope.user_id,
+                    agent_id=scope.write_agent_id,
                 )
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
                 # Only what was not stored waits for the next request.
-                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.write_agent_id)
                 break
         return None
 
@@ -357,12 +371,14 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 await self._clients.async_.remember_many(
-                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                    items[i : i + MAX_BATCH_ITEMS],
+                    user_id=scope.user_id,
+                    agent_id=scope.write_agent_id,
                 )
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
-                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.write_agent_id)
                 break
         return None
 

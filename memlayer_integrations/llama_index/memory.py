@@ -24,15 +24,15 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serialize
 from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._adapter.clients import ClientPair, require_scope
-from .._models import RecalledMemory
-from .._adapter.turn_memory import (
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
     recall_carrying,
     render_memories,
+    require_scope,
     send_pending,
 )
 from ._messages import (
@@ -153,7 +153,7 @@ class MemLayerMemory(BaseMemory):
         return "MemLayerMemory"
 
     @classmethod
-    def from_defaults(cls, **kwargs: Any) -> MemLayerMemory:  # type: ignore[override]
+    def from_defaults(cls, **kwargs: Any) -> MemLayerMemory:
         """Same as the constructor (LlamaIndex's factory name)."""
         return cls(**kwargs)
 

@@ -20,14 +20,14 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.memory.memory import BaseMemoryBlock
 from llama_index.core.utils import get_tokenizer
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._adapter.clients import ClientPair, require_scope
-from .._models import RecalledMemory
-from .._adapter.turn_memory import (
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
     render_memories,
+    require_scope,
     send_pending,
 )
 from ._messages import memory_item, message_text, query_from
@@ -74,7 +74,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
     base_url: str | None = None
-    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
+    tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
 
     _clients: ClientPair = PrivateAttr()
     _cache: tuple[str, list[RecalledMemory]] | None = PrivateAttr(default=None)

@@ -361,7 +361,7 @@ def _scope_size(
     if agent_id is not None:
         sql += " AND agent_id = ?"
         params.append(agent_id)
-    return conn.execute(sql, params).fetchone()[0]
+    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def _restricter(scope: str, size: int) -> Callable[[str], str]:

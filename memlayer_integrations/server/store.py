@@ -80,7 +80,7 @@ def _not_found(memory_id: str) -> ApiError:
 
 
 def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3.Row:
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND account_id = ?",
         (memory_id, account.id),
     ).fetchone()
@@ -92,10 +92,11 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3
 def _by_key(
     conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
 ) -> sqlite3.Row | None:
-    return conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
     ).fetchone()
+    return row
 
 
 def _write(
@@ -135,7 +136,7 @@ def _write(
                 f"({stored} stored); nothing was stored",
             )
     out = []
-    for item, row in zip(items, existing):
+    for item, row in zip(items, existing, strict=True):
         session = item.session_id if item.session_id is not None else session_id
         metadata = _dump(item.metadata)
         if row is None:
