@@ -1,1 +1,66 @@
-"""The layer every framework adapter builds on (internal; see CONTRIBUTING.md)."""
+"""The layer every framework adapter builds on: what a new adapter imports besides the
+public package (``memlayer_integrations``). Internal: names here may change between
+releases; adapters in this repository are its only users. CONTRIBUTING.md says how to write
+an adapter with it.
+
+Layers, each importing only those below it (``tests/test_layers.py`` and
+``[tool.importlinter]`` check the arrows)::
+
+    apps        memlayer_integrations.cli, memlayer_integrations.demo
+    adapters    memlayer_integrations.langchain, memlayer_integrations.llama_index
+    this layer  memlayer_integrations._adapter       (no framework imports)
+    core        memlayer_integrations (clients, errors, models, Op)
+    server      memlayer_integrations.server         (core models and constants only)
+
+What is here, by module:
+
+* :mod:`.clients`: :class:`ClientPair` (the sync and async client of one adapter, built
+  from each other so both reach the same account) and :func:`require_scope` (a scope given
+  at construction is checked at construction).
+* :mod:`.turn_memory`: :func:`render_memories` (the block of recalled memories put in front
+  of the model), :class:`WriteBuffer` (economy mode: a turn's writes travel with the next
+  recall), :func:`recall_carrying` / :func:`arecall_carrying` and :func:`send_pending` /
+  :func:`asend_pending` (pending, flush, close).
+* :mod:`.policy`: the rules every adapter applies alike: :func:`clip_query`,
+  :func:`check_owner` before a model-driven forget, :func:`message_placeholder` for chat
+  messages without text, and :func:`renamed_argument` for deprecated argument names.
+* The wire limits adapters respect (``MAX_CONTENT_CHARS``, ``MAX_QUERY_CHARS``,
+  ``MAX_BATCH_ITEMS``, ``DEFAULT_RECALL_LIMIT``) and :func:`get_logger`.
+"""
+
+from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._logging import get_logger
+from .._operations import MemoryItem
+from .clients import ClientPair, require_scope
+from .policy import check_owner, clip_query, message_placeholder, renamed_argument
+from .turn_memory import (
+    MEMORY_HEADER,
+    WriteBuffer,
+    arecall_carrying,
+    asend_pending,
+    recall_carrying,
+    render_memories,
+    send_pending,
+)
+
+__all__ = [
+    "DEFAULT_RECALL_LIMIT",
+    "MAX_BATCH_ITEMS",
+    "MAX_CONTENT_CHARS",
+    "MAX_QUERY_CHARS",
+    "MEMORY_HEADER",
+    "ClientPair",
+    "MemoryItem",
+    "WriteBuffer",
+    "arecall_carrying",
+    "asend_pending",
+    "check_owner",
+    "clip_query",
+    "get_logger",
+    "message_placeholder",
+    "recall_carrying",
+    "renamed_argument",
+    "render_memories",
+    "require_scope",
+    "send_pending",
+]

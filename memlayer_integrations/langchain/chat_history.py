@@ -9,8 +9,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
-from .._adapter.clients import ClientPair
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair
 
 __all__ = ["MemLayerChatMessageHistory"]
 

@@ -15,8 +15,7 @@ from langchain_core.runnables import RunnableConfig, ensure_config
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
-from .._adapter.clients import ClientPair
-from .._constants import MAX_QUERY_CHARS
+from .._adapter import MAX_QUERY_CHARS, ClientPair
 from ._scope import resolve_scope
 
 __all__ = ["MemLayerRetriever"]

@@ -13,7 +13,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
-from .._constants import MAX_QUERY_CHARS
+from .._adapter import MAX_QUERY_CHARS
 
 __all__ = [
     "MAX_QUERY_CHARS",

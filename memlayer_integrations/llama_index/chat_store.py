@@ -22,11 +22,8 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from .._base_client import Op
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._adapter.clients import ClientPair, require_scope
-from .._constants import MAX_BATCH_ITEMS
-from .._models import Memory
+from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
+from .._adapter import MAX_BATCH_ITEMS, ClientPair, require_scope
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]

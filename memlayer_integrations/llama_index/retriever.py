@@ -14,9 +14,8 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._adapter.clients import ClientPair, require_scope
-from .._models import RecalledMemory
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import ClientPair, require_scope
 from ._messages import MAX_QUERY_CHARS
 
 __all__ = ["MemLayerRetriever"]

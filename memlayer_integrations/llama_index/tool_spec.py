@@ -30,11 +30,8 @@ from typing import Any
 
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._adapter.clients import ClientPair, require_scope
-from .._exceptions import NotFoundError
-from .._models import Memory, RecalledMemory
-from .._adapter.turn_memory import render_memories
+from .. import AsyncMemLayerClient, MemLayerClient, Memory, NotFoundError, RecalledMemory
+from .._adapter import ClientPair, render_memories, require_scope
 
 __all__ = ["MemLayerToolSpec"]
 
@@ -60,7 +57,8 @@ class MemLayerToolSpec(BaseToolSpec):
         >>> agent = FunctionAgent(tools=tools, llm=llm)
     """
 
-    spec_functions = [("remember", "aremember"), ("recall", "arecall"), ("forget", "aforget")]
+    # BaseToolSpec declares this as a plain class attribute; read, never mutated.
+    spec_functions = [("remember", "aremember"), ("recall", "arecall"), ("forget", "aforget")]  # noqa: RUF012
 
     def __init__(
         self,
