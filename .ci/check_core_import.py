@@ -23,7 +23,7 @@ for module, extra in hints.items():
         importlib.import_module(module)
     except ImportError as exc:
         if extra not in str(exc):
-            raise SystemExit(f"{module}: ImportError without the install hint: {exc}")
+            raise SystemExit(f"{module}: ImportError without the install hint: {exc}") from exc
     else:
         raise SystemExit(f"{module} imported without its extra installed")
 print("core imports without extras; framework modules name their extra")

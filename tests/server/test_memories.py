@@ -269,7 +269,7 @@ def test_list_pages_in_creation_order(http):
     http.delete(f"/memories/{ids[-1]}")
     newer = remember(http, "newer")
     listed = [m["id"] for m in http.get("/memories", params={"user_id": "u1"}).json()["memories"]]
-    assert listed == ids[:-1] + [newer["id"]]
+    assert listed == [*ids[:-1], newer["id"]]
 
 
 def test_list_filters_by_keys_and_metadata(http):
