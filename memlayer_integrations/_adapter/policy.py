@@ -26,6 +26,7 @@ __all__ = [
     "clip_query",
     "message_placeholder",
     "renamed_argument",
+    "warn_renamed",
 ]
 
 
@@ -78,9 +79,14 @@ def renamed_argument(
         return
     if new in values:
         raise TypeError(f"{owner} got both {old}= and {new}=; pass {new}= only")
+    warn_renamed(owner, old, new, stacklevel=stacklevel + 1)
+    values[new] = values.pop(old)
+
+
+def warn_renamed(owner: str, old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn that ``owner``'s argument ``old`` is now called ``new``."""
     warnings.warn(
         f"{owner}({old}=...) is deprecated; use {new}=... (same meaning)",
         DeprecationWarning,
         stacklevel=stacklevel,
     )
-    values[new] = values.pop(old)

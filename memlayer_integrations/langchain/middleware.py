@@ -50,12 +50,13 @@ from .._adapter import (
     DEFAULT_RECALL_LIMIT,
     MAX_BATCH_ITEMS,
     MAX_CONTENT_CHARS,
-    MAX_QUERY_CHARS,
     MEMORY_HEADER,
     ClientPair,
     WriteBuffer,
+    clip_query,
     get_logger,
     render_memories,
+    warn_renamed,
 )
 from ._scope import Scope, resolve_scope
 
@@ -113,7 +114,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             sync client, async hooks the async one.
         remember: which messages of a turn to store: ``"user"`` (default: what the user
             says is what is worth knowing later), ``"assistant"`` or ``"both"``.
-        recall_limit: memories to recall per turn (1-100).
+        k: memories to recall per turn (1-100). ``recall_limit=``, its former name, still
+            works and warns.
         max_chars: budget of the memory block added to the system message.
         all_agents: recall from every agent of the user, not only ``agent_id``.
         economy: queue each turn's write and send it with the next turn's recall, in one
@@ -145,22 +147,26 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         api_key: Any | None = None,
         base_url: str | None = None,
         remember: Literal["user", "assistant", "both"] = "user",
-        recall_limit: int = DEFAULT_RECALL_LIMIT,
+        k: int = DEFAULT_RECALL_LIMIT,
         max_chars: int = 2000,
         all_agents: bool = False,
         economy: bool = False,
         fail_open: bool = False,
         header: str = MEMORY_HEADER,
+        recall_limit: int | None = None,
     ) -> None:
         super().__init__()
+        if recall_limit is not None:
+            warn_renamed(type(self).__name__, "recall_limit", "k")
+            k = recall_limit
         if remember not in ("user", "assistant", "both"):
             raise ValueError("remember must be 'user', 'assistant' or 'both'")
-        if not 1 <= recall_limit <= 100:
-            raise ValueError("recall_limit must be between 1 and 100")
+        if not 1 <= k <= 100:
+            raise ValueError("k must be between 1 and 100")
         self.user_id = user_id
         self.agent_id = agent_id
         self.remember = remember
-        self.recall_limit = recall_limit
+        self.k = k
         self.max_chars = max_chars
         self.all_agents = all_agents
         self.economy = economy
@@ -190,10 +196,10 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     def _recall_op(self, query: str, scope: Scope) -> dict[str, Any]:
         return Op.recall(
-            query[:MAX_QUERY_CHARS],
+            clip_query(query),
             user_id=scope.user_id,
             agent_id=None if self.all_agents else scope.agent_id,
-            limit=self.recall_limit,
+            limit=self.k,
         )
 
     def _turn_items(self, state: MemLayerState) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory
 from .. import Op as MOp
-from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS, ClientPair
+from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_query
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
@@ -276,7 +276,7 @@ class MemLayerStore(BaseStore):
                     for s in range(start, end, 100):
                         wire.append(
                             MOp.recall(
-                                op.query[:MAX_QUERY_CHARS],
+                                clip_query(op.query),
                                 user_id=user_id,
                                 agent_id=agent_id,
                                 filters=filters,

@@ -13,10 +13,9 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
-from .._adapter import MAX_QUERY_CHARS
+from .._adapter import clip_query
 
 __all__ = [
-    "MAX_QUERY_CHARS",
     "SOURCE",
     "ends_turn",
     "has_tool_calls",
@@ -88,7 +87,7 @@ def query_from(
         )
     if text is None or not text.strip():
         return None
-    return text.strip()[:MAX_QUERY_CHARS]
+    return clip_query(text)
 
 
 def trim_window(messages: list[ChatMessage], size: int) -> list[ChatMessage]:

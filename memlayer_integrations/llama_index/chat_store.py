@@ -23,7 +23,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
-from .._adapter import MAX_BATCH_ITEMS, ClientPair, require_scope
+from .._adapter import MAX_BATCH_ITEMS, ClientPair, message_placeholder, require_scope
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]
@@ -39,7 +39,7 @@ def _item(message: ChatMessage) -> dict[str, Any]:
     return {
         # The content must not be blank; a message without text (tool calls, images) is
         # still kept whole in the metadata.
-        "content": text if text.strip() else f"[{message.role.value} message]",
+        "content": text if text.strip() else message_placeholder(message.role.value),
         "metadata": {"type": MESSAGE_TYPE, "message": message.model_dump(mode="json")},
     }
 

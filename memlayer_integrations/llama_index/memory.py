@@ -26,11 +26,13 @@ from llama_index.core.memory.types import BaseMemory
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
 from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
     ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
     recall_carrying,
+    renamed_argument,
     render_memories,
     require_scope,
     send_pending,
@@ -85,7 +87,8 @@ class MemLayerMemory(BaseMemory):
         agent_id: which agent's memories (required).
         session_id: stored with every memory written, to tell conversations apart.
         window_size: how many recent messages are kept in process (system messages stay).
-        recall_limit: how many memories to recall per user message.
+        k: how many memories to recall per user message. ``recall_limit=``, its former
+            name, still works and warns.
         max_memory_chars: budget for the block of recalled memories.
         insert_method: ``InsertMethod.USER`` (default) puts the memories in front of the
             latest user message: engines and agents add their own system prompt in front of
@@ -116,7 +119,7 @@ class MemLayerMemory(BaseMemory):
     agent_id: str
     session_id: str | None = None
     window_size: int = Field(default=20, ge=1)
-    recall_limit: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
@@ -137,6 +140,7 @@ class MemLayerMemory(BaseMemory):
         api_key: Any = None,
         **data: Any,
     ) -> None:
+        renamed_argument(data, "recall_limit", "k", owner=type(self).__name__)
         require_scope(
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
@@ -328,7 +332,7 @@ class MemLayerMemory(BaseMemory):
                 turn.cache = (generation, query, recalled)
 
     def _scope(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.k}
 
     def _compose(
         self,

@@ -22,10 +22,12 @@ from llama_index.core.utils import get_tokenizer
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
 from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
     ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
+    renamed_argument,
     render_memories,
     require_scope,
     send_pending,
@@ -45,7 +47,8 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         user_id: whose memories (required).
         agent_id: which agent's memories (required).
         name: the block's name in the memory template.
-        recall_limit: how many memories to recall per read.
+        k: how many memories to recall per read. ``recall_limit=``, its former name, still
+            works and warns.
         max_memory_chars: budget for the rendered memories.
         priority: LlamaIndex's truncation priority (0 = never truncate).
         economy: keep flushed messages until the next recall and send both in one request;
@@ -69,7 +72,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     name: str = Field(default="memlayer_memories", description="The name of the memory block.")
     user_id: str
     agent_id: str
-    recall_limit: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
@@ -88,6 +91,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         api_key: Any = None,
         **data: Any,
     ) -> None:
+        renamed_argument(data, "recall_limit", "k", owner=type(self).__name__)
         require_scope(
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
@@ -112,7 +116,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
                 carry=self.economy,
                 user_id=self.user_id,
                 agent_id=self.agent_id,
-                limit=self.recall_limit,
+                limit=self.k,
             )
             self._cache = (query, recalled)
         block = render_memories(
