@@ -113,3 +113,11 @@ def test_check_owner_compares_the_user_and_a_bound_agent() -> None:
 
 def test_one_placeholder_for_a_message_without_text() -> None:
     assert message_placeholder("assistant") == "[assistant message]"
+
+
+def test_a_memory_saved_under_the_former_name_restores() -> None:
+    saved = MemLayerMemory(**SCOPE, **REACH, k=3).to_dict()
+    saved["recall_limit"] = saved.pop("k")  # as saved before the rename
+    with pytest.warns(DeprecationWarning, match="recall_limit"):
+        restored = MemLayerMemory.from_dict(saved, **REACH)
+    assert restored.k == 3
