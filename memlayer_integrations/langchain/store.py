@@ -24,9 +24,9 @@ from langgraph.store.base import (
 )
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
-from .. import AsyncMemLayerClient, MemLayerClient, Memory
+from .. import AsyncMemLayerClient, MemLayerClient, MemLayerScopeError, Memory
 from .. import Op as MOp
-from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_query
+from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_query, require_scope
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
@@ -167,8 +167,9 @@ class MemLayerStore(BaseStore):
         base_url: str | None = None,
         index: list[str] | None = None,
     ) -> None:
-        if not agent_id or "." in agent_id:
-            raise ValueError("agent_id must be a non-empty string without '.'")
+        require_scope(type(self).__name__, agent_id=agent_id)
+        if "." in agent_id:  # the namespace's other labels are joined to it with dots
+            raise MemLayerScopeError("MemLayerStore's agent_id cannot contain '.'")
         self.agent_id = agent_id
         self.index = index
         self._clients = ClientPair(client, async_client, api_key, base_url)
