@@ -7,7 +7,9 @@ ImportError that names the ``pip install`` that fixes it.
 import importlib
 import sys
 
-import memlayer_integrations  # noqa: F401
+# The core, and the layer adapters share: neither may need a framework.
+import memlayer_integrations
+import memlayer_integrations._adapter  # noqa: F401
 
 for framework in ("langchain_core", "langgraph", "llama_index", "fastapi", "uvicorn"):
     if framework in sys.modules:
