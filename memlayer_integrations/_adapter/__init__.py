@@ -32,7 +32,14 @@ from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHAR
 from .._logging import get_logger
 from .._operations import MemoryItem
 from .clients import ClientPair, require_scope
-from .policy import check_owner, clip_query, message_placeholder, renamed_argument, warn_renamed
+from .policy import (
+    check_owner,
+    clip_query,
+    message_placeholder,
+    renamed_argument,
+    renamed_attribute,
+    warn_renamed,
+)
 from .turn_memory import (
     MEMORY_HEADER,
     WriteBuffer,
@@ -60,6 +67,7 @@ __all__ = [
     "message_placeholder",
     "recall_carrying",
     "renamed_argument",
+    "renamed_attribute",
     "render_memories",
     "require_scope",
     "send_pending",

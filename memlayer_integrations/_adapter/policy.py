@@ -26,6 +26,7 @@ __all__ = [
     "clip_query",
     "message_placeholder",
     "renamed_argument",
+    "renamed_attribute",
     "warn_renamed",
 ]
 
@@ -81,6 +82,25 @@ def renamed_argument(
         raise TypeError(f"{owner} got both {old}= and {new}=; pass {new}= only")
     warn_renamed(owner, old, new, stacklevel=stacklevel + 1)
     values[new] = values.pop(old)
+
+
+def renamed_attribute(old: str, new: str) -> Any:
+    """A read-only ``property`` for an attribute's former name, warning on each read.
+
+    >>> class Retriever:
+    ...     k = 4
+    ...     limit = renamed_attribute("limit", "k")
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True):
+    ...     Retriever().limit
+    4
+    """
+
+    def read(self: Any) -> Any:
+        warn_renamed(type(self).__name__, old, new)
+        return getattr(self, new)
+
+    return property(read, doc=f"Deprecated name of ``{new}``.")
 
 
 def warn_renamed(owner: str, old: str, new: str, *, stacklevel: int = 3) -> None:

@@ -55,6 +55,7 @@ from .._adapter import (
     WriteBuffer,
     clip_query,
     get_logger,
+    renamed_attribute,
     render_memories,
     warn_renamed,
 )
@@ -136,6 +137,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     """
 
     state_schema = MemLayerState
+    recall_limit = renamed_attribute("recall_limit", "k")
 
     def __init__(
         self,

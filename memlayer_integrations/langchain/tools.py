@@ -8,7 +8,6 @@ tool's answer; authentication and permission errors stop the run.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -32,6 +31,7 @@ from .._adapter import (
     check_owner,
     clip_query,
     renamed_argument,
+    renamed_attribute,
 )
 from ._scope import Scope, resolve_scope
 
@@ -253,13 +253,7 @@ class MemLayerToolkit(BaseToolkit):
             renamed_argument(values, "recall_k", "k", owner=cls.__name__, stacklevel=6)
         return values
 
-    @property
-    def recall_k(self) -> int:
-        """Deprecated name of :attr:`k`."""
-        warnings.warn(
-            "MemLayerToolkit.recall_k is deprecated; use .k", DeprecationWarning, stacklevel=2
-        )
-        return self.k
+    recall_k = renamed_attribute("recall_k", "k")
 
     def model_post_init(self, __context: Any) -> None:
         self._clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)

@@ -33,6 +33,7 @@ from .._adapter import (
     asend_pending,
     recall_carrying,
     renamed_argument,
+    renamed_attribute,
     render_memories,
     require_scope,
     send_pending,
@@ -120,6 +121,7 @@ class MemLayerMemory(BaseMemory):
     session_id: str | None = None
     window_size: int = Field(default=20, ge=1)
     k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    recall_limit = renamed_attribute("recall_limit", "k")
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False

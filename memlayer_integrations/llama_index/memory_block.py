@@ -28,6 +28,7 @@ from .._adapter import (
     arecall_carrying,
     asend_pending,
     renamed_argument,
+    renamed_attribute,
     render_memories,
     require_scope,
     send_pending,
@@ -73,6 +74,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     user_id: str
     agent_id: str
     k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    recall_limit = renamed_attribute("recall_limit", "k")
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False

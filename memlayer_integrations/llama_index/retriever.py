@@ -15,7 +15,14 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
-from .._adapter import DEFAULT_RECALL_LIMIT, ClientPair, clip_query, require_scope, warn_renamed
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
+    clip_query,
+    renamed_attribute,
+    require_scope,
+    warn_renamed,
+)
 
 __all__ = ["MemLayerRetriever"]
 
@@ -74,6 +81,8 @@ class MemLayerRetriever(BaseRetriever):
         >>> [n.node.text for n in retriever.retrieve("where does the user live?")]
         ['User lives in Oslo']
     """
+
+    limit = renamed_attribute("limit", "k")
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ from .._adapter import (
     ClientPair,
     check_owner,
     clip_query,
+    renamed_attribute,
     render_memories,
     require_scope,
     warn_renamed,
@@ -68,6 +69,8 @@ class MemLayerToolSpec(BaseToolSpec):
 
     # BaseToolSpec declares this as a plain class attribute; read, never mutated.
     spec_functions = [("remember", "aremember"), ("recall", "arecall"), ("forget", "aforget")]  # noqa: RUF012
+
+    recall_limit = renamed_attribute("recall_limit", "k")
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ same ownership check before a forget, the same placeholder for a message without
 
 from __future__ import annotations
 
+import doctest
 import warnings
 from datetime import datetime, timezone
 from typing import Any
@@ -62,6 +63,8 @@ def test_the_former_name_still_works_and_warns(adapter: str) -> None:
     with pytest.warns(DeprecationWarning, match=f"{old}=.*deprecated.*use k="):
         built = build(**{old: 3})
     assert built.k == 3
+    with pytest.warns(DeprecationWarning, match=f"{old}=.*deprecated"):
+        assert getattr(built, old) == 3  # read under the former name too
 
 
 def test_the_langchain_retriever_already_used_k() -> None:
@@ -121,3 +124,9 @@ def test_a_memory_saved_under_the_former_name_restores() -> None:
     with pytest.warns(DeprecationWarning, match="recall_limit"):
         restored = MemLayerMemory.from_dict(saved, **REACH)
     assert restored.k == 3
+
+
+def test_the_policy_modules_examples_run() -> None:
+    from memlayer_integrations._adapter import policy
+
+    assert doctest.testmod(policy).failed == 0
