@@ -107,9 +107,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     """Gives a ``create_agent`` agent long-term memory of each user, across threads.
 
     Args:
-        user_id: whose memories; or read per run from the context or
+        user_id: whose memories; or read per run from the context
+            (``invoke(..., context={"user_id": ...})``) or
             ``config["configurable"]["user_id"]`` (see ``_scope``). Missing everywhere:
-            :class:`MemLayerScopeError`.
+            :class:`MemLayerScopeError`. On Python 3.10, async runs (``ainvoke``) cannot
+            reach ``configurable`` from the hooks (LangGraph cannot propagate the config to
+            asyncio tasks there): pass the scope in ``context=`` or at construction.
         agent_id: the agent the memories belong to (same lookup as ``user_id``).
         client, async_client, api_key, base_url: how to reach MemLayer. Sync hooks use the
             sync client, async hooks the async one.
@@ -184,16 +187,21 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     def _scope(self, runtime: Runtime[Any] | None) -> Scope:
         try:
             config = get_config()
-        except RuntimeError:  # called outside a graph run
+        except RuntimeError:  # outside a graph run, or an async hook on Python 3.10
             config = None
+        adapter = "MemLayerMiddleware"
+        if config is None and sys.version_info < (3, 11):
+            adapter += " (on Python 3.10 an async run cannot read config['configurable'])"
         scope = resolve_scope(
             user_id=self.user_id,
             agent_id=self.agent_id,
             config=config,
             context=getattr(runtime, "context", None),
-            adapter="MemLayerMiddleware",
+            adapter=adapter,
         )
         thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread is None:  # LangGraph >= 1.1.3 also tells the hooks the thread
+            thread = getattr(getattr(runtime, "execution_info", None), "thread_id", None)
         return Scope(scope.user_id, scope.agent_id, str(thread) if thread is not None else None)
 
     def _recall_op(self, query: str, scope: Scope) -> dict[str, Any]:

@@ -58,9 +58,9 @@ def _ask(agent, text: str, user: str):
 
 
 async def _aask(agent, text: str, user: str):
-    return await agent.ainvoke(
-        {"messages": [HumanMessage(text)]}, {"configurable": {"user_id": user}}
-    )
+    # context=, not configurable: on Python 3.10 LangGraph cannot hand the run's config to
+    # async hooks (asyncio tasks take no context there), and context= works everywhere.
+    return await agent.ainvoke({"messages": [HumanMessage(text)]}, context={"user_id": user})
 
 
 @pytest.fixture
