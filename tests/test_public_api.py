@@ -56,6 +56,7 @@ EXPECTED_ALL = {
         "RateLimitError",
         "RateLimitInfo",
         "RecalledMemory",
+        "RequestBudgetError",
         "Scope",
         "UnprocessableEntityError",
         "Usage",
