@@ -80,7 +80,7 @@ def script(rounds: int) -> list[list[Turn]]:
 def _middleware_session(client: Any, policy: dict[str, Any]) -> Callable[[int], Any]:
     from langchain.agents import create_agent
 
-    from memlayer_integrations._demo_models import LangChainContextRecorder, ScriptedChatModel
+    from memlayer_integrations.demo._scripted import LangChainContextRecorder, ScriptedChatModel
     from memlayer_integrations.langchain import MemLayerMiddleware
 
     middleware = MemLayerMiddleware(user_id=USER, agent_id=AGENT, client=client, **policy)
@@ -105,7 +105,7 @@ def _middleware_session(client: Any, policy: dict[str, Any]) -> Callable[[int], 
 def _llama_session(client: Any, policy: dict[str, Any]) -> Callable[[int], Any]:
     from llama_index.core.chat_engine import SimpleChatEngine
 
-    from memlayer_integrations._demo_models import LlamaIndexContextRecorder, ScriptedLLM
+    from memlayer_integrations.demo._scripted import LlamaIndexContextRecorder, ScriptedLLM
     from memlayer_integrations.llama_index import MemLayerMemory
 
     recorder = LlamaIndexContextRecorder()

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from . import _constants as C
-from ._base_client import NOT_GIVEN, BaseClient, Call, TimeoutTypes, log
+from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
 from ._operations import MemoryItem
@@ -51,7 +52,7 @@ class MemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -65,7 +66,7 @@ class MemLayerClient(BaseClient):
 
     # -- sending ---------------------------------------------------------------------
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -74,7 +75,7 @@ class MemLayerClient(BaseClient):
                 response = self._http.send(request)
                 response.read()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -154,7 +155,8 @@ class MemLayerClient(BaseClient):
         stored = MemoryList()
         with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
             for count, call in calls:
-                stored.extend(self._send(call))
+                memories: list[Memory] = self._send(call)
+                stored.extend(memories)
                 bar.advance(count)
         return stored
 
@@ -268,7 +270,7 @@ class AsyncMemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -280,7 +282,7 @@ class AsyncMemLayerClient(BaseClient):
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
 
-    async def _send(self, call: Call) -> Any:
+    async def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -289,7 +291,7 @@ class AsyncMemLayerClient(BaseClient):
                 response = await self._http.send(request)
                 await response.aread()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -357,7 +359,8 @@ class AsyncMemLayerClient(BaseClient):
         stored = MemoryList()
         with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
             for count, call in calls:
-                stored.extend(await self._send(call))
+                memories: list[Memory] = await self._send(call)
+                stored.extend(memories)
                 bar.advance(count)
         return stored
 

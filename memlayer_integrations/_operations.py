@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote
 
 from . import _constants as C
@@ -22,7 +22,7 @@ from ._models import Memory, MemoryList, RecalledMemory, RecallResults, Scope, S
 #: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
 #: ``key``, ``session_id``, ``ttl`` (seconds), ``expires_at`` (an aware datetime or ISO 8601
 #: string) and ``deduplicate`` (``False``: always add, even when the same text is stored).
-MemoryItem = Union[str, Mapping[str, Any]]
+MemoryItem = str | Mapping[str, Any]
 
 _ITEM_FIELDS = {"content", "metadata", "key", "session_id", "ttl", "expires_at", "deduplicate"}
 
@@ -257,7 +257,14 @@ def _list_or_none(keys: Sequence[str] | None) -> list[str] | None:
 
 
 def remember_body(
-    content, user_id, agent_id, metadata, session_id, key, ttl=None, expires_at=None
+    content: str,
+    user_id: str,
+    agent_id: str,
+    metadata: Mapping[str, Any] | None,
+    session_id: str | None,
+    key: str | None,
+    ttl: float | None = None,
+    expires_at: datetime | str | None = None,
 ) -> dict[str, Any]:
     return _drop_none(
         {
@@ -272,7 +279,9 @@ def remember_body(
     )
 
 
-def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
+def remember_many_body(
+    items: Sequence[MemoryItem], user_id: str, agent_id: str, session_id: str | None
+) -> dict[str, Any]:
     if isinstance(items, (str, Mapping)):
         raise TypeError("items is a sequence of memories; wrap a single one in a list")
     return _drop_none(
@@ -354,7 +363,14 @@ def remember_many_requests(
 
 
 def recall_body(
-    query, user_id, agent_id, limit, filters, session_id, offset, explain=False
+    query: str,
+    user_id: str,
+    agent_id: str | None,
+    limit: int,
+    filters: Mapping[str, Any] | None,
+    session_id: str | None,
+    offset: int,
+    explain: bool = False,
 ) -> dict[str, Any]:
     return _drop_none(
         {
@@ -370,7 +386,7 @@ def recall_body(
     )
 
 
-def update_body(content, metadata) -> dict[str, Any]:
+def update_body(content: str | None, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if content is None and metadata is None:
         raise TypeError("update needs content, metadata or both")
     return _drop_none(

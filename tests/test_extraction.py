@@ -20,7 +20,7 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerClient
-from memlayer_integrations._extraction import EXTRACTION_PROMPT, parse_facts
+from memlayer_integrations._adapter.extraction import EXTRACTION_PROMPT, parse_facts
 from memlayer_integrations.langchain import MemLayerMiddleware
 from memlayer_integrations.llama_index import MemLayerMemory
 from tests.langchain._support import ScriptedChatModel

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from memlayer_integrations import Memory, RecalledMemory
-from memlayer_integrations._turn_memory import (
+from memlayer_integrations._adapter.turn_memory import (
     MEMORY_CLOSE,
     MEMORY_NOTE,
     MEMORY_OPEN,

@@ -1,17 +1,31 @@
-"""A chat message history kept in MemLayer, for ``RunnableWithMessageHistory``."""
+"""A chat message history kept in MemLayer, for ``RunnableWithMessageHistory`` (legacy).
+
+LangChain deprecated ``BaseChatMessageHistory`` in langchain-core 1.6.4 (removal in 2.0);
+new agents keep short-term memory in a LangGraph checkpointer and long-term memory with
+:class:`~memlayer_integrations.langchain.MemLayerMiddleware` or
+:class:`~memlayer_integrations.langchain.MemLayerStore`. This class stays for applications
+still on ``RunnableWithMessageHistory``, and says so with LangChain's own deprecation
+warning when it is built.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core._api import LangChainDeprecationWarning
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
-from .._client_pair import ClientPair
-from .._constants import MAX_BATCH_ITEMS
-from .._message_parts import message_items, records, requests_for
+from .._adapter import (
+    MAX_BATCH_ITEMS,
+    ClientPair,
+    message_placeholder,
+    require_scope,
+)
+from .._adapter.message_parts import message_items, records, requests_for
 
 __all__ = ["MemLayerChatMessageHistory"]
 
@@ -24,8 +38,8 @@ KIND = "chat_message"
 def _items(message: BaseMessage) -> list[dict[str, Any]]:
     text = str(message.text).strip()
     # Content is what search sees; the exact message is in metadata (or, for a long one,
-    # in the parts that _message_parts splits it into).
-    content = f"{message.type}: {text}" if text else f"{message.type} message"
+    # in the parts that message_parts splits it into).
+    content = f"{message.type}: {text}" if text else message_placeholder(message.type)
     return message_items(message_to_dict(message), content, {KIND_FIELD: KIND})
 
 
@@ -33,8 +47,26 @@ def _messages(memories: Sequence[Memory]) -> list[BaseMessage]:
     return messages_from_dict([record for record, _ in records(memories)])
 
 
+def _warn_legacy() -> None:
+    # LangChain warns only when its own classes are built, never for a subclass: say it here,
+    # with its warning class, on the versions that deprecate the base class.
+    if getattr(BaseChatMessageHistory, "__deprecated__", None):
+        warnings.warn(
+            "MemLayerChatMessageHistory is legacy: LangChain deprecated BaseChatMessageHistory "
+            "in langchain-core 1.6.4 (removal in 2.0). For new agents use MemLayerMiddleware "
+            "(long-term memory) with a LangGraph checkpointer (the conversation).",
+            LangChainDeprecationWarning,
+            stacklevel=3,
+        )
+
+
 class MemLayerChatMessageHistory(BaseChatMessageHistory):
-    """The messages of one conversation (user, agent, session), stored as MemLayer memories.
+    """Legacy: the messages of one conversation (user, agent, session), stored as MemLayer
+    memories, for apps still on ``RunnableWithMessageHistory``.
+
+    LangChain deprecated ``BaseChatMessageHistory`` in langchain-core 1.6.4, so building one
+    warns (``LangChainDeprecationWarning``). New code: :class:`MemLayerMiddleware` (long-term
+    memory) with a LangGraph checkpointer (the conversation).
 
     Every message type round-trips exactly (system, human, AI with tool calls, tool...):
     each memory's metadata holds ``message_to_dict(message)``, and a message longer than
@@ -70,13 +102,10 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
         base_url: str | None = None,
         page_size: int = 100,
     ) -> None:
-        for name, value in (
-            ("user_id", user_id),
-            ("agent_id", agent_id),
-            ("session_id", session_id),
-        ):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string")
+        _warn_legacy()
+        require_scope(
+            type(self).__name__, user_id=user_id, agent_id=agent_id, session_id=session_id
+        )
         self.user_id = user_id
         self.agent_id = agent_id
         self.session_id = session_id

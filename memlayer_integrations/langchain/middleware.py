@@ -16,8 +16,9 @@ and travels with the next turn's recall in one ``/v1/batch`` request: one reques
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -32,6 +33,11 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # Python 3.10
+    from typing_extensions import NotRequired
+
 from .. import (
     APIConnectionError,
     AsyncMemLayerClient,
@@ -40,11 +46,22 @@ from .. import (
     Op,
     RateLimitError,
     RecalledMemory,
-    _room,
 )
-from .._client_pair import ClientPair
-from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
-from .._extraction import (
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    MAX_BATCH_ITEMS,
+    MAX_CONTENT_CHARS,
+    MEMORY_HEADER,
+    ClientPair,
+    WriteBuffer,
+    clip_query,
+    get_logger,
+    renamed_attribute,
+    render_memories,
+    warn_renamed,
+)
+from .._adapter import room as _room
+from .._adapter.extraction import (
     EXTRACTION_PROMPT,
     Extractor,
     Turn,
@@ -54,14 +71,10 @@ from .._extraction import (
     parse_facts,
     transcript,
 )
-from .._logging import get_logger
-from .._turn_memory import (
-    MEMORY_HEADER,
-    WriteBuffer,
+from .._adapter.turn_memory import (
     WritePolicy,
     awrite_op,
     check_write_policy,
-    render_memories,
     worth_remembering,
     write_op,
 )
@@ -113,9 +126,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     """Gives a ``create_agent`` agent long-term memory of each user, across threads.
 
     Args:
-        user_id: whose memories; or read per run from the context or
+        user_id: whose memories; or read per run from the context
+            (``invoke(..., context={"user_id": ...})``) or
             ``config["configurable"]["user_id"]`` (see ``_scope``). Missing everywhere:
-            :class:`MemLayerScopeError`.
+            :class:`MemLayerScopeError`. On Python 3.10, async runs (``ainvoke``) cannot
+            reach ``configurable`` from the hooks (LangGraph cannot propagate the config to
+            asyncio tasks there): pass the scope in ``context=`` or at construction.
         agent_id: the agent the memories belong to (same lookup as ``user_id``).
         client, async_client, api_key, base_url: how to reach MemLayer. Sync hooks use the
             sync client, async hooks the async one.
@@ -125,7 +141,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
             out questions, greetings and acknowledgements, ``"everything"`` keeps them, or a
             callable ``(text, role) -> bool``. What is stored is stored exactly as said;
             what the assistant said is shown after what the user said.
-        recall_limit: memories to recall per turn (1-100).
+        k: memories to recall per turn (1-100). ``recall_limit=``, its former name, still
+            works and warns.
         max_chars: budget of the memory block added to the system message.
         all_agents: recall from every agent of the user, not only ``agent_id``.
         economy: queue each turn's write and send it with the next turn's recall, in one
@@ -155,6 +172,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     """
 
     state_schema = MemLayerState
+    recall_limit = renamed_attribute("recall_limit", "k")
 
     def __init__(
         self,
@@ -167,7 +185,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         base_url: str | None = None,
         remember: Literal["user", "assistant", "both"] = "user",
         write_policy: WritePolicy = "statements",
-        recall_limit: int = DEFAULT_RECALL_LIMIT,
+        k: int = DEFAULT_RECALL_LIMIT,
         max_chars: int = 2000,
         all_agents: bool = False,
         economy: bool = False,
@@ -176,17 +194,21 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         extract: BaseChatModel | Extractor | None = None,
         keep_turn: bool = False,
         header: str = MEMORY_HEADER,
+        recall_limit: int | None = None,
     ) -> None:
         super().__init__()
+        if recall_limit is not None:
+            warn_renamed(type(self).__name__, "recall_limit", "k")
+            k = recall_limit
         if remember not in ("user", "assistant", "both"):
             raise ValueError("remember must be 'user', 'assistant' or 'both'")
-        if not 1 <= recall_limit <= 100:
-            raise ValueError("recall_limit must be between 1 and 100")
+        if not 1 <= k <= 100:
+            raise ValueError("k must be between 1 and 100")
         self.user_id = user_id
         self.agent_id = agent_id
         self.remember = remember
         self.write_policy = check_write_policy(write_policy)
-        self.recall_limit = recall_limit
+        self.k = k
         self.max_chars = max_chars
         self.all_agents = all_agents
         self.economy = economy
@@ -207,24 +229,29 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     def _scope(self, runtime: Runtime[Any] | None) -> Scope:
         try:
             config = get_config()
-        except RuntimeError:  # called outside a graph run
+        except RuntimeError:  # outside a graph run, or an async hook on Python 3.10
             config = None
+        adapter = "MemLayerMiddleware"
+        if config is None and sys.version_info < (3, 11):
+            adapter += " (on Python 3.10 an async run cannot read config['configurable'])"
         scope = resolve_scope(
             user_id=self.user_id,
             agent_id=self.agent_id,
             config=config,
             context=getattr(runtime, "context", None),
-            adapter="MemLayerMiddleware",
+            adapter=adapter,
         )
         thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread is None:  # LangGraph >= 1.1.3 also tells the hooks the thread
+            thread = getattr(getattr(runtime, "execution_info", None), "thread_id", None)
         return Scope(scope.user_id, scope.agent_id, str(thread) if thread is not None else None)
 
     def _recall_op(self, query: str, scope: Scope) -> dict[str, Any]:
         return Op.recall(
-            query[:MAX_QUERY_CHARS],
+            clip_query(query),
             user_id=scope.user_id,
             agent_id=None if self.all_agents else scope.agent_id,
-            limit=self.recall_limit,
+            limit=self.k,
         )
 
     def _turn(self, state: MemLayerState) -> Turn:
@@ -290,9 +317,8 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         return _text(humans[-1]) if humans else None
 
     def _request_with_memories(self, request: ModelRequest) -> ModelRequest:
-        recalled = [
-            RecalledMemory.model_validate(r) for r in request.state.get("memlayer_recalled") or []
-        ]
+        state = cast(MemLayerState, request.state)
+        recalled = [RecalledMemory.model_validate(r) for r in state.get("memlayer_recalled") or []]
         if not recalled:
             return request
         held = [_text(m) for m in request.messages]
@@ -368,7 +394,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         scope = self._scope(runtime)
         items = [{**item, "session_id": scope.session_id} for item in items]
         if self.economy:
-            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.agent_id)
+            self._buffer.add(items, user_id=scope.user_id, agent_id=scope.write_agent_id)
             return None
         return scope, items
 
@@ -380,14 +406,16 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 op = Op.remember_many(
-                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                    items[i : i + MAX_BATCH_ITEMS],
+                    user_id=scope.user_id,
+                    agent_id=scope.write_agent_id,
                 )
                 write_op(self._clients.sync, op, **self._room())
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
                 # Only what was not stored waits for the next request.
-                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.write_agent_id)
                 break
         return None
 
@@ -429,13 +457,15 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             try:
                 op = Op.remember_many(
-                    items[i : i + MAX_BATCH_ITEMS], user_id=scope.user_id, agent_id=scope.agent_id
+                    items[i : i + MAX_BATCH_ITEMS],
+                    user_id=scope.user_id,
+                    agent_id=scope.write_agent_id,
                 )
                 await awrite_op(self._clients.async_, op, **self._room())
             except BaseException as exc:
                 if not self._fail_open(exc, "write"):
                     raise
-                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.agent_id)
+                self._buffer.add(items[i:], user_id=scope.user_id, agent_id=scope.write_agent_id)
                 break
         return None
 

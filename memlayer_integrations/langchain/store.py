@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.store.base import (
     BaseStore,
@@ -25,10 +25,9 @@ from langgraph.store.base import (
 )
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
-from .. import AsyncMemLayerClient, MemLayerClient, Memory
+from .. import AsyncMemLayerClient, MemLayerClient, MemLayerScopeError, Memory
 from .. import Op as MOp
-from .._client_pair import ClientPair
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_query, require_scope
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
@@ -111,7 +110,11 @@ def _matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
     path = condition.path
     if len(ns) < len(path):
         return False
-    pairs = zip(ns, path) if condition.match_type == "prefix" else zip(reversed(ns), reversed(path))
+    # A namespace may be longer than the condition's path: zip stops at the path's end.
+    if condition.match_type == "prefix":
+        pairs = zip(ns, path, strict=False)
+    else:
+        pairs = zip(reversed(ns), reversed(path), strict=False)
     return all(p == "*" or n == p for n, p in pairs)
 
 
@@ -180,8 +183,9 @@ class MemLayerStore(BaseStore):
         index: list[str] | None = None,
         ttl_config: TTLConfig | None = None,
     ) -> None:
-        if not agent_id or "." in agent_id:
-            raise ValueError("agent_id must be a non-empty string without '.'")
+        require_scope(type(self).__name__, agent_id=agent_id)
+        if "." in agent_id:  # the namespace's other labels are joined to it with dots
+            raise MemLayerScopeError("MemLayerStore's agent_id cannot contain '.'")
         self.agent_id = agent_id
         self.index = index
         self.ttl_config = ttl_config
@@ -261,7 +265,7 @@ class MemLayerStore(BaseStore):
             if isinstance(op, GetOp):
                 gets.setdefault((self._scope(op.namespace), op.refresh_ttl), []).append(i)
         for ((user_id, agent_id), refresh), idxs in gets.items():
-            keys = sorted({ops[i].key for i in idxs})
+            keys = sorted({cast(GetOp, ops[i]).key for i in idxs})
             lo = len(wire)
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
                 chunk = keys[c : c + MAX_BATCH_ITEMS]
@@ -295,7 +299,7 @@ class MemLayerStore(BaseStore):
                         wire.append(
                             _refreshing(
                                 MOp.recall(
-                                    op.query[:MAX_QUERY_CHARS],
+                                    clip_query(op.query),
                                     user_id=user_id,
                                     agent_id=agent_id,
                                     filters=filters,
@@ -385,7 +389,7 @@ class MemLayerStore(BaseStore):
         namespaces: list[tuple[str, ...]],
     ) -> list[Result]:
         out: list[Result] = []
-        for op, reader in zip(ops, readers):
+        for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, PutOp):
                 out.append(None)
             elif isinstance(op, ListNamespacesOp):
@@ -479,7 +483,7 @@ class MemLayerStore(BaseStore):
     ) -> list[int]:
         """List pages of searches that need more items than one page (offset+limit > 100)."""
         todo = []
-        for op, reader in zip(ops, readers):
+        for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, SearchOp) and reader[0] == "search":
                 for w in range(reader[1], reader[2]):
                     page, cursor = results[w] if isinstance(results[w], tuple) else ([], None)
@@ -487,9 +491,18 @@ class MemLayerStore(BaseStore):
                         todo.append(w)
         return todo
 
-    def _more_pages_sync(self, ops, wire, readers, results) -> None:
+    def _more_pages_sync(
+        self, ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]
+    ) -> None:
         for w in self._short_pages(ops, wire, readers, results):
-            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            op = cast(
+                SearchOp,
+                next(
+                    o
+                    for o, r in zip(ops, readers, strict=True)
+                    if r[0] == "search" and r[1] <= w < r[2]
+                ),
+            )
             page, cursor = results[w]
             page = list(page)
             while cursor and len(page) < op.offset + op.limit:
@@ -497,9 +510,18 @@ class MemLayerStore(BaseStore):
                 page.extend(more)
             results[w] = (page, cursor)
 
-    async def _more_pages_async(self, ops, wire, readers, results) -> None:
+    async def _more_pages_async(
+        self, ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]
+    ) -> None:
         for w in self._short_pages(ops, wire, readers, results):
-            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            op = cast(
+                SearchOp,
+                next(
+                    o
+                    for o, r in zip(ops, readers, strict=True)
+                    if r[0] == "search" and r[1] <= w < r[2]
+                ),
+            )
             page, cursor = results[w]
             page = list(page)
             while cursor and len(page) < op.offset + op.limit:

@@ -13,11 +13,10 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
-from .._constants import MAX_QUERY_CHARS
-from .._turn_memory import WritePolicy, worth_remembering
+from .._adapter import clip_query
+from .._adapter.turn_memory import WritePolicy, worth_remembering
 
 __all__ = [
-    "MAX_QUERY_CHARS",
     "SOURCE",
     "ends_turn",
     "has_tool_calls",
@@ -111,7 +110,7 @@ def query_from(
         )
     if text is None or not text.strip():
         return None
-    return text.strip()[:MAX_QUERY_CHARS]
+    return clip_query(text)
 
 
 def _turns(messages: list[ChatMessage]) -> list[list[ChatMessage]]:

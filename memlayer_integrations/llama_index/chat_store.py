@@ -24,12 +24,9 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from .._base_client import Op
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._constants import MAX_BATCH_ITEMS
-from .._message_parts import message_items, records
-from .._models import Memory
+from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
+from .._adapter import MAX_BATCH_ITEMS, ClientPair, message_placeholder, require_scope
+from .._adapter.message_parts import message_items, records
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]
@@ -44,7 +41,7 @@ def _items(message: ChatMessage) -> list[dict[str, Any]]:
     text = message_text(message)
     # The content must not be blank; a message without text (tool calls, images) is still
     # kept whole in the metadata.
-    content = text if text.strip() else f"[{message.role.value} message]"
+    content = text if text.strip() else message_placeholder(message.role.value)
     return message_items(message.model_dump(mode="json"), content, {"type": MESSAGE_TYPE})
 
 

@@ -27,9 +27,22 @@ from llama_index.core.memory.memory import InsertMethod
 from llama_index.core.memory.types import BaseMemory
 from llama_index.core.utils import get_tokenizer
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._extraction import (
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
+    WriteBuffer,
+    arecall_carrying,
+    asend_pending,
+    check_write_policy,
+    recall_carrying,
+    renamed_argument,
+    renamed_attribute,
+    render_memories,
+    require_scope,
+    send_pending,
+)
+from .._adapter.extraction import (
     EXTRACTION_PROMPT,
     Turn,
     acall_extractor,
@@ -37,16 +50,6 @@ from .._extraction import (
     fact_items,
     parse_facts,
     transcript,
-)
-from .._models import RecalledMemory
-from .._turn_memory import (
-    WriteBuffer,
-    arecall_carrying,
-    asend_pending,
-    check_write_policy,
-    recall_carrying,
-    render_memories,
-    send_pending,
 )
 from ._messages import (
     ends_turn,
@@ -106,7 +109,8 @@ class MemLayerMemory(BaseMemory):
             ``initial_token_count`` is taken off the budget on read, as in ``ChatMemoryBuffer``.
         window_size: an optional cap on the window's messages, applied the same way (whole
             turns; system messages stay).
-        recall_limit: how many memories to recall per user message.
+        k: how many memories to recall per user message. ``recall_limit=``, its former
+            name, still works and warns.
         max_memory_chars: budget for the block of recalled memories.
         insert_method: ``InsertMethod.USER`` (default) puts the memories in front of the
             latest user message: engines and agents add their own system prompt in front of
@@ -154,7 +158,8 @@ class MemLayerMemory(BaseMemory):
     token_limit: int = Field(default=DEFAULT_TOKEN_LIMIT, ge=1)
     window_size: int | None = Field(default=None, ge=1)
     tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
-    recall_limit: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    recall_limit = renamed_attribute("recall_limit", "k")
     max_memory_chars: int = Field(default=2000, ge=100)
     insert_method: InsertMethod = InsertMethod.USER
     economy: bool = False
@@ -180,6 +185,7 @@ class MemLayerMemory(BaseMemory):
         api_key: Any = None,
         **data: Any,
     ) -> None:
+        renamed_argument(data, "recall_limit", "k", owner=type(self).__name__)
         require_scope(
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
@@ -201,7 +207,7 @@ class MemLayerMemory(BaseMemory):
         return "MemLayerMemory"
 
     @classmethod
-    def from_defaults(cls, **kwargs: Any) -> MemLayerMemory:  # type: ignore[override]
+    def from_defaults(cls, **kwargs: Any) -> MemLayerMemory:
         """Same as the constructor (LlamaIndex's factory name)."""
         return cls(**kwargs)
 
@@ -397,7 +403,7 @@ class MemLayerMemory(BaseMemory):
         return ("user", "assistant") if self.remember == "both" else (self.remember,)
 
     def _scope(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.recall_limit}
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "limit": self.k}
 
     def _compose(
         self,

@@ -20,18 +20,20 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.memory.memory import BaseMemoryBlock
 from llama_index.core.utils import get_tokenizer
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._models import RecalledMemory
-from .._turn_memory import (
-    MEMORY_CLOSE,
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
-    check_write_policy,
+    renamed_argument,
+    renamed_attribute,
     render_memories,
+    require_scope,
     send_pending,
 )
+from .._adapter.turn_memory import MEMORY_CLOSE, check_write_policy
 from ._messages import memory_item, message_text, query_from
 
 __all__ = ["MemLayerMemoryBlock"]
@@ -47,7 +49,8 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         user_id: whose memories (required).
         agent_id: which agent's memories (required).
         name: the block's name in the memory template.
-        recall_limit: how many memories to recall per read.
+        k: how many memories to recall per read. ``recall_limit=``, its former name, still
+            works and warns.
         max_memory_chars: budget for the rendered memories.
         priority: LlamaIndex's truncation priority (0 = never truncate).
         economy: keep flushed messages until the next recall and send both in one request;
@@ -77,14 +80,15 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     name: str = Field(default="memlayer_memories", description="The name of the memory block.")
     user_id: str
     agent_id: str
-    recall_limit: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    recall_limit = renamed_attribute("recall_limit", "k")
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
     make_room: bool = False
     write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
-    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
+    tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
 
     _clients: ClientPair = PrivateAttr()
     _cache: tuple[str, list[RecalledMemory]] | None = PrivateAttr(default=None)
@@ -98,6 +102,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         api_key: Any = None,
         **data: Any,
     ) -> None:
+        renamed_argument(data, "recall_limit", "k", owner=type(self).__name__)
         require_scope(
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
@@ -125,7 +130,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
                 adapter="MemLayerMemoryBlock",
                 user_id=self.user_id,
                 agent_id=self.agent_id,
-                limit=self.recall_limit,
+                limit=self.k,
             )
             self._cache = (query, recalled)
         block = render_memories(

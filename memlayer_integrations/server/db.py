@@ -269,7 +269,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; return the version found."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
             raise SchemaTooNewError(
                 f"database schema version {found} is newer than this server's {SCHEMA_VERSION}; "
@@ -402,11 +402,13 @@ class Database:
         with self._pool_lock:
             if self._closed:
                 raise RuntimeError("database is closed")
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
+            idle = self._idle.pop() if self._idle else None
+        if idle is None:
             conn = _connect(str(self.path), self._synchronous)
             with self._pool_lock:
                 self._all.append(conn)
+        else:
+            conn = idle
         try:
             with _snapshot(conn):
                 yield conn

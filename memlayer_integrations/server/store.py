@@ -116,7 +116,7 @@ def _not_found(memory_id: str) -> ApiError:
 
 
 def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) -> sqlite3.Row:
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories"
         " WHERE id = ? AND account_id = ? AND (expires_at IS NULL OR expires_at > ?)",
         (memory_id, account.id, now),
@@ -129,10 +129,11 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) 
 def _by_key(
     conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
 ) -> sqlite3.Row | None:
-    return conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
     ).fetchone()
+    return row
 
 
 def _by_content(

@@ -3,10 +3,16 @@ one request per add, and a clear that touches only the history's own messages.""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
+from langchain_core._api import LangChainDeprecationWarning
+from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from memlayer_integrations.langchain import MemLayerChatMessageHistory
+from memlayer_integrations.langchain import MemLayerChatMessageHistory, MemLayerScopeError
+
+URL = "http://127.0.0.1:9"  # never reached: building a history sends nothing
 
 MESSAGES = [
     SystemMessage("Be brief."),
@@ -105,3 +111,25 @@ def test_200000_characters_round_trip(clients: tuple) -> None:
     long = [AIMessage("ø" * 200_000)]
     history.add_messages(long)
     assert history.messages == long
+
+
+def test_building_one_says_it_is_legacy_where_langchain_deprecates_its_base() -> None:
+    deprecated = getattr(BaseChatMessageHistory, "__deprecated__", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MemLayerChatMessageHistory(
+            user_id="alice", agent_id="chat", session_id="s1", api_key="ml_live_0", base_url=URL
+        )
+    legacy = [w for w in caught if issubclass(w.category, LangChainDeprecationWarning)]
+    if deprecated:  # langchain-core >= 1.6.4
+        assert len(legacy) == 1 and "BaseChatMessageHistory" in str(legacy[0].message)
+        assert legacy[0].filename == __file__  # points at the caller, not at this package
+    else:
+        assert legacy == []
+
+
+def test_a_missing_scope_is_a_scope_error() -> None:
+    with pytest.raises(MemLayerScopeError, match="session_id"):
+        MemLayerChatMessageHistory(
+            user_id="alice", agent_id="chat", session_id="", api_key="ml_live_0", base_url=URL
+        )

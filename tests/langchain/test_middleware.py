@@ -13,7 +13,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
-from memlayer_integrations import AuthenticationError
+from memlayer_integrations import AuthenticationError, InternalServerError
 from memlayer_integrations._constants import MAX_QUERY_CHARS
 from memlayer_integrations.langchain import MemLayerMiddleware, MemLayerScopeError
 
@@ -58,9 +58,9 @@ def _ask(agent, text: str, user: str):
 
 
 async def _aask(agent, text: str, user: str):
-    return await agent.ainvoke(
-        {"messages": [HumanMessage(text)]}, {"configurable": {"user_id": user}}
-    )
+    # context=, not configurable: on Python 3.10 LangGraph cannot hand the run's config to
+    # async hooks (asyncio tasks take no context there), and context= works everywhere.
+    return await agent.ainvoke({"messages": [HumanMessage(text)]}, context={"user_id": user})
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def memory(clients: tuple) -> MemLayerMiddleware:
 
 
 def test_what_the_user_said_is_recalled_next_run_for_that_user_only(memory, counter) -> None:
-    agent, model = _agent(memory)
+    agent, _ = _agent(memory)
     _ask(agent, FACT, "alice")
     agent2, model2 = _agent(memory)
     _ask(agent2, "What drink should I order? Something like tea?", "alice")
@@ -106,7 +106,7 @@ def test_at_most_two_requests_per_turn_whatever_the_tool_rounds(
     assert counter.take() == ["POST /v1/memories/search", "POST /v1/memories/batch"]
     assert len(model.prompts) == rounds + 1
     # Every model call of the turn sees the memories, recalled once.
-    assert all(FACT in [str(m.text) for m in p if m.type == "system"][0] for p in model.prompts)
+    assert all(FACT in next(str(m.text) for m in p if m.type == "system") for p in model.prompts)
 
 
 async def test_async_hooks_use_the_async_client(clients: tuple) -> None:
@@ -135,9 +135,7 @@ def test_economy_mode_is_one_request_per_turn_and_loses_nothing(clients: tuple) 
         write_policy="everything",
     )
     per_turn = []
-    for i, text in enumerate(
-        [FACT, "I live in Bergen", "Which tea do I like?", "Where do I live?"]
-    ):
+    for text in [FACT, "I live in Bergen", "Which tea do I like?", "Where do I live?"]:
         agent, model = _agent(memory, rounds=1)
         _ask(agent, text, "alice")
         per_turn.append(counter.take())
@@ -165,7 +163,7 @@ def _failing(status: int, code: str, calls: list):
 
 
 def test_fail_open_goes_on_without_memories_and_keeps_the_write(clients: tuple, caplog) -> None:
-    sync, async_, counter = clients
+    sync, _, _ = clients
     calls: list[str] = []
     down, adown = mock_clients(_failing(503, "internal_error", calls), sync._api_key)
     memory = MemLayerMiddleware(agent_id="bot", client=down, async_client=adown, fail_open=True)
@@ -204,9 +202,9 @@ async def test_economy_batch_failure_restores_the_queue(clients: tuple) -> None:
     await _aask(agent, FACT, "alice")
     assert memory.pending == 1
     calls: list[str] = []
-    down, adown = mock_clients(_failing(503, "internal_error", calls), sync._api_key)
+    _, adown = mock_clients(_failing(503, "internal_error", calls), sync._api_key)
     memory._clients._async = adown
-    with pytest.raises(Exception):
+    with pytest.raises(InternalServerError):
         await _aask(agent, "Which tea?", "alice")
     assert calls == ["/v1/batch"] and memory.pending == 1
     memory._clients._async = async_

@@ -16,7 +16,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
-from memlayer_integrations import AuthenticationError
+from memlayer_integrations import AuthenticationError, MemLayerScopeError
 from memlayer_integrations.langchain import MemLayerStore, memlayer_namespace
 from memlayer_integrations.langchain.store import decode_label, encode_label
 
@@ -290,3 +290,9 @@ def test_authentication_error_propagates(base_url: str) -> None:
     store = MemLayerStore(api_key="ml_live_" + "0" * 32, base_url=base_url)
     with pytest.raises(AuthenticationError):
         store.get(ALICE, "k")
+
+
+@pytest.mark.parametrize("agent_id", ["", "  ", "a.b"])
+def test_a_bad_agent_id_is_a_scope_error(agent_id: str, api_key: str, base_url: str) -> None:
+    with pytest.raises(MemLayerScopeError):
+        MemLayerStore(agent_id=agent_id, api_key=api_key, base_url=base_url)

@@ -15,12 +15,12 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._constants import MAX_BATCH_ITEMS
-from ._exceptions import MemoryLimitError
-from ._operations import Op
+from .._constants import MAX_BATCH_ITEMS
+from .._exceptions import MemoryLimitError
+from .._operations import Op
 
 if TYPE_CHECKING:
-    from ._client import AsyncMemLayerClient, MemLayerClient
+    from .._client import AsyncMemLayerClient, MemLayerClient
 
 __all__ = ["abatch", "aroom_for", "batch", "room_for"]
 

@@ -24,15 +24,15 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _room
-from ._base_client import MemoryItem, Op, normalize_item
-from ._constants import MAX_BATCH_ITEMS
-from ._exceptions import MemoryLimitError
-from ._logging import get_logger
-from ._models import RecalledMemory
+from .._constants import MAX_BATCH_ITEMS
+from .._exceptions import MemoryLimitError
+from .._logging import get_logger
+from .._models import RecalledMemory
+from .._operations import MemoryItem, Op, normalize_item
+from . import room as _room
 
 if TYPE_CHECKING:
-    from ._client import AsyncMemLayerClient, MemLayerClient
+    from .._client import AsyncMemLayerClient, MemLayerClient
 
 __all__ = [
     "MEMORY_CLOSE",

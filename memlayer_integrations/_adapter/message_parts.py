@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
-from ._models import Memory
+from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._models import Memory
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
