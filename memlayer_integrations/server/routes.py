@@ -186,7 +186,9 @@ def build_router(service: Service) -> APIRouter:
                 content_type=_header(request, "content-type"),
                 path_params=dict(request.path_params),
             )
-            if in_flight.count == 1 and op.bounded:
+            # An operation that embeds (with an embedder) runs the model: never on the loop.
+            embeds = op.prepare is not None and service.index is not None
+            if in_flight.count == 1 and op.bounded and not embeds:
                 outcome = service.execute(incoming, op)
             else:
                 outcome = await run_in_threadpool(service.execute, incoming, op)

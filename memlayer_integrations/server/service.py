@@ -4,7 +4,10 @@
 2. **Replay**: an ``Idempotency-Key`` already answered for this account returns the stored
    answer; nothing runs and no quota is spent.
 3. **Count** the request against the account's daily quota (429 once it is spent).
-4. **Run** the operation. Writes run in the same transaction as the quota count and the
+4. **Embed** (only with an embedder): the texts the operation will need as vectors are
+   embedded before its transaction, so no other writer waits for the model. An embedder
+   that fails answers 503 ``embedder_unavailable``; nothing is counted or stored.
+5. **Run** the operation. Writes run in the same transaction as the quota count and the
    idempotency record, inside a savepoint: an operation that fails leaves nothing behind
    but the counted request, and a write and its idempotency record are committed together
    (so two concurrent requests with the same key cannot both store). Reads run on their
@@ -16,6 +19,7 @@ disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -28,6 +32,7 @@ from typing import Any
 from .._constants import INVALID_KEY_MESSAGE, KEY_PATTERN, WRONG_KEY_FORMAT_MESSAGE
 from . import keys as keys_module
 from .db import Database
+from .embedders import EmbedderError
 from .errors import ApiError, json_bytes
 from .keys import Account
 from .parsing import parse_json_body
@@ -73,6 +78,8 @@ class Context:
     now: datetime
     requests_today: int
     settings: ServerSettings
+    #: Vectors prepared for this request; ``None`` when the server has no embedder.
+    embeddings: Any = None
 
     @property
     def now_iso(self) -> str:
@@ -95,6 +102,9 @@ class Operation:
     run: Callable[[Context], tuple[int, Any]]
     writes: bool
     bounded: bool = True
+    #: With an embedder: embeds what ``run`` will need (``(incoming, embeddings)``), before
+    #: the transaction. Such an operation never runs on the event loop then.
+    prepare: Callable[[Incoming, Any], None] | None = None
 
 
 @dataclass
@@ -116,9 +126,24 @@ class _Quota:
 class Service:
     """Runs operations for authenticated requests against one :class:`Database`."""
 
-    def __init__(self, settings: ServerSettings, db: Database) -> None:
+    def __init__(self, settings: ServerSettings, db: Database, index: Any = None) -> None:
         self.settings = settings
         self.db = db
+        #: The :class:`~.vectors.SemanticIndex` when the server has an embedder, else ``None``.
+        self.index = index
+
+    def _embed(self, incoming: Incoming, op: Operation) -> Any:
+        """The request's texts embedded before its transaction (``None``: no embedder).
+
+        A body that does not parse is left for ``run`` to reject with the usual error.
+        """
+        if self.index is None:
+            return None
+        embeddings = self.index.embeddings()
+        if op.prepare is not None:
+            with contextlib.suppress(ApiError):
+                op.prepare(incoming, embeddings)
+        return embeddings
 
     # -- the steps -------------------------------------------------------------------
 
@@ -196,6 +221,11 @@ class Service:
             account = self.authenticate(incoming.api_keys)
         except ApiError as exc:
             return Outcome(exc.status, None, exc.headers, exc)
+        try:
+            embeddings = self._embed(incoming, op)
+        except EmbedderError as exc:
+            error = ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}")
+            return Outcome(503, None, {}, error)
         idem = incoming.idempotency_key if incoming.method in ("POST", "PATCH", "DELETE") else None
         idem_error = None
         if idem is not None and not _IDEMPOTENCY_KEY.fullmatch(idem):
@@ -233,7 +263,9 @@ class Service:
                     conn.execute("SAVEPOINT op")
                     try:
                         result = op.run(
-                            Context(conn, account, incoming, now, quota.used, self.settings)
+                            Context(
+                                conn, account, incoming, now, quota.used, self.settings, embeddings
+                            )
                         )
                     except ApiError as exc:
                         conn.execute("ROLLBACK TO op")
@@ -250,7 +282,7 @@ class Service:
             try:
                 with self.db.read() as conn:
                     result = op.run(
-                        Context(conn, account, incoming, now, quota.used, self.settings)
+                        Context(conn, account, incoming, now, quota.used, self.settings, embeddings)
                     )
             except ApiError as exc:
                 error = exc

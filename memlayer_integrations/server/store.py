@@ -107,8 +107,12 @@ def _write(
     session_id: str | None,
     now: str,
     field_prefix: str,
+    embeddings: Any = None,
 ) -> list[tuple[dict[str, Any], bool]]:
-    """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first."""
+    """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first.
+
+    With ``embeddings`` (the server has an embedder) each memory's vector is stored with it.
+    """
     existing: list[sqlite3.Row | None] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -135,12 +139,13 @@ def _write(
                 f"({stored} stored); nothing was stored",
             )
     out = []
-    for item, row in zip(items, existing):
+    written: list[int] = []
+    for item, row in zip(items, existing, strict=True):
         session = item.session_id if item.session_id is not None else session_id
         metadata = _dump(item.metadata)
         if row is None:
             memory_id = "mem_" + uuid.uuid4().hex
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -156,6 +161,7 @@ def _write(
                     now,
                 ),
             )
+            written.append(cursor.lastrowid)
             memory = {
                 "id": memory_id,
                 "content": item.content,
@@ -173,6 +179,7 @@ def _write(
                 "UPDATE memories SET content = ?, metadata = ?, session_id = ?, updated_at = ? WHERE rowid = ?",
                 (item.content, metadata, session, now, row["rowid"]),
             )
+            written.append(row["rowid"])
             memory = memory_json(row)
             memory.update(
                 content=item.content,
@@ -181,41 +188,79 @@ def _write(
                 updated_at=now,
             )
             out.append((memory, False))
+    if embeddings is not None:
+        # A replacement with the same text keeps its vector (if it has one of this model).
+        todo = [
+            (rowid, item.content)
+            for rowid, item, row in zip(written, items, existing, strict=True)
+            if row is None
+            or row["content"] != item.content
+            or not embeddings.index.has_vector(conn, rowid)
+        ]
+        if todo:
+            scope = (account.id, user_id, agent_id)
+            vectors = embeddings.documents([text for _, text in todo])
+            embeddings.index.put(conn, [(rowid, scope) for rowid, _ in todo], vectors)
     return out
 
 
 def remember(
-    conn: sqlite3.Connection, account: Account, req: RememberRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    req: RememberRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """Store one memory: ``(201, memory)``, or ``(200, memory)`` when its key replaced one."""
     item = RememberItem.model_construct(
         content=req.content, metadata=req.metadata, key=req.key, session_id=req.session_id
     )
-    [(memory, created)] = _write(conn, account, req.user_id, req.agent_id, [item], None, now, "")
+    [(memory, created)] = _write(
+        conn, account, req.user_id, req.agent_id, [item], None, now, "", embeddings
+    )
     return (201 if created else 200), memory
 
 
 def remember_many(
-    conn: sqlite3.Connection, account: Account, req: RememberManyRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    req: RememberManyRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> list[dict[str, Any]]:
     pairs = _write(
-        conn, account, req.user_id, req.agent_id, req.items, req.session_id, now, "items"
+        conn,
+        account,
+        req.user_id,
+        req.agent_id,
+        req.items,
+        req.session_id,
+        now,
+        "items",
+        embeddings,
     )
     return [memory for memory, _ in pairs]
 
 
-def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> list[dict[str, Any]]:
-    hits = search_module.search(
-        conn,
-        account.id,
-        req.query,
-        user_id=req.user_id,
-        agent_id=req.agent_id,
-        session_id=req.session_id,
-        filters=compile_filters(req.filters),
-        limit=req.limit,
-        offset=req.offset,
-    )
+def recall(
+    conn: sqlite3.Connection, account: Account, req: RecallRequest, embeddings: Any = None
+) -> list[dict[str, Any]]:
+    """By words alone, or by words and meaning when the server has an embedder (``hybrid``)."""
+    scope: dict[str, Any] = {
+        "user_id": req.user_id,
+        "agent_id": req.agent_id,
+        "session_id": req.session_id,
+        "filters": compile_filters(req.filters),
+        "limit": req.limit,
+        "offset": req.offset,
+    }
+    if embeddings is None:
+        hits = search_module.search(conn, account.id, req.query, **scope)
+    else:
+        from . import hybrid  # imports numpy: only with an embedder
+
+        vector = embeddings.query(req.query)
+        hits = hybrid.search(conn, account.id, req.query, vector, embeddings.index, **scope)
     return [{"memory": memory_json(row), "score": score} for row, score in hits]
 
 
@@ -224,7 +269,12 @@ def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str,
 
 
 def update(
-    conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    memory_id: str,
+    req: UpdateRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> dict[str, Any]:
     row = _load(conn, account, memory_id)
     memory = memory_json(row)
@@ -237,6 +287,10 @@ def update(
         "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
         (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
     )
+    if embeddings is not None and req.content is not None:
+        scope = (account.id, row["user_id"], row["agent_id"])
+        vectors = embeddings.documents([req.content])
+        embeddings.index.put(conn, [(row["rowid"], scope)], vectors)
     return memory
 
 
