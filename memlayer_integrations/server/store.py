@@ -189,13 +189,18 @@ def _write(
             )
             out.append((memory, False))
     if embeddings is not None:
-        # A replacement with the same text keeps its vector (if it has one of this model).
+        # A replacement with the same text keeps its vector (if it has one of this model). A
+        # text without a letter or digit has no meaning to embed: it is found by listing only
+        # (the LangGraph store stores its index=False items so).
         todo = [
             (rowid, item.content)
             for rowid, item, row in zip(written, items, existing, strict=True)
-            if row is None
-            or row["content"] != item.content
-            or not embeddings.index.has_vector(conn, rowid)
+            if search_module.query_terms(item.content)
+            and (
+                row is None
+                or row["content"] != item.content
+                or not embeddings.index.has_vector(conn, rowid)
+            )
         ]
         if todo:
             scope = (account.id, user_id, agent_id)
@@ -287,7 +292,11 @@ def update(
         "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
         (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
     )
-    if embeddings is not None and req.content is not None:
+    if (
+        embeddings is not None
+        and req.content is not None
+        and search_module.query_terms(req.content)
+    ):
         scope = (account.id, row["user_id"], row["agent_id"])
         vectors = embeddings.documents([req.content])
         embeddings.index.put(conn, [(row["rowid"], scope)], vectors)
