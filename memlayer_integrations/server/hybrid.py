@@ -12,7 +12,8 @@ Each is brought to 0..1 within the question, then mixed::
 
     words   = lexical score / best lexical score of the scope      (0 when no word matches)
     meaning = (cosine - floor) / (best cosine - floor), clipped to 0..1
-    score   = MEANING_WEIGHT * meaning + WORDS_WEIGHT * words + ANCHOR_BONUS * anchored
+    score   = (MEANING_WEIGHT * meaning + WORDS_WEIGHT * words + ANCHOR_BONUS * anchors)
+              / (MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS)
 
 ``floor`` is the cosine of the ``POOL``-th closest memory (or of the farthest one in a
 smaller scope): cosines of embedding models crowd into a narrow band, and what says "close"
@@ -20,11 +21,13 @@ is the distance from the rest of the scope, not the raw number.
 
 **Exact matches are never lost.** A word of the question that occurs in at most
 ``ANCHOR_SHARE`` of the scope's memories (and in at most ``ANCHOR_MAX`` of them) is an
-*anchor*: a name, a rare word, a number, an id. Each memory holding every anchor of the
-question gets ``ANCHOR_BONUS``, which is larger than any difference in meaning can be
-(``MEANING_WEIGHT``), so a memory that names what the question names ranks before one
-that only means something like it, and the words then order the anchored memories among
-themselves. Questions made of common words have no anchor and rank mostly by meaning.
+*anchor*: a name, a rare word, a number, an id. ``anchors`` is the share of the question's
+anchors a memory holds, each weighted by its rarity (``log(1 + size / matches)``), so 1 for
+a memory holding all of them. ``ANCHOR_BONUS`` is larger than any difference in meaning can
+be (``MEANING_WEIGHT``): a memory naming every rare word the question names ranks before one
+that only means something like it, and the words and meaning then order the anchored
+memories among themselves. Questions made of common words have no anchor and rank by
+meaning and words alone.
 
 The pool: the best ``POOL`` (or ``offset + limit``, if larger) of each ranking are scored.
 A memory outside both pools has a lower meaning than the meaning pool's last and lower
@@ -34,6 +37,7 @@ from this order do not overlap.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from typing import Any
 
@@ -70,25 +74,35 @@ _SCALE = MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS
 
 def _anchors(
     conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None, query: str
-) -> list[str]:
-    """The question's words that few of the scope's memories hold (see the module docstring)."""
+) -> dict[str, float]:
+    """The question's words that few of the scope's memories hold, each with its weight
+    ``log(1 + size / matches)`` (see the module docstring)."""
     size = search_module._scope_size(conn, account_id, user_id, agent_id)
     if size == 0:
-        return []
+        return {}
     cap = max(1, min(ANCHOR_MAX, int(size * ANCHOR_SHARE)))
     restrict = search_module._restricter(scope_word(account_id, user_id, agent_id), size)
     count = search_module._match_count(conn, restrict, cap + 1)
-    return [t for t in query_terms(query) if 0 < count(t) <= cap]
+    counts = {term: count(term) for term in query_terms(query)}
+    return {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}
 
 
-def _holding(conn: sqlite3.Connection, anchors: list[str], rowids: list[int]) -> set[int]:
-    """Which of ``rowids`` hold every word of ``anchors``."""
+def _anchored(
+    conn: sqlite3.Connection, anchors: dict[str, float], rowids: list[int]
+) -> dict[int, float]:
+    """For each of ``rowids`` holding an anchor: the weight of the anchors it holds over the
+    weight of all of them (1.0: it holds every one)."""
     if not anchors or not rowids:
-        return set()
-    match = " AND ".join(search_module._quote(a) for a in anchors)
+        return {}
+    total = sum(anchors.values())
+    held: dict[int, float] = {}
     marks = ",".join("?" * len(rowids))
     sql = f"SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid IN ({marks})"
-    return {r[0] for r in conn.execute(sql, [f"content : ({match})", *rowids])}
+    for word, weight in anchors.items():
+        match = f"content : {search_module._quote(word)}"
+        for (rowid,) in conn.execute(sql, [match, *rowids]):
+            held[rowid] = held.get(rowid, 0.0) + weight / total
+    return held
 
 
 def search(
@@ -146,14 +160,14 @@ def search(
     else:
         meaning = {}
     candidates = list(dict.fromkeys([*words, *meaning]))
-    anchored = _holding(conn, _anchors(conn, account_id, user_id, agent_id, query), candidates)
+    anchored = _anchored(conn, _anchors(conn, account_id, user_id, agent_id, query), candidates)
     scored = sorted(
         (
             (
                 (
                     MEANING_WEIGHT * meaning.get(rowid, 0.0)
                     + WORDS_WEIGHT * words.get(rowid, 0.0)
-                    + (ANCHOR_BONUS if rowid in anchored else 0.0)
+                    + ANCHOR_BONUS * anchored.get(rowid, 0.0)
                 )
                 / _SCALE,
                 rowid,
