@@ -216,7 +216,7 @@ def build_router(service: Service) -> APIRouter:
         response_model=Memory,
         responses={
             200: {"model": Memory, "description": "the memory of the same key was replaced"},
-            **_errors(404, 409, 413, 415, 422),
+            **_errors(404, 409, 413, 415, 422, 503),
         },
         openapi_extra=_doc(RememberRequest, idempotent=True),
     )
@@ -228,7 +228,7 @@ def build_router(service: Service) -> APIRouter:
         summary="Remember many",
         status_code=201,
         response_model=MemoriesResponse,
-        responses=_errors(409, 413, 415, 422),
+        responses=_errors(409, 413, 415, 422, 503),
         openapi_extra=_doc(RememberManyRequest, idempotent=True),
     )
     async def remember_many(request: Request) -> Response:
@@ -238,7 +238,7 @@ def build_router(service: Service) -> APIRouter:
         "/memories/search",
         summary="Recall",
         response_model=RecallResponse,
-        responses=_errors(409, 413, 415, 422),
+        responses=_errors(409, 413, 415, 422, 503),
         openapi_extra=_doc(RecallRequest, idempotent=True),
     )
     async def recall(request: Request) -> Response:
@@ -293,7 +293,7 @@ def build_router(service: Service) -> APIRouter:
         "/memories/{memory_id}",
         summary="Update a memory",
         response_model=Memory,
-        responses=_errors(404, 409, 413, 415, 422),
+        responses=_errors(404, 409, 413, 415, 422, 503),
         openapi_extra=_doc(UpdateRequest, params=[_MEMORY_ID], idempotent=True),
     )
     async def update_memory(request: Request) -> Response:
@@ -330,7 +330,7 @@ def build_router(service: Service) -> APIRouter:
         "/batch",
         summary="Several operations in one request",
         response_model=BatchResponse,
-        responses=_errors(404, 409, 413, 415, 422),
+        responses=_errors(404, 409, 413, 415, 422, 503),
         openapi_extra=_doc(BatchRequest, idempotent=True),
     )
     async def batch(request: Request) -> Response:

@@ -362,7 +362,7 @@ class ErrorDetail(BaseModel):
         description="bad_request, invalid_json, invalid_api_key, wrong_key_format, account_suspended, "
         "memory_limit_reached, not_found, method_not_allowed, idempotency_key_reused, conflict, "
         "payload_too_large, unsupported_media_type, validation_error, daily_quota_exceeded, "
-        "rate_limited, internal_error"
+        "rate_limited, internal_error, embedder_unavailable"
     )
     message: str
     field: str | None = Field(description="the offending request field, e.g. items[3].metadata")
