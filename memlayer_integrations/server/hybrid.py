@@ -13,21 +13,26 @@ Each is brought to 0..1 within the question, then mixed::
     words   = lexical score / best lexical score of the scope      (0 when no word matches)
     meaning = (cosine - floor) / (best cosine - floor), clipped to 0..1
     score   = (MEANING_WEIGHT * meaning + WORDS_WEIGHT * words + ANCHOR_BONUS * anchors)
-              / (MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS)
+              / (MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS)        # 0.4, 0.6, 0.3
 
 ``floor`` is the cosine of the ``POOL``-th closest memory (or of the farthest one in a
 smaller scope): cosines of embedding models crowd into a narrow band, and what says "close"
 is the distance from the rest of the scope, not the raw number.
 
-**Exact matches are never lost.** A word of the question that occurs in at most
+**Exact matches are not lost.** A word of the question that occurs in at most
 ``ANCHOR_SHARE`` of the scope's memories (and in at most ``ANCHOR_MAX`` of them) is an
 *anchor*: a name, a rare word, a number, an id. ``anchors`` is the share of the question's
-anchors a memory holds, each weighted by its rarity (``log(1 + size / matches)``), so 1 for
-a memory holding all of them. ``ANCHOR_BONUS`` is larger than any difference in meaning can
-be (``MEANING_WEIGHT``): a memory naming every rare word the question names ranks before one
-that only means something like it, and the words and meaning then order the anchored
-memories among themselves. Questions made of common words have no anchor and rank by
-meaning and words alone.
+anchors a memory holds, each weighted by its rarity (``log(1 + size / matches)``): 1 for a
+memory holding all of them. Such a memory also has the best or nearly the best ``words``
+(rare words weigh most in BM25), so it scores at least ``WORDS_WEIGHT + ANCHOR_BONUS`` of
+the scale, out of reach of a memory that is only close in meaning and matches fewer rare
+words. Memories holding an anchor are scored even when neither pool holds them.
+Questions made of common words have no anchor and rank by words and meaning alone.
+
+The weights were chosen on two sets, for every user alike: words weigh more than meaning
+because on long conversations (LoCoMo) words alone find more of the evidence than a small
+embedding model does, and meaning decides where no word matches, which is where recall by
+words alone returns nothing.
 
 The pool: the best ``POOL`` (or ``offset + limit``, if larger) of each ranking are scored.
 A memory outside both pools has a lower meaning than the meaning pool's last and lower
@@ -59,11 +64,11 @@ __all__ = [
 #: How many of the best memories of each ranking are fused.
 POOL = 100
 #: Weight of the meaning (0..1) in the score.
-MEANING_WEIGHT = 0.6
+MEANING_WEIGHT = 0.4
 #: Weight of the words (0..1) in the score.
-WORDS_WEIGHT = 0.4
-#: Added to a memory holding every anchor word of the question (see the module docstring).
-ANCHOR_BONUS = 1.0
+WORDS_WEIGHT = 0.6
+#: Weight of the anchors held (0..1) in the score (see the module docstring).
+ANCHOR_BONUS = 0.3
 #: A word is an anchor if at most this share of the scope's memories hold it...
 ANCHOR_SHARE = 0.02
 #: ...and at most this many (whatever the scope's size), and at least one does.
@@ -72,11 +77,15 @@ ANCHOR_MAX = 20
 _SCALE = MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS
 
 
-def _anchors(
+def _anchored(
     conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None, query: str
-) -> dict[str, float]:
-    """The question's words that few of the scope's memories hold, each with its weight
-    ``log(1 + size / matches)`` (see the module docstring)."""
+) -> dict[int, float]:
+    """The memories holding an anchor of the question (see the module docstring), each with
+    the weight of the anchors it holds over the weight of all of them (1.0: every one).
+
+    An anchor is held by at most ``ANCHOR_MAX`` memories of the scope, so the memories are
+    read straight from the full-text index, whatever the two pools hold.
+    """
     size = search_module._scope_size(conn, account_id, user_id, agent_id)
     if size == 0:
         return {}
@@ -84,23 +93,14 @@ def _anchors(
     restrict = search_module._restricter(scope_word(account_id, user_id, agent_id), size)
     count = search_module._match_count(conn, restrict, cap + 1)
     counts = {term: count(term) for term in query_terms(query)}
-    return {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}
-
-
-def _anchored(
-    conn: sqlite3.Connection, anchors: dict[str, float], rowids: list[int]
-) -> dict[int, float]:
-    """For each of ``rowids`` holding an anchor: the weight of the anchors it holds over the
-    weight of all of them (1.0: it holds every one)."""
-    if not anchors or not rowids:
-        return {}
+    anchors = {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}
     total = sum(anchors.values())
     held: dict[int, float] = {}
-    marks = ",".join("?" * len(rowids))
-    sql = f"SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid IN ({marks})"
     for word, weight in anchors.items():
-        match = f"content : {search_module._quote(word)}"
-        for (rowid,) in conn.execute(sql, [match, *rowids]):
+        match = restrict(search_module._quote(word))
+        for (rowid,) in conn.execute(
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (match,)
+        ):
             held[rowid] = held.get(rowid, 0.0) + weight / total
     return held
 
@@ -159,8 +159,13 @@ def search(
         }
     else:
         meaning = {}
-    candidates = list(dict.fromkeys([*words, *meaning]))
-    anchored = _anchored(conn, _anchors(conn, account_id, user_id, agent_id, query), candidates)
+    anchored = _anchored(conn, account_id, user_id, agent_id, query)
+    if anchored:  # scored even outside both pools, if they meet the request's conditions
+        marks = ",".join("?" * len(anchored))
+        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({marks}) AND {where.sql}"
+        meets = {r[0] for r in conn.execute(sql, [*anchored, *where.params])}
+        anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
+    candidates = list(dict.fromkeys([*words, *meaning, *anchored]))
     scored = sorted(
         (
             (
