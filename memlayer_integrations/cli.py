@@ -205,7 +205,7 @@ def _keys_change(args: argparse.Namespace) -> int:
 def _progress(label: str) -> Any:
     """``progress(done, total)`` drawing a bar on stderr: tqdm's if installed, else one line."""
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         tqdm = None
     bar: Any = None

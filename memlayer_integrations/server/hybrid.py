@@ -47,6 +47,7 @@ import sqlite3
 from typing import Any
 
 from . import search as search_module
+from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
 from .search import query_terms, scope_word
 from .vectors import SemanticIndex
@@ -185,7 +186,7 @@ def search(
     missing = [rowid for _, rowid in page if rowid not in rows]
     if missing:
         sql = (
-            f"SELECT {search_module.MEMORY_COLUMNS} FROM memories AS m"
+            f"SELECT {MEMORY_COLUMNS} FROM memories AS m"
             f" WHERE m.rowid IN ({','.join('?' * len(missing))}) AND {where.sql}"
         )
         rows.update({r["rowid"]: r for r in conn.execute(sql, [*missing, *where.params])})

@@ -224,8 +224,8 @@ class Service:
         try:
             embeddings = self._embed(incoming, op)
         except EmbedderError as exc:
-            error = ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}")
-            return Outcome(503, None, {}, error)
+            failure = ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}")
+            return Outcome(503, None, {}, failure)
         idem = incoming.idempotency_key if incoming.method in ("POST", "PATCH", "DELETE") else None
         idem_error = None
         if idem is not None and not _IDEMPOTENCY_KEY.fullmatch(idem):

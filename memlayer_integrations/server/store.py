@@ -161,7 +161,7 @@ def _write(
                     now,
                 ),
             )
-            written.append(cursor.lastrowid)
+            written.append(int(cursor.lastrowid or 0))
             memory = {
                 "id": memory_id,
                 "content": item.content,
