@@ -106,11 +106,24 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(_RedactArgs())
+    index = app.state.index
+    embedding = f"; embedder: {index.model}" if index is not None else ""
     print(
-        f"MemLayer server listening on http://{host}:{port} (database: {db_path})",
+        f"MemLayer server listening on http://{host}:{port} (database: {db_path}{embedding})",
         file=sys.stderr,
         flush=True,
     )
+    if index is not None:
+        from .server.reindex import missing
+
+        unembedded = len(missing(app.state.db, index.model))
+        if unembedded:
+            print(
+                f"{unembedded:,} stored memories have no vector of this embedder and are found by"
+                " their words only; `memlayer reindex` embeds them (the server may keep running)",
+                file=sys.stderr,
+                flush=True,
+            )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
