@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from memlayer_integrations import MemLayerClient
 
 from . import locomo
@@ -175,6 +177,20 @@ def _scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
     return out
 
 
+class _EmbeddingContext(Context):
+    """A :class:`Context` whose clients wait for the model: a batch of 100 turns takes
+    seconds to embed on a busy CPU, past the client's default timeout."""
+
+    def client(self, key: str | None = None, *, counter: Any = None) -> MemLayerClient:
+        if counter is not None:
+            raise TypeError("requests are not counted here")
+        http = httpx.Client()
+        self._http.append(http)
+        return MemLayerClient(
+            api_key=key or self.new_key(), base_url=self.server.url, timeout=600, http_client=http
+        )
+
+
 def run(ctx: Context) -> dict[str, Any]:
     from memlayer_integrations.server import LocalMemLayerServer
 
@@ -189,7 +205,7 @@ def run(ctx: Context) -> dict[str, Any]:
     with ctx.client() as client:
         result["paraphrase_without"] = _paraphrase(client, users)
     with LocalMemLayerServer(embedder=spec) as server:
-        semantic_ctx = Context(size=ctx.size, server=server)
+        semantic_ctx = _EmbeddingContext(size=ctx.size, server=server)
         try:
             with semantic_ctx.client() as client:
                 result["paraphrase_with"] = _paraphrase(client, users)
