@@ -10,7 +10,7 @@ scope are made:
 
 Each is brought to 0..1 within the question, then mixed::
 
-    words   = lexical score / best lexical score of the scope      (0 when no word matches)
+    words   = raw lexical score / best raw lexical score             (0 when no word matches)
     meaning = (cosine - floor) / (best cosine - floor), clipped to 0..1
     score   = (MEANING_WEIGHT * meaning + WORDS_WEIGHT * words + ANCHOR_BONUS * anchors)
               / (MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS)        # 0.4, 0.6, 0.3
@@ -49,6 +49,7 @@ from typing import Any
 from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
+from .scoring import scope_stats
 from .search import query_terms, scope_word
 from .vectors import SemanticIndex
 
@@ -87,11 +88,11 @@ def _anchored(
     An anchor is held by at most ``ANCHOR_MAX`` memories of the scope, so the memories are
     read straight from the full-text index, whatever the two pools hold.
     """
-    size = search_module._scope_size(conn, account_id, user_id, agent_id)
+    size = scope_stats(conn, account_id, user_id, agent_id).size
     if size == 0:
         return {}
     cap = max(1, min(ANCHOR_MAX, int(size * ANCHOR_SHARE)))
-    restrict = search_module._restricter(scope_word(account_id, user_id, agent_id), size)
+    restrict = search_module._restricter(scope_word(account_id, user_id, agent_id))
     count = search_module._match_count(conn, restrict, cap + 1)
     counts = {term: count(term) for term in query_terms(query)}
     anchors = {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}

@@ -4,7 +4,7 @@ Two layers, so another database can be added without touching the ranking:
 
 * :class:`VectorStorage` is the storage interface: write a batch of vectors, say whether a
   scope changed, read a scope's vectors newer than a sequence number. :class:`SQLiteVectors`
-  implements it on the ``memory_vectors`` and ``vector_scopes`` tables of migration 4
+  implements it on the ``memory_vectors`` and ``vector_scopes`` tables of migration 5
   (``db.py``); a PostgreSQL backend implements the same six methods on its own tables.
 * :class:`SemanticIndex` holds the embedder and, per scope (account, user, agent), the
   scope's vectors as one normalized float32 matrix in memory. A recall reads the scope's
