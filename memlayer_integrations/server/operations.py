@@ -42,8 +42,16 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
 
 def recall(ctx: Context) -> tuple[int, Any]:
     req = validate(RecallRequest, ctx.json())
+    _refresh_vectors(ctx, req)
     with ctx.budget.guard(ctx.conn):
         return 200, {"results": store.recall(ctx.conn, ctx.account, req, ctx.embeddings)}
+
+
+def _refresh_vectors(ctx: Context, req: RecallRequest) -> None:
+    """With an embedder: the scope's cached vectors brought up to date outside the request's
+    budget (see ``SemanticIndex.refresh``)."""
+    if ctx.embeddings is not None:
+        ctx.embeddings.index.refresh(ctx.conn, ctx.account.id, req.user_id, req.agent_id)
 
 
 def get(ctx: Context) -> tuple[int, Any]:
@@ -98,6 +106,7 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "remember_many":
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso, vectors)}
     if name == "recall":
+        _refresh_vectors(ctx, req)
         with ctx.budget.guard(conn):
             return {"results": store.recall(conn, account, req, vectors)}
     if name == "get":

@@ -316,6 +316,18 @@ class SemanticIndex:
         scope.size = end
         return scope
 
+    def refresh(self, conn: Any, account_id: int, user_id: str, agent_id: str | None) -> None:
+        """Bring the cached matrices of a scope up to ``conn``'s snapshot.
+
+        A recall calls it before its work is budgeted: filling the cache of a large scope
+        (100k vectors: seconds) is done once for every later recall, not by one of them.
+        """
+        agents = (
+            [agent_id] if agent_id is not None else self.storage.agents(conn, account_id, user_id)
+        )
+        for agent in agents:
+            self._current(conn, (account_id, user_id, agent))
+
     # -- search --------------------------------------------------------------------
 
     def nearest(
