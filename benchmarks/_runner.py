@@ -23,6 +23,7 @@ from . import (
     remembering,
     requests_per_turn,
     scale,
+    semantic,
 )
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
@@ -41,6 +42,7 @@ BENCHMARKS = {
         locomo,
         isolation,
         mcp_tools,
+        semantic,
     )
 }
 

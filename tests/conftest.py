@@ -26,6 +26,7 @@ def _no_memlayer_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own MEMLAYER_* settings must never reach a test."""
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    monkeypatch.delenv("MEMLAYER_EMBEDDER", raising=False)
 
 
 @pytest.fixture(scope="session")

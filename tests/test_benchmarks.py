@@ -27,6 +27,7 @@ from benchmarks import (
     overhead,
     requests_per_turn,
     scale,
+    semantic,
 )
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
@@ -345,6 +346,53 @@ def test_command_writes_markdown_and_json(tmp_path: Path, monkeypatch: pytest.Mo
         assert heading in markdown
 
 
+def _paraphrase_file(tmp_path: Path) -> Path:
+    users = [
+        {
+            "user_id": f"u{n}",
+            "memories": [
+                {"id": f"u{n}-m1", "content": "I start every day with green tea"},
+                {"id": f"u{n}-m2", "content": "I traded the sedan for an electric SUV"},
+                {"id": f"u{n}-m3", "content": "Meeting with Petra about the budget"},
+            ],
+            "queries": [
+                {"query": "what does she drink?", "relevant": [f"u{n}-m1"], "kind": "paraphrase"},
+                {"query": "Petra", "relevant": [f"u{n}-m3"], "kind": "lexical"},
+            ],
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "paraphrase.json"
+    path.write_text(json.dumps({"users": users}), encoding="utf-8")
+    return path
+
+
+def test_semantic(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(semantic.DATA_ENV, str(_paraphrase_file(tmp_path)))
+    result = semantic.run(ctx)
+    _check_common(semantic, result)
+    assert result["users"] == 2  # tiny: the first two users
+    for which in ("paraphrase_with", "paraphrase_without"):
+        kinds = result[which]["by_kind"]
+        assert {k: v["questions"] for k, v in kinds.items()} == {"lexical": 2, "paraphrase": 2}
+        for row in kinds.values():
+            assert 0 <= row["recall@1"] <= row["recall@5"] <= row["recall@10"] <= 1
+    assert result["paraphrase_with"]["by_kind"]["lexical"]["recall@1"] == 1.0
+    [row] = result["scale"]
+    assert row["memories"] == 300
+    _check_latency(row["recall"])
+    _check_latency(result["remember_single_with"])
+    assert "with embedder" in semantic.render(result)
+
+
+def test_semantic_without_data_is_skipped(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(semantic.DATA_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(Skip):
+        semantic.run(ctx)
+
+
 def test_command_rejects_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
@@ -363,6 +411,7 @@ def test_every_benchmark_is_registered() -> None:
         "locomo",
         "isolation",
         "mcp",
+        "semantic",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)

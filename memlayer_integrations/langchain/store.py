@@ -75,8 +75,15 @@ def memlayer_namespace(user_id: str, *labels: str) -> tuple[str, ...]:
     return tuple(encode_label(x) for x in (user_id, *labels))
 
 
+#: The content of an item put with ``index=False``: no letter or digit, so no word of a
+#: query matches it and the server does not embed it; search finds it by listing only.
+_UNINDEXED = "\u2060"
+
+
 def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     """The searchable text of a value: the indexed fields, else the value as JSON."""
+    if index is False:
+        return _UNINDEXED
     texts: list[str] = []
     if isinstance(index, list):
         for path in index:
@@ -134,7 +141,14 @@ class MemLayerStore(BaseStore):
     whose ``metadata`` is the value itself, so values round-trip exactly (JSON objects of at
     most 16 KiB) and filters on value fields are MemLayer metadata filters. The memory's
     content is a text rendering of the value (the ``index`` fields if given, else its JSON)
-    for ``search(query=...)``.
+    for ``search(query=...)``; ``put(..., index=False)`` stores a content without any word,
+    which no query matches and the server does not embed.
+
+    **Search with a query** returns the matches first, best first with their ``score``, then
+    the other items that pass the filter with ``score=None``, in listing order, as
+    LangGraph's own stores do (``InMemoryStore`` with an index puts items it has no vector for
+    last). A server with an embedder ranks every item of a namespace by meaning, so the
+    common "search the store with the user's message" finds what it means.
 
     **Requests.** One ``batch``/``abatch`` call is one ``/v1/batch`` request (per 100
     operations), plus one ``GET /v1/scopes`` per user when it searches or lists namespaces
@@ -288,14 +302,13 @@ class MemLayerStore(BaseStore):
                 readers[i] = ("empty",)
                 continue
             scopes = [self._scope(ns) for ns in self._matching(op.namespace_prefix, namespaces)]
-            single = len(scopes) == 1
             first = len(wire)
+            need = op.offset + op.limit
             for user_id, agent_id in scopes:
                 if op.query and op.query.strip():
-                    start, end = (
-                        (op.offset, op.offset + op.limit) if single else (0, op.offset + op.limit)
-                    )
-                    for s in range(start, end, 100):
+                    # The matches from the first, then (as LangGraph's stores do) the items
+                    # that pass the filter but match nothing, from the list page beside them.
+                    for s in range(0, need, 100):
                         wire.append(
                             _refreshing(
                                 MOp.recall(
@@ -303,31 +316,24 @@ class MemLayerStore(BaseStore):
                                     user_id=user_id,
                                     agent_id=agent_id,
                                     filters=filters,
-                                    limit=min(100, end - s),
+                                    limit=min(100, need - s),
                                     offset=s,
                                 ),
                                 op.refresh_ttl,
                             )
                         )
-                else:
-                    need = op.offset + op.limit
-                    wire.append(
-                        _refreshing(
-                            MOp.list(
-                                user_id=user_id,
-                                agent_id=agent_id,
-                                filters=filters,
-                                limit=min(100, need),
-                            ),
-                            op.refresh_ttl,
-                        )
+                wire.append(
+                    _refreshing(
+                        MOp.list(
+                            user_id=user_id,
+                            agent_id=agent_id,
+                            filters=filters,
+                            limit=min(100, need),
+                        ),
+                        op.refresh_ttl,
                     )
-            readers[i] = (
-                "search",
-                first,
-                len(wire),
-                single and bool(op.query and op.query.strip()),
-            )
+                )
+            readers[i] = ("search", first, len(wire))
 
         # Writes, after the reads; the last op on a key wins, as in InMemoryStore.
         last: dict[tuple[tuple[str, ...], str], PutOp] = {}
@@ -401,32 +407,39 @@ class MemLayerStore(BaseStore):
             elif reader[0] == "empty":
                 out.append([])
             else:
-                _, lo, hi, single_recall = reader
-                out.append(self._search_result(op, results[lo:hi], single_recall))
+                _, lo, hi = reader
+                out.append(self._search_result(op, results[lo:hi]))
         return out
 
-    def _search_result(
-        self, op: SearchOp, results: list[Any], single_recall: bool
-    ) -> list[SearchItem]:
-        rows: list[tuple[float | None, Memory]] = []
-        for result in results:
-            if isinstance(result, tuple):  # a list page
-                rows.extend((None, m) for m in result[0])
-            else:
-                rows.extend((r.score, r.memory) for r in result)
-        if single_recall:
-            window = rows  # offset and limit were applied by the server
-        elif op.query and op.query.strip():
-            rows.sort(key=lambda r: -(r[0] or 0.0))
-            window = rows[op.offset : op.offset + op.limit]
-        else:
-            # Namespace by namespace (first created first), then by creation, as InMemoryStore.
-            first: dict[tuple[str, str], datetime] = {}
-            for _, m in rows:
-                scope = (m.user_id, m.agent_id)
-                first[scope] = min(first.get(scope, m.created_at), m.created_at)
-            rows.sort(key=lambda r: (first[(r[1].user_id, r[1].agent_id)], r[1].created_at))
-            window = rows[op.offset : op.offset + op.limit]
+    @staticmethod
+    def _matched(results: list[Any]) -> list[tuple[float | None, Memory]]:
+        """The recall results among ``results``, best first (``index=False`` items left out)."""
+        rows = [
+            (r.score, r.memory)
+            for result in results
+            if not isinstance(result, tuple)
+            for r in result
+            if r.memory.content != _UNINDEXED
+        ]
+        rows.sort(key=lambda r: -(r[0] or 0.0))
+        return rows
+
+    def _search_result(self, op: SearchOp, results: list[Any]) -> list[SearchItem]:
+        listed: list[tuple[float | None, Memory]] = [
+            (None, m) for result in results if isinstance(result, tuple) for m in result[0]
+        ]
+        # Namespace by namespace (first created first), then by creation, as InMemoryStore.
+        first: dict[tuple[str, str], datetime] = {}
+        for _, m in listed:
+            scope = (m.user_id, m.agent_id)
+            first[scope] = min(first.get(scope, m.created_at), m.created_at)
+        listed.sort(key=lambda r: (first[(r[1].user_id, r[1].agent_id)], r[1].created_at))
+        rows = listed
+        if op.query and op.query.strip():
+            matched = self._matched(results)
+            seen = {m.id for _, m in matched}
+            rows = matched + [(None, m) for _, m in listed if m.id not in seen]
+        window = rows[op.offset : op.offset + op.limit]
         return [self._item(m, SearchItem, score=score) for score, m in window]  # type: ignore[misc]
 
     def _list_namespaces(
@@ -485,6 +498,10 @@ class MemLayerStore(BaseStore):
         todo = []
         for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, SearchOp) and reader[0] == "search":
+                if op.query and op.query.strip():
+                    matched = MemLayerStore._matched(results[reader[1] : reader[2]])
+                    if len(matched) >= op.offset + op.limit:
+                        continue  # the matches fill the page: no item is listed on it
                 for w in range(reader[1], reader[2]):
                     page, cursor = results[w] if isinstance(results[w], tuple) else ([], None)
                     if cursor and len(page) < op.offset + op.limit:

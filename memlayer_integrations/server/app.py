@@ -163,8 +163,22 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def render_openapi(app: FastAPI | None = None) -> str:
     """The OpenAPI document as checked in at ``docs/openapi.json`` (``memlayer openapi`` writes it)."""
-    app = app or create_app(ServerSettings(db_path="unused.db"))
+    app = app or create_app(ServerSettings(db_path="unused.db", embedder=None))
     return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _semantic_index(settings: ServerSettings) -> Any:
+    """The :class:`~.vectors.SemanticIndex` for ``settings.embedder``, or ``None`` without one.
+
+    Imported only then: a server without an embedder never imports numpy or a model.
+    """
+    if settings.embedder is None or settings.embedder == "":
+        return None
+    from .embedders import load_embedder
+    from .vectors import SemanticIndex
+
+    embedder = load_embedder(settings.embedder)
+    return None if embedder is None else SemanticIndex(embedder)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -177,6 +191,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """
     settings = settings or ServerSettings()
     db = Database(settings.db_path, settings.synchronous)
+    index = _semantic_index(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -185,6 +200,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             yield
         finally:
             db.close()
+            if index is not None:
+                index.embedder.close()
 
     app = FastAPI(
         title="MemLayer",
@@ -199,7 +216,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.service = Service(settings, db)
+    app.state.index = index
+    app.state.service = Service(settings, db, index)
     app.include_router(build_router(app.state.service))
     mount_pages(app, console=settings.console)
     app.add_middleware(RequestIdMiddleware)

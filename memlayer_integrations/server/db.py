@@ -235,6 +235,50 @@ CREATE INDEX memories_expiry ON memories(account_id, expires_at) WHERE expires_a
 CREATE INDEX memories_text ON memories(account_id, user_id, agent_id, substr(content, 1, 64));
 """
 
+# Version 6: vectors for semantic recall (``vectors.py``), written only when the server has an
+# embedder. One row per embedded memory; `seq` only grows, so a scope cached in memory loads
+# just the rows newer than the ones it holds. `model` names the vector space (the embedder's
+# name): vectors of another model are never compared with a question. `vector_scopes` counts
+# each scope's vectors added and removed, so a recall learns from one row whether its cached
+# matrix is current. A memory's vector goes when the memory does or its content changes
+# (a server without an embedder may change it; `memlayer reindex` embeds it again).
+_V6 = """
+CREATE TABLE memory_vectors (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    memory_rowid  INTEGER NOT NULL UNIQUE,
+    account_id    INTEGER NOT NULL,
+    user_id       TEXT NOT NULL,
+    agent_id      TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    vector        BLOB NOT NULL
+);
+CREATE INDEX memory_vectors_scope ON memory_vectors(account_id, user_id, agent_id, seq);
+CREATE TABLE vector_scopes (
+    account_id  INTEGER NOT NULL,
+    user_id     TEXT NOT NULL,
+    agent_id    TEXT NOT NULL,
+    added       INTEGER NOT NULL,
+    removed     INTEGER NOT NULL,
+    PRIMARY KEY (account_id, user_id, agent_id)
+) WITHOUT ROWID;
+CREATE TRIGGER memory_vectors_ai AFTER INSERT ON memory_vectors BEGIN
+    INSERT INTO vector_scopes (account_id, user_id, agent_id, added, removed)
+        VALUES (new.account_id, new.user_id, new.agent_id, 1, 0)
+        ON CONFLICT (account_id, user_id, agent_id) DO UPDATE SET added = added + 1;
+END;
+CREATE TRIGGER memory_vectors_ad AFTER DELETE ON memory_vectors BEGIN
+    UPDATE vector_scopes SET removed = removed + 1
+        WHERE account_id = old.account_id AND user_id = old.user_id AND agent_id = old.agent_id;
+END;
+CREATE TRIGGER memories_vector_ad AFTER DELETE ON memories BEGIN
+    DELETE FROM memory_vectors WHERE memory_rowid = old.rowid;
+END;
+CREATE TRIGGER memories_vector_au AFTER UPDATE OF content ON memories
+    WHEN old.content IS NOT new.content BEGIN
+    DELETE FROM memory_vectors WHERE memory_rowid = old.rowid;
+END;
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
 MEMORY_COLUMNS = (
     "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at,"
@@ -242,7 +286,7 @@ MEMORY_COLUMNS = (
 )
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

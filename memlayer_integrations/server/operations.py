@@ -30,18 +30,30 @@ _SCOPE_PARAMS = ("user_id", "agent_id", "session_id")
 
 
 def remember(ctx: Context) -> tuple[int, Any]:
-    return store.remember(ctx.conn, ctx.account, validate(RememberRequest, ctx.json()), ctx.now_iso)
+    req = validate(RememberRequest, ctx.json())
+    return store.remember(ctx.conn, ctx.account, req, ctx.now_iso, ctx.embeddings)
 
 
 def remember_many(ctx: Context) -> tuple[int, Any]:
     req = validate(RememberManyRequest, ctx.json())
-    return 201, {"memories": store.remember_many(ctx.conn, ctx.account, req, ctx.now_iso)}
+    memories = store.remember_many(ctx.conn, ctx.account, req, ctx.now_iso, ctx.embeddings)
+    return 201, {"memories": memories}
 
 
 def recall(ctx: Context) -> tuple[int, Any]:
     req = validate(RecallRequest, ctx.json())
+    _refresh_vectors(ctx, req)
     with ctx.budget.guard(ctx.conn):
-        return 200, {"results": store.recall(ctx.conn, ctx.account, req, ctx.now_iso)}
+        return 200, {
+            "results": store.recall(ctx.conn, ctx.account, req, ctx.now_iso, ctx.embeddings)
+        }
+
+
+def _refresh_vectors(ctx: Context, req: RecallRequest) -> None:
+    """With an embedder: the scope's cached vectors brought up to date outside the request's
+    budget (see ``SemanticIndex.refresh``)."""
+    if ctx.embeddings is not None:
+        ctx.embeddings.index.refresh(ctx.conn, ctx.account.id, req.user_id, req.agent_id)
 
 
 def get(ctx: Context) -> tuple[int, Any]:
@@ -52,9 +64,8 @@ def get(ctx: Context) -> tuple[int, Any]:
 
 def update(ctx: Context) -> tuple[int, Any]:
     memory_id = check_memory_id(ctx.incoming.path_params["memory_id"])
-    return 200, store.update(
-        ctx.conn, ctx.account, memory_id, validate(UpdateRequest, ctx.json()), ctx.now_iso
-    )
+    req = validate(UpdateRequest, ctx.json())
+    return 200, store.update(ctx.conn, ctx.account, memory_id, req, ctx.now_iso, ctx.embeddings)
 
 
 def forget(ctx: Context) -> tuple[int, Any]:
@@ -91,14 +102,15 @@ def usage(ctx: Context) -> tuple[int, Any]:
 
 
 def _run_op(ctx: Context, name: str, req: Any) -> Any:
-    conn, account = ctx.conn, ctx.account
+    conn, account, vectors = ctx.conn, ctx.account, ctx.embeddings
     if name == "remember":
-        return {"memory": store.remember(conn, account, req, ctx.now_iso)[1]}
+        return {"memory": store.remember(conn, account, req, ctx.now_iso, vectors)[1]}
     if name == "remember_many":
-        return {"memories": store.remember_many(conn, account, req, ctx.now_iso)}
+        return {"memories": store.remember_many(conn, account, req, ctx.now_iso, vectors)}
     if name == "recall":
+        _refresh_vectors(ctx, req)
         with ctx.budget.guard(conn):
-            results = store.recall(conn, account, req, ctx.now_iso)
+            results = store.recall(conn, account, req, ctx.now_iso, vectors)
         if req.refresh_ttl:
             store.touch(conn, [r["memory"] for r in results], ctx.now)
         return {"results": results}
@@ -108,7 +120,7 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
             store.touch(conn, [memory], ctx.now)
         return {"memory": memory}
     if name == "update":
-        return {"memory": store.update(conn, account, req.memory_id, req, ctx.now_iso)}
+        return {"memory": store.update(conn, account, req.memory_id, req, ctx.now_iso, vectors)}
     if name == "forget":
         return {"deleted": store.forget(conn, account, req.memory_id)}
     if name == "forget_all":
@@ -179,17 +191,65 @@ def batch_writes(incoming: Incoming) -> bool:
     )
 
 
+# -- what each operation embeds before its transaction (see Service._embed) ------------
+
+
+def _body(incoming: Incoming) -> Any:
+    return incoming.json(len(incoming.body or b""))
+
+
+def _texts(op: str, raw: Any) -> tuple[list[str], list[str]]:
+    """``(documents, queries)`` one operation of a valid body will embed."""
+    if op in ("remember", "update") and isinstance(raw.get("content"), str):
+        return [raw["content"]], []
+    if op == "remember_many":
+        items = raw.get("items") if isinstance(raw.get("items"), list) else []
+        return [
+            i["content"] for i in items if isinstance(i, dict) and isinstance(i.get("content"), str)
+        ], []
+    if op == "recall" and isinstance(raw.get("query"), str):
+        return [], [raw["query"]]
+    return [], []
+
+
+def _prepare(op: str) -> Any:
+    def prepare(incoming: Incoming, embeddings: Any) -> None:
+        raw = _body(incoming)
+        if isinstance(raw, dict):
+            documents, queries = _texts(op, raw)
+            embeddings.prepare(documents, queries)
+
+    return prepare
+
+
+def _prepare_batch(incoming: Incoming, embeddings: Any) -> None:
+    raw = _body(incoming)
+    operations = raw.get("operations") if isinstance(raw, dict) else None
+    if not isinstance(operations, list) or len(operations) > MAX_BATCH_ITEMS:
+        return
+    documents: list[str] = []
+    queries: list[str] = []
+    for item in operations:
+        if isinstance(item, dict) and isinstance(item.get("op"), str):
+            more_documents, more_queries = _texts(item["op"], item)
+            documents += more_documents
+            queries += more_queries
+    embeddings.prepare(documents, queries)
+
+
 OPERATIONS: dict[str, Operation] = {
-    "remember": Operation(remember, writes=True),
-    "remember_many": Operation(remember_many, writes=True),
+    "remember": Operation(remember, writes=True, prepare=_prepare("remember")),
+    "remember_many": Operation(remember_many, writes=True, prepare=_prepare("remember_many")),
     # A recall or a list may use its whole budget: on a thread, never on the event loop.
-    "recall": Operation(recall, writes=False, bounded=False),
+    "recall": Operation(recall, writes=False, bounded=False, prepare=_prepare("recall")),
     "get": Operation(get, writes=False),
-    "update": Operation(update, writes=True),
+    "update": Operation(update, writes=True, prepare=_prepare("update")),
     "forget": Operation(forget, writes=True),
     "forget_all": Operation(forget_all, writes=True, bounded=False),
     "list": Operation(list_memories, writes=False, bounded=False),
     "scopes": Operation(scopes, writes=False, bounded=False),
     "usage": Operation(usage, writes=False),
-    "batch": Operation(batch, writes=True, bounded=False, writes_if=batch_writes),
+    "batch": Operation(
+        batch, writes=True, bounded=False, writes_if=batch_writes, prepare=_prepare_batch
+    ),
 }

@@ -210,7 +210,9 @@ def build_router(service: Service) -> APIRouter:
                 content_type=_header(request, "content-type"),
                 path_params=dict(request.path_params),
             )
-            if in_flight.count == 1 and op.bounded:
+            # An operation that embeds (with an embedder) runs the model: never on the loop.
+            embeds = op.prepare is not None and service.index is not None
+            if in_flight.count == 1 and op.bounded and not embeds:
                 outcome = service.execute(incoming, op, account)
             else:
                 outcome = await run_in_threadpool(service.execute, incoming, op, account)
@@ -231,7 +233,7 @@ def build_router(service: Service) -> APIRouter:
         response_model=Memory,
         responses={
             200: {"model": Memory, "description": "the memory of the same key was replaced"},
-            **_errors(404, 409, 413, 415, 422),
+            **_errors(404, 409, 413, 415, 422, 503),
         },
         openapi_extra=_doc(RememberRequest, idempotent=True),
     )
@@ -243,7 +245,7 @@ def build_router(service: Service) -> APIRouter:
         summary="Remember many",
         status_code=201,
         response_model=MemoriesResponse,
-        responses=_errors(409, 413, 415, 422),
+        responses=_errors(409, 413, 415, 422, 503),
         openapi_extra=_doc(RememberManyRequest, idempotent=True),
     )
     async def remember_many(request: Request) -> Response:
@@ -253,7 +255,7 @@ def build_router(service: Service) -> APIRouter:
         "/memories/search",
         summary="Recall",
         response_model=RecallResponse,
-        responses=_errors(409, 413, 415, 422),
+        responses=_errors(409, 413, 415, 422, 503),
         openapi_extra=_doc(RecallRequest, idempotent=True),
     )
     async def recall(request: Request) -> Response:
@@ -308,7 +310,7 @@ def build_router(service: Service) -> APIRouter:
         "/memories/{memory_id}",
         summary="Update a memory",
         response_model=Memory,
-        responses=_errors(404, 409, 413, 415, 422),
+        responses=_errors(404, 409, 413, 415, 422, 503),
         openapi_extra=_doc(UpdateRequest, params=[_MEMORY_ID], idempotent=True),
     )
     async def update_memory(request: Request) -> Response:
@@ -345,7 +347,7 @@ def build_router(service: Service) -> APIRouter:
         "/batch",
         summary="Several operations in one request",
         response_model=BatchResponse,
-        responses=_errors(404, 409, 413, 415, 422),
+        responses=_errors(404, 409, 413, 415, 422, 503),
         openapi_extra=_doc(BatchRequest, idempotent=True),
     )
     async def batch(request: Request) -> Response:

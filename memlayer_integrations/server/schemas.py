@@ -472,7 +472,8 @@ class ErrorDetail(BaseModel):
         "memory_limit_reached, not_found, method_not_allowed, request_timeout, "
         "idempotency_key_reused, idempotent_answer_gone, conflict, payload_too_large, "
         "unsupported_media_type, validation_error, query_too_expensive, response_too_large, "
-        "daily_quota_exceeded, rate_limited, headers_too_large, internal_error"
+        "daily_quota_exceeded, rate_limited, headers_too_large, internal_error, "
+        "embedder_unavailable"
     )
     message: str
     field: str | None = Field(description="the offending request field, e.g. items[3].metadata")

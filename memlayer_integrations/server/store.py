@@ -157,6 +157,7 @@ def _write(
     session_id: str | None,
     now: str,
     field_prefix: str,
+    embeddings: Any = None,
 ) -> list[tuple[dict[str, Any], bool]]:
     """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first.
 
@@ -164,6 +165,8 @@ def _write(
     ``deduplicate: false``) it refreshes the memory of the scope that holds the same content,
     so saying a thing twice never spends a second memory. Items of one request that repeat a
     content are one memory too.
+
+    With ``embeddings`` (the server has an embedder) each memory's vector is stored with it.
     """
     existing: list[sqlite3.Row | None] = []
     seen: dict[str, int] = {}
@@ -202,6 +205,7 @@ def _write(
             )
     moment = datetime.fromisoformat(now)
     out: list[tuple[dict[str, Any], bool]] = []
+    written: list[int] = []
     for i, (item, row) in enumerate(zip(items, existing, strict=True)):
         session = item.session_id if item.session_id is not None else session_id
         metadata = _dump(item.metadata)
@@ -213,7 +217,7 @@ def _write(
             ).fetchone()
         if row is None:
             memory_id = "mem_" + uuid.uuid4().hex
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
                 " created_at, updated_at, expires_at, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -231,6 +235,7 @@ def _write(
                     item.ttl,
                 ),
             )
+            written.append(int(cursor.lastrowid or 0))
             memory = {
                 "id": memory_id,
                 "content": item.content,
@@ -251,6 +256,7 @@ def _write(
                 " expires_at = ?, ttl = ? WHERE rowid = ?",
                 (item.content, metadata, session, now, expires, item.ttl, row["rowid"]),
             )
+            written.append(row["rowid"])
             memory = memory_json(row)
             memory.update(
                 content=item.content,
@@ -261,11 +267,36 @@ def _write(
                 ttl=item.ttl,
             )
             out.append((memory, False))
+    if embeddings is not None:
+        # A replacement with the same text keeps its vector (if it has one of this model). A
+        # text without a letter or digit has no meaning to embed: it is found by listing only
+        # (the LangGraph store stores its index=False items so).
+        # One vector per memory: items of one request that repeat a content share a rowid.
+        todo = list(
+            {
+                rowid: (rowid, item.content)
+                for rowid, item, row in zip(written, items, existing, strict=True)
+                if search_module.query_terms(item.content)
+                and (
+                    row is None
+                    or row["content"] != item.content
+                    or not embeddings.index.has_vector(conn, rowid)
+                )
+            }.values()
+        )
+        if todo:
+            scope = (account.id, user_id, agent_id)
+            vectors = embeddings.documents([text for _, text in todo])
+            embeddings.index.put(conn, [(rowid, scope) for rowid, _ in todo], vectors)
     return out
 
 
 def remember(
-    conn: sqlite3.Connection, account: Account, req: RememberRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    req: RememberRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """Store one memory: ``(201, memory)``, or ``(200, memory)`` when its key replaced one."""
     item = RememberItem.model_construct(
@@ -277,35 +308,60 @@ def remember(
         expires_at=req.expires_at,
         deduplicate=req.deduplicate,
     )
-    [(memory, created)] = _write(conn, account, req.user_id, req.agent_id, [item], None, now, "")
+    [(memory, created)] = _write(
+        conn, account, req.user_id, req.agent_id, [item], None, now, "", embeddings
+    )
     return (201 if created else 200), memory
 
 
 def remember_many(
-    conn: sqlite3.Connection, account: Account, req: RememberManyRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    req: RememberManyRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> list[dict[str, Any]]:
     pairs = _write(
-        conn, account, req.user_id, req.agent_id, req.items, req.session_id, now, "items"
+        conn,
+        account,
+        req.user_id,
+        req.agent_id,
+        req.items,
+        req.session_id,
+        now,
+        "items",
+        embeddings,
     )
     return [memory for memory, _ in pairs]
 
 
 def recall(
-    conn: sqlite3.Connection, account: Account, req: RecallRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    req: RecallRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> list[dict[str, Any]]:
-    hits = search_module.search(
-        conn,
-        account.id,
-        req.query,
-        user_id=req.user_id,
-        agent_id=req.agent_id,
-        session_id=req.session_id,
-        filters=compile_filters(req.filters),
-        limit=req.limit,
-        offset=req.offset,
-        now=now,
-    )
-    results = [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
+    """By words alone, or by words and meaning when the server has an embedder (``hybrid``)."""
+    scope: dict[str, Any] = {
+        "user_id": req.user_id,
+        "agent_id": req.agent_id,
+        "session_id": req.session_id,
+        "filters": compile_filters(req.filters),
+        "limit": req.limit,
+        "offset": req.offset,
+        "now": now,
+    }
+    if embeddings is None:
+        hits = search_module.search(conn, account.id, req.query, **scope)
+        results = [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
+    else:
+        from . import hybrid  # imports numpy: only with an embedder
+
+        vector = embeddings.query(req.query)
+        hits = hybrid.search(conn, account.id, req.query, vector, embeddings.index, **scope)
+        # Already a relevance in (0, 1]: hybrid.py documents it.
+        results = [{"memory": memory_json(row), "score": score} for row, score in hits]
     if req.explain:
         reasons = explain(conn, req.query, [row for row, _ in hits])
         for result, why in zip(results, reasons, strict=True):
@@ -318,7 +374,12 @@ def get(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) ->
 
 
 def update(
-    conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str
+    conn: sqlite3.Connection,
+    account: Account,
+    memory_id: str,
+    req: UpdateRequest,
+    now: str,
+    embeddings: Any = None,
 ) -> dict[str, Any]:
     row = _load(conn, account, memory_id, now)
     memory = memory_json(row)
@@ -331,6 +392,14 @@ def update(
         "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
         (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
     )
+    if (
+        embeddings is not None
+        and req.content is not None
+        and search_module.query_terms(req.content)
+    ):
+        scope = (account.id, row["user_id"], row["agent_id"])
+        vectors = embeddings.documents([req.content])
+        embeddings.index.put(conn, [(row["rowid"], scope)], vectors)
     return memory
 
 

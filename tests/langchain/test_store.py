@@ -138,7 +138,9 @@ def test_query_search_ranks_by_relevance_and_respects_filters(store: MemLayerSto
     hits = store.search((ALICE[0],), query="green tea")
     assert [h.key for h in hits][:1] == ["drink"]
     assert hits[0].score is not None and hits[0].score > 0
-    assert store.search((ALICE[0],), query="tea", filter={"cups": {"$lt": 2}}) == []
+    # The one item that passes the filter matches no word: it still comes back, unscored.
+    unmatched = store.search((ALICE[0],), query="tea", filter={"cups": {"$lt": 2}})
+    assert [(h.key, h.score) for h in unmatched] == [("n1", None)]
     assert [h.key for h in store.search(ALICE, query="sushi", limit=1)] == ["food"]
 
 
@@ -147,9 +149,69 @@ def test_index_fields_choose_the_searchable_text(clients: tuple) -> None:
     store = MemLayerStore(client=sync, async_client=async_, index=["title"])
     store.put(("u",), "a", {"title": "walrus facts", "body": "penguin"})
     store.put(("u",), "b", {"title": "penguin facts", "body": "seal"}, index=["body"])
-    assert [h.key for h in store.search(("u",), query="walrus")] == ["a"]
-    assert [h.key for h in store.search(("u",), query="seal")] == ["b"]
-    assert store.search(("u",), query="penguin") == []
+    # The match first and scored; the other item after it, unscored.
+    assert [(h.key, h.score is None) for h in store.search(("u",), query="walrus")] == [
+        ("a", False),
+        ("b", True),
+    ]
+    assert [(h.key, h.score is None) for h in store.search(("u",), query="seal")] == [
+        ("b", False),
+        ("a", True),
+    ]
+    # "penguin" is in neither indexed text: both items come back, unscored, as listed.
+    assert [(h.key, h.score) for h in store.search(("u",), query="penguin")] == [
+        ("a", None),
+        ("b", None),
+    ]
+
+
+def _embed(texts: list[str]) -> list[list[float]]:
+    """A stand-in embedding for InMemoryStore: any vectors will do for what is compared."""
+    return [[1.0, float(len(t) % 7)] for t in texts]
+
+
+def _load_indexed(store: BaseStore) -> None:
+    store.put(BOB, "tea", {"text": "green tea every morning", "cups": 3})
+    store.put(BOB, "car", {"text": "an electric SUV", "cups": 0})
+    store.put(BOB, "secret", {"text": "tea leaves in a tin", "cups": 1}, index=False)
+
+
+@pytest.mark.parametrize("query", ["what does she drink", "tea", "green tea"])
+def test_a_query_returns_every_item_that_passes_the_filter_as_langgraph_stores_do(
+    store: MemLayerStore, query: str
+) -> None:
+    """InMemoryStore (with an index) ranks every item and puts those it holds no vector
+    for (``index=False``) last, unscored; MemLayerStore returns the same items, the matches
+    first, and the ``index=False`` item last and unscored even when its text has the word."""
+    reference = InMemoryStore(index={"dims": 2, "embed": _embed, "fields": ["text"]})
+    _load_indexed(reference)
+    _load_indexed(store)
+    expected, got = reference.search(BOB, query=query), store.search(BOB, query=query)
+    assert sorted(h.key for h in got) == sorted(h.key for h in expected) == ["car", "secret", "tea"]
+    assert (
+        (got[-1].key, got[-1].score) == (expected[-1].key, expected[-1].score) == ("secret", None)
+    )
+    if "tea" in query:
+        assert got[0].key == "tea" and got[0].score is not None and got[0].score > 0
+    page = [h.key for h in store.search(BOB, query=query, limit=1, offset=2)]
+    assert page == [h.key for h in reference.search(BOB, query=query, limit=1, offset=2)]
+    filtered = store.search(BOB, query=query, filter={"cups": {"$gte": 1}})
+    assert sorted(h.key for h in filtered) == ["secret", "tea"]
+    assert filtered[-1].key == "secret"
+
+
+def test_an_item_put_with_index_false_is_never_matched_by_its_text(store: MemLayerStore) -> None:
+    store.put(BOB, "secret", {"text": "walrus"}, index=False)
+    store.put(BOB, "open", {"text": "walrus"})
+    hits = store.search(BOB, query="walrus")
+    assert [(h.key, h.score is None) for h in hits] == [("open", False), ("secret", True)]
+    assert store.get(BOB, "secret").value == {"text": "walrus"}  # stored all the same
+
+
+async def test_async_query_search_fills_with_unmatched_items(store: MemLayerStore) -> None:
+    _load_indexed(store)
+    hits = await store.asearch(BOB, query="electric", limit=2)
+    assert [(h.key, h.score is None) for h in hits] == [("car", False), ("tea", True)]
 
 
 def test_one_batch_call_is_one_request(store: MemLayerStore, counter) -> None:
