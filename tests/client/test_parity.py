@@ -15,9 +15,10 @@ from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, Op
 ASYNC_ONLY = {"aclose"}
 #: Op name -> client method, where they differ.
 OP_METHOD = {"list": "list_memories"}
-#: Parameters of a client method that its Op does not take (a batch has one timeout), and
-#: the other way round: Op.list reads one page (limit, cursor), list_memories pages for you.
-CLIENT_ONLY = {"timeout", "page_size"}
+#: Parameters of a client method that its Op does not take (a batch has one timeout; progress
+#: reports the several requests of a large remember_many), and the other way round: Op.list
+#: reads one page (limit, cursor), list_memories pages for you.
+CLIENT_ONLY = {"timeout", "page_size", "progress"}
 OP_ONLY = {"list": {"limit", "cursor"}}
 
 
