@@ -64,6 +64,8 @@ class MemLayerClient(BaseClient):
     # -- sending ---------------------------------------------------------------------
 
     def _send(self, call: Call) -> Any:
+        if self._http.is_closed:
+            raise self._closed_error()
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -250,6 +252,8 @@ class AsyncMemLayerClient(BaseClient):
         self._http = http_client if http_client is not None else httpx.AsyncClient()
 
     async def _send(self, call: Call) -> Any:
+        if self._http.is_closed:
+            raise self._closed_error()
         attempt = 0
         while True:
             request = self._build_request(self._http, call)

@@ -192,6 +192,15 @@ class InternalServerError(APIStatusError):
     status_code = 500
 
 
+# Errors that say "try again later", never "you may not" or "this is wrong": the ones an
+# adapter's ``fail_open`` lets a turn or a tool call get past. Authentication and permission
+# errors are never among them.
+TRANSIENT_ERRORS: tuple[type[MemLayerError], ...] = (
+    APIConnectionError,
+    InternalServerError,
+    RateLimitError,
+)
+
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,

@@ -104,7 +104,7 @@ def test_usage_quota_and_bad_key_are_shown(demo_run: tuple[int, str]) -> None:
     assert "1 memory stored (of 500), 2 requests today (of 100)" in usage
     assert "X-RateLimit-Remaining: 98" in usage
     assert (
-        "Authentication failed: invalid or missing API key (status 401, code invalid_api_key"
+        "Authentication failed: unknown API key: this server did not issue it, or it was revoked;"
         in output
     )
     summary = output[output.index("Summary") :]
@@ -149,7 +149,7 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
     assert (tmp_path / "demo.db").is_file()
     assert "agent > From what you told me before: you're on the Pro plan." in output
     assert "+ LangChain: bob recalled nothing of alice's" in output
-    assert "Authentication failed: invalid or missing API key" in output
+    assert "Authentication failed: unknown API key" in output
     assert "requests today (of 100)" in output
     assert FULL_KEY.search(output + proc.stderr.decode(errors="replace")) is None
 

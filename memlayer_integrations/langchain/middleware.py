@@ -32,16 +32,14 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from .. import (
-    APIConnectionError,
     AsyncMemLayerClient,
-    InternalServerError,
     MemLayerClient,
     Op,
-    RateLimitError,
     RecalledMemory,
 )
 from .._client_pair import ClientPair
 from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._exceptions import TRANSIENT_ERRORS
 from .._logging import get_logger
 from .._turn_memory import MEMORY_HEADER, WriteBuffer, render_memories
 from ._scope import Scope, resolve_scope
@@ -50,9 +48,6 @@ __all__ = ["MemLayerMiddleware", "MemLayerState"]
 
 log = get_logger("memlayer_integrations.langchain")
 
-# Errors that say "try again later", never "you may not": only these may be skipped with
-# ``fail_open``. Authentication and permission errors always reach the caller.
-TRANSIENT_ERRORS = (APIConnectionError, InternalServerError, RateLimitError)
 
 _Private = OmitFromSchema(input=True, output=True)
 

@@ -20,6 +20,7 @@ from memlayer_integrations import (
     UnprocessableEntityError,
     Usage,
 )
+from memlayer_integrations._constants import UNKNOWN_KEY_MESSAGE
 
 from ._support import call, collect
 
@@ -185,7 +186,7 @@ async def auth_error(make: Make) -> None:
     assert (err.status_code, err.code, err.message) == (
         401,
         "invalid_api_key",
-        "invalid or missing API key",
+        UNKNOWN_KEY_MESSAGE,
     )
     assert err.request_id.startswith("req_")
 
