@@ -286,6 +286,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     ) -> tuple[Scope, list[dict[str, Any]]] | None:
         """The turn's memories to send now, or ``None`` when there are none or economy mode
         queued them for the next recall."""
+        self._clients.check_open(type(self).__name__)
         items = self._turn_items(state)
         if not items:
             return None
@@ -378,10 +379,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     def close(self) -> None:
         """Flush queued writes, then close the clients this middleware built."""
-        self.flush()
+        if not self._clients.closed:  # closing twice sends nothing twice
+            self.flush()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self.aflush()
+        if not self._clients.closed:
+            await self.aflush()
         await self._clients.aclose()

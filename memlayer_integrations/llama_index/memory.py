@@ -285,12 +285,14 @@ class MemLayerMemory(BaseMemory):
 
     def close(self) -> None:
         """Send every waiting write, then close the clients this memory built."""
-        self._write_pending()
+        if not self._clients.closed:  # closing twice sends nothing twice
+            self._write_pending()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self._awrite_pending()
+        if not self._clients.closed:
+            await self._awrite_pending()
         await self._clients.aclose()
 
     def __enter__(self) -> MemLayerMemory:
@@ -311,6 +313,7 @@ class MemLayerMemory(BaseMemory):
         self, input: str | ChatMessage | None
     ) -> tuple[list[ChatMessage], int, str | None, list[RecalledMemory] | None]:
         """The window, the user turn, the query, and this turn's recall for it if cached."""
+        self._clients.check_open(type(self).__name__)
         turn = self._turn
         with turn.lock:
             window = list(self.chat_history)
@@ -344,6 +347,7 @@ class MemLayerMemory(BaseMemory):
 
     def _accept(self, messages: Sequence[ChatMessage]) -> bool:
         """Add to the window and queue what is stored; ``True`` when the turn should be sent now."""
+        self._clients.check_open(type(self).__name__)
         items: list[dict[str, Any]] = []
         ended = False
         with self._turn.lock:

@@ -11,10 +11,12 @@ from pydantic import SecretStr
 
 from memlayer_integrations import (
     DEFAULT_BASE_URL,
+    APIConnectionError,
     APIResponseValidationError,
     AsyncMemLayerClient,
     AuthenticationError,
     MemLayerClient,
+    MemLayerError,
     RateLimitError,
     __version__,
 )
@@ -306,3 +308,44 @@ async def test_async_context_manager_leaves_a_supplied_http_client_open(fake_key
     await client.aclose()
     assert not http.is_closed
     await http.aclose()
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "url", "source"),
+    [
+        ("http://10.0.0.1:1", None, "http://10.0.0.1:1", "(base_url=)"),
+        (None, "http://10.0.0.2:1", "http://10.0.0.2:1", "($MEMLAYER_BASE_URL)"),
+        (None, None, DEFAULT_BASE_URL, "(the default, as $MEMLAYER_BASE_URL is not set)"),
+    ],
+)
+async def test_a_connection_error_names_the_url_and_where_it_came_from(
+    flavor, fake_key, monkeypatch, given, env, url, source
+):
+    if env:
+        monkeypatch.setenv("MEMLAYER_BASE_URL", env)
+    transport = httpx.MockTransport(_refused)
+    kwargs = {"api_key": fake_key, "base_url": given, "max_retries": 0}
+    client = (
+        MemLayerClient(http_client=httpx.Client(transport=transport), **kwargs)
+        if flavor == "sync"
+        else AsyncMemLayerClient(http_client=httpx.AsyncClient(transport=transport), **kwargs)
+    )
+    with pytest.raises(APIConnectionError) as info:
+        await call(client, "usage")
+    assert f"could not reach MemLayer at {url} {source}" in info.value.message
+    assert "check that the server is running" in info.value.message
+
+
+async def test_a_closed_client_raises_a_memlayer_error(flavor, fake_key):
+    client = (
+        MemLayerClient(api_key=fake_key)
+        if flavor == "sync"
+        else AsyncMemLayerClient(api_key=fake_key)
+    )
+    await call(client, "close")
+    with pytest.raises(MemLayerError, match="is closed, so it cannot send requests"):
+        await call(client, "usage")
