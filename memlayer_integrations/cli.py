@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"memlayer-integrations {__version__}"
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    db = argparse.ArgumentParser(add_help=False)
+    db = _Parser(add_help=False)
     db.add_argument("--db", metavar="PATH", help=_DB_HELP)
 
     serve = sub.add_parser(
@@ -346,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manage the API keys of a local server's database. Only `create` makes a "
         "new database; the others refuse one that does not exist.",
     )
-    keys_parser.set_defaults(func=lambda _args: keys_parser.print_help(sys.stderr) or 2)
+
+    def keys_help(_args: argparse.Namespace) -> int:
+        keys_parser.print_help(sys.stderr)
+        return 2
+
+    keys_parser.set_defaults(func=keys_help)
     keys = keys_parser.add_subparsers(title="key commands", metavar="ACTION")
     create = keys.add_parser(
         "create",
@@ -416,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_name(argv: Sequence[str]) -> str:
     """``memlayer keys list`` for the words before the first option: how errors are prefixed."""
-    words = []
+    words: list[str] = []
     for word in argv:
         if word.startswith("-") or len(words) == 2:
             break
