@@ -310,6 +310,11 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
         f"resets {fu.resets_at:%Y-%m-%d %H:%M} UTC",
         4,
     )
+    out.line(
+        f"({fu.requests_today} requests: the remember() and this usage() call; every request "
+        "made with a key counts against its daily quota, usage() included)",
+        4,
+    )
     out.line(f"X-RateLimit-Remaining: {remaining} (client.rate_limit)", 4)
 
 

@@ -102,6 +102,7 @@ def test_usage_quota_and_bad_key_are_shown(demo_run: tuple[int, str]) -> None:
     usage = output[output.index("4. Usage and quota") : output.index("5. A bad key")]
     assert "plan unlimited" in usage
     assert "1 memory stored (of 500), 2 requests today (of 100)" in usage
+    assert "(2 requests: the remember() and this usage() call; every request" in usage
     assert "X-RateLimit-Remaining: 98" in usage
     assert (
         "Authentication failed: unknown API key: this server did not issue it, or it was revoked;"

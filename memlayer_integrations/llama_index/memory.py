@@ -80,6 +80,11 @@ class MemLayerMemory(BaseMemory):
     Works as the ``memory=`` of ``SimpleChatEngine``, ``ContextChatEngine``,
     ``CondensePlusContextChatEngine``, ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``.
 
+    It recalls by itself: do not also give the same engine a :class:`MemLayerRetriever` as
+    ``retriever=`` (``ContextChatEngine``, ``CondensePlusContextChatEngine``), or every
+    memory reaches the prompt twice and each turn costs a request more. Keep the engine's
+    retriever for your documents.
+
     Args:
         user_id: whose memories these are (required).
         agent_id: which agent's memories (required).
