@@ -268,6 +268,7 @@ class MemLayerToolkit(BaseToolkit):
         client, async_client, api_key, base_url: how to reach MemLayer.
 
     Example:
+        >>> from langchain.agents import create_agent
         >>> tools = MemLayerToolkit(agent_id="support_bot", api_key=key, base_url=server.url).get_tools()
         >>> agent = create_agent(model, tools=tools)
         >>> agent.invoke({"messages": [("user", "Remember I'm vegan")]},
