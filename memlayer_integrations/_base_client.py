@@ -363,9 +363,11 @@ class BaseClient:
             return call.parse(body)
         except (ValueError, KeyError, TypeError, pydantic.ValidationError) as exc:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
+            # Often a base URL that points at something other than MemLayer: name it.
             return APIResponseValidationError(
-                f"{call.method} {call.path}: HTTP {response.status_code} answer is not the expected "
-                f"JSON ({kind}): {type(exc).__name__}",
+                f"{call.method} {call.path}: HTTP {response.status_code} answer from "
+                f"{self.base_url} ({self._base_url_source}) is not the expected JSON ({kind}): "
+                f"{type(exc).__name__}; check that this URL is a MemLayer server",
                 status_code=response.status_code,
                 request_id=response.headers.get(C.REQUEST_ID_HEADER),
             )

@@ -260,7 +260,10 @@ def status_error_from_response(response: httpx.Response) -> APIStatusError:
         # Not the contract's error body (an HTML page from a proxy, say): say so briefly
         # rather than dumping the page into the message.
         kind = response.headers.get("content-type", "unknown content type").split(";")[0]
-        message = f"HTTP {status} with a non-JSON body ({kind})"
+        message = (
+            f"HTTP {status} with a non-JSON body ({kind}): not a MemLayer error; check that "
+            "the base URL is a MemLayer server"
+        )
 
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
     if cls is None:

@@ -349,3 +349,13 @@ async def test_a_closed_client_raises_a_memlayer_error(flavor, fake_key):
     await call(client, "close")
     with pytest.raises(MemLayerError, match="is closed, so it cannot send requests"):
         await call(client, "usage")
+
+
+async def test_an_answer_that_is_not_memlayers_names_the_url(make_client):
+    client = make_client(lambda request: httpx.Response(200, html="<html>hello</html>"))
+    with pytest.raises(APIResponseValidationError) as info:
+        await call(client, "usage")
+    assert "answer from http://memlayer.test (base_url=) is not the expected JSON" in str(
+        info.value
+    )
+    assert "check that this URL is a MemLayer server" in str(info.value)

@@ -152,3 +152,13 @@ async def test_every_operation_validates_its_answer(make_client, method, args, b
     client = make_client(Script(httpx.Response(200, json=body)))
     with pytest.raises(APIResponseValidationError):
         await call(client, method, *args, **scope)
+
+
+async def test_an_error_page_that_is_not_memlayers_says_so(make_client):
+    client = make_client(lambda request: httpx.Response(404, html="<h1>Not Found</h1>"))
+    with pytest.raises(NotFoundError) as info:
+        await call(client, "usage")
+    assert info.value.message == (
+        "HTTP 404 with a non-JSON body (text/html): not a MemLayer error; check that the base "
+        "URL is a MemLayer server"
+    )
