@@ -19,37 +19,35 @@ LlamaIndex's workflow agents catch what a tool raises and hand the model an erro
 ``ToolOutput`` whose text is ``str(error)``: the error's message, status, code and request
 id, never the key (keys are masked in every message) nor the raw response body. So an
 agent run is not stopped by a tool error, not even a bad key; the original exception stays
-on ``ToolOutput.exception``, and an application stops the run like this::
+on ``ToolOutput.exception``, and :func:`stop_on_denied` awaits a run but stops it, raising
+the error, as soon as a tool fails on authentication or permission::
 
-    from llama_index.core.agent.workflow import ToolCallResult
-    from memlayer_integrations import AuthenticationError
-
-    handler = agent.run("What do you remember about me?")
-    async for event in handler.stream_events():
-        if isinstance(event, ToolCallResult) and isinstance(
-            event.tool_output.exception, AuthenticationError
-        ):
-            await handler.cancel_run()
-            raise event.tool_output.exception
-    result = await handler
+    result = await stop_on_denied(agent.run("What do you remember about me?"))
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from llama_index.core.agent.workflow import ToolCallResult
 from llama_index.core.tools import FunctionTool, ToolOutput
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
 from .._client import AsyncMemLayerClient, MemLayerClient
 from .._client_pair import ClientPair, require_scope
 from .._constants import MEMORY_ID_PATTERN, MEMORY_ID_RULE
-from .._exceptions import TRANSIENT_ERRORS, MemLayerError, NotFoundError
+from .._exceptions import (
+    TRANSIENT_ERRORS,
+    AuthenticationError,
+    MemLayerError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from .._logging import get_logger
 from .._models import Memory, RecalledMemory
 from .._turn_memory import render_memories
 
-__all__ = ["MemLayerToolSpec"]
+__all__ = ["MemLayerToolSpec", "stop_on_denied"]
 
 log = get_logger("memlayer_integrations.llama_index")
 
@@ -59,6 +57,35 @@ _UNAVAILABLE = (
     "Long-term memory is unavailable right now ({error}); answer without it and do not call "
     "the memory tools again in this turn."
 )
+
+
+async def stop_on_denied(handler: Any) -> Any:
+    """Await a workflow agent's run, stopping it at the first tool call that failed on
+    authentication or permission (:class:`AuthenticationError`, :class:`PermissionDeniedError`,
+    :class:`MemoryLimitError` included), and raise that error.
+
+    Workflow agents hand every tool error to the model, so without this a revoked key or a
+    suspended account lets the agent carry on without its memory. This consumes the run's
+    event stream; an application that streams events itself checks
+    ``event.tool_output.exception`` the same way.
+
+    Args:
+        handler: what ``agent.run(...)`` returns.
+
+    Returns:
+        The run's result, as ``await handler`` gives it.
+
+    Example:
+        >>> async def ask(agent):
+        ...     return await stop_on_denied(agent.run("What do you remember about me?"))
+    """
+    async for event in handler.stream_events():
+        if isinstance(event, ToolCallResult):
+            error = event.tool_output.exception
+            if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+                await handler.cancel_run()
+                raise error
+    return await handler
 
 
 class _MemoryTool(FunctionTool):

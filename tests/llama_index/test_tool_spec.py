@@ -15,7 +15,7 @@ from memlayer_integrations import (
     InternalServerError,
     NotFoundError,
 )
-from memlayer_integrations.llama_index import MemLayerToolSpec
+from memlayer_integrations.llama_index import MemLayerToolSpec, stop_on_denied
 
 from ._support import mock_clients, recorded_clients, tool_rounds_llm
 
@@ -84,16 +84,18 @@ async def test_agent_sees_a_safe_error_and_the_application_can_stop(base_url: st
     assert key not in str(llm.seen[-1])  # what the model was shown
 
     # The documented way to stop instead (tool_spec module docstring).
-    handler = FunctionAgent(
-        tools=tools, llm=tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})
-    ).run("hi")
-    with pytest.raises(AuthenticationError):
-        async for event in handler.stream_events():
-            if isinstance(event, ToolCallResult) and isinstance(
-                event.tool_output.exception, AuthenticationError
-            ):
-                await handler.cancel_run()
-                raise event.tool_output.exception
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})
+    handler = FunctionAgent(tools=tools, llm=llm).run("hi")
+    with pytest.raises(AuthenticationError) as raised:
+        await stop_on_denied(handler)
+    assert raised.value.code == "invalid_api_key" and handler.is_done()
+
+
+async def test_stop_on_denied_returns_the_result_of_a_run_without_denial(clients: tuple) -> None:
+    tools = spec_for(clients).to_tool_list()
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "anything"})
+    result = await stop_on_denied(FunctionAgent(tools=tools, llm=llm).run("hi"))
+    assert str(result)
 
 
 def _outage(kind: str):
