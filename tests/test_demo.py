@@ -272,3 +272,17 @@ def test_scripted_models_answer_from_what_reached_them() -> None:
         in llm.chat([ChatMessage(role="user", content="What is my city?")]).message.content
     )
     assert doctest.testmod(_demo_models).failed == 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "not a database"])
+def test_a_bad_db_is_one_line_and_a_failure(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path
+    if kind == "not a database":
+        path = tmp_path / "notes.txt"
+        path.write_text("not a database")
+    assert cli.main(["demo", "--db", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"memlayer demo: cannot use {path} as a MemLayer database (")
