@@ -155,10 +155,10 @@ class BaseClient:
             api_key = getter()
         self._api_key: str | None = api_key.strip() if api_key else None
         # Where the URL came from, so that "could not reach" can say which setting to fix.
-        self._base_url_source = "base_url="
+        self._base_url_source = "from base_url="
         if base_url is None:
             base_url = os.environ.get(C.BASE_URL_ENV) or None
-            self._base_url_source = f"${C.BASE_URL_ENV}"
+            self._base_url_source = f"from ${C.BASE_URL_ENV}"
         if base_url is None:
             base_url = C.DEFAULT_BASE_URL
             self._base_url_source = f"the default, as ${C.BASE_URL_ENV} is not set"
@@ -355,7 +355,13 @@ class BaseClient:
         """Parse a success into the call's result, or return the error to raise or retry."""
         self._record_rate_limit(response)
         if response.status_code >= 400:
-            return status_error_from_response(response)
+            error = status_error_from_response(response)
+            if isinstance(error, AuthenticationError):
+                # A key refused by the wrong server (a forgotten MEMLAYER_BASE_URL sends a
+                # local key to the hosted service) looks like a bad key: say where it went.
+                error.message += f" (sent to {self.base_url}, {self._base_url_source})"
+                error.args = (error.message,)
+            return error
         if response.status_code == 204 or call.parse is parse_nothing:
             return call.parse(None)
         try:

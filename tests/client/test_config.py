@@ -317,8 +317,8 @@ def _refused(request: httpx.Request) -> httpx.Response:
 @pytest.mark.parametrize(
     ("given", "env", "url", "source"),
     [
-        ("http://10.0.0.1:1", None, "http://10.0.0.1:1", "(base_url=)"),
-        (None, "http://10.0.0.2:1", "http://10.0.0.2:1", "($MEMLAYER_BASE_URL)"),
+        ("http://10.0.0.1:1", None, "http://10.0.0.1:1", "(from base_url=)"),
+        (None, "http://10.0.0.2:1", "http://10.0.0.2:1", "(from $MEMLAYER_BASE_URL)"),
         (None, None, DEFAULT_BASE_URL, "(the default, as $MEMLAYER_BASE_URL is not set)"),
     ],
 )
@@ -355,7 +355,33 @@ async def test_an_answer_that_is_not_memlayers_names_the_url(make_client):
     client = make_client(lambda request: httpx.Response(200, html="<html>hello</html>"))
     with pytest.raises(APIResponseValidationError) as info:
         await call(client, "usage")
-    assert "answer from http://memlayer.test (base_url=) is not the expected JSON" in str(
+    assert "answer from http://memlayer.test (from base_url=) is not the expected JSON" in str(
         info.value
     )
     assert "check that this URL is a MemLayer server" in str(info.value)
+
+
+@pytest.mark.parametrize("env", [None, "http://memlayer.test"])
+async def test_a_refused_key_says_where_it_was_sent(flavor, fake_key, monkeypatch, env):
+    if env:
+        monkeypatch.setenv("MEMLAYER_BASE_URL", env)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return error_response(401, "invalid_api_key", "unknown API key")
+
+    transport = httpx.MockTransport(refuse)
+    kwargs = {"api_key": fake_key, "max_retries": 0}
+    client = (
+        MemLayerClient(http_client=httpx.Client(transport=transport), **kwargs)
+        if flavor == "sync"
+        else AsyncMemLayerClient(http_client=httpx.AsyncClient(transport=transport), **kwargs)
+    )
+    with pytest.raises(AuthenticationError) as info:
+        await call(client, "usage")
+    where = (
+        "http://memlayer.test, from $MEMLAYER_BASE_URL"
+        if env
+        else f"{DEFAULT_BASE_URL}, the default, as $MEMLAYER_BASE_URL is not set"
+    )
+    assert info.value.message == f"unknown API key (sent to {where})"
+    assert str(info.value).startswith(info.value.message + " (status 401")

@@ -66,7 +66,9 @@ async def test_status_maps_to_its_class(make_client, sleeps, status, code, cls):
     assert isinstance(err, APIStatusError) and isinstance(err, MemLayerError)
     assert err.status_code == status
     assert err.code == code
-    assert err.message == f"message for {code}"
+    # A refused key also says where it was sent.
+    where = " (sent to http://memlayer.test, from base_url=)" if status == 401 else ""
+    assert err.message == f"message for {code}{where}"
     assert err.request_id == "req_abc123"
     assert f"status {status}" in str(err) and "req_abc123" in str(err)
     assert len(script.requests) == 1
