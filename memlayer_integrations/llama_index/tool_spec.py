@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.agent.workflow import ToolCallResult
 from llama_index.core.tools import FunctionTool, ToolOutput
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
@@ -79,6 +78,9 @@ async def stop_on_denied(handler: Any) -> Any:
         >>> async def ask(agent):
         ...     return await stop_on_denied(agent.run("What do you remember about me?"))
     """
+    # Imported here: the agent package is large, and only this function needs it.
+    from llama_index.core.agent.workflow import ToolCallResult
+
     async for event in handler.stream_events():
         if isinstance(event, ToolCallResult):
             error = event.tool_output.exception
