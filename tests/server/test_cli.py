@@ -245,3 +245,16 @@ def test_serve_on_a_database_without_keys_says_how_to_create_one(tmp_path) -> No
         lines[1]
         == f"this database has no API keys yet; create one with: memlayer keys create --db {db}\n"
     )
+
+
+def test_a_port_in_use_is_one_line(tmp_path, capsys) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, out, err = run(capsys, "serve", "--port", port, "--db", str(tmp_path / "s.db"))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"memlayer serve: cannot listen on 127.0.0.1:{port}: ")
+    assert err.count("\n") == 1
