@@ -104,7 +104,8 @@ def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
     return int(text)
 
@@ -129,7 +130,7 @@ _UNSET: Any = object()
 def _limit(text: str) -> int | None:
     if text == "none":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError("a whole number, or 'none' for no limit")
     return int(text)
 

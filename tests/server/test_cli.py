@@ -143,6 +143,8 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
     return [
         (["serve", "--port", "99999"], 2, "'99999' is not a port (0 to 65535"),
         (["serve", "--port", "http"], 2, "'http' is not a port"),
+        (["serve", "--port", "8²"], 2, "'8²' is not a port"),
+        (["keys", "create", "--request-limit", "²"], 2, "a whole number, or 'none'"),
         (["serve", "--db", str(not_a_db)], 1, "as a MemLayer database: file is not a database"),
         (["serve", "--db", str(tmp)], 1, "is a directory; --db takes a database file"),
         (
