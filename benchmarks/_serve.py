@@ -37,10 +37,12 @@ class ChildServer:
 
 
 @contextlib.contextmanager
-def child_server(keys: int = 1) -> Iterator[ChildServer]:
-    """Start a server process, yield its address and keys, stop it on exit."""
+def child_server(keys: int = 1, plans: tuple[str, ...] = ()) -> Iterator[ChildServer]:
+    """Start a server process, yield its address and keys, stop it on exit.
+
+    ``keys`` unlimited keys, then one key on each of ``plans``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._serve", str(keys)],
+        [sys.executable, "-m", "benchmarks._serve", str(keys), *plans],
         cwd=_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -72,6 +74,7 @@ def _main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     with LocalMemLayerServer(db_path=None) as server:
         keys = [server.create_key(plan="unlimited") for _ in range(n)]
+        keys += [server.create_key(plan=plan) for plan in sys.argv[2:]]
         info = {"url": server.url, "keys": keys, "db_path": str(server.settings.db_path)}
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()

@@ -25,6 +25,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RequestBudgetError,
     UnprocessableEntityError,
 )
 from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
@@ -53,6 +54,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitInfo",
     "RecalledMemory",
+    "RequestBudgetError",
     "Scope",
     "UnprocessableEntityError",
     "Usage",

@@ -440,5 +440,34 @@ class BaseClient:
             error = APIResponseValidationError(
                 f"{what}: unreadable answer from {self.base_url} ({type(exc).__name__}: {exc})"
             )
+        scrub_key(exc)
         error.__cause__ = exc
         return error
+
+
+def scrub_key(exc: BaseException) -> None:
+    """Mask the API key in every httpx request reachable from ``exc`` and its chain.
+
+    httpx masks ``Authorization`` but not ``X-API-Key``, and its errors keep the request
+    they failed on (``exc.request.headers``): an error tracker that records an exception's
+    attributes or a frame's locals would store the key. The request objects are masked in
+    place, so every reference to them (the send loop's ``request`` local too) is masked.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        requests: list[httpx.Request | None] = []
+        if isinstance(current, httpx.RequestError):
+            requests.append(current._request)
+        if isinstance(current, httpx.HTTPStatusError):
+            requests += [current.request, current.response.request]
+        for request in requests:
+            if request is not None and C.API_KEY_HEADER in request.headers:
+                # Header values are ASCII: the mask's ellipsis is spelled with dots here.
+                masked = mask_key(request.headers[C.API_KEY_HEADER]).replace("…", "...")
+                request.headers[C.API_KEY_HEADER] = masked
+        pending += [current.__cause__, current.__context__]

@@ -9,13 +9,14 @@ mapped to its class in one place, :func:`status_error_from_response`::
     │   └── APITimeoutError           ... because it timed out
     ├── APIResponseValidationError    an answer that does not match the contract
     └── APIStatusError                an HTTP error status (``status_code``, ``code``, ``request_id``)
-        ├── BadRequestError           400, 413, 415
+        ├── BadRequestError           400, 413, 415, 431
         ├── AuthenticationError       401: missing, unknown or wrongly formatted key
         ├── PermissionDeniedError     403: account suspended
         │   └── MemoryLimitError      403: the plan's memory limit is reached
         ├── NotFoundError             404
         ├── ConflictError             409
         ├── UnprocessableEntityError  422: a field failed validation (``field``)
+        │   └── RequestBudgetError    422: the request needs more work or answer than one may
         ├── RateLimitError            429 (``retry_after``, ``is_daily_quota``)
         └── InternalServerError       5xx
 
@@ -48,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestBudgetError",
     "UnprocessableEntityError",
 ]
 
@@ -168,6 +170,15 @@ class UnprocessableEntityError(APIStatusError):
     status_code = 422
 
 
+class RequestBudgetError(UnprocessableEntityError):
+    """422 ``query_too_expensive`` or ``response_too_large``: the request would need more
+    database work, or a larger answer, than the server lets one request have.
+
+    Nothing of it was stored; the same request fails the same way, so it is not retried.
+    Narrow it: fewer filters, a smaller ``limit``, fewer operations in a batch.
+    """
+
+
 class RateLimitError(APIStatusError):
     """429: too many requests.
 
@@ -209,11 +220,14 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     409: ConflictError,
     413: BadRequestError,
     415: BadRequestError,
+    431: BadRequestError,
     422: UnprocessableEntityError,
     429: RateLimitError,
 }
 _BY_CODE: dict[str, type[APIStatusError]] = {
     "memory_limit_reached": MemoryLimitError,
+    "query_too_expensive": RequestBudgetError,
+    "response_too_large": RequestBudgetError,
 }
 
 

@@ -14,6 +14,39 @@ __all__ = ["RedactingFilter", "get_logger", "logger", "mask_key", "redact"]
 _KEY_RE = re.compile(r"ml_live_[A-Za-z0-9]+")
 
 
+def _encoded(char: str) -> str:
+    """A pattern for ``char`` as written plainly or escaped: percent-encoded (also twice,
+    ``%255F``), as a JSON or Python ``\\u005f`` / ``\\x5f`` escape, as an HTML entity."""
+    code = ord(char)
+    hex_ = f"{code:02x}"
+    forms = [
+        re.escape(char),
+        f"%(?:25)?{hex_}",
+        f"\\\\u00{hex_}",
+        f"\\\\x{hex_}",
+        f"&#x0*{hex_};",
+        f"&#0*{code};",
+    ]
+    return "(?:" + "|".join(forms) + ")"
+
+
+# A key however a URL, a JSON document or a log formatter may have escaped its characters
+# (``ml%5Flive%5F...`` in an access log line, say): the prefix, then letters and digits.
+_ENCODED_KEY_RE = re.compile(
+    "".join(_encoded(c) for c in "ml_live_")
+    + "(?:"
+    + "|".join(
+        [
+            "[A-Za-z0-9]",
+            "%(?:25)?(?:3[0-9]|4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a])",
+            r"\\(?:u00|x)(?:3[0-9]|4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a])",
+        ]
+    )
+    + ")+",
+    re.IGNORECASE,
+)
+
+
 def mask_key(key: str | None) -> str:
     """``ml_live_a1b2c3d4e5f6`` -> ``ml_live_a1b2…``: enough to tell keys apart, not to use one."""
     if not key:
@@ -24,8 +57,15 @@ def mask_key(key: str | None) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace every key-shaped substring of ``text`` by its masked form."""
+    """Replace every key-shaped substring of ``text`` by its masked form; an escaped or
+    percent-encoded key by ``ml_live_<redacted>``."""
+    text = _ENCODED_KEY_RE.sub(_mask_escaped, text)
     return _KEY_RE.sub(lambda m: mask_key(m.group(0)), text)
+
+
+def _mask_escaped(match: re.Match[str]) -> str:
+    found = match.group(0)
+    return found if _KEY_RE.fullmatch(found) else "ml_live_<redacted>"
 
 
 class RedactingFilter(logging.Filter):

@@ -62,10 +62,14 @@ class Memory(_Model):
 
 
 class RecalledMemory(_Model):
-    """A memory returned by ``recall``, with its relevance ``score`` (higher is better)."""
+    """A memory returned by ``recall``, with its relevance ``score`` (higher is better).
+
+    On the local server ``score`` is in (0, 1): ``1 - e^-bm25`` over the scope searched
+    (docs/wire-contract.md, RecalledMemory).
+    """
 
     memory: Memory
-    score: float
+    score: float = Field(description="relevance in (0, 1); higher is more relevant")
 
 
 class Usage(_Model):

@@ -141,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server import ServerSettings, create_app
     from .server import keys as keys_module
+    from .server.protocol import guarded_protocol
 
     db_path = _db_path(args)
     app = create_app(ServerSettings(db_path=db_path, synchronous=args.synchronous))
@@ -162,7 +163,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        http=guarded_protocol(app.state.settings),  # header/body timeouts, header limits
+    )
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(_RedactArgs())
     print(

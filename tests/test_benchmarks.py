@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import concurrency, load, locomo, overhead, requests_per_turn, scale
+from benchmarks import (
+    concurrency,
+    isolation,
+    load,
+    locomo,
+    overhead,
+    requests_per_turn,
+    scale,
+)
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
 from benchmarks._runner import BENCHMARKS
@@ -157,6 +165,13 @@ def test_scale(ctx: Context) -> None:
         assert r["recall"]["queries_with_results"] > 0.5
         assert r["load"]["requests"] == math.ceil(r["load"]["memories"] / 100)
         assert r["rss_mib"] > 0
+
+
+def test_isolation() -> None:
+    result = isolation.run(Context(size="tiny", server=None))
+    _check_common(isolation, result)
+    assert result["attacker_statuses"]  # the attack ran
+    assert set(result["p99_ratio"]) == {"remember", "recall"}
 
 
 def test_concurrency() -> None:
@@ -321,6 +336,7 @@ def test_every_benchmark_is_registered() -> None:
         "concurrency",
         "load",
         "locomo",
+        "isolation",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)

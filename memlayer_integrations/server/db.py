@@ -12,6 +12,7 @@ file from version *n-1* to *n*, in one transaction with the version bump.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -166,11 +167,65 @@ CREATE TRIGGER memories_scope_ad AFTER DELETE ON memories BEGIN
 END;
 """
 
+# Version 4: idempotency for writes only, and never a replay of forgotten content.
+# `idempotency.kept` = 0 marks a request that was answered but whose answer is not kept
+# (too large, or a memory in it was forgotten since): a replay runs nothing and gets 409.
+# `idempotency_memories` lists the memories a kept answer shows; deleting a memory drops
+# those answers (trigger). Answers kept before this version may show since-forgotten
+# memories or be read-only answers, so they are all dropped to "answered, not kept".
+# `server_secrets` holds the key that makes page cursors opaque (see cursors.py).
+# `scope_sizes.chars`: the total length of a scope's memories, for recall's per-scope BM25
+# (scoring.py), kept by the same triggers as the count.
+_V4 = """
+ALTER TABLE idempotency ADD COLUMN kept INTEGER NOT NULL DEFAULT 1;
+UPDATE idempotency SET kept = 0, body = x'';
+CREATE TABLE idempotency_memories (
+    account_id  INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    memory_id   TEXT NOT NULL,
+    PRIMARY KEY (account_id, key, memory_id),
+    FOREIGN KEY (account_id, key) REFERENCES idempotency(account_id, key) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX idempotency_memories_memory ON idempotency_memories(memory_id);
+CREATE TRIGGER memories_idempotency_ad AFTER DELETE ON memories BEGIN
+    UPDATE idempotency SET kept = 0, body = x''
+        WHERE account_id = old.account_id AND key IN (
+            SELECT key FROM idempotency_memories WHERE memory_id = old.id AND account_id = old.account_id);
+    DELETE FROM idempotency_memories WHERE memory_id = old.id;
+END;
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+INSERT INTO server_secrets (name, value) VALUES ('cursor', randomblob(32));
+ALTER TABLE scope_sizes ADD COLUMN chars INTEGER NOT NULL DEFAULT 0;
+UPDATE scope_sizes SET chars = (
+    SELECT coalesce(sum(length(m.content)), 0) FROM memories AS m
+    WHERE m.account_id = scope_sizes.account_id AND m.user_id = scope_sizes.user_id
+      AND m.agent_id = scope_sizes.agent_id);
+DROP TRIGGER memories_scope_ai;
+DROP TRIGGER memories_scope_ad;
+CREATE TRIGGER memories_scope_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO scope_sizes (account_id, user_id, agent_id, memories, chars)
+        VALUES (new.account_id, new.user_id, new.agent_id, 1, length(new.content))
+        ON CONFLICT (account_id, user_id, agent_id)
+        DO UPDATE SET memories = memories + 1, chars = chars + length(new.content);
+END;
+CREATE TRIGGER memories_scope_ad AFTER DELETE ON memories BEGIN
+    UPDATE scope_sizes SET memories = memories - 1, chars = chars - length(old.content)
+        WHERE account_id = old.account_id AND user_id = old.user_id AND agent_id = old.agent_id;
+END;
+CREATE TRIGGER memories_chars_au AFTER UPDATE OF content ON memories BEGIN
+    UPDATE scope_sizes SET chars = chars - length(old.content) + length(new.content)
+        WHERE account_id = new.account_id AND user_id = new.user_id AND agent_id = new.agent_id;
+END;
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
 MEMORY_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -228,6 +283,28 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"incomplete SQL statement in migration: {buffer[:60]!r}")
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` (and missing directories) readable by its owner only.
+
+    Memories are personal data: directories created here are 0700 and the database 0600.
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode. A database
+    file found with wider permissions, and its ``-wal``/``-shm``, are narrowed to 0600.
+    """
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is narrowed by the umask, never widened
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            os.chmod(file, 0o600)
+
+
 @contextmanager
 def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction on ``conn``."""
@@ -268,7 +345,7 @@ class Database:
         if self._closed:
             raise RuntimeError("database is closed")
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = _connect(str(self.path), self._synchronous)
             try:
                 migrate(conn)
@@ -295,22 +372,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot.
+        """A read transaction on a pooled connection: one consistent snapshot.
 
-        On the writer's connection when no one is writing, else on a pooled connection.
-        Every request writes (it counts against the daily quota), and SQLite drops a
-        connection's page cache whenever *another* connection has written: a pooled reader
-        would start each recall cold. The writer's cache survives its own writes, which at
-        100k memories halves a recall's time. Under concurrent writes, reads still run in
-        parallel on the pool.
+        Never on the writer's connection: a read there would hold the write lock for as
+        long as it runs, and every other account's writes would wait for it. (The
+        writer's page cache survives its own writes, where a pooled reader's is dropped
+        after every write by another connection, but a recall's speed is not worth making
+        writers queue behind it.)
         """
-        if self._write_lock.acquire(blocking=False):
-            try:
-                with _snapshot(self._open_writer()) as conn:
-                    yield conn
-            finally:
-                self._write_lock.release()
-            return
         if self._writer is None:
             self.open()
         with self._pool_lock:

@@ -20,6 +20,7 @@ import uvicorn
 
 from . import keys as keys_module
 from .app import create_app
+from .protocol import guarded_protocol
 from .settings import Plan, ServerSettings
 from .store import iso
 
@@ -110,7 +111,12 @@ class LocalMemLayerServer:
         self._port = sock.getsockname()[1]
         # log_config=None: an embedded server leaves the host application's logging alone.
         config = uvicorn.Config(
-            self._app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            http=guarded_protocol(settings),
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

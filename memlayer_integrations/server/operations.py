@@ -22,7 +22,7 @@ from .schemas import (
     ScopesQuery,
     UpdateRequest,
 )
-from .service import Context, Operation
+from .service import Context, Incoming, Operation, Rendered, memory_ids
 
 __all__ = ["OPERATIONS"]
 
@@ -39,9 +39,9 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
 
 
 def recall(ctx: Context) -> tuple[int, Any]:
-    return 200, {
-        "results": store.recall(ctx.conn, ctx.account, validate(RecallRequest, ctx.json()))
-    }
+    req = validate(RecallRequest, ctx.json())
+    with ctx.budget.guard(ctx.conn):
+        return 200, {"results": store.recall(ctx.conn, ctx.account, req)}
 
 
 def get(ctx: Context) -> tuple[int, Any]:
@@ -71,7 +71,14 @@ def list_memories(ctx: Context) -> tuple[int, Any]:
     params = query_to_dict(
         ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"}
     )
-    return 200, store.list_page(ctx.conn, ctx.account, validate(ListQuery, params))
+    q = validate(ListQuery, params)
+    with ctx.budget.guard(ctx.conn):
+        return 200, store.list_page(ctx.conn, ctx.account, q, _page_bytes(ctx))
+
+
+def _page_bytes(ctx: Context) -> int:
+    """A list page's byte size: at most half the answer cap, so a page always fits."""
+    return min(store.PAGE_BYTES, ctx.settings.max_response_bytes // 2)
 
 
 def scopes(ctx: Context) -> tuple[int, Any]:
@@ -90,7 +97,8 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "remember_many":
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso)}
     if name == "recall":
-        return {"results": store.recall(conn, account, req)}
+        with ctx.budget.guard(conn):
+            return {"results": store.recall(conn, account, req)}
     if name == "get":
         return {"memory": store.get(conn, account, req.memory_id)}
     if name == "update":
@@ -100,7 +108,8 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "forget_all":
         return {"deleted": store.forget_all(conn, account, req)}
     if name == "list":
-        return store.list_page(conn, account, req)
+        with ctx.budget.guard(conn):
+            return store.list_page(conn, account, req, _page_bytes(ctx))
     return {"usage": store.usage(conn, account, ctx.requests_today, ctx.now)}
 
 
@@ -117,7 +126,9 @@ def batch(ctx: Context) -> tuple[int, Any]:
         raise validation_error(
             f"operations: a list of 1 to {MAX_BATCH_ITEMS} operations", "operations"
         )
-    results = []
+    parts: list[bytes] = []
+    ids: set[str] = set()
+    ctx.budget.charge(len(b'{"results":[]}'))
     for i, raw in enumerate(operations):
         try:
             if not isinstance(raw, dict):
@@ -125,22 +136,45 @@ def batch(ctx: Context) -> tuple[int, Any]:
             name = raw.get("op")
             if not isinstance(name, str) or name not in OP_MODELS:
                 raise validation_error(f"op: one of {', '.join(OP_MODELS)}", "op")
-            results.append(_run_op(ctx, name, validate(OP_MODELS[name], raw)))
+            result = _run_op(ctx, name, validate(OP_MODELS[name], raw))
+            # Rendered one by one: past the byte cap, the batch stops here.
+            parts.append(ctx.budget.render(result))
+            ctx.budget.charge(1)  # the comma
+            ids |= memory_ids(result)
         except ApiError as exc:
             raise exc.prefixed(f"operations[{i}]") from None
-    return 200, {"results": results}
+    return 200, Rendered(b'{"results":[' + b",".join(parts) + b"]}", ids)
+
+
+#: The operations of a batch that write; a batch of none of them is a read.
+WRITE_OPS = frozenset({"remember", "remember_many", "update", "forget", "forget_all"})
+
+
+def batch_writes(incoming: Incoming) -> bool:
+    """Whether a batch holds a write (anything unreadable counts as one: the write path
+    reports the error as it would anyway)."""
+    try:
+        body = incoming.json(len(incoming.body or b""))
+    except ApiError:
+        return True
+    operations = body.get("operations") if isinstance(body, dict) else None
+    if not isinstance(operations, list):
+        return True
+    names = [raw.get("op") if isinstance(raw, dict) else None for raw in operations]
+    return any(not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names)
 
 
 OPERATIONS: dict[str, Operation] = {
     "remember": Operation(remember, writes=True),
     "remember_many": Operation(remember_many, writes=True),
-    "recall": Operation(recall, writes=False),
+    # A recall or a list may use its whole budget: on a thread, never on the event loop.
+    "recall": Operation(recall, writes=False, bounded=False),
     "get": Operation(get, writes=False),
     "update": Operation(update, writes=True),
     "forget": Operation(forget, writes=True),
     "forget_all": Operation(forget_all, writes=True, bounded=False),
-    "list": Operation(list_memories, writes=False),
+    "list": Operation(list_memories, writes=False, bounded=False),
     "scopes": Operation(scopes, writes=False, bounded=False),
     "usage": Operation(usage, writes=False),
-    "batch": Operation(batch, writes=True, bounded=False),
+    "batch": Operation(batch, writes=True, bounded=False, writes_if=batch_writes),
 }

@@ -13,10 +13,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from .._models import Memory, Usage
 from .._version import __version__
-from .errors import error_body
+from .errors import ApiError, error_body
 from .operations import OPERATIONS
 from .schemas import (
     FILTERS_SCHEMA,
@@ -35,7 +36,7 @@ from .schemas import (
     ScopesResponse,
     UpdateRequest,
 )
-from .service import Incoming, Operation, Service
+from .service import Incoming, Operation, Outcome, Service
 
 __all__ = ["REQUEST_MODELS", "build_router"]
 
@@ -172,26 +173,7 @@ def build_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1")
     in_flight = _InFlight()
 
-    async def handle(request: Request, op: Operation, *, body: bool = False) -> Response:
-        in_flight.count += 1
-        try:
-            incoming = Incoming(
-                method=request.method,
-                path=request.url.path,
-                raw_query=request.scope.get("query_string", b""),
-                query=request.query_params.multi_items(),
-                api_keys=_header_values(request, "x-api-key"),
-                idempotency_key=_header(request, "idempotency-key"),
-                body=await _read_body(request, service.settings.max_body_bytes) if body else b"",
-                content_type=_header(request, "content-type"),
-                path_params=dict(request.path_params),
-            )
-            if in_flight.count == 1 and op.bounded:
-                outcome = service.execute(incoming, op)
-            else:
-                outcome = await run_in_threadpool(service.execute, incoming, op)
-        finally:
-            in_flight.count -= 1
+    def answer(request: Request, outcome: Outcome) -> Response:
         content = outcome.body
         if outcome.error is not None:
             err = outcome.error
@@ -200,6 +182,41 @@ def build_router(service: Service) -> APIRouter:
         return Response(
             content, status_code=outcome.status, headers=outcome.headers, media_type=media
         )
+
+    async def handle(request: Request, op: Operation, *, body: bool = False) -> Response:
+        # The key first, before a byte of the body is read: a client without a valid key
+        # is answered at once, and the connection closed, whatever it says it will send.
+        try:
+            account = service.authenticate(_header_values(request, "x-api-key"))
+        except ApiError as exc:
+            refused = answer(request, Outcome(exc.status, None, exc.headers, exc))
+            if body:
+                refused.headers["Connection"] = "close"
+            return refused
+        in_flight.count += 1
+        try:
+            try:
+                raw = await _read_body(request, service.settings.max_body_bytes) if body else b""
+            except ClientDisconnect:  # gone, or cut off by the body timeout: no one to answer
+                return Response(status_code=408)
+            incoming = Incoming(
+                method=request.method,
+                path=request.url.path,
+                raw_query=request.scope.get("query_string", b""),
+                query=request.query_params.multi_items(),
+                api_keys=_header_values(request, "x-api-key"),
+                idempotency_key=_header(request, "idempotency-key"),
+                body=raw,
+                content_type=_header(request, "content-type"),
+                path_params=dict(request.path_params),
+            )
+            if in_flight.count == 1 and op.bounded:
+                outcome = service.execute(incoming, op, account)
+            else:
+                outcome = await run_in_threadpool(service.execute, incoming, op, account)
+        finally:
+            in_flight.count -= 1
+        return answer(request, outcome)
 
     @router.get("/health", response_model=HealthResponse, summary="Health check (no key needed)")
     async def health() -> Response:

@@ -61,16 +61,25 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels in ``value``.
+
+    Walked with an explicit stack, not recursion: JSON a few hundred levels deep parses
+    fine but would exhaust Python's recursion limit here, a 500 from client input.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            if depth + 1 > limit:
+                return True
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    if _depth(value) > MAX_METADATA_DEPTH:
+    if _deeper_than(value, MAX_METADATA_DEPTH):
         raise _error("too_deep", f"must not be nested more than {MAX_METADATA_DEPTH} levels deep")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_METADATA_BYTES:
@@ -360,9 +369,10 @@ class BatchResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="bad_request, invalid_json, invalid_api_key, wrong_key_format, account_suspended, "
-        "memory_limit_reached, not_found, method_not_allowed, idempotency_key_reused, conflict, "
-        "payload_too_large, unsupported_media_type, validation_error, daily_quota_exceeded, "
-        "rate_limited, internal_error"
+        "memory_limit_reached, not_found, method_not_allowed, request_timeout, "
+        "idempotency_key_reused, idempotent_answer_gone, conflict, payload_too_large, "
+        "unsupported_media_type, validation_error, query_too_expensive, response_too_large, "
+        "daily_quota_exceeded, rate_limited, headers_too_large, internal_error"
     )
     message: str
     field: str | None = Field(description="the offending request field, e.g. items[3].metadata")

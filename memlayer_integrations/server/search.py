@@ -9,15 +9,17 @@ emitted as a double-quoted string, so quotes, ``AND``/``OR``/``NOT``/``NEAR``, `
 parentheses or emoji are only ever text. General English stop words ("what", "is", "the")
 and single letters are dropped, because they match nearly every memory and only blur the
 ranking; a question made only of stop words ("who is he") searches those words instead.
-The remaining words are OR-ed and ranked by BM25 over a Porter-stemmed index
-(``memories_fts``, see ``db.py``), so "plans" finds "plan" and a memory matching more (and
-rarer) words of the question ranks higher.
+The remaining words are OR-ed over a Porter-stemmed index (``memories_fts``, see
+``db.py``), so "plans" finds "plan", and the matches are ranked by BM25 computed over the
+scope alone (:mod:`.scoring`): a memory matching more (and, in this scope, rarer) words of
+the question ranks higher.
 
-Scope: a query is ANDed with the word naming its scope (column ``scope_terms``, see
-:func:`scope_word`), so FTS5 only walks the postings of that user's (or that user and
-agent's) memories and counts words there, whatever other accounts store. A scope of more
-than ``SCOPE_WORD_LIMIT`` memories is searched by content alone, because it is most of
-what FTS5 would walk anyway. The SQL conditions on the ids decide what is returned.
+Scope: a query, and every word count, is ANDed with the word naming its scope (column
+``scope_terms``, see :func:`scope_word`), so FTS5 only walks the postings of that user's
+(or that user and agent's) memories and counts words there. Which memories are candidates,
+and how they score, never depends on what other scopes or accounts store: a tenant cannot
+learn another's words from its own results. The SQL conditions on the ids decide what is
+returned.
 
 Cost control: FTS5 scores every memory that matches, so one very common word would make an
 OR query as slow as the whole scope. In a scope of more than ``POSTINGS_BUDGET`` memories,
@@ -27,10 +29,9 @@ and the others only add to their score: ``("rare") AND ("rare" OR "common")``. W
 word is that common the query is the plain OR. Words that match nothing are left out. When
 every word is in more than ``POSTINGS_BUDGET`` memories, the candidates are the newest
 ``POSTINGS_BUDGET`` memories holding the rarest word: a question made only of everyday words
-favours what was said recently. (BM25 still reads every posting of each of the question's
-words once, to weigh it, so such questions stay a few milliseconds slower than others.) A
-scope of at most ``POSTINGS_BUDGET`` memories cannot make FTS5 score more than the budget,
-so it gets plain BM25 over the OR of all the words, without counting them.
+favours what was said recently. A scope of at most ``POSTINGS_BUDGET`` memories cannot
+match more than the budget, so it gets plain BM25 over the OR of all the words (its
+words are still counted, to weigh them).
 
 Conversations: a chat stored turn by turn often answers a question in the turn *after*
 the one that uses the question's words ("How long do you hold that pose?" is answered by
@@ -51,14 +52,15 @@ from collections.abc import Callable, Iterable
 
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
+from .scoring import HIGHLIGHT, Scorer, scope_stats
 
 __all__ = [
     "CANDIDATES",
     "MAX_QUERY_TERMS",
+    "MAX_SCORED",
     "NEIGHBOUR_REACH",
     "NEIGHBOUR_WEIGHT",
     "POSTINGS_BUDGET",
-    "SCOPE_WORD_LIMIT",
     "STOPWORDS",
     "build_match_query",
     "query_terms",
@@ -227,8 +229,6 @@ STOPWORDS = frozenset(
     ]
 )
 
-#: Largest scope confined by its scope word in the full-text query (see ``_restricter``).
-SCOPE_WORD_LIMIT = 5_000
 #: How many of the best BM25 matches lend score to their conversation neighbours.
 CANDIDATES = 200
 #: Share of a candidate's score lent to the next memory along the conversation (squared
@@ -239,8 +239,8 @@ NEIGHBOUR_REACH = 2
 
 # One word's match count in a scope, capped: parameters (scoped match, cap).
 _PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-# BM25 over the content column only: the scope word must not add to a memory's score.
-_SCORE = "-bm25(memories_fts, 1.0, 0.0)"
+#: Most matches one recall scores (the candidates are chosen to be at most the budget).
+MAX_SCORED = 4 * POSTINGS_BUDGET
 
 
 def _neighbour(direction: str, distance: int) -> str:
@@ -301,7 +301,6 @@ def build_match_query(
     With ``document_frequency``, words that match nothing are left out (``None`` if no word
     matches anything), and the rarest of the others whose counts add up to at most
     ``budget`` (always at least one word) choose the candidates: ``(rare) AND (all words)``.
-    BM25 then counts the rare words twice, a mild extra weight on them.
 
     Example:
         >>> build_match_query('what "plan" is NEAR(me)*?')
@@ -352,29 +351,10 @@ def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> st
     return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
 
 
-def _scope_size(
-    conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None
-) -> int:
-    """How many memories the scope holds, from ``scope_sizes`` (kept by triggers, see ``db.py``)."""
-    sql = "SELECT coalesce(sum(memories), 0) FROM scope_sizes WHERE account_id = ? AND user_id = ?"
-    params: list[object] = [account_id, user_id]
-    if agent_id is not None:
-        sql += " AND agent_id = ?"
-        params.append(agent_id)
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def _restricter(scope: str, size: int) -> Callable[[str], str]:
-    """How to confine a content expression to the scope named ``scope`` in a MATCH.
-
-    With the scope word when the scope holds at most ``SCOPE_WORD_LIMIT`` memories. BM25
-    reads every posting of every word in a query once, to count it, the scope word
-    included; for a scope that is most of the index that costs more than the word saves,
-    so a bigger scope is searched by content alone (the SQL conditions still apply).
-    """
-    if size <= SCOPE_WORD_LIMIT:
-        return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
-    return lambda expression: f"content : ({expression})"
+def _restricter(scope: str) -> Callable[[str], str]:
+    """How to confine a content expression to the scope named ``scope`` in a MATCH: always
+    with the scope word, so what a recall counts and finds never depends on other scopes."""
+    return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
 
 
 def _match_count(
@@ -385,20 +365,22 @@ def _match_count(
 
 
 def _matches(
-    conn: sqlite3.Connection, match: str, where: Filter, limit: int, offset: int, since: int = 0
+    conn: sqlite3.Connection, match: str, where: Filter, scorer: Scorer, since: int = 0
 ) -> list[tuple[int, float, bool]]:
-    """``(rowid, bm25 score, in a session)`` of the matches meeting ``where`` from rowid
-    ``since`` on, best first (ties: oldest first)."""
+    """``(rowid, raw score, in a session)`` of the matches meeting ``where`` from rowid
+    ``since`` on, best first (ties: oldest first). At most ``MAX_SCORED`` of them, the newest:
+    the candidates are chosen to be far fewer (module docstring); only a fallback to every
+    match of a large scope reaches it."""
     sql = (
-        f"SELECT m.rowid, {_SCORE} AS score, m.session_id IS NOT NULL FROM memories_fts"
-        " JOIN memories AS m ON m.rowid = memories_fts.rowid"
+        f"SELECT m.rowid, {HIGHLIGHT}, length(m.content), m.session_id IS NOT NULL"
+        " FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
         f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
-        " ORDER BY score DESC, m.rowid LIMIT ? OFFSET ?"
+        " ORDER BY m.rowid DESC LIMIT ?"
     )
-    return [
-        (r[0], r[1], bool(r[2]))
-        for r in conn.execute(sql, [match, since, *where.params, limit, offset])
-    ]
+    rows = conn.execute(sql, [match, since, *where.params, MAX_SCORED]).fetchall()
+    scorer.prepare(r[1] for r in rows)
+    scored = [(r[0], scorer.raw(r[1], r[2]), bool(r[3])) for r in rows]
+    return sorted(scored, key=lambda hit: (-hit[1], hit[0]))
 
 
 def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
@@ -463,22 +445,24 @@ def search(
     limit: int,
     offset: int,
 ) -> list[tuple[sqlite3.Row, float]]:
-    """Memories of one scope matching ``query``, best first, with a positive score.
+    """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
     ``agent_id=None`` searches all of the user's agents. Rows are full ``memories`` rows
     (``filters`` is a condition on ``memories AS m``). The order is one fixed ranking of all
-    matches (BM25, plus the neighbour bonus from the best ``CANDIDATES``), so pages cut
-    with ``offset`` never overlap or skip.
+    matches (per-scope BM25, :mod:`.scoring`, plus the neighbour bonus from the best
+    ``CANDIDATES``), so pages cut with ``offset`` never overlap or skip. Nothing in it
+    depends on what other scopes or accounts store. :func:`.scoring.relevance` turns a raw
+    score into the contract's ``score``.
     """
-    size = _scope_size(conn, account_id, user_id, agent_id)
-    restrict = _restricter(scope_word(account_id, user_id, agent_id), size)
+    stats = scope_stats(conn, account_id, user_id, agent_id)
+    restrict = _restricter(scope_word(account_id, user_id, agent_id))
+    probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
+    counts = {term: probe(term) for term in query_terms(query)}
     since = 0
-    if size <= POSTINGS_BUDGET:
-        # At most the budget can match, however common the words: the plain OR, uncounted.
-        expression = build_match_query(query)
+    if stats.size <= POSTINGS_BUDGET:
+        # At most the budget can match, however common the words: the plain OR.
+        expression = build_match_query(query) if any(counts.values()) else None
     else:
-        probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
-        counts = {term: probe(term) for term in query_terms(query)}
         expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
         rarest = min(
             (term for term, n in counts.items() if n), key=counts.__getitem__, default=None
@@ -488,27 +472,25 @@ def search(
             since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
     if expression is None:
         return []
+    scorer = Scorer(list(counts), list(counts.values()), stats)
     match = restrict(expression)
     where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters)
-    head = _matches(conn, match, where, CANDIDATES, 0, since)
-    if not head and (since or expression.startswith("(")):
-        # The candidates met none of the request's conditions (counts of a big scope
-        # include other scopes, and filters narrow further): rank every match.
-        match, since = restrict(build_match_query(query) or expression), 0
-        head = _matches(conn, match, where, CANDIDATES, 0)
-    if not head:
+    matches = _matches(conn, match, where, scorer, since)
+    if not matches and (since or expression.startswith("(")):
+        # The candidates met none of the request's conditions (filters, a session): rank
+        # every match.
+        match = restrict(build_match_query(query) or expression)
+        matches = _matches(conn, match, where, scorer)
+    if not matches:
         return []
+    head, rest = matches[:CANDIDATES], matches[CANDIDATES:]
     ranked = _smoothed(conn, head, where)
     end = offset + limit
-    if len(head) == CANDIDATES and len(ranked) < end:
+    if rest and len(ranked) < end:
         # The rest of the matches, in BM25 order: each scores at most the head's lowest,
         # below everything in `ranked`. Lifted neighbours among them are already ranked.
         seen = {rowid for rowid, _ in ranked}
-        wanted = end - len(ranked) + (len(seen) - len(head))
-        tail = _matches(conn, match, where, wanted, CANDIDATES, since)
-        ranked += [(rowid, score) for rowid, score, _ in tail if rowid not in seen]
+        ranked += [(rowid, score) for rowid, score, _ in rest if rowid not in seen]
     page = ranked[offset:end]
     rows = _rows(conn, (rowid for rowid, _ in page))
-    # The floor keeps a score positive when a word is in nearly every memory (BM25's IDF
-    # is then about 0).
-    return [(rows[rowid], max(score, 1e-6)) for rowid, score in page]
+    return [(rows[rowid], score) for rowid, score in page]

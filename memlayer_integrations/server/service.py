@@ -2,13 +2,18 @@
 
 1. **Authenticate** the ``X-API-Key`` header (401/403), before anything else.
 2. **Replay**: an ``Idempotency-Key`` already answered for this account returns the stored
-   answer; nothing runs and no quota is spent.
-3. **Count** the request against the account's daily quota (429 once it is spent).
-4. **Run** the operation. Writes run in the same transaction as the quota count and the
+   answer; nothing runs and no quota is spent. Only writes keep answers (up to
+   ``max_idempotent_answer_bytes``), and forgetting a memory drops the answers showing it.
+3. **Count** the request against the account's daily quota (429 once it is spent), whatever
+   happens next: errors, a failure inside the server included.
+4. **Run** the operation within the request's :class:`~.budget.Budget` (database time,
+   answer bytes) and its account's :class:`~.budget.CpuShare` (429 ``rate_limited`` when
+   the account's expensive requests took more than their share of the server). Writes run in the same transaction as the quota count and the
    idempotency record, inside a savepoint: an operation that fails leaves nothing behind
    but the counted request, and a write and its idempotency record are committed together
-   (so two concurrent requests with the same key cannot both store). Reads run on their
-   own connection, concurrently with writes.
+   (so two concurrent requests with the same key cannot both store). Reads (a batch of
+   reads too) run on a reader connection, concurrently with writes, never under the write
+   lock.
 
 The transaction is committed before the response is built, so an acknowledged write is on
 disk.
@@ -32,16 +37,27 @@ from .._constants import (
     WRONG_KEY_FORMAT_MESSAGE,
 )
 from . import keys as keys_module
+from .budget import Budget, CpuShare
 from .db import Database
-from .errors import ApiError, json_bytes
+from .errors import ApiError
 from .keys import Account
 from .parsing import parse_json_body
 from .settings import ServerSettings
 from .store import iso, next_midnight
 
-__all__ = ["Context", "Incoming", "Operation", "Outcome", "Service"]
+__all__ = [
+    "Answer",
+    "Context",
+    "Incoming",
+    "Operation",
+    "Outcome",
+    "Rendered",
+    "Service",
+    "memory_ids",
+]
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+_UNPARSED: Any = object()
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -58,6 +74,13 @@ class Incoming:
     body: bytes | None = b""  # None: larger than the limit
     content_type: str | None = None
     path_params: dict[str, str] = field(default_factory=dict)
+    _parsed: Any = field(default=_UNPARSED, repr=False)
+
+    def json(self, max_bytes: int) -> Any:
+        """The body's JSON value (parsed once), or the contract's 413/415/400 error."""
+        if self._parsed is _UNPARSED:
+            self._parsed = parse_json_body(self.body, self.content_type, max_bytes)
+        return self._parsed
 
 
 @dataclass
@@ -78,15 +101,14 @@ class Context:
     now: datetime
     requests_today: int
     settings: ServerSettings
+    budget: Budget
 
     @property
     def now_iso(self) -> str:
         return iso(self.now)
 
     def json(self) -> Any:
-        return parse_json_body(
-            self.incoming.body, self.incoming.content_type, self.settings.max_body_bytes
-        )
+        return self.incoming.json(self.settings.max_body_bytes)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,11 @@ class Operation:
     run: Callable[[Context], tuple[int, Any]]
     writes: bool
     bounded: bool = True
+    #: For an operation that may or may not write (a batch): whether this request does.
+    writes_if: Callable[[Incoming], bool] | None = None
+
+    def writes_for(self, incoming: Incoming) -> bool:
+        return self.writes if self.writes_if is None else self.writes_if(incoming)
 
 
 @dataclass
@@ -124,6 +151,9 @@ class Service:
     def __init__(self, settings: ServerSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self.cpu_share = CpuShare(
+            settings.cpu_share_rate, settings.cpu_share_burst, settings.cpu_free_seconds
+        )
 
     # -- the steps -------------------------------------------------------------------
 
@@ -182,53 +212,107 @@ class Service:
             digest.update(len(part).to_bytes(8, "big") + part)
         return digest.hexdigest()
 
-    @staticmethod
     def _remember_answer(
-        conn: Any, account: Account, key: str, fingerprint: str, status: int, body: bytes
+        self,
+        conn: Any,
+        account: Account,
+        key: str,
+        fingerprint: str,
+        status: int,
+        answer: Answer,
     ) -> None:
+        """Keep a write's answer for replays, with the memories it shows (see ``db.py``,
+        migration 4: forgetting one of them drops the kept answer).
+
+        An answer over ``max_idempotent_answer_bytes``, or one showing a memory that is
+        already gone (a batch that remembered and forgot it), is not kept: only that the
+        request was answered, so a replay runs nothing and gets 409 instead.
+        """
         now = time.time()
         conn.execute(
             "DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_TTL_SECONDS,)
         )
-        conn.execute(
-            "INSERT OR IGNORE INTO idempotency (account_id, key, fingerprint, status, body, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (account.id, key, fingerprint, status, body, now),
-        )
+        ids = sorted(answer.memory_ids)
+        kept = len(answer.body) <= self.settings.max_idempotent_answer_bytes
+        if kept and ids:
+            marks = ",".join("?" * len(ids))
+            present = conn.execute(
+                f"SELECT count(*) FROM memories WHERE account_id = ? AND id IN ({marks})",
+                (account.id, *ids),
+            ).fetchone()[0]
+            kept = present == len(ids)
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account.id, key, fingerprint, status, answer.body if kept else b"", now, int(kept)),
+        ).rowcount
+        if inserted and kept and ids:
+            conn.executemany(
+                "INSERT OR IGNORE INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)",
+                [(account.id, key, memory_id) for memory_id in ids],
+            )
 
-    # -- the whole request -----------------------------------------------------------
+    def _replay(self, conn: Any, account: Account, stored: Any, now: datetime) -> Outcome:
+        headers = self._quota_state(conn, account, now).headers()
+        headers["Idempotent-Replayed"] = "true"
+        if not stored["kept"]:
+            error = ApiError(
+                409,
+                "idempotent_answer_gone",
+                "this request was already carried out (nothing ran again); its answer is no "
+                "longer kept, because a memory in it was forgotten or it was too large to keep",
+                "Idempotency-Key",
+            )
+            return Outcome(error.status, None, headers, error)
+        return Outcome(stored["status"], stored["body"] or None, headers)
 
-    def execute(self, incoming: Incoming, op: Operation) -> Outcome:
-        """Authenticate, replay or count, run; always an :class:`Outcome`, never an ApiError."""
-        try:
-            account = self.authenticate(incoming.api_keys)
-        except ApiError as exc:
-            return Outcome(exc.status, None, exc.headers, exc)
+    def _idempotency_key(self, incoming: Incoming) -> tuple[str | None, ApiError | None]:
         idem = incoming.idempotency_key if incoming.method in ("POST", "PATCH", "DELETE") else None
-        idem_error = None
         if idem is not None and not _IDEMPOTENCY_KEY.fullmatch(idem):
-            idem_error = ApiError(
+            return None, ApiError(
                 400,
                 "bad_request",
                 "Idempotency-Key must be 1-255 printable ASCII characters",
                 "Idempotency-Key",
             )
-            idem = None
+        return idem, None
+
+    def _budget(self) -> Budget:
+        s = self.settings
+        return Budget(s.query_budget_seconds, s.max_response_bytes, s.query_budget_steps)
+
+    # -- the whole request -----------------------------------------------------------
+
+    def execute(self, incoming: Incoming, op: Operation, account: Account | None = None) -> Outcome:
+        """Authenticate (unless ``account`` is given), replay or count, run; always an
+        :class:`Outcome`, never an ApiError.
+
+        Only a request that writes takes the write lock for its work, and only its answer is
+        kept for replays: a read (a recall, a batch of lists) runs on a reader connection
+        and its answer is not kept (its ``Idempotency-Key`` is only checked for reuse).
+        """
+        if account is None:
+            try:
+                account = self.authenticate(incoming.api_keys)
+            except ApiError as exc:
+                return Outcome(exc.status, None, exc.headers, exc)
+        idem, error = self._idempotency_key(incoming)
+        writes = op.writes_for(incoming)
         fingerprint = self._fingerprint(incoming) if idem is not None else ""
         now = self.settings.clock()
-        result: tuple[int, Any] | None = None
-        error: ApiError | None = idem_error
+        budget = self._budget()
+        answer: Answer | None = None
+        failure: Exception | None = None
         try:
             with self.db.write() as conn:
                 if idem is not None:
                     stored = conn.execute(
-                        "SELECT fingerprint, status, body FROM idempotency WHERE account_id = ? AND key = ? AND created_at >= ?",
+                        "SELECT fingerprint, status, body, kept FROM idempotency"
+                        " WHERE account_id = ? AND key = ? AND created_at >= ?",
                         (account.id, idem, time.time() - IDEMPOTENCY_TTL_SECONDS),
                     ).fetchone()
                     if stored is not None and stored["fingerprint"] == fingerprint:
-                        headers = self._quota_state(conn, account, now).headers()
-                        headers["Idempotent-Replayed"] = "true"
-                        return Outcome(stored["status"], stored["body"] or None, headers)
+                        return self._replay(conn, account, stored, now)
                     if stored is not None:
                         error = ApiError(
                             409,
@@ -237,44 +321,87 @@ class Service:
                             "Idempotency-Key",
                         )
                 quota = self._consume(conn, account, now)
-                if op.writes and error is None:
+                wait = self.cpu_share.wait(account.id)
+                if wait is not None and error is None:
+                    error = self.cpu_share.refusal(wait)
+                started = time.thread_time()
+                if writes and error is None:
                     conn.execute("SAVEPOINT op")
                     try:
-                        result = op.run(
-                            Context(conn, account, incoming, now, quota.used, self.settings)
+                        ctx = Context(
+                            conn, account, incoming, now, quota.used, self.settings, budget
                         )
+                        answer = _answer(op.run(ctx), budget)
                     except ApiError as exc:
                         conn.execute("ROLLBACK TO op")
                         error = exc
+                    except Exception as exc:  # a bug: undone, but the request still counts
+                        conn.execute("ROLLBACK TO op")
+                        failure = exc
                     else:
-                        if idem is not None:
+                        if idem is not None:  # only writes: reads are never kept
                             self._remember_answer(
-                                conn, account, idem, fingerprint, result[0], _body(result[1])
+                                conn, account, idem, fingerprint, answer.status, answer
                             )
                     conn.execute("RELEASE op")
         except ApiError as exc:  # the quota is spent: nothing was counted, nothing ran
             return Outcome(exc.status, None, exc.headers, exc)
-        if not op.writes and error is None:
+        if failure is not None:
+            raise failure
+        if not writes and error is None:
             try:
                 with self.db.read() as conn:
-                    result = op.run(
-                        Context(conn, account, incoming, now, quota.used, self.settings)
-                    )
+                    ctx = Context(conn, account, incoming, now, quota.used, self.settings, budget)
+                    answer = _answer(op.run(ctx), budget)
             except ApiError as exc:
                 error = exc
-            else:
-                if idem is not None:
-                    with self.db.write() as conn:
-                        self._remember_answer(
-                            conn, account, idem, fingerprint, result[0], _body(result[1])
-                        )
+        self.cpu_share.charge(account.id, time.thread_time() - started)
         headers = quota.headers()
         if error is not None:
             return Outcome(error.status, None, {**headers, **error.headers}, error)
-        if result is None:
+        if answer is None:
             raise RuntimeError("operation returned no result")
-        return Outcome(result[0], _body(result[1]) or None, headers)
+        return Outcome(answer.status, answer.body or None, headers)
 
 
-def _body(value: Any) -> bytes:
-    return b"" if value is None else json_bytes(value)
+@dataclass
+class Answer:
+    """An operation's answer, rendered: status, JSON body, and the memories it shows."""
+
+    status: int
+    body: bytes
+    memory_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Rendered:
+    """A result an operation rendered itself (``/v1/batch``, to stop at the byte cap
+    before building the rest), with the ids of the memories in it."""
+
+    body: bytes
+    memory_ids: set[str]
+
+
+def _answer(result: tuple[int, Any], budget: Budget) -> Answer:
+    status, value = result
+    if isinstance(value, Rendered):
+        return Answer(status, value.body, value.memory_ids)
+    if value is None:
+        return Answer(status, b"")
+    return Answer(status, budget.render(value), memory_ids(value))
+
+
+def memory_ids(value: Any) -> set[str]:
+    """The ids of the memories (objects with an ``id`` and a ``content``) in an answer."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("id"), str) and "content" in item:
+                found.add(item["id"])
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

@@ -67,6 +67,23 @@ class ServerSettings:
             keeps every acknowledged write through a crash of the server process (kill -9);
             ``FULL`` also keeps it through a power cut, at one fsync per request.
         max_body_bytes: larger request bodies get 413.
+        query_budget_seconds: CPU time of database work one request may use (list and
+            recall statements, summed over a batch); past it, 422 ``query_too_expensive``.
+        query_budget_steps: also cap SQLite virtual-machine steps (``None``: no cap); tests
+            use it to run out of budget deterministically.
+        max_response_bytes: larger answers are refused (422 ``response_too_large``).
+        max_idempotent_answer_bytes: larger answers to a write with an ``Idempotency-Key``
+            are not kept; a replay gets 409 ``idempotent_answer_gone`` (nothing runs twice).
+        cpu_share_rate: seconds of CPU per second one account's expensive requests may use
+            together (see ``budget.CpuShare``); past it, 429 ``rate_limited``.
+        cpu_share_burst: how much of that an idle account may spend at once.
+        cpu_free_seconds: CPU time of a request that is not charged to its account's share
+            (an ordinary request takes less).
+        header_timeout: seconds a client has to send a request's headers (from the
+            connection's first byte, or the end of its previous request).
+        body_timeout: seconds a client has to send a request's body once its headers came.
+        max_header_bytes: most bytes of request line and headers (431 past it).
+        max_headers: most header fields in one request (431 past it).
         clock: the current time (UTC); tests replace it to cross midnight.
     """
 
@@ -74,6 +91,17 @@ class ServerSettings:
     plans: dict[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     synchronous: str = "NORMAL"
     max_body_bytes: int = 1024 * 1024
+    query_budget_seconds: float = 0.1
+    query_budget_steps: int | None = None
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_idempotent_answer_bytes: int = 64 * 1024
+    cpu_share_rate: float = 0.1
+    cpu_share_burst: float = 0.25
+    cpu_free_seconds: float = 0.02
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 64
     clock: Callable[[], datetime] = _utcnow
 
     def __post_init__(self) -> None:

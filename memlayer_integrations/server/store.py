@@ -9,14 +9,13 @@ id belonging to another account answer 404, exactly as an id that never existed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import cursors
 from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
@@ -31,6 +30,7 @@ from .schemas import (
     RememberRequest,
     UpdateRequest,
 )
+from .scoring import relevance
 
 __all__ = [
     "forget",
@@ -47,6 +47,10 @@ __all__ = [
     "update",
     "usage",
 ]
+
+
+#: Most bytes of memories one list page holds (see :func:`list_page`).
+PAGE_BYTES = 1024 * 1024
 
 
 def iso(moment: datetime) -> str:
@@ -216,7 +220,7 @@ def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> li
         limit=req.limit,
         offset=req.offset,
     )
-    return [{"memory": memory_json(row), "score": score} for row, score in hits]
+    return [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
 
 
 def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str, Any]:
@@ -254,39 +258,55 @@ def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) ->
     return conn.execute(f"DELETE FROM memories AS m WHERE {where.sql}", where.params).rowcount
 
 
-def _encode_cursor(rowid: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{rowid}".encode()).decode().rstrip("=")
+def _listing(account: Account, q: ListQuery) -> bytes:
+    """What a cursor is bound to: the account and every condition of the listing."""
+    scope = [account.id, q.user_id, q.agent_id, q.session_id, sorted(q.keys or []), q.filters]
+    return json.dumps(scope, sort_keys=True, ensure_ascii=False).encode()
 
 
-def _decode_cursor(cursor: str, field: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "after" or not number.isdigit() or len(number) > 18:
-            raise ValueError(text)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise validation_error(f"{field}: not a cursor returned by this server", field) from None
+def _cursor_secret(conn: sqlite3.Connection) -> bytes:
+    row = conn.execute("SELECT value FROM server_secrets WHERE name = 'cursor'").fetchone()
+    return bytes(row[0])
 
 
-def list_page(conn: sqlite3.Connection, account: Account, q: ListQuery) -> dict[str, Any]:
-    """One page in creation order; ``next_cursor`` is ``None`` on the last page."""
+def list_page(
+    conn: sqlite3.Connection, account: Account, q: ListQuery, page_bytes: int = PAGE_BYTES
+) -> dict[str, Any]:
+    """One page in creation order; ``next_cursor`` is ``None`` on the last page.
+
+    A page holds up to ``q.limit`` memories and stops early (always after at least one)
+    once it holds ``page_bytes`` of them (``PAGE_BYTES``, less if the server's answer cap
+    is smaller), so a page of the largest memories stays a
+    bounded answer. The cursor is opaque and only valid for the same listing
+    (:mod:`.cursors`).
+    """
     where = scope_condition(
         account.id, q.user_id, q.agent_id, q.session_id, q.keys, compile_filters(q.filters)
     )
     sql, params = where.sql, where.params
     if q.cursor is not None:
         sql += " AND m.rowid > ?"
-        params.append(_decode_cursor(q.cursor, "cursor"))
+        params.append(
+            cursors.decode(_cursor_secret(conn), _listing(account, q), q.cursor, "cursor")
+        )
     rows = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {sql} ORDER BY m.rowid LIMIT ?",
         [*params, q.limit + 1],
     ).fetchall()
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
+    memories: list[dict[str, Any]] = []
+    size = 0
+    for row in rows[: q.limit]:
+        size += len(row["content"].encode()) + len(row["metadata"].encode()) + 512
+        if memories and size > page_bytes:
+            break
+        memories.append(memory_json(row))
+    more = len(rows) > len(memories)
+    last = rows[len(memories) - 1]["rowid"] if memories else 0
     return {
-        "memories": [memory_json(r) for r in rows],
-        "next_cursor": _encode_cursor(rows[-1]["rowid"]) if more else None,
+        "memories": memories,
+        "next_cursor": cursors.encode(_cursor_secret(conn), _listing(account, q), last)
+        if more
+        else None,
     }
 
 

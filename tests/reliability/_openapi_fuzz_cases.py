@@ -8,8 +8,8 @@ examples depend on the code only, and every run sends the same requests.
 A few rules of the contract cannot be written in JSON Schema; for requests that break them
 the "allowed requests are accepted" check is skipped (every other check still runs):
 
-* a cursor is opaque: only one a list handed out is valid, so generated ones are replaced
-  by a real one;
+* a cursor is opaque and bound to its listing: only one a list handed out is valid, so
+  generated ones are replaced by a real one, with the listing's conditions;
 * a request body is at most 1 MiB;
 * two items of one ``remember_many`` may not share a ``key``;
 * metadata is at most 16 KiB serialized and 8 levels deep;
@@ -152,11 +152,20 @@ def _huge_integer(value: Any) -> bool:
 
 
 def _use_real_cursors(case: Any, cursor: str) -> None:
+    """Put the real cursor in, with the listing it was handed out for (user "u", no other
+    condition): a cursor is only valid for its own listing."""
+
+    def bind(listing: dict[str, Any], keys: str) -> None:
+        listing["cursor"] = cursor
+        listing["user_id"] = "u"
+        for name in ("agent_id", "session_id", "filters", keys):
+            listing.pop(name, None)
+
     if case.query and "cursor" in case.query:
-        case.query["cursor"] = cursor
+        bind(case.query, "key")
     for operation in (case.body or {}).get("operations", []) if isinstance(case.body, dict) else []:
         if isinstance(operation, dict) and "cursor" in operation:
-            operation["cursor"] = cursor
+            bind(operation, "keys")
 
 
 OPERATIONS = operations()

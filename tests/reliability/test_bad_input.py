@@ -295,3 +295,60 @@ def test_bad_forget_all_query_strings_are_422_and_delete_nothing(http, seeded, p
     before = state(http)
     assert_error(http.delete("/memories", params=params), 422, "validation_error", field)
     assert state(http) == before
+
+
+def nested_json(depth: int, opener: bytes = b'{"a":', closer: bytes = b"}") -> bytes:
+    return opener * depth + b"1" + closer * depth
+
+
+@pytest.mark.parametrize("depth", [9, 100, 478, 700, 990, 3000])
+@pytest.mark.parametrize("kind", ["objects", "arrays"])
+def test_metadata_nested_hundreds_deep_is_a_counted_422(http, seeded, depth, kind):
+    """JSON that parses but nests deeper than Python may recurse is a 422, never a 500, and
+    the request counts against the quota like any other."""
+    inner = nested_json(depth - 1) if kind == "objects" else nested_json(depth - 1, b"[", b"]")
+    metadata = b'{"a":' + inner + b"}"
+    before = state(http)
+    used = http.get("/usage").json()["requests_today"]
+    bodies = [
+        ("/memories", b'{"content":"c","user_id":"u","agent_id":"a","metadata":' + metadata + b"}"),
+        (f"/memories/{seeded['id']}", b'{"metadata":' + metadata + b"}"),
+        (
+            "/batch",
+            b'{"operations":[{"op":"update","memory_id":"%s","metadata":%s}]}'
+            % (seeded["id"].encode(), metadata),
+        ),
+    ]
+    for path, body in bodies:
+        method = "PATCH" if path.startswith("/memories/mem_") else "POST"
+        r = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "validation_error"
+    assert http.get("/usage").json()["requests_today"] == used + 1 + len(bodies)
+    assert state(http) == before
+
+
+def test_a_request_that_fails_inside_the_server_still_counts(tmp_path, monkeypatch):
+    """Every authenticated request counts against the quota, a server failure included, so a
+    request that makes the server fail cannot be repeated (and logged) without limit."""
+    from fastapi.testclient import TestClient
+
+    from memlayer_integrations.server import Plan, ServerSettings, create_app, keys, store
+
+    app = create_app(ServerSettings(db_path=tmp_path / "f.db"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with app.state.db.write() as conn:
+            key, _ = keys.create_key(conn, plan_name="tiny", plan=Plan(5, 3), name=None, now="t")
+        headers = {"X-API-Key": key}
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(store, "remember", broken)
+        for _ in range(2):
+            assert client.post("/v1/memories", json=OK, headers=headers).status_code == 500
+        assert client.get("/v1/usage", headers=headers).json()["requests_today"] == 3
+        r = client.post("/v1/memories", json=OK, headers=headers)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "daily_quota_exceeded"
+        with app.state.db.read() as conn:
+            assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 0

@@ -8,11 +8,14 @@ hashes only) nor in its access log; not in a committed cassette or notebook.
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import re
 import sqlite3
 import traceback
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -88,6 +91,27 @@ async def test_pre_send_auth_errors_do_not_contain_the_key(make_client):
     with pytest.raises(AuthenticationError) as info:
         await call(make_client(Script(), api_key=key), "usage")
     assert "secret" not in str(info.value) and "secret" not in repr(info.value)
+
+
+def percent_encode_all(text: str) -> str:
+    return "".join(f"%{ord(c):02X}" for c in text)
+
+
+def test_redact_masks_a_key_in_any_encoding(fake_key):
+    spellings = [
+        fake_key.replace("_", "%5F"),
+        percent_encode_all(fake_key),
+        percent_encode_all(fake_key).lower(),
+        quote(quote(fake_key, safe=""), safe=""),  # ml%255Flive%255F...
+        json.dumps(fake_key).replace("_", "\\u005f"),
+        fake_key.replace("_", "&#95;"),
+        fake_key[:12] + percent_encode_all(fake_key[12:]),
+    ]
+    for spelled in spellings:
+        text = redact(f"GET /v1/usage?api_key={spelled} HTTP/1.1")
+        decoded = html.unescape(unquote(unquote(text))).encode().decode("unicode_escape")
+        assert not leaks(fake_key, decoded), spelled
+        assert "ml_live_<redacted>" in text or fake_key[:12] + "…" in text
 
 
 def test_redact_and_mask_key():
@@ -225,6 +249,40 @@ async def test_no_traceback_of_a_package_error_holds_the_key(failures):
             assert not leaks(key, text), text
 
 
+def reachable_requests(exc: BaseException) -> list[httpx.Request]:
+    """Every httpx request an error tracker could record from ``exc``: on the exceptions of
+    its chain (``request``, ``response.request``) and in the locals of their frames."""
+    found: list[httpx.Request] = []
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found += [v for v in vars(current).values() if isinstance(v, httpx.Request)]
+        response = getattr(current, "response", None)
+        if isinstance(response, httpx.Response):
+            found.append(response.request)
+        tb = current.__traceback__
+        while tb is not None:
+            found += [v for v in tb.tb_frame.f_locals.values() if isinstance(v, httpx.Request)]
+            tb = tb.tb_next
+        pending += [current.__cause__, current.__context__]
+    return found
+
+
+async def test_no_request_reachable_from_a_package_error_holds_the_key(failures):
+    connection_errors = [(k, e) for k, e in failures if isinstance(e, APIConnectionError)]
+    assert {type(e) for _, e in connection_errors} == {APIConnectionError, APITimeoutError}
+    for key, exc in connection_errors:
+        requests = reachable_requests(exc)
+        assert requests  # httpx keeps the request it failed on ...
+        for request in requests:  # ... with the key masked
+            assert not leaks(key, repr(request.headers.raw))
+            assert request.headers["X-API-Key"] == key[:12] + "..."
+
+
 async def test_no_log_record_holds_the_key_on_a_live_run(flavor, base_url, api_key, caplog):
     caplog.set_level(logging.DEBUG)
     cls = MemLayerClient if flavor == "sync" else AsyncMemLayerClient
@@ -317,9 +375,12 @@ def test_the_access_log_never_holds_the_key(tmp_path):
         assert http.get("/usage", params={"api_key": key}).status_code == 401
         assert http.get(f"/memories/{key}", headers={"X-API-Key": key}).status_code == 422
         assert http.get("/nowhere", params={"key": key}).status_code == 404
+        # Nor when the URL spells it percent-encoded, once or twice.
+        for spelled in (quote(key, safe=""), percent_encode_all(key), quote(quote(key, safe=""))):
+            assert http.get(f"/usage?api_key={spelled}").status_code == 401
     text = log.read_text(errors="replace")
     assert "GET /v1/usage" in text and "GET /v1/nowhere" in text  # the access log is on ...
-    assert not leaks(key, text)  # ... and never holds the key
+    assert not leaks(key, unquote(unquote(text)))  # ... and never holds the key
 
 
 # -- committed files: cassettes and notebooks ---------------------------------------------

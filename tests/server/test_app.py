@@ -6,7 +6,7 @@ import logging
 
 from fastapi.testclient import TestClient
 
-from memlayer_integrations.server import ServerSettings, create_app
+from memlayer_integrations.server import Plan, ServerSettings, create_app, keys
 
 
 def test_an_unexpected_failure_is_a_json_500_with_a_request_id(tmp_path, caplog):
@@ -16,8 +16,11 @@ def test_an_unexpected_failure_is_a_json_500_with_a_request_id(tmp_path, caplog)
         raise RuntimeError("boom")
 
     app.state.service.execute = broken
-    secret = "ml_live_" + "s" * 40
     with caplog.at_level(logging.ERROR), TestClient(app, raise_server_exceptions=False) as client:
+        with app.state.db.write() as conn:
+            secret, _ = keys.create_key(
+                conn, plan_name="unlimited", plan=Plan(), name=None, now="t"
+            )
         r = client.get("/v1/usage", headers={"X-API-Key": secret})
     assert r.status_code == 500
     body = r.json()
@@ -75,36 +78,40 @@ def test_a_lone_bounded_request_runs_on_the_event_loop_and_others_on_threads(tmp
         ran_on: list[tuple[str, int]] = []
         execute = service.execute
 
-        def recording(incoming, op):
+        def recording(incoming, op, account):
             ran_on.append((incoming.path, threading.get_ident()))
-            return execute(incoming, op)
+            return execute(incoming, op, account)
 
         service.execute = recording
         headers = {"X-API-Key": key}
         assert httpx.get(server.url + "/v1/usage", headers=headers).status_code == 200
-        # A recall whose body arrives in two parts: it waits inside its endpoint meanwhile.
-        body = json.dumps({"query": "tea", "user_id": "u"}).encode()
+        # A remember whose body arrives in two parts: it waits inside its endpoint meanwhile.
+        body = json.dumps({"content": "tea", "user_id": "u", "agent_id": "a"}).encode()
         host, port = server.url.removeprefix("http://").split(":")
         slow = socket.create_connection((host, int(port)))
         slow.sendall(
-            f"POST /v1/memories/search HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+            f"POST /v1/memories HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body[:5]
         )
         time.sleep(0.5)
         assert httpx.get(server.url + "/v1/usage", headers=headers).status_code == 200
         slow.sendall(body[5:])
-        assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+        assert slow.recv(65536).startswith(b"HTTP/1.1 201")
         slow.close()
         # Alone, but its work grows with what is stored: the thread pool.
         assert httpx.get(server.url + "/v1/scopes", headers=headers).status_code == 200
+        # Alone, but it may use a whole query budget: the thread pool too.
+        assert httpx.get(server.url + "/v1/memories?user_id=u", headers=headers).status_code == 200
     loop_thread = ran_on[0][1]
     assert [path for path, _ in ran_on] == [
         "/v1/usage",
         "/v1/usage",
-        "/v1/memories/search",
+        "/v1/memories",
         "/v1/scopes",
+        "/v1/memories",
     ]
     assert ran_on[1][1] != loop_thread  # another request was in flight: the thread pool
     assert ran_on[2][1] == loop_thread  # alone again: no thread hop
     assert ran_on[3][1] != loop_thread
+    assert ran_on[4][1] != loop_thread
