@@ -9,7 +9,7 @@ import sys
 
 import memlayer_integrations  # noqa: F401
 
-for framework in ("langchain_core", "langgraph", "llama_index", "fastapi", "uvicorn"):
+for framework in ("langchain_core", "langgraph", "llama_index", "fastapi", "uvicorn", "mcp"):
     if framework in sys.modules:
         raise SystemExit(f"importing the core imported {framework}")
 
@@ -17,6 +17,7 @@ hints = {
     "memlayer_integrations.langchain": "memlayer-integrations[langchain]",
     "memlayer_integrations.llama_index": "memlayer-integrations[llama-index]",
     "memlayer_integrations.server": "memlayer-integrations[server]",
+    "memlayer_integrations.mcp": "memlayer-integrations[mcp]",
 }
 for module, extra in hints.items():
     try:

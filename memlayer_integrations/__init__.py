@@ -6,6 +6,7 @@ models. Framework adapters live in subpackages that import their framework on de
 * ``memlayer_integrations.langchain`` (extra ``langchain``)
 * ``memlayer_integrations.llama_index`` (extra ``llama-index``)
 * ``memlayer_integrations.server``, the local MemLayer server (extra ``server``)
+* ``memlayer_integrations.mcp``, an MCP server with memory tools (extra ``mcp``)
 """
 
 from ._client import AsyncMemLayerClient, MemLayerClient

@@ -6,6 +6,7 @@
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
+    memlayer mcp --user-id U --agent-id A [--http [--host H] [--port N]] [--embedded [--db PATH]]
     memlayer demo [--help]
     memlayer --version
 
@@ -289,6 +290,26 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    if args.db and not args.embedded:
+        print("memlayer mcp: --db needs --embedded", file=sys.stderr)
+        return 2
+    from .mcp.command import McpOptions, run
+
+    return run(
+        McpOptions(
+            user_id=args.user_id,
+            agent_id=args.agent_id,
+            http=args.http,
+            host=args.host,
+            port=args.port,
+            embedded_db=_db_path(args) if args.embedded else None,
+            call_timeout=args.timeout,
+            log_level=args.log_level,
+        )
+    )
+
+
 def _run_demo(argv: list[str]) -> int:
     try:
         demo = importlib.import_module("memlayer_integrations.demo")
@@ -420,6 +441,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", metavar="PATH", help="e.g. docs/openapi.json (default: stdout)"
     )
     openapi.set_defaults(func=_openapi)
+
+    mcp = sub.add_parser(
+        "mcp",
+        parents=[db],
+        help="an MCP server with memory tools (stdio, or streamable HTTP with --http)",
+        description="Key from $MEMLAYER_API_KEY, URL from $MEMLAYER_BASE_URL.",
+    )
+    mcp.add_argument("--user-id", help="whose memories (default: $MEMLAYER_USER_ID)")
+    mcp.add_argument("--agent-id", help="which agent's memories (default: $MEMLAYER_AGENT_ID)")
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
+    mcp.add_argument("--host", default="127.0.0.1", help="with --http (default: 127.0.0.1)")
+    mcp.add_argument(
+        "--port", type=int, default=8765, help="with --http (default: 8765; 0 picks a free one)"
+    )
+    mcp.add_argument(
+        "--embedded",
+        action="store_true",
+        help="run a local MemLayer server in this process, on --db (no key or URL needed)",
+    )
+    mcp.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds a tool call may take (default: 20)"
+    )
+    mcp.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    mcp.set_defaults(func=_mcp)
 
     # Listed for `memlayer --help` only: main() hands `memlayer demo ...` to the demo's own parser.
     sub.add_parser("demo", help="a guided demo on a temporary local server (memlayer demo --help)")

@@ -22,6 +22,7 @@ from benchmarks import (
     isolation,
     load,
     locomo,
+    mcp_tools,
     overhead,
     requests_per_turn,
     scale,
@@ -43,7 +44,7 @@ def ctx(local_server: Any) -> Any:
 
 
 # Differences that may be negative: two medians within noise, RSS after a collection.
-SIGNED = {"overhead_us", "rss_growth_mib"}
+SIGNED = {"overhead_us", "overhead_ms", "rss_growth_mib"}
 
 
 def _numbers(value: Any) -> list[float]:
@@ -138,6 +139,18 @@ def test_requests_per_turn(ctx: Context) -> None:
         assert r["total"] == sum(r["per_turn"]) + r["flush"] == sum(r["routes"].values())
         assert r["max_per_turn"] >= r["steady_state"] >= 1
     assert "mem0's LlamaIndex memory makes 3 per turn" in requests_per_turn.render(result)
+
+
+def test_mcp_tools(ctx: Context) -> None:
+    result = mcp_tools.run(ctx)
+    _check_common(mcp_tools, result)
+    rows = {r["tool"]: r for r in result["rows"]}
+    assert set(rows) == {"remember", "recall", "list_memories", "forget"}
+    for name, row in rows.items():
+        assert row["iterations"] >= 1
+        assert row["requests_per_tool_call"] == mcp_tools.EXPECTED_REQUESTS[name]
+        assert row["requests_per_bare_call"] == mcp_tools.EXPECTED_REQUESTS[name]
+    assert result["start_median_s"] > 0
 
 
 def test_overhead(ctx: Context) -> None:
@@ -337,6 +350,7 @@ def test_every_benchmark_is_registered() -> None:
         "load",
         "locomo",
         "isolation",
+        "mcp",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)

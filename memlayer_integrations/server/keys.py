@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import string
 from dataclasses import dataclass
+from typing import cast
 
 from .._constants import KEY_PATTERN, KEY_PREFIX
 from .settings import Plan
@@ -24,6 +25,7 @@ __all__ = [
     "Account",
     "KeyInfo",
     "KeyNotFoundError",
+    "add_key",
     "authenticate",
     "create_key",
     "find_key",
@@ -90,11 +92,26 @@ def create_key(
     Returns:
         ``(key, key_id)``: the key, to show once, and its id (``key_...``), to manage it.
     """
-    key = generate_key()
     account_id = conn.execute(
         "INSERT INTO accounts (plan, memory_limit, request_limit, created_at) VALUES (?, ?, ?, ?)",
         (plan_name, plan.memories, plan.requests_per_day, now),
     ).lastrowid
+    # An INSERT always sets lastrowid; typeshed types it as possibly None.
+    return add_key(conn, account_id=cast(int, account_id), name=name, now=now)
+
+
+def add_key(
+    conn: sqlite3.Connection, *, account_id: int, name: str | None, now: str
+) -> tuple[str, str]:
+    """Create another key for an existing account, inside the caller's write transaction.
+
+    The account's memories, plan and other keys stay as they are; ``memlayer mcp --embedded``
+    uses it to give each run its own key to one lasting account.
+
+    Returns:
+        ``(key, key_id)``, as :func:`create_key`.
+    """
+    key = generate_key()
     key_id = "key_" + secrets.token_hex(8)
     salt = secrets.token_bytes(16)
     conn.execute(

@@ -1,0 +1,45 @@
+"""keys.add_key: another key to an existing account, which sees the account's memories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memlayer_integrations import AuthenticationError, MemLayerClient
+from memlayer_integrations.server import LocalMemLayerServer, keys
+from memlayer_integrations.server.db import Database
+
+NOW = "2026-11-30T12:00:00+00:00"
+
+
+def test_a_second_key_opens_the_same_account_and_outlives_the_first(tmp_path: Path) -> None:
+    db_path = tmp_path / "m.db"
+    with LocalMemLayerServer(db_path) as server:
+        first = server.create_key(plan="free", name="one")
+        with MemLayerClient(first, base_url=server.url) as client:
+            stored = client.remember("likes tea", user_id="u", agent_id="a")
+
+    db = Database(db_path)
+    db.open()
+    try:
+        with db.write() as conn:
+            (one,) = keys.list_keys(conn)
+            second, _ = keys.add_key(conn, account_id=one.account_id, name="two", now=NOW)
+            assert sorted((k.name, k.account_id, k.plan) for k in keys.list_keys(conn)) == [
+                ("one", one.account_id, "free"),
+                ("two", one.account_id, "free"),
+            ]
+            keys.revoke_key(conn, one.id, now=NOW)
+    finally:
+        db.close()
+
+    with LocalMemLayerServer(db_path) as server:
+        with MemLayerClient(second, base_url=server.url) as client:
+            assert client.get(stored.id).content == "likes tea"
+            assert client.usage().memories_stored == 1
+        with (
+            MemLayerClient(first, base_url=server.url) as client,
+            pytest.raises(AuthenticationError),
+        ):
+            client.get(stored.id)
