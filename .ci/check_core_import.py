@@ -30,3 +30,18 @@ for module, extra in hints.items():
     else:
         raise SystemExit(f"{module} imported without its extra installed")
 print("core imports without extras; framework modules name their extra")
+
+# The command line without the server extra: one line that names the pip install.
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+from memlayer_integrations import cli  # noqa: E402
+
+for argv in (["serve"], ["keys", "list"]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli.main(argv)
+    said = err.getvalue()
+    if status != 1 or said.count("\n") != 1 or "memlayer-integrations[server]" not in said:
+        raise SystemExit(f"memlayer {' '.join(argv)} without the server extra: {status} {said!r}")
+print("memlayer serve and keys name the server extra when it is missing")

@@ -159,8 +159,14 @@ class BaseClient:
                 raise TypeError("api_key must be a str")
             api_key = str(getter())
         self._api_key: str | None = api_key.strip() if api_key else None
+        # Where the URL came from, so that "could not reach" can say which setting to fix.
+        self._base_url_source = "from base_url="
         if base_url is None:
-            base_url = os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
+            base_url = os.environ.get(C.BASE_URL_ENV) or None
+            self._base_url_source = f"from ${C.BASE_URL_ENV}"
+        if base_url is None:
+            base_url = C.DEFAULT_BASE_URL
+            self._base_url_source = f"the default, as ${C.BASE_URL_ENV} is not set"
         self.base_url = str(base_url).rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
@@ -196,13 +202,12 @@ class BaseClient:
         key = self._api_key
         if not key:
             raise AuthenticationError(
-                f"{C.INVALID_KEY_MESSAGE}: pass api_key=... or set the {C.API_KEY_ENV} environment variable",
+                f"missing API key: pass api_key=... or set the {C.API_KEY_ENV} environment variable",
                 code="invalid_api_key",
             )
         if not C.KEY_PATTERN.fullmatch(key):
             raise AuthenticationError(
-                f"{C.WRONG_KEY_FORMAT_MESSAGE}: a MemLayer API key is '{C.KEY_PREFIX}' followed by "
-                f"letters and digits; pass api_key=... or set {C.API_KEY_ENV}",
+                f"{C.WRONG_KEY_FORMAT_MESSAGE}; pass api_key=... or set {C.API_KEY_ENV}",
                 code="wrong_key_format",
             )
         return key
@@ -419,7 +424,13 @@ class BaseClient:
         """Parse a success into the call's result, or return the error to raise or retry."""
         self._record_rate_limit(response)
         if response.status_code >= 400:
-            return status_error_from_response(response)
+            error = status_error_from_response(response)
+            if isinstance(error, AuthenticationError):
+                # A key refused by the wrong server (a forgotten MEMLAYER_BASE_URL sends a
+                # local key to the hosted service) looks like a bad key: say where it went.
+                error.message += f" (sent to {self.base_url}, {self._base_url_source})"
+                error.args = (error.message,)
+            return error
         if response.status_code == 204 or call.parse is parse_nothing:
             return call.parse(None)
         try:
@@ -427,9 +438,11 @@ class BaseClient:
             return call.parse(body)
         except (ValueError, KeyError, TypeError, pydantic.ValidationError) as exc:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
+            # Often a base URL that points at something other than MemLayer: name it.
             return APIResponseValidationError(
-                f"{call.method} {call.path}: HTTP {response.status_code} answer is not the expected "
-                f"JSON ({kind}): {type(exc).__name__}",
+                f"{call.method} {call.path}: HTTP {response.status_code} answer from "
+                f"{self.base_url} ({self._base_url_source}) is not the expected JSON ({kind}): "
+                f"{type(exc).__name__}; check that this URL is a MemLayer server",
                 status_code=response.status_code,
                 request_id=response.headers.get(C.REQUEST_ID_HEADER),
             )
@@ -463,22 +476,38 @@ class BaseClient:
         # Jitter spreads the retries of many clients that failed together.
         return backoff * (1 - 0.25 * random.random())
 
-    @staticmethod
-    def _request_error(exc: httpx.RequestError, call: Call[Any]) -> MemLayerError:
-        """Turn an httpx failure into this package's error tree, keeping it as the cause."""
+    def _closed_error(self) -> MemLayerError:
+        """What using a client after ``close()`` raises, instead of httpx's ``RuntimeError``."""
+        return MemLayerError(
+            f"this {type(self).__name__} (for {self.base_url}) is closed, so it cannot send "
+            "requests; build a new client, or close it only when you are done with it"
+        )
+
+    def _request_error(self, exc: httpx.RequestError, call: Call[Any]) -> MemLayerError:
+        """Turn an httpx failure into this package's error tree, keeping it as the cause.
+
+        Transport errors name the URL that was tried and where it came from: a forgotten
+        ``MEMLAYER_BASE_URL`` otherwise looks like an outage of the hosted service.
+        """
         what = f"{call.method} {call.path}"
+        where = f"{self.base_url} ({self._base_url_source})"
         error: MemLayerError
         if isinstance(exc, httpx.TimeoutException):
-            error = APITimeoutError(f"{what} timed out ({type(exc).__name__})")
+            error = APITimeoutError(
+                f"{what} timed out ({type(exc).__name__}) at {where}; the server is slow or "
+                "unreachable: retry later, or pass a longer timeout="
+            )
         elif isinstance(exc, httpx.TransportError):
             error = APIConnectionError(
-                f"{what} failed: could not reach MemLayer ({type(exc).__name__}: {exc})"
+                f"{what} failed: could not reach MemLayer at {where} "
+                f"({type(exc).__name__}: {exc}); check that the server is running and that "
+                f"base_url or ${C.BASE_URL_ENV} points to it"
             )
         else:
             # An answer came but could not be read: a body that does not decode (a proxy's
             # wrong Content-Encoding) or a redirect loop. Resending gets the same answer.
             error = APIResponseValidationError(
-                f"{what}: unreadable answer ({type(exc).__name__}: {exc})"
+                f"{what}: unreadable answer from {self.base_url} ({type(exc).__name__}: {exc})"
             )
         scrub_key(exc)
         error.__cause__ = exc

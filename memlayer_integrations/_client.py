@@ -67,6 +67,8 @@ class MemLayerClient(BaseClient):
     # -- sending ---------------------------------------------------------------------
 
     def _send(self, call: Call[T]) -> T:
+        if self._http.is_closed:
+            raise self._closed_error()
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -283,6 +285,8 @@ class AsyncMemLayerClient(BaseClient):
         self._http = http_client if http_client is not None else httpx.AsyncClient()
 
     async def _send(self, call: Call[T]) -> T:
+        if self._http.is_closed:
+            raise self._closed_error()
         attempt = 0
         while True:
             request = self._build_request(self._http, call)

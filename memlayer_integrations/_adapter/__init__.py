@@ -33,7 +33,15 @@ What is here, by module:
   ``MAX_BATCH_ITEMS``, ``DEFAULT_RECALL_LIMIT``) and :func:`get_logger`.
 """
 
-from .._constants import DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._exceptions import TRANSIENT_ERRORS
+from .._constants import (
+    DEFAULT_RECALL_LIMIT,
+    MAX_BATCH_ITEMS,
+    MAX_CONTENT_CHARS,
+    MAX_QUERY_CHARS,
+    MEMORY_ID_PATTERN,
+    MEMORY_ID_RULE,
+)
 from .._logging import get_logger
 from .._operations import MemoryItem
 from .clients import ClientPair, require_scope
@@ -68,8 +76,11 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "MEMORY_CLOSE",
     "MEMORY_HEADER",
+    "MEMORY_ID_PATTERN",
+    "MEMORY_ID_RULE",
     "MEMORY_NOTE",
     "MEMORY_OPEN",
+    "TRANSIENT_ERRORS",
     "ClientPair",
     "MemoryItem",
     "WriteBuffer",

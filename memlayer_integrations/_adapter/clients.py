@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from .._client import AsyncMemLayerClient, MemLayerClient
-from .._exceptions import MemLayerScopeError
+from .._exceptions import MemLayerError, MemLayerScopeError
 
 __all__ = ["ClientPair", "require_scope"]
 
@@ -75,6 +75,7 @@ class ClientPair:
         self._owned: list[MemLayerClient | AsyncMemLayerClient] = []
         self._lock = threading.Lock()
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         if client is None and async_client is None:
             # Building a client sends nothing; it only resolves the key and URL.
             self._sync = MemLayerClient(api_key=api_key, base_url=base_url)
@@ -88,7 +89,25 @@ class ClientPair:
         return given.base_url
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`aclose` was called."""
+        return self._closed
+
+    def check_open(self, owner: str = "this MemLayer adapter") -> None:
+        """Raise :class:`MemLayerError` naming ``owner`` if it was closed.
+
+        Adapters call this before accepting work, so that nothing is queued that could only
+        fail later (at interpreter exit, with no one to tell).
+        """
+        if self._closed:
+            raise MemLayerError(
+                f"{owner} is closed (close() or aclose() was called) and sends nothing any "
+                f"more; build a new {owner.split()[-1]} to go on"
+            )
+
+    @property
     def sync(self) -> MemLayerClient:
+        self.check_open()
         with self._lock:
             if self._sync is None:
                 assert self._async is not None
@@ -98,6 +117,7 @@ class ClientPair:
 
     @property
     def async_(self) -> AsyncMemLayerClient:
+        self.check_open()
         with self._lock:
             loop = _running_loop()
             if (
@@ -120,12 +140,14 @@ class ClientPair:
 
     def close(self) -> None:
         """Close the sync client if this pair built it (the async one needs :meth:`aclose`)."""
+        self._closed = True
         for c in self._owned:
             if isinstance(c, MemLayerClient):
                 c.close()
 
     async def aclose(self) -> None:
         """Close every client this pair built."""
+        self._closed = True
         for c in self._owned:
             if isinstance(c, MemLayerClient):
                 c.close()

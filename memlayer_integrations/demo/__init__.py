@@ -320,6 +320,11 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
         f"resets {fu.resets_at:%Y-%m-%d %H:%M} UTC",
         4,
     )
+    out.line(
+        f"({fu.requests_today} requests: the remember() and this usage() call; every request "
+        "made with a key counts against its daily quota, usage() included)",
+        4,
+    )
     out.line(f"X-RateLimit-Remaining: {remaining} (client.rate_limit)", 4)
 
 
@@ -385,6 +390,24 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
     return lc_model, lc_spec or "scripted", li_model, li_spec or "scripted"
 
 
+def _database_problem(path: Path) -> str | None:
+    """Why ``--db`` cannot be used, in one line, or ``None``: checked before the server
+    starts so a bad path is one line on stderr, not a traceback from its thread."""
+    import sqlite3
+
+    from .server.db import Database
+
+    db = Database(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db.open()
+    except (sqlite3.DatabaseError, OSError, RuntimeError) as exc:
+        return f"cannot use {path} as a MemLayer database ({exc}); --db takes a database file"
+    finally:
+        db.close()
+    return None
+
+
 def build_parser(prog: str = "memlayer demo") -> argparse.ArgumentParser:
     """The demo's options and help (``memlayer demo --help``)."""
     parser = argparse.ArgumentParser(
@@ -446,7 +469,10 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
         return 2
     db_path = Path(args.db).expanduser() if args.db else None
     if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        problem = _database_problem(db_path)
+        if problem:
+            print(f"memlayer demo: {problem}", file=sys.stderr)
+            return 1
     checks: list[tuple[bool, str]] = []
     with LocalMemLayerServer(db_path=db_path) as server:
         key = server.create_key(plan="unlimited", name="demo")

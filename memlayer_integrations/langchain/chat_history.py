@@ -83,11 +83,13 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
     Example:
         >>> from langchain_core.runnables.history import RunnableWithMessageHistory
         >>> chain_with_history = RunnableWithMessageHistory(
-        ...     chain,
+        ...     model,  # your chat model, or a chain that ends in one
         ...     lambda session_id: MemLayerChatMessageHistory(
         ...         user_id="alice", agent_id="chat", session_id=session_id,
         ...         api_key=key, base_url=server.url),
         ... )
+        >>> chain_with_history.invoke("I live in Oslo",
+        ...                           {"configurable": {"session_id": "s1"}})
     """
 
     def __init__(

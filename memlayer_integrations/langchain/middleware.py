@@ -39,12 +39,9 @@ else:  # Python 3.10
     from typing_extensions import NotRequired
 
 from .. import (
-    APIConnectionError,
     AsyncMemLayerClient,
-    InternalServerError,
     MemLayerClient,
     Op,
-    RateLimitError,
     RecalledMemory,
 )
 from .._adapter import (
@@ -52,6 +49,7 @@ from .._adapter import (
     MAX_BATCH_ITEMS,
     MAX_CONTENT_CHARS,
     MEMORY_HEADER,
+    TRANSIENT_ERRORS,
     ClientPair,
     WriteBuffer,
     clip_query,
@@ -84,9 +82,6 @@ __all__ = ["MemLayerMiddleware", "MemLayerState"]
 
 log = get_logger("memlayer_integrations.langchain")
 
-# Errors that say "try again later", never "you may not": only these may be skipped with
-# ``fail_open``. Authentication and permission errors always reach the caller.
-TRANSIENT_ERRORS = (APIConnectionError, InternalServerError, RateLimitError)
 
 _Private = OmitFromSchema(input=True, output=True)
 
@@ -388,6 +383,7 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
     ) -> tuple[Scope, list[dict[str, Any]]] | None:
         """The turn's memories to send now, or ``None`` when there are none or economy mode
         queued them for the next recall."""
+        self._clients.check_open(type(self).__name__)
         items = self._turn_items(state, facts)
         if not items:
             return None
@@ -488,10 +484,12 @@ class MemLayerMiddleware(AgentMiddleware[MemLayerState, Any]):
 
     def close(self) -> None:
         """Flush queued writes, then close the clients this middleware built."""
-        self.flush()
+        if not self._clients.closed:  # closing twice sends nothing twice
+            self.flush()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self.aflush()
+        if not self._clients.closed:
+            await self.aflush()
         await self._clients.aclose()

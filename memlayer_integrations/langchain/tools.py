@@ -2,8 +2,15 @@
 
 The schemas carry only what the model decides (a text, a query, a memory id). Whose memory
 it is comes from the application (construction or run context), never from the model.
-Errors the model can act on (unknown id, invalid input, rate limit) come back to it as the
-tool's answer; authentication and permission errors stop the run.
+
+What an error does to the run:
+
+* back to the model as the tool's answer (a ``ToolException``, which LangChain turns into an
+  error ``ToolMessage``): an unknown or malformed memory id, invalid input, the rate limit
+  (429), and, with ``fail_open=True`` (the default), an outage: connection errors, timeouts
+  and 5xx. The model reads what went wrong and can go on without its memory.
+* raised, ending the run: authentication (401) and permission (403) errors, a missing
+  scope, and with ``fail_open=False`` an outage too.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from langchain_core.tools import BaseTool, BaseToolkit, ToolException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .. import (
+    APIConnectionError,
     AsyncMemLayerClient,
     BadRequestError,
     ConflictError,
+    InternalServerError,
     MemLayerClient,
+    MemLayerError,
     NotFoundError,
     RateLimitError,
     RecalledMemory,
@@ -27,32 +37,57 @@ from .. import (
 from .._adapter import (
     DEFAULT_RECALL_LIMIT,
     MAX_CONTENT_CHARS,
+    TRANSIENT_ERRORS,
     ClientPair,
     check_owner,
     clip_query,
+    get_logger,
     renamed_argument,
     renamed_attribute,
     render_memories,
 )
+from .._adapter import MEMORY_ID_PATTERN, MEMORY_ID_RULE
 from ._scope import Scope, resolve_scope
 
 __all__ = ["ForgetTool", "MemLayerToolkit", "RecallTool", "RememberTool"]
 
+log = get_logger("memlayer_integrations.langchain")
 
-def _model_safe(exc: Exception) -> ToolException:
-    """A message the model may read: what went wrong, never a key or a raw response."""
+
+def _model_safe(exc: MemLayerError) -> ToolException:
+    """A message the model may read: what went wrong and what to do, never a key or a raw
+    response (messages are masked; the request id and status stay on the cause)."""
     if isinstance(exc, NotFoundError):
         text = "No memory with that id exists (it may already have been forgotten)."
     elif isinstance(exc, RateLimitError):
         text = "The memory service is busy right now; continue without it for this step."
+    elif isinstance(exc, APIConnectionError):  # timeouts included
+        text = (
+            "Long-term memory is unreachable right now; answer without it and do not call "
+            "the memory tools again in this turn."
+        )
+    elif isinstance(exc, InternalServerError):
+        text = "The memory service failed on its side; continue without it for this step."
     else:
-        name = getattr(exc, "field", None)
-        field = f" (field: {name})" if name else ""
-        text = f"The memory service rejected the request as invalid{field}. Check the input and try again."
+        text = (
+            f"The memory service rejected the request: {exc.message}. Fix the input and try again."
+        )
     return ToolException(text)
 
 
-_RECOVERABLE = (
+def _check_memory_id(memory_id: str) -> None:
+    """Refuse what cannot be a memory id before sending: it costs no request, and the model
+    reads the rule instead of a bare "not found"."""
+    if not MEMORY_ID_PATTERN.fullmatch(memory_id):
+        shown = memory_id if len(memory_id) <= 60 else memory_id[:60] + "…"
+        raise ToolException(
+            f"{shown!r} is not a memory id: {MEMORY_ID_RULE}. Use an id exactly as recall "
+            "shows it in brackets."
+        )
+
+
+# Errors that say the request itself is wrong, or to wait: always the model's to handle.
+_RECOVERABLE: tuple[type[MemLayerError], ...] = (
     NotFoundError,
     BadRequestError,
     UnprocessableEntityError,
@@ -71,6 +106,8 @@ class _MemLayerTool(BaseTool):
     api_key: Any | None = Field(default=None, exclude=True, repr=False)
     base_url: str | None = None
     clients: ClientPair | None = Field(default=None, exclude=True, repr=False)
+    # On an outage (connection, timeout, 5xx) answer the model instead of ending the run.
+    fail_open: bool = True
     # Recoverable errors are raised as ToolException; this hands their message to the model.
     handle_tool_error: Any = True
 
@@ -82,6 +119,16 @@ class _MemLayerTool(BaseTool):
         if self.clients is None:  # model_post_init always sets it
             raise RuntimeError(f"{type(self).__name__} has no clients")
         return self.clients
+
+    def _recoverable(self) -> tuple[type[MemLayerError], ...]:
+        """The errors this tool hands to the model rather than raising."""
+        return _RECOVERABLE + TRANSIENT_ERRORS if self.fail_open else _RECOVERABLE
+
+    def _to_model(self, exc: MemLayerError) -> ToolException:
+        if isinstance(exc, TRANSIENT_ERRORS):
+            # The model is told memory is down; the application's log says where and why.
+            log.warning("MemLayer tool %r failed, answered the model instead: %s", self.name, exc)
+        return _model_safe(exc)
 
     def _scope(self, config: RunnableConfig | None, require_agent: bool = True) -> Scope:
         return resolve_scope(
@@ -110,7 +157,8 @@ class _RecallInput(BaseModel):
 
 class _ForgetInput(BaseModel):
     memory_id: str = Field(
-        description="The id of the memory to forget, as shown in brackets, e.g. 'mem_0f8c...'."
+        description="The id of the memory to forget, exactly as recall shows it in brackets: "
+        "'mem_' followed by 32 lowercase hex digits."
     )
 
 
@@ -134,8 +182,8 @@ class RememberTool(_MemLayerTool):
             memory = self._pair().sync.remember(
                 content, user_id=scope.user_id, agent_id=scope.write_agent_id
             )
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return f"Remembered [{memory.id}]."
 
     async def _arun(self, content: str, config: RunnableConfig, run_manager: Any = None) -> str:
@@ -144,8 +192,8 @@ class RememberTool(_MemLayerTool):
             memory = await self._pair().async_.remember(
                 content, user_id=scope.user_id, agent_id=scope.write_agent_id
             )
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return f"Remembered [{memory.id}]."
 
 
@@ -167,8 +215,8 @@ class RecallTool(_MemLayerTool):
                 agent_id=scope.agent_id,
                 limit=self.k,
             )
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return _format(hits)
 
     async def _arun(self, query: str, config: RunnableConfig, run_manager: Any = None) -> str:
@@ -180,8 +228,8 @@ class RecallTool(_MemLayerTool):
                 agent_id=scope.agent_id,
                 limit=self.k,
             )
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return _format(hits)
 
 
@@ -195,17 +243,19 @@ class ForgetTool(_MemLayerTool):
 
     def _run(self, memory_id: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
+        _check_memory_id(memory_id)
         try:
             check_owner(
                 self._pair().sync.get(memory_id), user_id=scope.user_id, agent_id=scope.agent_id
             )
             self._pair().sync.forget(memory_id)
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return f"Forgot [{memory_id}]."
 
     async def _arun(self, memory_id: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
+        _check_memory_id(memory_id)
         try:
             check_owner(
                 await self._pair().async_.get(memory_id),
@@ -213,8 +263,8 @@ class ForgetTool(_MemLayerTool):
                 agent_id=scope.agent_id,
             )
             await self._pair().async_.forget(memory_id)
-        except _RECOVERABLE as exc:
-            raise _model_safe(exc) from exc
+        except self._recoverable() as exc:
+            raise self._to_model(exc) from exc
         return f"Forgot [{memory_id}]."
 
 
@@ -225,9 +275,13 @@ class MemLayerToolkit(BaseToolkit):
         user_id, agent_id: the scope; or per run from the context / ``configurable``.
         k: how many memories ``recall`` returns (``recall_k=``, its former name, still works
             and warns).
+        fail_open: on an outage (connection error, timeout, 5xx) the tool answers the model
+            that memory is unavailable, and logs a warning, instead of ending the run
+            (default ``True``). Authentication and permission errors always end it.
         client, async_client, api_key, base_url: how to reach MemLayer.
 
     Example:
+        >>> from langchain.agents import create_agent
         >>> tools = MemLayerToolkit(agent_id="support_bot", api_key=key, base_url=server.url).get_tools()
         >>> agent = create_agent(model, tools=tools)
         >>> agent.invoke({"messages": [("user", "Remember I'm vegan")]},
@@ -239,6 +293,7 @@ class MemLayerToolkit(BaseToolkit):
     user_id: str | None = None
     agent_id: str | None = None
     k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    fail_open: bool = True
     client: MemLayerClient | None = Field(default=None, exclude=True)
     async_client: AsyncMemLayerClient | None = Field(default=None, exclude=True)
     api_key: Any | None = Field(default=None, exclude=True, repr=False)
@@ -260,9 +315,10 @@ class MemLayerToolkit(BaseToolkit):
         self._clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)
 
     def get_tools(self) -> list[BaseTool]:
-        user_id, agent_id, pair = self.user_id, self.agent_id, self._clients
-        return [
-            RememberTool(user_id=user_id, agent_id=agent_id, clients=pair),
-            RecallTool(user_id=user_id, agent_id=agent_id, clients=pair, k=self.k),
-            ForgetTool(user_id=user_id, agent_id=agent_id, clients=pair),
-        ]
+        common: dict[str, Any] = {
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "fail_open": self.fail_open,
+            "clients": self._clients,
+        }
+        return [RememberTool(**common), RecallTool(k=self.k, **common), ForgetTool(**common)]

@@ -8,7 +8,8 @@ top-level package, so the core works without LlamaIndex.
 * :class:`MemLayerMemoryBlock`: a long-term block for ``Memory.from_defaults(memory_blocks=[...])``.
 * :class:`MemLayerChatStore`: a ``BaseChatStore`` that keeps chat histories in MemLayer.
 * :class:`MemLayerRetriever`: recall as a ``BaseRetriever`` returning ``NodeWithScore``.
-* :class:`MemLayerToolSpec`: ``remember``, ``recall`` and ``forget`` tools for agents.
+* :class:`MemLayerToolSpec`: ``remember``, ``recall`` and ``forget`` tools for agents, and
+  :func:`stop_on_denied`, which ends an agent run when a tool is refused (401/403).
 
 Every adapter is bound to one ``user_id`` and ``agent_id`` at construction (a missing one
 raises :class:`MemLayerScopeError`); the model never chooses whose memories it touches.
@@ -27,7 +28,7 @@ from .chat_store import MemLayerChatStore
 from .memory import MemLayerMemory
 from .memory_block import MemLayerMemoryBlock
 from .retriever import MemLayerRetriever
-from .tool_spec import MemLayerToolSpec
+from .tool_spec import MemLayerToolSpec, stop_on_denied
 
 __all__ = [
     "MemLayerChatStore",
@@ -36,4 +37,5 @@ __all__ = [
     "MemLayerRetriever",
     "MemLayerScopeError",
     "MemLayerToolSpec",
+    "stop_on_denied",
 ]

@@ -98,6 +98,11 @@ class MemLayerMemory(BaseMemory):
     Works as the ``memory=`` of ``SimpleChatEngine``, ``ContextChatEngine``,
     ``CondensePlusContextChatEngine``, ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``.
 
+    It recalls by itself: do not also give the same engine a :class:`MemLayerRetriever` as
+    ``retriever=`` (``ContextChatEngine``, ``CondensePlusContextChatEngine``), or every
+    memory reaches the prompt twice and each turn costs a request more. Keep the engine's
+    retriever for your documents.
+
     Args:
         user_id: whose memories these are (required).
         agent_id: which agent's memories (required).
@@ -343,12 +348,14 @@ class MemLayerMemory(BaseMemory):
 
     def close(self) -> None:
         """Send every waiting write, then close the clients this memory built."""
-        self._write_pending()
+        if not self._clients.closed:  # closing twice sends nothing twice
+            self._write_pending()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self._awrite_pending()
+        if not self._clients.closed:
+            await self._awrite_pending()
         await self._clients.aclose()
 
     def __enter__(self) -> MemLayerMemory:
@@ -378,6 +385,7 @@ class MemLayerMemory(BaseMemory):
         self, input: str | ChatMessage | None, kwargs: dict[str, Any]
     ) -> tuple[list[ChatMessage], int, str | None, list[RecalledMemory] | None]:
         """The window, the user turn, the query, and this turn's recall for it if cached."""
+        self._clients.check_open(type(self).__name__)
         initial = kwargs.get("initial_token_count") or 0
         if initial > self.token_limit:
             raise ValueError("Initial token count exceeds token limit")
@@ -420,6 +428,7 @@ class MemLayerMemory(BaseMemory):
     def _accept(self, messages: Sequence[ChatMessage]) -> tuple[bool, Turn | None]:
         """Add to the window and queue what is stored. Returns whether the turn should be
         sent now, and the finished turn when there is one to extract facts from."""
+        self._clients.check_open(type(self).__name__)
         items: list[dict[str, Any]] = []
         ended = False
         raw = self.extract is None or self.keep_turn

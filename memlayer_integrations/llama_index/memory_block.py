@@ -141,6 +141,7 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     async def _aput(self, messages: list[ChatMessage]) -> None:
         """Store the messages flushed from short-term memory: in one request, or (economy)
         with the next recall."""
+        self._clients.check_open(type(self).__name__)
         items = [
             item
             for m in messages
@@ -183,12 +184,14 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
 
     def close(self) -> None:
         """Store what is waiting, then close the clients this block built."""
-        self.flush()
+        if not self._clients.closed:  # closing twice sends nothing twice
+            self.flush()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self.aflush()
+        if not self._clients.closed:
+            await self.aflush()
         await self._clients.aclose()
 
     async def atruncate(self, content: str, tokens_to_truncate: int) -> str | None:

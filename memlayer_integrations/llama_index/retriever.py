@@ -3,6 +3,11 @@
 Use it wherever LlamaIndex takes a retriever (``ContextChatEngine``, query engines,
 ``RetrieverTool``): each recalled memory becomes a ``NodeWithScore`` whose node id is the
 memory id.
+
+A chat engine gets MemLayer's memories one way, not two: either this retriever as its
+``retriever=`` (with a memory that does not recall, such as ``ChatMemoryBuffer``), or
+:class:`MemLayerMemory` as its ``memory=``, which recalls and also stores the turns. Both
+at once put every memory in the prompt twice.
 """
 
 from __future__ import annotations

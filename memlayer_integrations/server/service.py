@@ -34,7 +34,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .._constants import INVALID_KEY_MESSAGE, KEY_PATTERN, WRONG_KEY_FORMAT_MESSAGE
+from .._constants import (
+    KEY_PATTERN,
+    MISSING_KEY_MESSAGE,
+    UNKNOWN_KEY_MESSAGE,
+    WRONG_KEY_FORMAT_MESSAGE,
+)
 from . import keys as keys_module
 from .budget import Budget, CpuShare
 from .db import Database
@@ -178,15 +183,18 @@ class Service:
         return embeddings
 
     def authenticate(self, header_values: Sequence[str]) -> Account:
-        if len(header_values) != 1 or not header_values[0]:
-            raise ApiError(401, "invalid_api_key", INVALID_KEY_MESSAGE)
+        if len(header_values) > 1:
+            # The server will not pick one of several keys.
+            raise ApiError(401, "invalid_api_key", "more than one X-API-Key header; send one")
+        if not header_values or not header_values[0]:
+            raise ApiError(401, "invalid_api_key", MISSING_KEY_MESSAGE)
         key = header_values[0]
         if not KEY_PATTERN.fullmatch(key):
             raise ApiError(401, "wrong_key_format", WRONG_KEY_FORMAT_MESSAGE)
         with self.db.read() as conn:
             account = keys_module.authenticate(conn, key)
         if account is None:
-            raise ApiError(401, "invalid_api_key", INVALID_KEY_MESSAGE)
+            raise ApiError(401, "invalid_api_key", UNKNOWN_KEY_MESSAGE)
         if account.suspended:
             raise ApiError(403, "account_suspended", "account suspended")
         return account

@@ -7,7 +7,12 @@ import asyncio
 
 import pytest
 
-from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, MemLayerScopeError
+from memlayer_integrations import (
+    AsyncMemLayerClient,
+    MemLayerClient,
+    MemLayerError,
+    MemLayerScopeError,
+)
 from memlayer_integrations._adapter.clients import ClientPair, require_scope
 
 
@@ -37,3 +42,17 @@ def test_twin_is_built_with_the_given_clients_settings(api_key, base_url):
 def test_missing_scope_fails_closed(value):
     with pytest.raises(MemLayerScopeError, match="user_id"):
         require_scope("Adapter", user_id=value)
+
+
+async def test_a_closed_pair_raises_a_memlayer_error_naming_its_owner(api_key, base_url):
+    pair = ClientPair(api_key=api_key, base_url=base_url)
+    await pair.aclose()
+    with pytest.raises(
+        MemLayerError, match=r"^MemLayerMemory is closed .* build a new MemLayerMemory"
+    ):
+        pair.check_open("MemLayerMemory")
+    with pytest.raises(MemLayerError, match="is closed"):
+        pair.sync.usage()
+    with pytest.raises(MemLayerError, match="is closed"):
+        await pair.async_.usage()
+    pair.close()  # closing again is harmless

@@ -11,10 +11,12 @@ from pydantic import SecretStr
 
 from memlayer_integrations import (
     DEFAULT_BASE_URL,
+    APIConnectionError,
     APIResponseValidationError,
     AsyncMemLayerClient,
     AuthenticationError,
     MemLayerClient,
+    MemLayerError,
     RateLimitError,
     __version__,
 )
@@ -125,6 +127,7 @@ async def test_missing_key_raises_before_sending(make_client, key):
     assert script.requests == []
     err = info.value
     assert err.status_code == 401 and err.code == "invalid_api_key" and err.request_id is None
+    assert err.message.startswith("missing API key")
     assert "api_key=" in err.message and "MEMLAYER_API_KEY" in err.message
 
 
@@ -305,3 +308,80 @@ async def test_async_context_manager_leaves_a_supplied_http_client_open(fake_key
     await client.aclose()
     assert not http.is_closed
     await http.aclose()
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "url", "source"),
+    [
+        ("http://10.0.0.1:1", None, "http://10.0.0.1:1", "(from base_url=)"),
+        (None, "http://10.0.0.2:1", "http://10.0.0.2:1", "(from $MEMLAYER_BASE_URL)"),
+        (None, None, DEFAULT_BASE_URL, "(the default, as $MEMLAYER_BASE_URL is not set)"),
+    ],
+)
+async def test_a_connection_error_names_the_url_and_where_it_came_from(
+    flavor, fake_key, monkeypatch, given, env, url, source
+):
+    if env:
+        monkeypatch.setenv("MEMLAYER_BASE_URL", env)
+    transport = httpx.MockTransport(_refused)
+    kwargs = {"api_key": fake_key, "base_url": given, "max_retries": 0}
+    client = (
+        MemLayerClient(http_client=httpx.Client(transport=transport), **kwargs)
+        if flavor == "sync"
+        else AsyncMemLayerClient(http_client=httpx.AsyncClient(transport=transport), **kwargs)
+    )
+    with pytest.raises(APIConnectionError) as info:
+        await call(client, "usage")
+    assert f"could not reach MemLayer at {url} {source}" in info.value.message
+    assert "check that the server is running" in info.value.message
+
+
+async def test_a_closed_client_raises_a_memlayer_error(flavor, fake_key):
+    client = (
+        MemLayerClient(api_key=fake_key)
+        if flavor == "sync"
+        else AsyncMemLayerClient(api_key=fake_key)
+    )
+    await call(client, "close")
+    with pytest.raises(MemLayerError, match="is closed, so it cannot send requests"):
+        await call(client, "usage")
+
+
+async def test_an_answer_that_is_not_memlayers_names_the_url(make_client):
+    client = make_client(lambda request: httpx.Response(200, html="<html>hello</html>"))
+    with pytest.raises(APIResponseValidationError) as info:
+        await call(client, "usage")
+    assert "answer from http://memlayer.test (from base_url=) is not the expected JSON" in str(
+        info.value
+    )
+    assert "check that this URL is a MemLayer server" in str(info.value)
+
+
+@pytest.mark.parametrize("env", [None, "http://memlayer.test"])
+async def test_a_refused_key_says_where_it_was_sent(flavor, fake_key, monkeypatch, env):
+    if env:
+        monkeypatch.setenv("MEMLAYER_BASE_URL", env)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return error_response(401, "invalid_api_key", "unknown API key")
+
+    transport = httpx.MockTransport(refuse)
+    kwargs = {"api_key": fake_key, "max_retries": 0}
+    client = (
+        MemLayerClient(http_client=httpx.Client(transport=transport), **kwargs)
+        if flavor == "sync"
+        else AsyncMemLayerClient(http_client=httpx.AsyncClient(transport=transport), **kwargs)
+    )
+    with pytest.raises(AuthenticationError) as info:
+        await call(client, "usage")
+    where = (
+        "http://memlayer.test, from $MEMLAYER_BASE_URL"
+        if env
+        else f"{DEFAULT_BASE_URL}, the default, as $MEMLAYER_BASE_URL is not set"
+    )
+    assert info.value.message == f"unknown API key (sent to {where})"
+    assert str(info.value).startswith(info.value.message + " (status 401")

@@ -66,7 +66,9 @@ async def test_status_maps_to_its_class(make_client, sleeps, status, code, cls):
     assert isinstance(err, APIStatusError) and isinstance(err, MemLayerError)
     assert err.status_code == status
     assert err.code == code
-    assert err.message == f"message for {code}"
+    # A refused key also says where it was sent.
+    where = " (sent to http://memlayer.test, from base_url=)" if status == 401 else ""
+    assert err.message == f"message for {code}{where}"
     assert err.request_id == "req_abc123"
     assert f"status {status}" in str(err) and "req_abc123" in str(err)
     assert len(script.requests) == 1
@@ -152,3 +154,13 @@ async def test_every_operation_validates_its_answer(make_client, method, args, b
     client = make_client(Script(httpx.Response(200, json=body)))
     with pytest.raises(APIResponseValidationError):
         await call(client, method, *args, **scope)
+
+
+async def test_an_error_page_that_is_not_memlayers_says_so(make_client):
+    client = make_client(lambda request: httpx.Response(404, html="<h1>Not Found</h1>"))
+    with pytest.raises(NotFoundError) as info:
+        await call(client, "usage")
+    assert info.value.message == (
+        "HTTP 404 with a non-JSON body (text/html): not a MemLayer error; check that the base "
+        "URL is a MemLayer server"
+    )

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from memlayer_integrations import MemLayerClient, NotFoundError
+from memlayer_integrations._constants import UNKNOWN_KEY_MESSAGE, WRONG_KEY_FORMAT_MESSAGE
 
 CONSOLE = "/console"
 
@@ -195,8 +196,8 @@ def test_forgetting_a_whole_scope_leaves_the_others(page, account):
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("ml_live_" + "0" * 32, "invalid or missing API key"),
-        ("not-a-key", "wrong key format"),
+        ("ml_live_" + "0" * 32, UNKNOWN_KEY_MESSAGE),
+        ("not-a-key", WRONG_KEY_FORMAT_MESSAGE),
     ],
 )
 def test_a_wrong_key_is_refused_with_the_servers_message(page, key, message):
@@ -210,7 +211,7 @@ def test_a_revoked_key_is_refused(page, local_server):
     key = local_server.create_key(plan="free")
     local_server.revoke_key(key)
     sign_in(page, key)
-    expect(page.locator("#sign-in-error")).to_have_text("invalid or missing API key")
+    expect(page.locator("#sign-in-error")).to_have_text(UNKNOWN_KEY_MESSAGE)
 
 
 def test_another_accounts_memories_are_never_visible(page, account, local_server):

@@ -103,9 +103,10 @@ def test_usage_quota_and_bad_key_are_shown(demo_run: tuple[int, str]) -> None:
     usage = output[output.index("4. Usage and quota") : output.index("5. A bad key")]
     assert "plan unlimited" in usage
     assert "1 memory stored (of 500), 2 requests today (of 100)" in usage
+    assert "(2 requests: the remember() and this usage() call; every request" in usage
     assert "X-RateLimit-Remaining: 98" in usage
     assert (
-        "Authentication failed: invalid or missing API key (status 401, code invalid_api_key"
+        "Authentication failed: unknown API key: this server did not issue it, or it was revoked;"
         in output
     )
     summary = output[output.index("Summary") :]
@@ -150,7 +151,7 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
     assert (tmp_path / "demo.db").is_file()
     assert "agent > From what you told me before: you're on the Pro plan." in output
     assert "+ LangChain: bob recalled nothing of alice's" in output
-    assert "Authentication failed: invalid or missing API key" in output
+    assert "Authentication failed: unknown API key" in output
     assert "requests today (of 100)" in output
     assert FULL_KEY.search(output + proc.stderr.decode(errors="replace")) is None
 
@@ -272,3 +273,17 @@ def test_scripted_models_answer_from_what_reached_them() -> None:
         in llm.chat([ChatMessage(role="user", content="What is my city?")]).message.content
     )
     assert doctest.testmod(_scripted).failed == 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "not a database"])
+def test_a_bad_db_is_one_line_and_a_failure(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path
+    if kind == "not a database":
+        path = tmp_path / "notes.txt"
+        path.write_text("not a database")
+    assert cli.main(["demo", "--db", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"memlayer demo: cannot use {path} as a MemLayer database (")

@@ -4,6 +4,7 @@ and error propagation through create_agent's tool node."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,7 +13,12 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from memlayer_integrations import AuthenticationError, MemLayerClient
+from memlayer_integrations import (
+    APIConnectionError,
+    AuthenticationError,
+    InternalServerError,
+    MemLayerClient,
+)
 from memlayer_integrations._constants import MAX_QUERY_CHARS
 from memlayer_integrations.langchain import MemLayerScopeError, MemLayerToolkit
 from memlayer_integrations.langchain.tools import ForgetTool, RecallTool, RememberTool
@@ -190,3 +196,73 @@ def test_forget_refuses_a_memory_of_another_agent_of_the_same_user(clients: tupl
     ]
     assert "No memory with that id" in forget.invoke({"memory_id": other.id})
     assert sync.get(other.id).content == "dave likes pears"
+def _outage(kind: str) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if kind == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if kind == "timeout":
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return httpx.Response(503, json={"error": {"code": "internal_error", "message": "down"}})
+
+    return handler
+
+
+@pytest.mark.parametrize("kind", ["refused", "timeout", "503"])
+def test_an_outage_comes_back_to_the_model_and_the_run_goes_on(kind: str, caplog) -> None:
+    sync, async_ = mock_clients(_outage(kind), "ml_live_" + "a" * 32)
+    tools = MemLayerToolkit(
+        user_id="alice", agent_id="bot", client=sync, async_client=async_
+    ).get_tools()
+    agent, model = _agent_with(tools, {"name": "recall", "args": {"query": "tea"}})
+    result = agent.invoke({"messages": [HumanMessage("what do I like")]})
+    tool_msg = model.prompts[1][-1]
+    assert tool_msg.type == "tool" and tool_msg.status == "error"
+    assert "memory" in tool_msg.content and "without it" in tool_msg.content
+    assert result["messages"][-1].content == "ok"  # the model answered after the error
+    # The application's log says where the tool tried to go.
+    assert "http://memlayer.test" in caplog.text or kind == "503"
+
+
+@pytest.mark.parametrize("kind", ["refused", "503"])
+async def test_fail_open_false_ends_the_run_on_an_outage(kind: str) -> None:
+    sync, async_ = mock_clients(_outage(kind), "ml_live_" + "a" * 32)
+    tools = MemLayerToolkit(
+        user_id="alice", agent_id="bot", client=sync, async_client=async_, fail_open=False
+    ).get_tools()
+    expected = APIConnectionError if kind == "refused" else InternalServerError
+    agent, _ = _agent_with(tools, {"name": "recall", "args": {"query": "tea"}})
+    with pytest.raises(expected):
+        agent.invoke({"messages": [HumanMessage("what do I like")]})
+    agent, _ = _agent_with(tools, {"name": "remember", "args": {"content": "tea"}})
+    with pytest.raises(expected):
+        await agent.ainvoke({"messages": [HumanMessage("remember tea")]})
+
+
+async def test_forget_tells_the_model_the_id_rule_without_a_request() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(500)
+
+    sync, async_ = mock_clients(handler, "ml_live_" + "a" * 32)
+    forget = ForgetTool(user_id="alice", agent_id="bot", client=sync, async_client=async_)
+    for answer in (
+        forget.invoke({"memory_id": "abc"}),
+        await forget.ainvoke({"memory_id": "MEM_" + "F" * 32}),
+    ):
+        assert "is not a memory id: a memory id is 'mem_' followed by 32 lowercase hex" in answer
+    assert seen == []
+
+
+async def test_an_invalid_request_keeps_the_servers_reason() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        error = {"code": "validation_error", "message": "content: too long", "field": "content"}
+        return httpx.Response(422, json={"error": error})
+
+    sync, async_ = mock_clients(handler, "ml_live_" + "a" * 32)
+    remember = RememberTool(user_id="alice", agent_id="bot", client=sync, async_client=async_)
+    answer = await remember.ainvoke({"content": "tea"})
+    assert answer == (
+        "The memory service rejected the request: content: too long. Fix the input and try again."
+    )

@@ -11,7 +11,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
-from memlayer_integrations import AuthenticationError, InternalServerError
+from memlayer_integrations import AuthenticationError, InternalServerError, MemLayerError
 from memlayer_integrations.llama_index import MemLayerMemory
 
 from ._support import Recorder, mock_clients, roles
@@ -426,3 +426,16 @@ def test_serializes_without_clients_or_key(
     restored.put(user("where"))
     restored.get()  # builds its client from base_url and the environment
     restored.close()
+
+
+def test_using_a_closed_memory_raises_and_queues_nothing(api_key, base_url, caplog) -> None:
+    memory = MemLayerMemory(
+        user_id="alice", agent_id="bot", api_key=api_key, base_url=base_url, economy=True
+    )
+    memory.close()
+    with pytest.raises(MemLayerError, match=r"^MemLayerMemory is closed"):
+        memory.put(ChatMessage(role="user", content="I like tea"))
+    with pytest.raises(MemLayerError, match=r"^MemLayerMemory is closed"):
+        memory.get("tea")
+    assert memory.pending_writes == 0  # nothing left for the exit hook to fail on
+    memory.close()  # a second close is harmless

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import secrets
 
+import httpx
 import pytest
 from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
 
-from memlayer_integrations import AuthenticationError, NotFoundError
-from memlayer_integrations.llama_index import MemLayerToolSpec
+from memlayer_integrations import (
+    APIConnectionError,
+    AuthenticationError,
+    InternalServerError,
+    NotFoundError,
+)
+from memlayer_integrations.llama_index import MemLayerToolSpec, stop_on_denied
 
-from ._support import recorded_clients, tool_rounds_llm
+from ._support import mock_clients, recorded_clients, tool_rounds_llm
 
 
 def spec_for(clients: tuple, user_id: str = "u1") -> MemLayerToolSpec:
@@ -73,18 +79,82 @@ async def test_agent_sees_a_safe_error_and_the_application_can_stop(base_url: st
     await handler
     output = results[0].tool_output
     assert output.is_error
-    assert "invalid or missing API key" in output.content and key not in output.content
+    assert "unknown API key" in output.content and key not in output.content
     assert isinstance(output.exception, AuthenticationError) and output.exception.status_code == 401
     assert key not in str(llm.seen[-1])  # what the model was shown
 
     # The documented way to stop instead (tool_spec module docstring).
-    handler = FunctionAgent(
-        tools=tools, llm=tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})
-    ).run("hi")
-    with pytest.raises(AuthenticationError):
-        async for event in handler.stream_events():
-            if isinstance(event, ToolCallResult) and isinstance(
-                event.tool_output.exception, AuthenticationError
-            ):
-                await handler.cancel_run()
-                raise event.tool_output.exception
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "x"})
+    handler = FunctionAgent(tools=tools, llm=llm).run("hi")
+    with pytest.raises(AuthenticationError) as raised:
+        await stop_on_denied(handler)
+    assert raised.value.code == "invalid_api_key" and handler.is_done()
+
+
+async def test_stop_on_denied_returns_the_result_of_a_run_without_denial(clients: tuple) -> None:
+    tools = spec_for(clients).to_tool_list()
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "anything"})
+    result = await stop_on_denied(FunctionAgent(tools=tools, llm=llm).run("hi"))
+    assert str(result)
+
+
+def _outage(kind: str):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if kind == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(503, json={"error": {"code": "internal_error", "message": "down"}})
+
+    return handler
+
+
+@pytest.mark.parametrize("kind", ["refused", "503"])
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_an_outage_is_an_error_output_for_the_model(kind: str, flavor: str, caplog) -> None:
+    sync, async_ = mock_clients(_outage(kind), "ml_live_" + "a" * 32)
+    spec = MemLayerToolSpec("u1", "bot", client=sync, async_client=async_)
+    recall = {t.metadata.name: t for t in spec.to_tool_list()}["recall"]
+    output = recall.call(query="tea") if flavor == "sync" else await recall.acall(query="tea")
+    assert output.is_error and "answer without it" in output.content
+    expected = APIConnectionError if kind == "refused" else InternalServerError
+    assert isinstance(output.exception, expected)
+    assert "http://memlayer.test" in caplog.text or kind == "503"
+
+
+async def test_fail_open_false_raises_the_outage() -> None:
+    sync, async_ = mock_clients(_outage("refused"), "ml_live_" + "a" * 32)
+    spec = MemLayerToolSpec("u1", "bot", client=sync, async_client=async_, fail_open=False)
+    remember = {t.metadata.name: t for t in spec.to_tool_list()}["remember"]
+    with pytest.raises(
+        APIConnectionError, match=r"could not reach MemLayer at http://memlayer\.test"
+    ):
+        remember.call(content="tea")
+    with pytest.raises(APIConnectionError):
+        await remember.acall(content="tea")
+
+
+async def test_an_outage_inside_a_function_agent_lets_the_model_answer() -> None:
+    sync, async_ = mock_clients(_outage("refused"), "ml_live_" + "a" * 32)
+    tools = MemLayerToolSpec("u1", "bot", client=sync, async_client=async_).to_tool_list()
+    llm = tool_rounds_llm(1, "recall", tool_kwargs={"query": "anything"})
+    handler = FunctionAgent(tools=tools, llm=llm).run("What do you know about me?")
+    results = [ev async for ev in handler.stream_events() if isinstance(ev, ToolCallResult)]
+    await handler
+    assert results[0].tool_output.is_error
+    assert "answer without it" in results[0].tool_output.content
+
+
+async def test_forget_names_the_id_rule_without_a_request() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(500)
+
+    sync, async_ = mock_clients(handler, "ml_live_" + "a" * 32)
+    spec = MemLayerToolSpec("u1", "bot", client=sync, async_client=async_)
+    rule = "is not a memory id: a memory id is 'mem_' followed by 32 lowercase hex digits"
+    with pytest.raises(ValueError, match=rule):
+        spec.forget("abc")
+    with pytest.raises(ValueError, match=rule):
+        await spec.aforget("mem_" + "F" * 32)
+    assert seen == []

@@ -32,7 +32,7 @@ from tests.server._helpers import assert_error
 def test_missing_and_empty_key(anon):
     assert (
         assert_error(anon.get("/usage"), 401, "invalid_api_key")["error"]["message"]
-        == "invalid or missing API key"
+        == "missing API key: send it in the X-API-Key header"
     )
     assert_error(anon.get("/usage", headers={"X-API-Key": ""}), 401, "invalid_api_key")
 
@@ -43,13 +43,14 @@ def test_missing_and_empty_key(anon):
 )
 def test_wrong_format(anon, key):
     response = anon.get("/usage", headers={"X-API-Key": key.encode("utf-8")})
-    assert assert_error(response, 401, "wrong_key_format")["error"]["message"] == "wrong key format"
+    message = assert_error(response, 401, "wrong_key_format")["error"]["message"]
+    assert message == "wrong key format: an API key is 'ml_live_' followed by letters and digits"
 
 
 def test_unknown_key_of_the_right_format(anon):
-    assert_error(
-        anon.get("/usage", headers={"X-API-Key": "ml_live_" + "a" * 40}), 401, "invalid_api_key"
-    )
+    response = anon.get("/usage", headers={"X-API-Key": "ml_live_" + "a" * 40})
+    message = assert_error(response, 401, "invalid_api_key")["error"]["message"]
+    assert message.startswith("unknown API key: ")
 
 
 def test_auth_comes_before_validation(anon):
