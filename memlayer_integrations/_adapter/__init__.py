@@ -33,7 +33,6 @@ What is here, by module:
   ``MAX_BATCH_ITEMS``, ``DEFAULT_RECALL_LIMIT``) and :func:`get_logger`.
 """
 
-from .._exceptions import TRANSIENT_ERRORS
 from .._constants import (
     DEFAULT_RECALL_LIMIT,
     MAX_BATCH_ITEMS,
@@ -42,6 +41,7 @@ from .._constants import (
     MEMORY_ID_PATTERN,
     MEMORY_ID_RULE,
 )
+from .._exceptions import TRANSIENT_ERRORS
 from .._logging import get_logger
 from .._operations import MemoryItem
 from .clients import ClientPair, require_scope

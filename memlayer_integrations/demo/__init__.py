@@ -395,7 +395,7 @@ def _database_problem(path: Path) -> str | None:
     starts so a bad path is one line on stderr, not a traceback from its thread."""
     import sqlite3
 
-    from .server.db import Database
+    from ..server.db import Database
 
     db = Database(path)
     try:

@@ -37,6 +37,8 @@ from .. import (
 from .._adapter import (
     DEFAULT_RECALL_LIMIT,
     MAX_CONTENT_CHARS,
+    MEMORY_ID_PATTERN,
+    MEMORY_ID_RULE,
     TRANSIENT_ERRORS,
     ClientPair,
     check_owner,
@@ -46,7 +48,6 @@ from .._adapter import (
     renamed_attribute,
     render_memories,
 )
-from .._adapter import MEMORY_ID_PATTERN, MEMORY_ID_RULE
 from ._scope import Scope, resolve_scope
 
 __all__ = ["ForgetTool", "MemLayerToolkit", "RecallTool", "RememberTool"]

@@ -38,7 +38,6 @@ from .. import (
     MemLayerClient,
     MemLayerError,
     Memory,
-    NotFoundError,
     PermissionDeniedError,
     RecalledMemory,
 )

@@ -196,6 +196,8 @@ def test_forget_refuses_a_memory_of_another_agent_of_the_same_user(clients: tupl
     ]
     assert "No memory with that id" in forget.invoke({"memory_id": other.id})
     assert sync.get(other.id).content == "dave likes pears"
+
+
 def _outage(kind: str) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         if kind == "refused":
