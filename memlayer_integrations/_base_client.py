@@ -202,7 +202,7 @@ class BaseClient:
         key = self._api_key
         if not key:
             raise AuthenticationError(
-                f"missing API key: pass api_key=... or set the {C.API_KEY_ENV} environment variable",
+                f"invalid or missing API key: no key was given; pass api_key=... or set the {C.API_KEY_ENV} environment variable",
                 code="invalid_api_key",
             )
         if not C.KEY_PATTERN.fullmatch(key):

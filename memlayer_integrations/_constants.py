@@ -22,15 +22,18 @@ REQUEST_ID_HEADER = "X-Request-Id"
 KEY_PREFIX = "ml_live_"
 # The service's own rule: the prefix, then a random string of letters and digits.
 KEY_PATTERN = re.compile(r"ml_live_[A-Za-z0-9]+")
-# The server's 401 messages. Each says which of the three cases it is and what fixes it:
+# The server's 401 messages. A missing or unknown key gets the service's "invalid or missing
+# API key", followed by which of the cases it is and what fixes it:
 # no key was sent, a key was sent that the server does not know, or a key of the wrong form.
 WRONG_KEY_FORMAT_MESSAGE = (
     f"wrong key format: an API key is '{KEY_PREFIX}' followed by letters and digits"
 )
-MISSING_KEY_MESSAGE = f"missing API key: send it in the {API_KEY_HEADER} header"
+MISSING_KEY_MESSAGE = (
+    f"invalid or missing API key: no key was sent; send it in the {API_KEY_HEADER} header"
+)
 UNKNOWN_KEY_MESSAGE = (
-    "unknown API key: this server did not issue it, or it was revoked; "
-    "check the key and the server's URL"
+    "invalid or missing API key: this key is unknown (this server did not issue it, or it "
+    "was revoked); check the key and the server's URL"
 )
 # A memory id, as the contract defines it. The tools check it before sending, so a model's
 # mistyped id costs no request and the model reads the rule.

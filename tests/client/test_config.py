@@ -127,7 +127,7 @@ async def test_missing_key_raises_before_sending(make_client, key):
     assert script.requests == []
     err = info.value
     assert err.status_code == 401 and err.code == "invalid_api_key" and err.request_id is None
-    assert err.message.startswith("missing API key")
+    assert err.message.startswith("invalid or missing API key: no key was given")
     assert "api_key=" in err.message and "MEMLAYER_API_KEY" in err.message
 
 

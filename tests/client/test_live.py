@@ -37,7 +37,7 @@ def test_the_documented_auth_snippet(base_url, capsys):
         print(f"Authentication failed: {e}")
 
     out = capsys.readouterr().out
-    assert out.startswith("Authentication failed: unknown API key")
+    assert out.startswith("Authentication failed: invalid or missing API key: this key is unknown")
     assert "status 401" in out and "invalid_api_key" in out
     client.close()
 
@@ -49,7 +49,9 @@ async def test_the_documented_auth_snippet_async(base_url, capsys):
             await client.remember("test", user_id="u1", agent_id="bot")
     except AuthenticationError as e:
         print(f"Authentication failed: {e}")
-    assert capsys.readouterr().out.startswith("Authentication failed: unknown API key")
+    assert capsys.readouterr().out.startswith(
+        "Authentication failed: invalid or missing API key: this key is unknown"
+    )
 
 
 @pytest.mark.parametrize("key", ["sk-not-memlayer", "ml_live_with-dash"])

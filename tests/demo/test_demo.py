@@ -106,8 +106,8 @@ def test_usage_quota_and_bad_key_are_shown(demo_run: tuple[int, str]) -> None:
     assert "(2 requests: the remember() and this usage() call; every request" in usage
     assert "X-RateLimit-Remaining: 98" in usage
     assert (
-        "Authentication failed: unknown API key: this server did not issue it, or it was revoked;"
-        in output
+        "Authentication failed: invalid or missing API key: this key is unknown (this server did"
+        " not issue it, or it was revoked)" in output
     )
     summary = output[output.index("Summary") :]
     assert summary.count("✓") == 7 and "✗" not in summary
@@ -151,7 +151,7 @@ def test_memlayer_demo_as_a_command(tmp_path: Path) -> None:
     assert (tmp_path / "demo.db").is_file()
     assert "agent > From what you told me before: you're on the Pro plan." in output
     assert "+ LangChain: bob recalled nothing of alice's" in output
-    assert "Authentication failed: unknown API key" in output
+    assert "Authentication failed: invalid or missing API key: this key is unknown" in output
     assert "requests today (of 100)" in output
     assert FULL_KEY.search(output + proc.stderr.decode(errors="replace")) is None
 

@@ -79,7 +79,7 @@ async def test_agent_sees_a_safe_error_and_the_application_can_stop(base_url: st
     await handler
     output = results[0].tool_output
     assert output.is_error
-    assert "unknown API key" in output.content and key not in output.content
+    assert "this key is unknown" in output.content and key not in output.content
     assert isinstance(output.exception, AuthenticationError) and output.exception.status_code == 401
     assert key not in str(llm.seen[-1])  # what the model was shown
 

@@ -32,7 +32,7 @@ from tests.server._helpers import assert_error
 def test_missing_and_empty_key(anon):
     assert (
         assert_error(anon.get("/usage"), 401, "invalid_api_key")["error"]["message"]
-        == "missing API key: send it in the X-API-Key header"
+        == "invalid or missing API key: no key was sent; send it in the X-API-Key header"
     )
     assert_error(anon.get("/usage", headers={"X-API-Key": ""}), 401, "invalid_api_key")
 
@@ -50,7 +50,7 @@ def test_wrong_format(anon, key):
 def test_unknown_key_of_the_right_format(anon):
     response = anon.get("/usage", headers={"X-API-Key": "ml_live_" + "a" * 40})
     message = assert_error(response, 401, "invalid_api_key")["error"]["message"]
-    assert message.startswith("unknown API key: ")
+    assert message.startswith("invalid or missing API key: this key is unknown")
 
 
 def test_auth_comes_before_validation(anon):
