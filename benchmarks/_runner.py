@@ -12,14 +12,34 @@ from typing import Any
 
 import psutil
 
-from . import concurrency, isolation, load, locomo, mcp_tools, overhead, requests_per_turn, scale
+from . import (
+    bulk,
+    concurrency,
+    isolation,
+    load,
+    locomo,
+    mcp_tools,
+    overhead,
+    requests_per_turn,
+    scale,
+)
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
 
 #: In report order. Each module has NAME, TITLE, run(ctx), targets(result), render(result).
 BENCHMARKS = {
     m.NAME: m
-    for m in (requests_per_turn, overhead, scale, concurrency, load, locomo, isolation, mcp_tools)
+    for m in (
+        requests_per_turn,
+        overhead,
+        scale,
+        bulk,
+        concurrency,
+        load,
+        locomo,
+        isolation,
+        mcp_tools,
+    )
 }
 
 

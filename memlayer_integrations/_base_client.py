@@ -43,6 +43,7 @@ from ._operations import (  # noqa: F401
     Op,
     memory_path,
     normalize_item,
+    parse_batched_memories,
     parse_deleted,
     parse_memories,
     parse_memory,
@@ -54,6 +55,7 @@ from ._operations import (  # noqa: F401
     recall_body,
     remember_body,
     remember_many_body,
+    remember_many_requests,
     scope_params,
     update_body,
 )
@@ -247,14 +249,28 @@ class BaseClient:
         body = remember_body(content, user_id, agent_id, metadata, session_id, key)
         return self._call("POST", "/memories", parse_memory, json=body, timeout=timeout)
 
-    def _remember_many(self, items, user_id, agent_id, session_id, timeout) -> Call:
-        body = remember_many_body(items, user_id, agent_id, session_id)
-        return self._call("POST", "/memories/batch", parse_memories, json=body, timeout=timeout)
+    def _remember_many(
+        self, items, user_id, agent_id, session_id, timeout
+    ) -> list[tuple[int, Call]]:
+        """``(items stored, call)`` for each request of a ``remember_many``, in order."""
+        return [
+            (
+                r.count,
+                self._call(
+                    "POST",
+                    r.path,
+                    parse_memories if r.path == "/memories/batch" else parse_batched_memories,
+                    json=r.body,
+                    timeout=timeout,
+                ),
+            )
+            for r in remember_many_requests(items, user_id, agent_id, session_id)
+        ]
 
     def _recall(
-        self, query, user_id, agent_id, limit, filters, session_id, offset, timeout
+        self, query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
     ) -> Call:
-        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset)
+        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain)
         return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
     def _get(self, memory_id, timeout) -> Call:

@@ -17,8 +17,9 @@ import httpx
 from . import _constants as C
 from ._base_client import NOT_GIVEN, BaseClient, Call, TimeoutTypes, log
 from ._exceptions import MemLayerError
-from ._models import Memory, RecalledMemory, Scope, Usage
+from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
 from ._operations import MemoryItem
+from ._progress import Progress, ProgressArg
 
 __all__ = ["AsyncMemLayerClient", "MemLayerClient"]
 
@@ -129,10 +130,23 @@ class MemLayerClient(BaseClient):
         user_id: str,
         agent_id: str,
         session_id: str | None = None,
+        progress: ProgressArg = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Memory]:
-        """Store many memories in one request, all or nothing, returned in ``items`` order."""
-        return self._send(self._remember_many(items, user_id, agent_id, session_id, timeout))
+        """Store many memories, returned in ``items`` order.
+
+        Up to 100 items go in one request, all or nothing. More go in ``/batch`` requests
+        of up to 1,000 items (fewer if the 1 MiB body limit needs), each all or nothing; if one fails, the memories of the requests before it stay stored, and
+        ``progress`` has been told how many. ``progress=True`` shows a bar on stderr,
+        a callable gets ``(done, total)`` after each request; by default nothing is shown.
+        """
+        calls = self._remember_many(items, user_id, agent_id, session_id, timeout)
+        stored = MemoryList()
+        with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
+            for count, call in calls:
+                stored.extend(self._send(call))
+                bar.advance(count)
+        return stored
 
     def recall(
         self,
@@ -144,11 +158,18 @@ class MemLayerClient(BaseClient):
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
-        """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents."""
+        """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents.
+
+        ``explain=True`` asks the server why each came back: each result then has ``why``,
+        a dict with ``matched_words`` and ``neighbour_of`` (see the wire contract).
+        """
         return self._send(
-            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+            self._recall(
+                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+            )
         )
 
     def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:
@@ -314,10 +335,17 @@ class AsyncMemLayerClient(BaseClient):
         user_id: str,
         agent_id: str,
         session_id: str | None = None,
+        progress: ProgressArg = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Memory]:
         """See :meth:`MemLayerClient.remember_many`."""
-        return await self._send(self._remember_many(items, user_id, agent_id, session_id, timeout))
+        calls = self._remember_many(items, user_id, agent_id, session_id, timeout)
+        stored = MemoryList()
+        with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
+            for count, call in calls:
+                stored.extend(await self._send(call))
+                bar.advance(count)
+        return stored
 
     async def recall(
         self,
@@ -329,11 +357,14 @@ class AsyncMemLayerClient(BaseClient):
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
         """See :meth:`MemLayerClient.recall`."""
         return await self._send(
-            self._recall(query, user_id, agent_id, limit, filters, session_id, offset, timeout)
+            self._recall(
+                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+            )
         )
 
     async def get(self, memory_id: str, *, timeout: TimeoutTypes = NOT_GIVEN) -> Memory:

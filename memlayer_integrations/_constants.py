@@ -38,6 +38,13 @@ MAX_RETRY_AFTER = 60.0
 DEFAULT_RECALL_LIMIT = 5
 DEFAULT_PAGE_SIZE = 50
 MAX_BATCH_ITEMS = 100
+# The contract's largest request body (413 above it).
+MAX_BODY_BYTES = 1024 * 1024
+# Most memories one request of a large remember_many carries: ten times fewer requests than
+# batches of 100, while each stays a few seconds of server work on a slow machine (well
+# inside DEFAULT_TIMEOUT; 10,000 in one request took longer than that on 2 busy cores, and
+# the retry cost a second request) and a progress bar still moves.
+BULK_ITEMS_PER_REQUEST = 1000
 MAX_CONTENT_CHARS = 32_768
 # The contract's longest recall query. Adapters cut the text they recall with (a user's
 # message, a model's question) to it, so a long message still recalls instead of failing.

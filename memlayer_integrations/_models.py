@@ -11,7 +11,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Memory", "RateLimitInfo", "RecalledMemory", "Scope", "Usage"]
+from . import _display
+
+__all__ = [
+    "Memory",
+    "MemoryList",
+    "RateLimitInfo",
+    "RecallResults",
+    "RecalledMemory",
+    "Scope",
+    "ScopeList",
+    "Usage",
+]
 
 
 class _Model(BaseModel):
@@ -60,6 +71,9 @@ class Memory(_Model):
             "updated_at": updated,
         }
 
+    def _repr_html_(self) -> str:
+        return _display.memory_table(self)
+
 
 class RecalledMemory(_Model):
     """A memory returned by ``recall``, with its relevance ``score`` (higher is better).
@@ -70,6 +84,9 @@ class RecalledMemory(_Model):
 
     memory: Memory
     score: float = Field(description="relevance in (0, 1); higher is more relevant")
+
+    def _repr_html_(self) -> str:
+        return _display.recalled_table(self)
 
 
 class Usage(_Model):
@@ -82,6 +99,9 @@ class Usage(_Model):
     requests_limit: int | None = None
     resets_at: datetime
 
+    def _repr_html_(self) -> str:
+        return _display.usage_table(self)
+
 
 class Scope(_Model):
     """A (user, agent) pair that has memories stored under it."""
@@ -90,6 +110,9 @@ class Scope(_Model):
     agent_id: str
     memories: int
 
+    def _repr_html_(self) -> str:
+        return _display.scopes_table([self])
+
 
 class RateLimitInfo(_Model):
     """The ``X-RateLimit-*`` headers of the last response. ``None`` limits mean unlimited."""
@@ -97,3 +120,28 @@ class RateLimitInfo(_Model):
     limit: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
+
+
+# The clients return these list types so that a notebook shows a table; everywhere else they
+# are plain lists (same repr, equality and JSON).
+
+
+class MemoryList(list[Memory]):
+    """Memories as a list; a Jupyter notebook shows them as one table."""
+
+    def _repr_html_(self) -> str:
+        return _display.memories_table(self)
+
+
+class RecallResults(list[RecalledMemory]):
+    """Recall results, best first; a notebook shows rank, score and content as a table."""
+
+    def _repr_html_(self) -> str:
+        return _display.recall_table(self)
+
+
+class ScopeList(list[Scope]):
+    """Scopes as a list; a notebook shows them as a table."""
+
+    def _repr_html_(self) -> str:
+        return _display.scopes_table(self)

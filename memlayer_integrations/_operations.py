@@ -9,12 +9,14 @@ is due, an unknown item field) before anything is sent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Union
 from urllib.parse import quote
 
 from . import _constants as C
-from ._models import Memory, RecalledMemory, Scope, Usage
+from ._models import Memory, MemoryList, RecalledMemory, RecallResults, Scope, ScopeList, Usage
 
 #: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
 #: ``key`` and ``session_id``.
@@ -48,11 +50,16 @@ def _parse_memory_field(body: Any) -> Memory:
 
 
 def parse_memories(body: Any) -> list[Memory]:
-    return [Memory.model_validate(m) for m in body["memories"]]
+    return MemoryList(Memory.model_validate(m) for m in body["memories"])
 
 
 def parse_recalled(body: Any) -> list[RecalledMemory]:
-    return [RecalledMemory.model_validate(r) for r in body["results"]]
+    return RecallResults(RecalledMemory.model_validate(r) for r in body["results"])
+
+
+def parse_batched_memories(body: Any) -> list[Memory]:
+    """The memories of a ``/batch`` request made only of ``remember_many`` operations."""
+    return MemoryList(m for result in body["results"] for m in parse_memories(result))
 
 
 def parse_deleted(body: Any) -> int:
@@ -68,7 +75,7 @@ def parse_usage(body: Any) -> Usage:
 
 
 def parse_scopes(body: Any) -> list[Scope]:
-    return [Scope.model_validate(s) for s in body["scopes"]]
+    return ScopeList(Scope.model_validate(s) for s in body["scopes"])
 
 
 def parse_nothing(body: Any) -> None:
@@ -133,10 +140,11 @@ class Op:
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         offset: int = 0,
+        explain: bool = False,
     ) -> dict[str, Any]:
         return {
             "op": "recall",
-            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset),
+            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain),
         }
 
     @staticmethod
@@ -238,7 +246,77 @@ def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
     )
 
 
-def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RememberManyRequest:
+    """One request of a ``remember_many``: what it stores and where it is sent."""
+
+    count: int
+    path: str
+    body: dict[str, Any]
+
+
+def _json_size(value: Any) -> int:
+    # As the clients serialize bodies (json.dumps defaults, ensure_ascii=False).
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def remember_many_requests(
+    items: Sequence[MemoryItem],
+    user_id: str,
+    agent_id: str,
+    session_id: str | None,
+    max_bytes: int = C.MAX_BODY_BYTES,
+    max_items: int = C.BULK_ITEMS_PER_REQUEST,
+) -> list[RememberManyRequest]:
+    """The requests that store ``items``, in order, few and of bounded size.
+
+    Up to ``MAX_BATCH_ITEMS`` items: one ``POST /memories/batch``, all or nothing, as
+    always. More: ``POST /batch`` requests of ``remember_many`` operations (at most
+    ``MAX_BATCH_ITEMS`` items each), each request holding at most ``max_items`` items and
+    ``max_bytes`` of body. So 1,000 short memories take one request against the daily
+    quota instead of ten, and 10,000 take ten instead of a hundred. Each request is all or
+    nothing; the items are validated before any is sent.
+    """
+    whole = remember_many_body(items, user_id, agent_id, session_id)
+    normalized: list[dict[str, Any]] = whole.pop("items")
+    if len(normalized) <= C.MAX_BATCH_ITEMS:
+        return [
+            RememberManyRequest(len(normalized), "/memories/batch", {**whole, "items": normalized})
+        ]
+    header = {"op": "remember_many", **whole, "items": []}
+    op_size = _json_size(header) + 2  # the ", " between operations
+    budget = max_bytes - _json_size({"operations": []})
+    requests: list[RememberManyRequest] = []
+    ops: list[dict[str, Any]] = []
+    used = 0
+
+    def flush() -> None:
+        nonlocal ops, used
+        if ops:
+            count = sum(len(op["items"]) for op in ops)
+            requests.append(RememberManyRequest(count, "/batch", {"operations": ops}))
+        ops, used = [], 0
+
+    for item in normalized:
+        size = _json_size(item) + 2
+        if ops and sum(len(op["items"]) for op in ops) >= max_items:
+            flush()
+        fits_op = bool(ops) and len(ops[-1]["items"]) < C.MAX_BATCH_ITEMS
+        if fits_op and used + size <= budget:
+            ops[-1]["items"].append(item)
+            used += size
+            continue
+        if not ops or len(ops) >= C.MAX_BATCH_ITEMS or used + op_size + size > budget:
+            flush()
+        ops.append({**header, "items": [item]})
+        used += op_size + size
+    flush()
+    return requests
+
+
+def recall_body(
+    query, user_id, agent_id, limit, filters, session_id, offset, explain=False
+) -> dict[str, Any]:
     return _drop_none(
         {
             "query": query,
@@ -248,6 +326,7 @@ def recall_body(query, user_id, agent_id, limit, filters, session_id, offset) ->
             "filters": dict(filters) if filters is not None else None,
             "limit": limit,
             "offset": offset or None,
+            "explain": True if explain else None,
         }
     )
 

@@ -2,7 +2,7 @@
 
 ::
 
-    memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377]
+    memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377] [--console/--no-console]
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
@@ -70,6 +70,23 @@ def _limit(text: str) -> int | None:
     return int(text)
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (the console's default)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _console_wanted(args: argparse.Namespace) -> bool:
+    """``--console`` / ``--no-console`` if given, else on only when listening on loopback."""
+    return _is_loopback(args.host) if args.console is None else bool(args.console)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -77,7 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.protocol import guarded_protocol
 
     db_path = _db_path(args)
-    app = create_app(ServerSettings(db_path=db_path, synchronous=args.synchronous))
+    console = _console_wanted(args)
+    app = create_app(ServerSettings(db_path=db_path, synchronous=args.synchronous, console=console))
     app.state.db.open()  # a bad path or a too-new schema fails here, with a clear message
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
@@ -106,6 +124,15 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if console:
+        print(f"console: http://{host}:{port}/console", file=sys.stderr, flush=True)
+        if not _is_loopback(args.host):
+            print(
+                "warning: the console is reachable from other machines, and a key typed into "
+                "it travels as plain HTTP; serve it behind TLS or use --no-console",
+                file=sys.stderr,
+                flush=True,
+            )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
@@ -272,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="NORMAL",
         choices=["NORMAL", "FULL"],
         help="NORMAL keeps acknowledged writes through a server crash; FULL also through a power cut (slower)",
+    )
+    serve.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web console at /console (default: only when listening on loopback)",
     )
     serve.set_defaults(func=_serve)
 

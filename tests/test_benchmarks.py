@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from benchmarks import (
+    bulk,
     concurrency,
     isolation,
     load,
@@ -178,6 +179,15 @@ def test_scale(ctx: Context) -> None:
         assert r["recall"]["queries_with_results"] > 0.5
         assert r["load"]["requests"] == math.ceil(r["load"]["memories"] / 100)
         assert r["rss_mib"] > 0
+
+
+def test_bulk(ctx: Context) -> None:
+    result = bulk.run(ctx)
+    _check_common(bulk, result)
+    n = result["memories"]
+    assert all(row[w]["stored"] == n for row in result["rounds"] for w in ("old", "new"))
+    assert result["old"]["requests"] == -(-n // 100)
+    assert result["new"]["requests"] == 1  # 300 short memories: one request
 
 
 def test_isolation() -> None:
@@ -346,6 +356,7 @@ def test_every_benchmark_is_registered() -> None:
         "requests_per_turn",
         "overhead",
         "scale",
+        "bulk",
         "concurrency",
         "load",
         "locomo",

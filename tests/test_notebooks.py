@@ -26,14 +26,20 @@ EXPECTED = {
         "bob › Which plan am I on?\nagent › I don't know that yet",
         "<td>note_",
         "plan='unlimited'",
+        # The client's rich display: scopes, recall with reasons, usage.
+        "<td>notebook_agent</td>",
+        "<td>words: plan</td>",
+        ">Usage</caption>",
     ],
     "llama_index_chat_engine.ipynb": [
         "alice › Which plan am I on?\n      recalled: Hi! I'm on the Pro plan and I live in Oslo.\n"
         "agent › From what you told me before: you're on the Pro plan.",
         "bob › Which plan am I on?\nagent › I don't know that yet",
         "agent › From what you told me before: you live in Oslo.",
-        "<td>assistant</td>",
         "plan='unlimited'",
+        "<td>notebook_engine</td>",
+        "<td>words: plan</td>",
+        ">Usage</caption>",
     ],
 }
 

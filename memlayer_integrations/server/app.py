@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._constants import API_KEY_HEADER, REQUEST_ID_HEADER
 from .._logging import get_logger
 from .._version import __version__
+from .console import mount_pages
 from .db import Database
 from .errors import ApiError, error_body, new_request_id
 from .routes import REQUEST_MODELS, build_router
@@ -191,6 +192,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         description="Long-term memory for agents. The wire contract: docs/wire-contract.md.",
         lifespan=lifespan,
         redoc_url=None,
+        docs_url=None,  # served from package files by mount_pages, not from a CDN
         # "/v1/memories/" is no endpoint: a 404 in the contract's shape, not a redirect
         # (an empty 307 outside the contract) to one.
         redirect_slashes=False,
@@ -199,6 +201,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.service = Service(settings, db)
     app.include_router(build_router(app.state.service))
+    mount_pages(app, console=settings.console)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

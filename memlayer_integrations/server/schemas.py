@@ -26,7 +26,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .._constants import DEFAULT_PAGE_SIZE, DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
-from .._models import Memory, RecalledMemory, Scope, Usage
+from .._models import Memory, Scope, Usage
+from .._models import RecalledMemory as _RecalledMemory
 from .filters import MAX_FILTER_KEYS
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -205,6 +206,7 @@ class RecallRequest(_Request):
     filters: Filters | None = None
     limit: RecallLimit = DEFAULT_RECALL_LIMIT
     offset: Offset = 0
+    explain: bool = Field(False, description="add to each result why it matched (`why`)")
 
 
 class UpdateRequest(_Request):
@@ -337,6 +339,22 @@ class MemoriesResponse(BaseModel):
 class PageResponse(BaseModel):
     memories: list[Memory]
     next_cursor: str | None
+
+
+class MatchReason(BaseModel):
+    matched_words: list[str] = Field(description="the query's words the content matches")
+    neighbour_of: str | None = Field(
+        description="the matching memory next to this one in its conversation, if any"
+    )
+
+
+class RecalledMemory(_RecalledMemory):
+    """A recall result as the server sends it: ``why`` only when the request asked (explain).
+
+    The clients' ``RecalledMemory`` keeps ``why`` as an extra field when it is sent.
+    """
+
+    why: MatchReason | None = Field(None, description="only when the request has explain: true")
 
 
 class RecallResponse(BaseModel):

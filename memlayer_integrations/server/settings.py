@@ -85,6 +85,8 @@ class ServerSettings:
         max_header_bytes: most bytes of request line and headers (431 past it).
         max_headers: most header fields in one request (431 past it).
         clock: the current time (UTC); tests replace it to cross midnight.
+        console: serve the web console at ``/console``. ``memlayer serve`` turns it off
+            unless it listens on loopback (``--console`` / ``--no-console`` decide).
     """
 
     db_path: str | Path = field(default_factory=default_db_path)
@@ -103,6 +105,7 @@ class ServerSettings:
     max_header_bytes: int = 64 * 1024
     max_headers: int = 64
     clock: Callable[[], datetime] = _utcnow
+    console: bool = True
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:

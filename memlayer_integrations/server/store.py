@@ -19,6 +19,7 @@ from . import cursors
 from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
+from .explain import explain
 from .filters import compile_filters, scope_condition
 from .keys import Account
 from .schemas import (
@@ -220,7 +221,12 @@ def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> li
         limit=req.limit,
         offset=req.offset,
     )
-    return [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
+    results = [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
+    if req.explain:
+        reasons = explain(conn, req.query, [row for row, _ in hits])
+        for result, why in zip(results, reasons, strict=True):
+            result["why"] = why
+    return results
 
 
 def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str, Any]:

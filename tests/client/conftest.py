@@ -16,7 +16,7 @@ import pytest_socket
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, _client
 
-from ._support import BASE_URL
+from ._support import BASE_URL, call
 
 
 @pytest.fixture
@@ -66,3 +66,19 @@ def no_network() -> Iterator[None]:
         yield
     finally:
         pytest_socket.enable_socket()
+
+
+@pytest.fixture
+async def make_live(flavor: str, base_url: str, api_key: str):
+    """Clients of the test's flavour on the local server, closed at the end of the test."""
+    made: list[Any] = []
+
+    def make(api_key: str = api_key, **kwargs: Any) -> Any:
+        cls = MemLayerClient if flavor == "sync" else AsyncMemLayerClient
+        client = cls(api_key=api_key, base_url=base_url, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await call(client, "close")

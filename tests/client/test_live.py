@@ -6,8 +6,6 @@ so a drift between the client and the server shows up even before anyone re-reco
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
@@ -22,22 +20,6 @@ from memlayer_integrations import (
 
 from ._support import call
 from .scenarios import SCENARIOS
-
-
-@pytest.fixture
-async def make_live(flavor: str, base_url: str, api_key: str):
-    """Clients of the test's flavour on the local server, closed at the end of the test."""
-    made: list[Any] = []
-
-    def make(api_key: str = api_key, **kwargs: Any) -> Any:
-        cls = MemLayerClient if flavor == "sync" else AsyncMemLayerClient
-        client = cls(api_key=api_key, base_url=base_url, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await call(client, "close")
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -143,3 +125,13 @@ async def test_a_revoked_key_is_refused(make_live, local_server):
     with pytest.raises(AuthenticationError) as info:
         await call(client, "usage")
     assert info.value.code == "invalid_api_key"
+
+
+async def test_recall_with_explain_gets_why_and_without_it_sends_nothing_new(make_live):
+    client = make_live()
+    await call(client, "remember", "likes green tea", user_id="u1", agent_id="bot")
+    [plain] = await call(client, "recall", "green tea", user_id="u1")
+    [explained] = await call(client, "recall", "green tea", user_id="u1", explain=True)
+    assert not hasattr(plain, "why") and plain.memory == explained.memory
+    assert explained.why == {"matched_words": ["green", "tea"], "neighbour_of": None}
+    assert "why" in explained._repr_html_()

@@ -526,3 +526,8 @@ def test_provenance_gives_each_time_as_sent():
         {**fields, "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T11:00:00+01:00"}
     )
     assert shifted.provenance()["updated_at"] == "2026-11-27T11:00:00+01:00"
+
+
+def test_recall_asks_for_reasons_only_when_told():
+    assert "explain" not in Op.recall("q", user_id="u")
+    assert Op.recall("q", user_id="u", explain=True)["explain"] is True

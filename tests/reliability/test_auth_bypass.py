@@ -96,12 +96,16 @@ def test_docs_and_openapi_need_no_key(base_url):
 
 # -- every route of the app ------------------------------------------------------------------
 
-#: The routes that answer without a key, and only these: health and the API documentation.
+#: The routes that answer without a key, and only these: health, the API documentation and
+#: the console's page and files (which hold no data: the console signs in with a key).
 OPEN = {
     ("GET", "/v1/health"),
-    *((m, p) for m in ("GET", "HEAD") for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect")),
+    *((m, "/openapi.json") for m in ("GET", "HEAD")),
+    *(("GET", p) for p in ("/docs", "/docs/static/{name}", "/console", "/console/static/{name}")),
 }
 MEMORY_ID = "mem_" + "0" * 32
+#: A file each static route serves, for the ``{name}`` in its path.
+STATIC_FILES = {"/docs/static/": "swagger-ui.css", "/console/static/": "console.js"}
 
 
 def routes(entries: list, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -150,6 +154,9 @@ def send(client: TestClient, method: str, path: str, key: str | None) -> httpx.R
         if method in ("POST", "PATCH")
         else None
     )
+    for folder, name in STATIC_FILES.items():
+        if path.startswith(folder):
+            path = path.replace("{name}", name)
     return client.request(
         method,
         path.replace("{memory_id}", MEMORY_ID),
