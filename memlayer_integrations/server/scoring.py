@@ -29,10 +29,8 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 __all__ = [
     "K1",
@@ -213,13 +211,16 @@ class Scorer:
                         found[i] = self._chunk_keys(chunk)
                         if found[i] is None:
                             return None
-            counts = Counter(chain.from_iterable(found))  # type: ignore[arg-type]
+            for keys_found in found:
+                for key in keys_found:  # type: ignore[union-attr]
+                    counts[key] = counts.get(key, 0) + 1
         norm = K1 * (1 - B + B * length / self._avg)
-        return sum(
-            weight * tf * (K1 + 1) / (tf + norm)
-            for stem, weight in self._weights.items()
-            if (tf := counts.get(stem, 0))
-        )
+        score = 0.0
+        for stem, weight in self._weights.items():  # one order, so equal memories tie exactly
+            tf = counts.get(stem)
+            if tf:
+                score += weight * tf * (K1 + 1) / (tf + norm)
+        return score
 
     def _chunk_keys(self, chunk: str) -> tuple[tuple[str, ...], ...] | None:
         """The weighed one-token stems in ``chunk`` (``None``: never tokenized), kept."""
