@@ -7,7 +7,9 @@ ImportError that names the ``pip install`` that fixes it.
 import importlib
 import sys
 
-import memlayer_integrations  # noqa: F401
+# The core, and the layer adapters share: neither may need a framework.
+import memlayer_integrations
+import memlayer_integrations._adapter  # noqa: F401
 
 for framework in ("langchain_core", "langgraph", "llama_index", "fastapi", "uvicorn", "mcp"):
     if framework in sys.modules:
@@ -24,7 +26,7 @@ for module, extra in hints.items():
         importlib.import_module(module)
     except ImportError as exc:
         if extra not in str(exc):
-            raise SystemExit(f"{module}: ImportError without the install hint: {exc}")
+            raise SystemExit(f"{module}: ImportError without the install hint: {exc}") from exc
     else:
         raise SystemExit(f"{module} imported without its extra installed")
 print("core imports without extras; framework modules name their extra")

@@ -20,6 +20,7 @@ from . import (
     locomo,
     mcp_tools,
     overhead,
+    remembering,
     requests_per_turn,
     scale,
 )
@@ -31,6 +32,7 @@ BENCHMARKS = {
     m.NAME: m
     for m in (
         requests_per_turn,
+        remembering,
         overhead,
         scale,
         bulk,

@@ -49,7 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
         for level in levels:
             rng = random.Random(level)
 
-            def step(worker: int, c: Any) -> tuple[str, Any]:
+            def step(worker: int, c: Any, rng: random.Random = rng) -> tuple[str, Any]:
                 user = user_ids[worker % users]
                 if rng.random() < RECALL_SHARE:
                     return "recall", c.recall(rng.choice(queries[user]), user_id=user, limit=10)

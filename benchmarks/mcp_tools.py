@@ -68,10 +68,12 @@ async def _measure(ctx: Context, iterations: int, budget_s: float) -> dict[str, 
             def pair(name: str, i: int) -> dict[str, Callable[[], Awaitable[Any]]]:
                 q = queries[i % len(queries)]
                 if name == "remember":
-                    text = f"{texts[i % len(texts)]} ({i})"
+                    # Two texts: the same text in the same scope would be one memory.
+                    text = f"{texts[i % len(texts)]} ({i}, bare)"
+                    tool_text = f"{texts[i % len(texts)]} ({i}, tool)"
 
                     async def tool_remember() -> None:
-                        result = await session.call_tool("remember", {"text": text})
+                        result = await session.call_tool("remember", {"text": tool_text})
                         assert result.structuredContent is not None, result
                         doomed.append(result.structuredContent["memory"]["id"])
 

@@ -46,7 +46,7 @@ def _pairs(client: Any) -> list[dict[str, Any]]:
         }
     )
 
-    middleware = MemLayerMiddleware(user_id=USER, agent_id=AGENT, client=client, recall_limit=LIMIT)
+    middleware = MemLayerMiddleware(user_id=USER, agent_id=AGENT, client=client, k=LIMIT)
     pairs.append(
         {
             "name": "MemLayerMiddleware recall step (before_agent)",
@@ -60,7 +60,7 @@ def _pairs(client: Any) -> list[dict[str, Any]]:
 
     from memlayer_integrations.llama_index import MemLayerMemory
 
-    memory = MemLayerMemory(client=client, user_id=USER, agent_id=AGENT, recall_limit=LIMIT)
+    memory = MemLayerMemory(client=client, user_id=USER, agent_id=AGENT, k=LIMIT)
     pairs.append(
         {
             "name": "MemLayerMemory.get (LlamaIndex)",

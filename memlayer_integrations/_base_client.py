@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any, Generic, TypeVar
 
 import httpx
 import pydantic
@@ -34,9 +34,9 @@ from ._exceptions import (
     status_error_from_response,
 )
 from ._logging import get_logger, mask_key
-from ._models import RateLimitInfo
+from ._models import Memory, RateLimitInfo, RecalledMemory, Scope, Usage
 
-# Still imported from here by ``_turn_memory`` and the LlamaIndex adapters.
+# Still imported from here by ``_adapter.turn_memory`` and the LlamaIndex adapters.
 from ._operations import (  # noqa: F401
     BATCH_PARSERS,
     MemoryItem,
@@ -63,7 +63,10 @@ from ._version import __version__
 
 log = get_logger("memlayer_integrations.client")
 
-TimeoutTypes = Union[float, httpx.Timeout, None]
+TimeoutTypes = float | httpx.Timeout | None
+
+#: What a call's answer is parsed into.
+T = TypeVar("T")
 
 
 class _NotGiven:
@@ -80,14 +83,14 @@ NOT_GIVEN: Any = _NotGiven()
 
 
 @dataclass(frozen=True)
-class Call:
-    """One logical API call: what to send and how to read the answer."""
+class Call(Generic[T]):
+    """One logical API call: what to send and how to read the answer (into a ``T``)."""
 
     method: str
     path: str
-    parse: Callable[[Any], Any]
+    parse: Callable[[Any], T]
     json: Any = None
-    params: list[tuple[str, str]] | None = None
+    params: Sequence[tuple[str, str]] | None = None
     timeout: Any = NOT_GIVEN
     # Made once per logical call and resent on every retry, so a write whose first attempt
     # did reach the server is stored once.
@@ -141,7 +144,7 @@ class BaseClient:
 
     def __init__(
         self,
-        api_key: str | None,
+        api_key: str | pydantic.SecretStr | None,
         base_url: str | None,
         timeout: TimeoutTypes,
         max_retries: int,
@@ -150,11 +153,11 @@ class BaseClient:
         if api_key is None:
             api_key = os.environ.get(C.API_KEY_ENV) or None
         if api_key is not None and not isinstance(api_key, str):
-            # Accept pydantic's SecretStr without importing it here.
+            # pydantic's SecretStr, or anything else that keeps a secret the same way.
             getter = getattr(api_key, "get_secret_value", None)
             if getter is None:
                 raise TypeError("api_key must be a str")
-            api_key = getter()
+            api_key = str(getter())
         self._api_key: str | None = api_key.strip() if api_key else None
         if base_url is None:
             base_url = os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
@@ -206,7 +209,7 @@ class BaseClient:
 
     # -- request building ------------------------------------------------------------
 
-    def _headers(self, call: Call) -> dict[str, str]:
+    def _headers(self, call: Call[Any]) -> dict[str, str]:
         headers = {
             "Accept": "application/json",
             "User-Agent": f"memlayer-integrations/{__version__}",
@@ -219,7 +222,9 @@ class BaseClient:
             headers[C.IDEMPOTENCY_HEADER] = call.idempotency_key
         return headers
 
-    def _build_request(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+    def _build_request(
+        self, http: httpx.Client | httpx.AsyncClient, call: Call[Any]
+    ) -> httpx.Request:
         timeout = self.timeout if call.timeout is NOT_GIVEN else call.timeout
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
@@ -231,27 +236,43 @@ class BaseClient:
         return http.build_request(
             call.method,
             self.base_url + C.API_PREFIX + call.path,
-            params=call.params,
+            params=tuple(call.params) if call.params is not None else None,
             content=content,
             headers=self._headers(call),
             timeout=timeout,
         )
 
     @staticmethod
-    def _call(method: str, path: str, parse: Callable[[Any], Any], **kwargs: Any) -> Call:
+    def _call(method: str, path: str, parse: Callable[[Any], T], **kwargs: Any) -> Call[T]:
         if method != "GET":
             kwargs.setdefault("idempotency_key", f"idem_{uuid.uuid4().hex}")
         return Call(method, path, parse, **kwargs)
 
     # -- operations: one definition each, sent by both clients ------------------------
 
-    def _remember(self, content, user_id, agent_id, metadata, session_id, key, timeout) -> Call:
-        body = remember_body(content, user_id, agent_id, metadata, session_id, key)
+    def _remember(
+        self,
+        content: str,
+        user_id: str,
+        agent_id: str,
+        metadata: Mapping[str, Any] | None,
+        session_id: str | None,
+        key: str | None,
+        ttl: float | None,
+        expires_at: datetime | str | None,
+        timeout: TimeoutTypes,
+    ) -> Call[Memory]:
+        body = remember_body(content, user_id, agent_id, metadata, session_id, key, ttl, expires_at)
         return self._call("POST", "/memories", parse_memory, json=body, timeout=timeout)
 
     def _remember_many(
-        self, items, user_id, agent_id, session_id, timeout
-    ) -> list[tuple[int, Call]]:
+        self,
+        items: Sequence[MemoryItem],
+        user_id: str,
+        agent_id: str,
+        session_id: str | None,
+        timeout: TimeoutTypes,
+    ) -> list[tuple[int, Call[list[Memory]]]]:
         """``(items stored, call)`` for each request of a ``remember_many``, in order."""
         return [
             (
@@ -268,28 +289,58 @@ class BaseClient:
         ]
 
     def _recall(
-        self, query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
-    ) -> Call:
+        self,
+        query: str,
+        user_id: str,
+        agent_id: str | None,
+        limit: int,
+        filters: Mapping[str, Any] | None,
+        session_id: str | None,
+        offset: int,
+        explain: bool,
+        timeout: TimeoutTypes,
+    ) -> Call[list[RecalledMemory]]:
         body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain)
         return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
-    def _get(self, memory_id, timeout) -> Call:
+    def _get(self, memory_id: str, timeout: TimeoutTypes) -> Call[Memory]:
         return self._call("GET", memory_path(memory_id), parse_memory, timeout=timeout)
 
-    def _update(self, memory_id, content, metadata, timeout) -> Call:
+    def _update(
+        self,
+        memory_id: str,
+        content: str | None,
+        metadata: Mapping[str, Any] | None,
+        timeout: TimeoutTypes,
+    ) -> Call[Memory]:
         body = update_body(content, metadata)
         return self._call("PATCH", memory_path(memory_id), parse_memory, json=body, timeout=timeout)
 
-    def _forget(self, memory_id, timeout) -> Call:
+    def _forget(self, memory_id: str, timeout: TimeoutTypes) -> Call[None]:
         return self._call("DELETE", memory_path(memory_id), parse_nothing, timeout=timeout)
 
-    def _forget_all(self, user_id, agent_id, session_id, keys, timeout) -> Call:
+    def _forget_all(
+        self,
+        user_id: str,
+        agent_id: str | None,
+        session_id: str | None,
+        keys: Sequence[str] | None,
+        timeout: TimeoutTypes,
+    ) -> Call[int]:
         params = scope_params(user_id, agent_id, session_id, keys)
         return self._call("DELETE", "/memories", parse_deleted, params=params, timeout=timeout)
 
     def _list_page(
-        self, user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
-    ) -> Call:
+        self,
+        user_id: str,
+        agent_id: str | None,
+        session_id: str | None,
+        filters: Mapping[str, Any] | None,
+        keys: Sequence[str] | None,
+        page_size: int,
+        cursor: str | None,
+        timeout: TimeoutTypes,
+    ) -> Call[tuple[list[Memory], str | None]]:
         params = scope_params(user_id, agent_id, session_id, keys)
         if filters is not None:
             filters_json = _json_text(
@@ -318,14 +369,16 @@ class BaseClient:
         seen.add(cursor)
         return cursor
 
-    def _list_scopes(self, user_id, timeout) -> Call:
+    def _list_scopes(self, user_id: str | None, timeout: TimeoutTypes) -> Call[list[Scope]]:
         params = [("user_id", user_id)] if user_id is not None else None
         return self._call("GET", "/scopes", parse_scopes, params=params, timeout=timeout)
 
-    def _usage(self, timeout) -> Call:
+    def _usage(self, timeout: TimeoutTypes) -> Call[Usage]:
         return self._call("GET", "/usage", parse_usage, timeout=timeout)
 
-    def _batch(self, operations: Sequence[Mapping[str, Any]], timeout) -> Call:
+    def _batch(
+        self, operations: Sequence[Mapping[str, Any]], timeout: TimeoutTypes
+    ) -> Call[list[Any]]:
         ops = [dict(o) for o in operations]
         for i, op in enumerate(ops):
             if op.get("op") not in BATCH_PARSERS:
@@ -338,7 +391,7 @@ class BaseClient:
             results = body["results"]
             if len(results) != len(names):
                 raise ValueError("batch answered a different number of results")
-            return [BATCH_PARSERS[n](r) for n, r in zip(names, results)]
+            return [BATCH_PARSERS[n](r) for n, r in zip(names, results, strict=True)]
 
         return self._call("POST", "/batch", parse, json={"operations": ops}, timeout=timeout)
 
@@ -362,7 +415,7 @@ class BaseClient:
             reset_at=datetime.fromtimestamp(reset, timezone.utc) if reset is not None else None,
         )
 
-    def _process_response(self, call: Call, response: httpx.Response) -> Any:
+    def _process_response(self, call: Call[T], response: httpx.Response) -> T | MemLayerError:
         """Parse a success into the call's result, or return the error to raise or retry."""
         self._record_rate_limit(response)
         if response.status_code >= 400:
@@ -405,13 +458,13 @@ class BaseClient:
             # Other 4xx say the request itself is wrong; repeating it cannot help.
             return None
         if retry_after is not None:
-            return retry_after
-        backoff = min(C.INITIAL_RETRY_DELAY * (2**attempt), C.MAX_RETRY_DELAY)
+            return float(retry_after)
+        backoff = min(C.INITIAL_RETRY_DELAY * 2.0**attempt, C.MAX_RETRY_DELAY)
         # Jitter spreads the retries of many clients that failed together.
         return backoff * (1 - 0.25 * random.random())
 
     @staticmethod
-    def _request_error(exc: httpx.RequestError, call: Call) -> MemLayerError:
+    def _request_error(exc: httpx.RequestError, call: Call[Any]) -> MemLayerError:
         """Turn an httpx failure into this package's error tree, keeping it as the cause."""
         what = f"{call.method} {call.path}"
         error: MemLayerError

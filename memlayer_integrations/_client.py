@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from . import _constants as C
-from ._base_client import NOT_GIVEN, BaseClient, Call, TimeoutTypes, log
+from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
 from ._operations import MemoryItem
@@ -50,7 +52,7 @@ class MemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -64,7 +66,7 @@ class MemLayerClient(BaseClient):
 
     # -- sending ---------------------------------------------------------------------
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -73,7 +75,7 @@ class MemLayerClient(BaseClient):
                 response = self._http.send(request)
                 response.read()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -113,14 +115,23 @@ class MemLayerClient(BaseClient):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
-        """Store one memory. With ``key``, replace the memory of that key in this scope.
+        """Store one memory. With ``key``, replace the memory of that key in this scope;
+        without one, a memory of this scope with exactly this content is refreshed instead of
+        a second one being added.
+
+        ``ttl`` (seconds) or ``expires_at`` (an aware datetime or ISO 8601 string) makes the
+        memory expire: it is never returned after that.
 
         Retries are safe: a retried call carries the same idempotency key and is stored once.
         """
         return self._send(
-            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+            self._remember(
+                content, user_id, agent_id, metadata, session_id, key, ttl, expires_at, timeout
+            )
         )
 
     def remember_many(
@@ -144,7 +155,8 @@ class MemLayerClient(BaseClient):
         stored = MemoryList()
         with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
             for count, call in calls:
-                stored.extend(self._send(call))
+                memories: list[Memory] = self._send(call)
+                stored.extend(memories)
                 bar.advance(count)
         return stored
 
@@ -258,7 +270,7 @@ class AsyncMemLayerClient(BaseClient):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretStr | None = None,
         *,
         base_url: str | None = None,
         timeout: TimeoutTypes = C.DEFAULT_TIMEOUT,
@@ -270,7 +282,7 @@ class AsyncMemLayerClient(BaseClient):
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
 
-    async def _send(self, call: Call) -> Any:
+    async def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             request = self._build_request(self._http, call)
@@ -279,7 +291,7 @@ class AsyncMemLayerClient(BaseClient):
                 response = await self._http.send(request)
                 await response.aread()
             except httpx.RequestError as exc:
-                outcome: Any = self._request_error(exc, call)
+                outcome: T | MemLayerError = self._request_error(exc, call)
             else:
                 outcome = self._process_response(call, response)
             if not isinstance(outcome, MemLayerError):
@@ -321,11 +333,15 @@ class AsyncMemLayerClient(BaseClient):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Memory:
         """See :meth:`MemLayerClient.remember`."""
         return await self._send(
-            self._remember(content, user_id, agent_id, metadata, session_id, key, timeout)
+            self._remember(
+                content, user_id, agent_id, metadata, session_id, key, ttl, expires_at, timeout
+            )
         )
 
     async def remember_many(
@@ -343,7 +359,8 @@ class AsyncMemLayerClient(BaseClient):
         stored = MemoryList()
         with Progress(progress, sum(n for n, _ in calls), "remember_many") as bar:
             for count, call in calls:
-                stored.extend(await self._send(call))
+                memories: list[Memory] = await self._send(call)
+                stored.extend(memories)
                 bar.advance(count)
         return stored
 

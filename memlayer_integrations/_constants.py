@@ -49,3 +49,5 @@ MAX_CONTENT_CHARS = 32_768
 # The contract's longest recall query. Adapters cut the text they recall with (a user's
 # message, a model's question) to it, so a long message still recalls instead of failing.
 MAX_QUERY_CHARS = 4096
+# The longest ``ttl`` a memory may have: ten years, in seconds.
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600

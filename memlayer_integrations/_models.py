@@ -49,6 +49,10 @@ class Memory(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
+    #: When the memory expires (``None``: never); it is not returned after that.
+    expires_at: datetime | None = None
+    #: Its time to live in seconds, restarted when a read refreshes it (``None``: none).
+    ttl: float | None = None
 
     def provenance(self) -> dict[str, Any]:
         """Where the memory comes from, as JSON-friendly values: scope, key and times.

@@ -12,19 +12,50 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from . import _constants as C
 from ._models import Memory, MemoryList, RecalledMemory, RecallResults, Scope, ScopeList, Usage
 
 #: A memory to store: its text, or a mapping with ``content`` and optional ``metadata``,
-#: ``key`` and ``session_id``.
-MemoryItem = Union[str, Mapping[str, Any]]
+#: ``key``, ``session_id``, ``ttl`` (seconds), ``expires_at`` (an aware datetime or ISO 8601
+#: string) and ``deduplicate`` (``False``: always add, even when the same text is stored).
+MemoryItem = str | Mapping[str, Any]
+
+_ITEM_FIELDS = {"content", "metadata", "key", "session_id", "ttl", "expires_at", "deduplicate"}
 
 
 def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _ttl(ttl: Any) -> float | int | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl is a number of seconds, not {type(ttl).__name__}")
+    if not 0 < ttl <= C.MAX_TTL_SECONDS:
+        raise ValueError(f"ttl must be more than 0 and at most {C.MAX_TTL_SECONDS} seconds")
+    return ttl
+
+
+def _expires_at(value: Any) -> str | None:
+    """An expiry as the wire's ISO 8601 text; a datetime must carry its time zone."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("expires_at needs a time zone (an aware datetime)")
+        return value.isoformat()
+    raise TypeError(f"expires_at is a datetime or an ISO 8601 string, not {type(value).__name__}")
+
+
+def _expiry(ttl: Any, expires_at: Any) -> dict[str, Any]:
+    if ttl is not None and expires_at is not None:
+        raise TypeError("give ttl or expires_at, not both")
+    return {"ttl": _ttl(ttl), "expires_at": _expires_at(expires_at)}
 
 
 def normalize_item(item: MemoryItem) -> dict[str, Any]:
@@ -32,12 +63,15 @@ def normalize_item(item: MemoryItem) -> dict[str, Any]:
     if isinstance(item, str):
         return {"content": item}
     if isinstance(item, Mapping):
-        unknown = set(item) - {"content", "metadata", "key", "session_id"}
+        unknown = set(item) - _ITEM_FIELDS
         if unknown:
             raise TypeError(f"unknown memory item field(s): {sorted(unknown)}")
         if "content" not in item:
             raise TypeError("a memory item mapping needs 'content'")
-        return _drop_none(dict(item))
+        out = dict(item)
+        if "ttl" in out or "expires_at" in out:
+            out.update(_expiry(out.get("ttl"), out.get("expires_at")))
+        return _drop_none(out)
     raise TypeError(f"a memory item is a str or a mapping, not {type(item).__name__}")
 
 
@@ -118,10 +152,12 @@ class Op:
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         key: str | None = None,
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
     ) -> dict[str, Any]:
         return {
             "op": "remember",
-            **remember_body(content, user_id, agent_id, metadata, session_id, key),
+            **remember_body(content, user_id, agent_id, metadata, session_id, key, ttl, expires_at),
         }
 
     @staticmethod
@@ -220,7 +256,16 @@ def _list_or_none(keys: Sequence[str] | None) -> list[str] | None:
     return list(keys)
 
 
-def remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict[str, Any]:
+def remember_body(
+    content: str,
+    user_id: str,
+    agent_id: str,
+    metadata: Mapping[str, Any] | None,
+    session_id: str | None,
+    key: str | None,
+    ttl: float | None = None,
+    expires_at: datetime | str | None = None,
+) -> dict[str, Any]:
     return _drop_none(
         {
             "content": content,
@@ -229,11 +274,14 @@ def remember_body(content, user_id, agent_id, metadata, session_id, key) -> dict
             "session_id": session_id,
             "metadata": dict(metadata) if metadata is not None else None,
             "key": key,
+            **_expiry(ttl, expires_at),
         }
     )
 
 
-def remember_many_body(items, user_id, agent_id, session_id) -> dict[str, Any]:
+def remember_many_body(
+    items: Sequence[MemoryItem], user_id: str, agent_id: str, session_id: str | None
+) -> dict[str, Any]:
     if isinstance(items, (str, Mapping)):
         raise TypeError("items is a sequence of memories; wrap a single one in a list")
     return _drop_none(
@@ -315,7 +363,14 @@ def remember_many_requests(
 
 
 def recall_body(
-    query, user_id, agent_id, limit, filters, session_id, offset, explain=False
+    query: str,
+    user_id: str,
+    agent_id: str | None,
+    limit: int,
+    filters: Mapping[str, Any] | None,
+    session_id: str | None,
+    offset: int,
+    explain: bool = False,
 ) -> dict[str, Any]:
     return _drop_none(
         {
@@ -331,7 +386,7 @@ def recall_body(
     )
 
 
-def update_body(content, metadata) -> dict[str, Any]:
+def update_body(content: str | None, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if content is None and metadata is None:
         raise TypeError("update needs content, metadata or both")
     return _drop_none(

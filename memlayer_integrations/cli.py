@@ -16,6 +16,7 @@ works without the ``server`` extra.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -133,10 +134,8 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
         uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
-        pass
     return 0
 
 
@@ -193,7 +192,7 @@ def _keys_list(args: argparse.Namespace) -> int:
     table += [(k.id, k.hint, k.name or "", k.plan, k.status, k.created_at[:19] + "Z") for k in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -398,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except ImportError as exc:
         print(f"memlayer: {exc}", file=sys.stderr)
         return 1

@@ -354,6 +354,7 @@ def test_command_rejects_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -
 def test_every_benchmark_is_registered() -> None:
     assert list(BENCHMARKS) == [
         "requests_per_turn",
+        "remembering",
         "overhead",
         "scale",
         "bulk",
@@ -365,3 +366,20 @@ def test_every_benchmark_is_registered() -> None:
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)
+
+
+def test_remembering(ctx: Context) -> None:
+    from benchmarks import remembering
+
+    result = remembering.run(ctx)
+    _check_common(remembering, result)
+    rows = {(r["adapter"], r["policy"]): r for r in result["rows"]}
+    assert len(rows) == 2 * len(remembering.ADAPTERS)
+    for (adapter, policy), r in rows.items():
+        assert r["questions"] == len(remembering.FACTS) + 1  # one round, plus session 2's
+        assert 0 <= r["answer_first"] <= r["questions"]
+        if policy == "default":
+            # Small talk and questions are not stored; a repeated statement is one memory.
+            before = rows[(adapter, "as before")]
+            assert 0 < r["memories"] < before["memories"]
+    assert "answer first" in remembering.render(result)

@@ -15,6 +15,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
+# Each notebook starts a kernel and runs a few agent turns: slow (Python 3.11 leg only in CI).
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FULL_KEY = re.compile(r"ml_live_[A-Za-z0-9]{8,}")
 

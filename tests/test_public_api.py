@@ -1,5 +1,9 @@
 """``memlayer_integrations.__all__`` names exactly the public API, and every name resolves."""
 
+import importlib
+
+import pytest
+
 import memlayer_integrations
 
 
@@ -25,3 +29,70 @@ def test_star_import_gives_exactly_all():
     namespace: dict = {}
     exec("from memlayer_integrations import *", namespace)
     assert set(namespace) - {"__builtins__"} == set(memlayer_integrations.__all__)
+
+
+#: What each package promises. A name added or removed here is a change of the public API:
+#: say so in CHANGELOG.md.
+EXPECTED_ALL = {
+    "memlayer_integrations": [
+        "DEFAULT_BASE_URL",
+        "APIConnectionError",
+        "APIResponseValidationError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AsyncMemLayerClient",
+        "AuthenticationError",
+        "BadRequestError",
+        "ConflictError",
+        "InternalServerError",
+        "MemLayerClient",
+        "MemLayerError",
+        "MemLayerScopeError",
+        "Memory",
+        "MemoryLimitError",
+        "NotFoundError",
+        "Op",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "RateLimitInfo",
+        "RecalledMemory",
+        "RequestBudgetError",
+        "Scope",
+        "UnprocessableEntityError",
+        "Usage",
+        "__version__",
+    ],
+    "memlayer_integrations.langchain": [
+        "MemLayerChatMessageHistory",
+        "MemLayerMiddleware",
+        "MemLayerRetriever",
+        "MemLayerScopeError",
+        "MemLayerStore",
+        "MemLayerToolkit",
+        "memlayer_namespace",
+    ],
+    "memlayer_integrations.llama_index": [
+        "MemLayerChatStore",
+        "MemLayerMemory",
+        "MemLayerMemoryBlock",
+        "MemLayerRetriever",
+        "MemLayerScopeError",
+        "MemLayerToolSpec",
+    ],
+    "memlayer_integrations.server": [
+        "DEFAULT_PLANS",
+        "LocalMemLayerServer",
+        "Plan",
+        "ServerSettings",
+        "create_app",
+        "render_openapi",
+    ],
+}
+
+
+@pytest.mark.parametrize("package", sorted(EXPECTED_ALL))
+def test_all_is_pinned(package: str) -> None:
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(EXPECTED_ALL[package])
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name}"

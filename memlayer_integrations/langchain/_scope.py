@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
-from .._exceptions import MemLayerScopeError
+from .. import MemLayerScopeError
 
 __all__ = ["MemLayerScopeError", "Scope", "resolve_scope", "run_context"]
 
@@ -31,9 +31,21 @@ _RUNTIME_KEY = "__pregel_runtime"
 
 @dataclass(frozen=True)
 class Scope:
+    """Whose memories a call reads or writes. ``agent_id=None``: all of the user's agents."""
+
     user_id: str
     agent_id: str | None
     session_id: str | None = None
+
+    @property
+    def write_agent_id(self) -> str:
+        """The agent a write goes to; a write always needs one (a recall may search all)."""
+        if self.agent_id is None:
+            raise MemLayerScopeError(
+                "storing a memory needs agent_id=...: every memory belongs to one user and one "
+                "agent, chosen by the application"
+            )
+        return self.agent_id
 
 
 def run_context(config: RunnableConfig | None) -> Any:

@@ -1,16 +1,31 @@
-"""A chat message history kept in MemLayer, for ``RunnableWithMessageHistory``."""
+"""A chat message history kept in MemLayer, for ``RunnableWithMessageHistory`` (legacy).
+
+LangChain deprecated ``BaseChatMessageHistory`` in langchain-core 1.6.4 (removal in 2.0);
+new agents keep short-term memory in a LangGraph checkpointer and long-term memory with
+:class:`~memlayer_integrations.langchain.MemLayerMiddleware` or
+:class:`~memlayer_integrations.langchain.MemLayerStore`. This class stays for applications
+still on ``RunnableWithMessageHistory``, and says so with LangChain's own deprecation
+warning when it is built.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core._api import LangChainDeprecationWarning
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
-from .._client_pair import ClientPair
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._adapter import (
+    MAX_BATCH_ITEMS,
+    ClientPair,
+    message_placeholder,
+    require_scope,
+)
+from .._adapter.message_parts import message_items, records, requests_for
 
 __all__ = ["MemLayerChatMessageHistory"]
 
@@ -20,28 +35,46 @@ KIND_FIELD = "memlayer_kind"
 KIND = "chat_message"
 
 
-def _item(message: BaseMessage) -> dict[str, Any]:
+def _items(message: BaseMessage) -> list[dict[str, Any]]:
     text = str(message.text).strip()
-    # Content is what search sees; the exact message is in metadata.
-    content = f"{message.type}: {text}" if text else f"{message.type} message"
-    return {
-        "content": content[:MAX_CONTENT_CHARS],
-        "metadata": {KIND_FIELD: KIND, "message": message_to_dict(message)},
-    }
+    # Content is what search sees; the exact message is in metadata (or, for a long one,
+    # in the parts that message_parts splits it into).
+    content = f"{message.type}: {text}" if text else message_placeholder(message.type)
+    return message_items(message_to_dict(message), content, {KIND_FIELD: KIND})
 
 
 def _messages(memories: Sequence[Memory]) -> list[BaseMessage]:
-    return messages_from_dict([m.metadata["message"] for m in memories])
+    return messages_from_dict([record for record, _ in records(memories)])
+
+
+def _warn_legacy() -> None:
+    # LangChain warns only when its own classes are built, never for a subclass: say it here,
+    # with its warning class, on the versions that deprecate the base class.
+    if getattr(BaseChatMessageHistory, "__deprecated__", None):
+        warnings.warn(
+            "MemLayerChatMessageHistory is legacy: LangChain deprecated BaseChatMessageHistory "
+            "in langchain-core 1.6.4 (removal in 2.0). For new agents use MemLayerMiddleware "
+            "(long-term memory) with a LangGraph checkpointer (the conversation).",
+            LangChainDeprecationWarning,
+            stacklevel=3,
+        )
 
 
 class MemLayerChatMessageHistory(BaseChatMessageHistory):
-    """The messages of one conversation (user, agent, session), stored as MemLayer memories.
+    """Legacy: the messages of one conversation (user, agent, session), stored as MemLayer
+    memories, for apps still on ``RunnableWithMessageHistory``.
+
+    LangChain deprecated ``BaseChatMessageHistory`` in langchain-core 1.6.4, so building one
+    warns (``LangChainDeprecationWarning``). New code: :class:`MemLayerMiddleware` (long-term
+    memory) with a LangGraph checkpointer (the conversation).
 
     Every message type round-trips exactly (system, human, AI with tool calls, tool...):
-    each memory's metadata holds ``message_to_dict(message)`` (so one message is at most
-    16 KiB of JSON), and messages come back in the order they were added. ``messages``
-    pages through the whole session, with no cap on its length. ``add_messages`` is one
-    request per 100 messages; ``clear`` deletes only this history's messages.
+    each memory's metadata holds ``message_to_dict(message)``, and a message longer than
+    that allows (16 KiB of JSON) is split over several memories and joined back, up to
+    about 200,000 characters (see ``_message_parts``). Messages come back in the order they
+    were added. ``messages`` pages through the whole session, with no cap on its length.
+    ``add_messages`` stores all its messages in one request (up to about 1 MB), so a turn
+    is never half stored; ``clear`` deletes only this history's messages.
 
     Args:
         user_id, agent_id, session_id: the conversation.
@@ -69,13 +102,10 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
         base_url: str | None = None,
         page_size: int = 100,
     ) -> None:
-        for name, value in (
-            ("user_id", user_id),
-            ("agent_id", agent_id),
-            ("session_id", session_id),
-        ):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string")
+        _warn_legacy()
+        require_scope(
+            type(self).__name__, user_id=user_id, agent_id=agent_id, session_id=session_id
+        )
         self.user_id = user_id
         self.agent_id = agent_id
         self.session_id = session_id
@@ -96,16 +126,20 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
         return _messages([m async for m in self._clients.async_.list_memories(**self._list_args())])
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        items = [_item(m) for m in messages]
-        for c in range(0, len(items), MAX_BATCH_ITEMS):
-            self._clients.sync.remember_many(items[c : c + MAX_BATCH_ITEMS], **self._scope())
+        for request in requests_for([_items(m) for m in messages]):
+            if len(request) == 1:
+                self._clients.sync.remember_many(request[0], **self._scope())
+            else:
+                self._clients.sync.batch([Op.remember_many(i, **self._scope()) for i in request])
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        items = [_item(m) for m in messages]
-        for c in range(0, len(items), MAX_BATCH_ITEMS):
-            await self._clients.async_.remember_many(
-                items[c : c + MAX_BATCH_ITEMS], **self._scope()
-            )
+        for request in requests_for([_items(m) for m in messages]):
+            if len(request) == 1:
+                await self._clients.async_.remember_many(request[0], **self._scope())
+            else:
+                await self._clients.async_.batch(
+                    [Op.remember_many(i, **self._scope()) for i in request]
+                )
 
     def clear(self) -> None:
         ids = [m.id for m in self._clients.sync.list_memories(**self._list_args())]

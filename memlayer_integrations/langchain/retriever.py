@@ -15,8 +15,7 @@ from langchain_core.runnables import RunnableConfig, ensure_config
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
-from .._client_pair import ClientPair
-from .._constants import MAX_QUERY_CHARS
+from .._adapter import ClientPair, clip_query
 from ._scope import resolve_scope
 
 __all__ = ["MemLayerRetriever"]
@@ -123,7 +122,7 @@ class MemLayerRetriever(BaseRetriever):
     ) -> list[Document]:
         if not query.strip():
             return []
-        hits = self._clients.sync.recall(query[:MAX_QUERY_CHARS], **self._recall_args(k))
+        hits = self._clients.sync.recall(clip_query(query), **self._recall_args(k))
         return [_document(h) for h in hits]
 
     async def _aget_relevant_documents(
@@ -131,5 +130,5 @@ class MemLayerRetriever(BaseRetriever):
     ) -> list[Document]:
         if not query.strip():
             return []
-        hits = await self._clients.async_.recall(query[:MAX_QUERY_CHARS], **self._recall_args(k))
+        hits = await self._clients.async_.recall(clip_query(query), **self._recall_args(k))
         return [_document(h) for h in hits]

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.store.base import (
     BaseStore,
@@ -20,14 +20,14 @@ from langgraph.store.base import (
     Result,
     SearchItem,
     SearchOp,
+    TTLConfig,
     validate_op_namespace,
 )
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
-from .. import AsyncMemLayerClient, MemLayerClient, Memory
+from .. import AsyncMemLayerClient, MemLayerClient, MemLayerScopeError, Memory
 from .. import Op as MOp
-from .._client_pair import ClientPair
-from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_query, require_scope
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
@@ -85,6 +85,11 @@ def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     return text[:MAX_CONTENT_CHARS]
 
 
+def _refreshing(wire_op: dict[str, Any], refresh: bool) -> dict[str, Any]:
+    """``wire_op`` restarting the TTL of what it returns, when ``refresh``."""
+    return {**wire_op, "refresh_ttl": True} if refresh else wire_op
+
+
 def _check_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
     if not filter:
         return None
@@ -105,7 +110,11 @@ def _matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
     path = condition.path
     if len(ns) < len(path):
         return False
-    pairs = zip(ns, path) if condition.match_type == "prefix" else zip(reversed(ns), reversed(path))
+    # A namespace may be longer than the condition's path: zip stops at the path's end.
+    if condition.match_type == "prefix":
+        pairs = zip(ns, path, strict=False)
+    else:
+        pairs = zip(reversed(ns), reversed(path), strict=False)
     return all(p == "*" or n == p for n, p in pairs)
 
 
@@ -134,13 +143,22 @@ class MemLayerStore(BaseStore):
 
     **Differences from InMemoryStore.** Filters follow the MemLayer contract: an item without
     the field never matches (not even ``$ne`` or ``None``), and numbers never compare with
-    strings. There is no TTL (``supports_ttl`` is ``False``). A namespace lives as long as
-    it holds items.
+    strings. A namespace lives as long as it holds items.
+
+    **TTL** (``supports_ttl`` is ``True``), as LangGraph defines it: ``put(..., ttl=minutes)``
+    or ``ttl_config={"default_ttl": minutes}`` make an item expire; a read with
+    ``refresh_ttl`` (the default, or ``ttl_config["refresh_on_read"]``) restarts its clock in
+    the same request. An expired item is never returned (``InMemoryStore`` has no TTL, and
+    ``SqliteStore`` returns items until its sweeper deletes them); the server deletes
+    expired memories at every request, so ``sweep_interval_minutes`` is accepted but no
+    sweeper thread is needed.
 
     Args:
         agent_id: the MemLayer agent under which namespaces are stored.
         client, async_client, api_key, base_url: how to reach MemLayer.
         index: default fields rendered as searchable text (``put(index=...)`` overrides).
+        ttl_config: LangGraph's ``TTLConfig`` (``default_ttl``, ``refresh_on_read``,
+            ``sweep_interval_minutes``), in minutes.
 
     Example:
         >>> store = MemLayerStore(api_key=key, base_url=server.url)
@@ -152,7 +170,7 @@ class MemLayerStore(BaseStore):
         ['drink']
     """
 
-    supports_ttl = False
+    supports_ttl = True
 
     def __init__(
         self,
@@ -163,11 +181,14 @@ class MemLayerStore(BaseStore):
         api_key: Any | None = None,
         base_url: str | None = None,
         index: list[str] | None = None,
+        ttl_config: TTLConfig | None = None,
     ) -> None:
-        if not agent_id or "." in agent_id:
-            raise ValueError("agent_id must be a non-empty string without '.'")
+        require_scope(type(self).__name__, agent_id=agent_id)
+        if "." in agent_id:  # the namespace's other labels are joined to it with dots
+            raise MemLayerScopeError("MemLayerStore's agent_id cannot contain '.'")
         self.agent_id = agent_id
         self.index = index
+        self.ttl_config = ttl_config
         self._clients = ClientPair(client, async_client, api_key, base_url)
 
     # -- namespaces <-> scopes -------------------------------------------------------
@@ -200,10 +221,8 @@ class MemLayerStore(BaseStore):
     def _validate(self, ops: list[Op]) -> None:
         for op in ops:
             validate_op_namespace(op)
-            if isinstance(op, PutOp) and op.ttl is not None:
-                raise NotImplementedError(
-                    "MemLayerStore does not support TTL (supports_ttl is False)"
-                )
+            if isinstance(op, PutOp) and op.ttl is not None and not op.ttl > 0:
+                raise ValueError(f"ttl is a positive number of minutes, got {op.ttl!r}")
             if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation {type(op).__name__}")
 
@@ -240,17 +259,23 @@ class MemLayerStore(BaseStore):
         wire: list[dict[str, Any]] = []
         readers: list[Any] = [None] * len(ops)
 
-        gets: dict[Scope, list[int]] = {}
+        # Gets grouped by scope and by whether they restart the items' TTL.
+        gets: dict[tuple[Scope, bool], list[int]] = {}
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
-                gets.setdefault(self._scope(op.namespace), []).append(i)
-        for (user_id, agent_id), idxs in gets.items():
-            keys = sorted({ops[i].key for i in idxs})
+                gets.setdefault((self._scope(op.namespace), op.refresh_ttl), []).append(i)
+        for ((user_id, agent_id), refresh), idxs in gets.items():
+            keys = sorted({cast(GetOp, ops[i]).key for i in idxs})
             lo = len(wire)
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
                 chunk = keys[c : c + MAX_BATCH_ITEMS]
                 wire.append(
-                    MOp.list(user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS)
+                    _refreshing(
+                        MOp.list(
+                            user_id=user_id, agent_id=agent_id, keys=chunk, limit=MAX_BATCH_ITEMS
+                        ),
+                        refresh,
+                    )
                 )
             for i in idxs:
                 readers[i] = ("get", lo, len(wire))
@@ -272,23 +297,29 @@ class MemLayerStore(BaseStore):
                     )
                     for s in range(start, end, 100):
                         wire.append(
-                            MOp.recall(
-                                op.query[:MAX_QUERY_CHARS],
-                                user_id=user_id,
-                                agent_id=agent_id,
-                                filters=filters,
-                                limit=min(100, end - s),
-                                offset=s,
+                            _refreshing(
+                                MOp.recall(
+                                    clip_query(op.query),
+                                    user_id=user_id,
+                                    agent_id=agent_id,
+                                    filters=filters,
+                                    limit=min(100, end - s),
+                                    offset=s,
+                                ),
+                                op.refresh_ttl,
                             )
                         )
                 else:
                     need = op.offset + op.limit
                     wire.append(
-                        MOp.list(
-                            user_id=user_id,
-                            agent_id=agent_id,
-                            filters=filters,
-                            limit=min(100, need),
+                        _refreshing(
+                            MOp.list(
+                                user_id=user_id,
+                                agent_id=agent_id,
+                                filters=filters,
+                                limit=min(100, need),
+                            ),
+                            op.refresh_ttl,
                         )
                     )
             readers[i] = (
@@ -317,6 +348,8 @@ class MemLayerStore(BaseStore):
                         "content": _render(dict(op.value), index),
                         "metadata": dict(op.value),
                         "key": key,
+                        # LangGraph counts TTL in minutes, MemLayer in seconds.
+                        "ttl": None if op.ttl is None else op.ttl * 60,
                     }
                 )
         for (user_id, agent_id), keys in deletes.items():
@@ -356,7 +389,7 @@ class MemLayerStore(BaseStore):
         namespaces: list[tuple[str, ...]],
     ) -> list[Result]:
         out: list[Result] = []
-        for op, reader in zip(ops, readers):
+        for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, PutOp):
                 out.append(None)
             elif isinstance(op, ListNamespacesOp):
@@ -450,7 +483,7 @@ class MemLayerStore(BaseStore):
     ) -> list[int]:
         """List pages of searches that need more items than one page (offset+limit > 100)."""
         todo = []
-        for op, reader in zip(ops, readers):
+        for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, SearchOp) and reader[0] == "search":
                 for w in range(reader[1], reader[2]):
                     page, cursor = results[w] if isinstance(results[w], tuple) else ([], None)
@@ -458,9 +491,18 @@ class MemLayerStore(BaseStore):
                         todo.append(w)
         return todo
 
-    def _more_pages_sync(self, ops, wire, readers, results) -> None:
+    def _more_pages_sync(
+        self, ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]
+    ) -> None:
         for w in self._short_pages(ops, wire, readers, results):
-            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            op = cast(
+                SearchOp,
+                next(
+                    o
+                    for o, r in zip(ops, readers, strict=True)
+                    if r[0] == "search" and r[1] <= w < r[2]
+                ),
+            )
             page, cursor = results[w]
             page = list(page)
             while cursor and len(page) < op.offset + op.limit:
@@ -468,9 +510,18 @@ class MemLayerStore(BaseStore):
                 page.extend(more)
             results[w] = (page, cursor)
 
-    async def _more_pages_async(self, ops, wire, readers, results) -> None:
+    async def _more_pages_async(
+        self, ops: list[Op], wire: list[dict[str, Any]], readers: list[Any], results: list[Any]
+    ) -> None:
         for w in self._short_pages(ops, wire, readers, results):
-            op = next(o for o, r in zip(ops, readers) if r[0] == "search" and r[1] <= w < r[2])
+            op = cast(
+                SearchOp,
+                next(
+                    o
+                    for o, r in zip(ops, readers, strict=True)
+                    if r[0] == "search" and r[1] <= w < r[2]
+                ),
+            )
             page, cursor = results[w]
             page = list(page)
             while cursor and len(page) < op.offset + op.limit:

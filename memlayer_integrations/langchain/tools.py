@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .. import (
     AsyncMemLayerClient,
@@ -24,8 +24,16 @@ from .. import (
     RecalledMemory,
     UnprocessableEntityError,
 )
-from .._client_pair import ClientPair
-from .._constants import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    MAX_CONTENT_CHARS,
+    ClientPair,
+    check_owner,
+    clip_query,
+    renamed_argument,
+    renamed_attribute,
+    render_memories,
+)
 from ._scope import Scope, resolve_scope
 
 __all__ = ["ForgetTool", "MemLayerToolkit", "RecallTool", "RememberTool"]
@@ -38,7 +46,8 @@ def _model_safe(exc: Exception) -> ToolException:
     elif isinstance(exc, RateLimitError):
         text = "The memory service is busy right now; continue without it for this step."
     else:
-        field = f" (field: {exc.field})" if getattr(exc, "field", None) else ""
+        name = getattr(exc, "field", None)
+        field = f" (field: {name})" if name else ""
         text = f"The memory service rejected the request as invalid{field}. Check the input and try again."
     return ToolException(text)
 
@@ -68,6 +77,11 @@ class _MemLayerTool(BaseTool):
     def model_post_init(self, __context: Any) -> None:
         if self.clients is None:
             self.clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)
+
+    def _pair(self) -> ClientPair:
+        if self.clients is None:  # model_post_init always sets it
+            raise RuntimeError(f"{type(self).__name__} has no clients")
+        return self.clients
 
     def _scope(self, config: RunnableConfig | None, require_agent: bool = True) -> Scope:
         return resolve_scope(
@@ -101,9 +115,9 @@ class _ForgetInput(BaseModel):
 
 
 def _format(hits: list[RecalledMemory]) -> str:
-    if not hits:
-        return "No relevant memories."
-    return "\n".join(f"- [{h.memory.id}] {h.memory.content}" for h in hits)
+    # Framed as remembered data, like every memory block put in front of a model.
+    text = render_memories(hits, max_chars=1_000_000, header="Memories found (best first):")
+    return text or "No relevant memories."
 
 
 class RememberTool(_MemLayerTool):
@@ -117,8 +131,8 @@ class RememberTool(_MemLayerTool):
     def _run(self, content: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config)
         try:
-            memory = self.clients.sync.remember(
-                content, user_id=scope.user_id, agent_id=scope.agent_id
+            memory = self._pair().sync.remember(
+                content, user_id=scope.user_id, agent_id=scope.write_agent_id
             )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
@@ -127,8 +141,8 @@ class RememberTool(_MemLayerTool):
     async def _arun(self, content: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config)
         try:
-            memory = await self.clients.async_.remember(
-                content, user_id=scope.user_id, agent_id=scope.agent_id
+            memory = await self._pair().async_.remember(
+                content, user_id=scope.user_id, agent_id=scope.write_agent_id
             )
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
@@ -142,13 +156,13 @@ class RecallTool(_MemLayerTool):
         "Returns the most relevant memories, each with its id in brackets."
     )
     args_schema: type[BaseModel] = _RecallInput
-    k: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
 
     def _run(self, query: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
         try:
-            hits = self.clients.sync.recall(
-                query[:MAX_QUERY_CHARS],
+            hits = self._pair().sync.recall(
+                clip_query(query),
                 user_id=scope.user_id,
                 agent_id=scope.agent_id,
                 limit=self.k,
@@ -160,8 +174,8 @@ class RecallTool(_MemLayerTool):
     async def _arun(self, query: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
         try:
-            hits = await self.clients.async_.recall(
-                query[:MAX_QUERY_CHARS],
+            hits = await self._pair().async_.recall(
+                clip_query(query),
                 user_id=scope.user_id,
                 agent_id=scope.agent_id,
                 limit=self.k,
@@ -182,9 +196,10 @@ class ForgetTool(_MemLayerTool):
     def _run(self, memory_id: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
         try:
-            memory = self.clients.sync.get(memory_id)
-            self._check_owner(memory.user_id, scope)
-            self.clients.sync.forget(memory_id)
+            check_owner(
+                self._pair().sync.get(memory_id), user_id=scope.user_id, agent_id=scope.agent_id
+            )
+            self._pair().sync.forget(memory_id)
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
         return f"Forgot [{memory_id}]."
@@ -192,18 +207,15 @@ class ForgetTool(_MemLayerTool):
     async def _arun(self, memory_id: str, config: RunnableConfig, run_manager: Any = None) -> str:
         scope = self._scope(config, require_agent=False)
         try:
-            memory = await self.clients.async_.get(memory_id)
-            self._check_owner(memory.user_id, scope)
-            await self.clients.async_.forget(memory_id)
+            check_owner(
+                await self._pair().async_.get(memory_id),
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+            )
+            await self._pair().async_.forget(memory_id)
         except _RECOVERABLE as exc:
             raise _model_safe(exc) from exc
         return f"Forgot [{memory_id}]."
-
-    @staticmethod
-    def _check_owner(owner: str, scope: Scope) -> None:
-        # Ids are account-wide; a model must not delete another user's memory by its id.
-        if owner != scope.user_id:
-            raise NotFoundError("memory not found", status_code=404, code="not_found")
 
 
 class MemLayerToolkit(BaseToolkit):
@@ -211,7 +223,8 @@ class MemLayerToolkit(BaseToolkit):
 
     Args:
         user_id, agent_id: the scope; or per run from the context / ``configurable``.
-        recall_k: how many memories ``recall`` returns.
+        k: how many memories ``recall`` returns (``recall_k=``, its former name, still works
+            and warns).
         client, async_client, api_key, base_url: how to reach MemLayer.
 
     Example:
@@ -225,7 +238,7 @@ class MemLayerToolkit(BaseToolkit):
 
     user_id: str | None = None
     agent_id: str | None = None
-    recall_k: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
     client: MemLayerClient | None = Field(default=None, exclude=True)
     async_client: AsyncMemLayerClient | None = Field(default=None, exclude=True)
     api_key: Any | None = Field(default=None, exclude=True, repr=False)
@@ -233,9 +246,23 @@ class MemLayerToolkit(BaseToolkit):
 
     _clients: ClientPair = PrivateAttr()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = dict(values)
+            renamed_argument(values, "recall_k", "k", owner=cls.__name__, stacklevel=6)
+        return values
+
+    recall_k = renamed_attribute("recall_k", "k")
+
     def model_post_init(self, __context: Any) -> None:
         self._clients = ClientPair(self.client, self.async_client, self.api_key, self.base_url)
 
     def get_tools(self) -> list[BaseTool]:
-        common = {"user_id": self.user_id, "agent_id": self.agent_id, "clients": self._clients}
-        return [RememberTool(**common), RecallTool(k=self.recall_k, **common), ForgetTool(**common)]
+        user_id, agent_id, pair = self.user_id, self.agent_id, self._clients
+        return [
+            RememberTool(user_id=user_id, agent_id=agent_id, clients=pair),
+            RecallTool(user_id=user_id, agent_id=agent_id, clients=pair, k=self.k),
+            ForgetTool(user_id=user_id, agent_id=agent_id, clients=pair),
+        ]

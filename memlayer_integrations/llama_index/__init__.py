@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the core-only CI j
         "pip install 'memlayer-integrations[llama-index]'"
     ) from exc
 
-from .._exceptions import MemLayerScopeError
+from .. import MemLayerScopeError
 from .chat_store import MemLayerChatStore
 from .memory import MemLayerMemory
 from .memory_block import MemLayerMemoryBlock

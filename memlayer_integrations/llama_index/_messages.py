@@ -7,20 +7,21 @@ model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory.memory import InsertMethod
 
-from .._constants import MAX_QUERY_CHARS
+from .._adapter import clip_query
+from .._adapter.turn_memory import WritePolicy, worth_remembering
 
 __all__ = [
-    "MAX_QUERY_CHARS",
     "SOURCE",
     "ends_turn",
     "has_tool_calls",
     "inject_memories",
+    "last_turn",
     "memory_item",
     "message_text",
     "query_from",
@@ -50,16 +51,24 @@ def ends_turn(message: ChatMessage) -> bool:
     return message.role == MessageRole.ASSISTANT and not has_tool_calls(message)
 
 
-def memory_item(message: ChatMessage, session_id: str | None) -> dict[str, Any] | None:
+def memory_item(
+    message: ChatMessage,
+    session_id: str | None,
+    policy: WritePolicy = "statements",
+    roles: Sequence[str] = ("user", "assistant"),
+) -> dict[str, Any] | None:
     """What is stored from ``message``, or ``None`` for what long-term memory leaves out.
 
-    User messages and assistant answers with text are kept; system prompts, tool results
-    and tool-call requests are the mechanics of one turn, not facts worth recalling later.
+    User messages and assistant answers (of ``roles``) that the write ``policy`` finds worth
+    remembering are kept; system prompts, tool results and tool-call requests are the
+    mechanics of one turn, not facts worth recalling later.
     """
     if message.role not in _STORED_ROLES or has_tool_calls(message):
         return None
+    if message.role.value not in roles:
+        return None
     text = message_text(message)
-    if not text.strip():
+    if not worth_remembering(text, message.role.value, policy):
         return None
     item: dict[str, Any] = {
         "content": text,
@@ -68,6 +77,19 @@ def memory_item(message: ChatMessage, session_id: str | None) -> dict[str, Any] 
     if session_id is not None:
         item["session_id"] = session_id
     return item
+
+
+def last_turn(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """The ``(role, text)`` pairs of the last turn (from the latest user message on): user
+    messages and assistant replies with text, without tool mechanics."""
+    start = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == MessageRole.USER), 0
+    )
+    return [
+        (m.role.value, message_text(m))
+        for m in messages[start:]
+        if m.role in _STORED_ROLES and not has_tool_calls(m) and message_text(m).strip()
+    ]
 
 
 def query_from(
@@ -88,22 +110,66 @@ def query_from(
         )
     if text is None or not text.strip():
         return None
-    return text.strip()[:MAX_QUERY_CHARS]
+    return clip_query(text)
 
 
-def trim_window(messages: list[ChatMessage], size: int) -> list[ChatMessage]:
-    """The last ``size`` messages, starting at a user message; system messages stay.
+def _turns(messages: list[ChatMessage]) -> list[list[ChatMessage]]:
+    """``messages`` cut before each user message: one list per turn (the first may be a
+    fragment that starts with something else)."""
+    turns: list[list[ChatMessage]] = []
+    for m in messages:
+        if m.role == MessageRole.USER or not turns:
+            turns.append([])
+        turns[-1].append(m)
+    return turns
 
-    A window that began with a tool result or an assistant reply would break the message
-    order providers require, so such leading messages go too.
+
+def _kept_whole(turns: list[list[ChatMessage]]) -> int:
+    """How many of the newest turns are never dropped: the last complete turn (a user
+    message through the answer that called no tool) and the one in progress after it."""
+    if not turns:
+        return 0
+    done = ends_turn(turns[-1][-1])
+    if done or len(turns) == 1 or turns[-2][0].role != MessageRole.USER:
+        return 1
+    return 2
+
+
+def trim_window(
+    messages: list[ChatMessage],
+    size: int | None,
+    token_limit: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> list[ChatMessage]:
+    """The newest whole turns that fit in ``size`` messages and ``token_limit`` tokens;
+    system messages stay.
+
+    A turn (a user message and everything up to the next one: tool calls, tool results,
+    the answer) is kept or dropped whole, so the window always starts with a user message,
+    as providers require, and never holds half a turn. The last complete turn and the turn
+    in progress are kept whatever they cost: an agent turn with many tool rounds must not
+    erase the question and answer before it. Tokens are counted on each message's text
+    with ``count_tokens`` (LlamaIndex's tokenizer, as its ``ChatMemoryBuffer`` does).
     """
     system = [m for m in messages if m.role == MessageRole.SYSTEM]
-    rest = [m for m in messages if m.role != MessageRole.SYSTEM]
-    if len(rest) > size:
-        rest = rest[len(rest) - size :]
-        while rest and rest[0].role != MessageRole.USER:
-            rest.pop(0)
-    return [*system, *rest]
+    turns = _turns([m for m in messages if m.role != MessageRole.SYSTEM])
+    keep = _kept_whole(turns)
+    cost = count_tokens or (lambda text: 0)
+    used_messages = used_tokens = 0
+    start = len(turns)
+    for i in range(len(turns) - 1, -1, -1):
+        turn = turns[i]
+        n = len(turn)
+        t = sum(cost(message_text(m)) for m in turn) if token_limit is not None else 0
+        fits = (size is None or used_messages + n <= size) and (
+            token_limit is None or used_tokens + t <= token_limit
+        )
+        if i < len(turns) - keep and not fits:
+            break
+        used_messages += n
+        used_tokens += t
+        start = i
+    return [*system, *(m for turn in turns[start:] for m in turn)]
 
 
 def inject_memories(

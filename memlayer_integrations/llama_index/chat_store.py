@@ -4,7 +4,9 @@ A chat store key is a session: the store is bound to one ``user_id`` and ``agent
 the messages of key ``k`` are memories of that scope with ``session_id = k``, in creation
 order. Each memory's content is the message's text (so it can be recalled); the message
 itself, with every field (role, content blocks, ``additional_kwargs``), is kept in the
-memory's metadata and is what the store gives back.
+memory's metadata and is what the store gives back. A message too long for that (16 KiB of
+JSON) is split over several memories and joined back exactly, up to about 200,000
+characters, all its parts in one request (``_message_parts``).
 
 Costs, in requests: ``add_message`` 1; ``get_messages`` 1 per 100 messages;
 ``delete_message``/``delete_last_message`` the listing plus 1; ``delete_messages`` and
@@ -22,11 +24,9 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from .._base_client import Op
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._constants import MAX_BATCH_ITEMS
-from .._models import Memory
+from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
+from .._adapter import MAX_BATCH_ITEMS, ClientPair, message_placeholder, require_scope
+from .._adapter.message_parts import message_items, records
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]
@@ -37,28 +37,34 @@ MESSAGE_TYPE = "llama_index.chat_message"
 _FILTERS = {"type": MESSAGE_TYPE}
 
 
-def _item(message: ChatMessage) -> dict[str, Any]:
+def _items(message: ChatMessage) -> list[dict[str, Any]]:
     text = message_text(message)
-    return {
-        # The content must not be blank; a message without text (tool calls, images) is
-        # still kept whole in the metadata.
-        "content": text if text.strip() else f"[{message.role.value} message]",
-        "metadata": {"type": MESSAGE_TYPE, "message": message.model_dump(mode="json")},
-    }
+    # The content must not be blank; a message without text (tool calls, images) is still
+    # kept whole in the metadata.
+    content = text if text.strip() else message_placeholder(message.role.value)
+    return message_items(message.model_dump(mode="json"), content, {"type": MESSAGE_TYPE})
 
 
-def _message(memory: Memory) -> ChatMessage:
-    return ChatMessage.model_validate(memory.metadata["message"])
+#: One stored message: what it was, and the ids of the memories holding it.
+_Stored = tuple[dict[str, Any], list[str]]
+
+
+def _message(stored: _Stored) -> ChatMessage:
+    return ChatMessage.model_validate(stored[0])
+
+
+def _forget(stored: Sequence[_Stored]) -> list[dict[str, Any]]:
+    return [Op.forget(i) for _, ids in stored for i in ids]
 
 
 def _chunks(ops: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [list(ops[i : i + MAX_BATCH_ITEMS]) for i in range(0, len(ops), MAX_BATCH_ITEMS)]
 
 
-def _pick(memories: list[Memory], idx: int) -> Memory | None:
+def _pick(stored: list[_Stored], idx: int) -> _Stored | None:
     # As SimpleChatStore: an index past the end deletes nothing.
-    if -len(memories) <= idx < len(memories):
-        return memories[idx]
+    if -len(stored) <= idx < len(stored):
+        return stored[idx]
     return None
 
 
@@ -123,10 +129,10 @@ class MemLayerChatStore(BaseChatStore):
         return scope
 
     def _replace_ops(
-        self, old: list[Memory], key: str, messages: Sequence[ChatMessage]
+        self, old: list[_Stored], key: str, messages: Sequence[ChatMessage]
     ) -> list[dict[str, Any]]:
-        ops = [Op.forget(m.id) for m in old]
-        items = [_item(m) for m in messages]
+        ops = _forget(old)
+        items = [item for m in messages for item in _items(m)]
         for i in range(0, len(items), MAX_BATCH_ITEMS):
             ops.append(Op.remember_many(items[i : i + MAX_BATCH_ITEMS], **self._scope(key)))
         return ops
@@ -140,37 +146,39 @@ class MemLayerChatStore(BaseChatStore):
             )
         )
 
+    def _stored(self, key: str) -> list[_Stored]:
+        return records(self._list(key))
+
     def _run(self, ops: list[dict[str, Any]]) -> None:
         for chunk in _chunks(ops):
             self._clients.sync.batch(chunk)
 
     def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` (atomically when old and new fit in 100 operations)."""
-        self._run(self._replace_ops(self._list(key), key, messages))
+        self._run(self._replace_ops(self._stored(key), key, messages))
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first (``[]`` for an unknown key)."""
-        return [_message(m) for m in self._list(key)]
+        return [_message(m) for m in self._stored(key)]
 
     def add_message(self, key: str, message: ChatMessage) -> None:
         """Append ``message`` to ``key`` (one request)."""
-        item = _item(message)
-        self._clients.sync.remember(item["content"], metadata=item["metadata"], **self._scope(key))
+        self._clients.sync.remember_many(_items(message), **self._scope(key))
 
     def delete_messages(self, key: str) -> list[ChatMessage] | None:
         """Delete every message of ``key``; returns them, or ``None`` if there were none."""
-        old = self._list(key)
+        old = self._stored(key)
         if not old:
             return None
-        self._run([Op.forget(m.id) for m in old])
+        self._run(_forget(old))
         return [_message(m) for m in old]
 
     def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete the message at position ``idx`` of ``key``; ``None`` if there is none."""
-        target = _pick(self._list(key), idx)
+        target = _pick(self._stored(key), idx)
         if target is None:
             return None
-        self._clients.sync.forget(target.id)
+        self._run(_forget([target]))
         return _message(target)
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
@@ -189,39 +197,39 @@ class MemLayerChatStore(BaseChatStore):
         )
         return [m async for m in pages]
 
+    async def _astored(self, key: str) -> list[_Stored]:
+        return records(await self._alist(key))
+
     async def _arun(self, ops: list[dict[str, Any]]) -> None:
         for chunk in _chunks(ops):
             await self._clients.async_.batch(chunk)
 
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Async :meth:`set_messages`."""
-        await self._arun(self._replace_ops(await self._alist(key), key, messages))
+        await self._arun(self._replace_ops(await self._astored(key), key, messages))
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async :meth:`get_messages`."""
-        return [_message(m) for m in await self._alist(key)]
+        return [_message(m) for m in await self._astored(key)]
 
     async def async_add_message(self, key: str, message: ChatMessage) -> None:
         """Async :meth:`add_message` (LlamaIndex's name for it)."""
-        item = _item(message)
-        await self._clients.async_.remember(
-            item["content"], metadata=item["metadata"], **self._scope(key)
-        )
+        await self._clients.async_.remember_many(_items(message), **self._scope(key))
 
     async def adelete_messages(self, key: str) -> list[ChatMessage] | None:
         """Async :meth:`delete_messages`."""
-        old = await self._alist(key)
+        old = await self._astored(key)
         if not old:
             return None
-        await self._arun([Op.forget(m.id) for m in old])
+        await self._arun(_forget(old))
         return [_message(m) for m in old]
 
     async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Async :meth:`delete_message`."""
-        target = _pick(await self._alist(key), idx)
+        target = _pick(await self._astored(key), idx)
         if target is None:
             return None
-        await self._clients.async_.forget(target.id)
+        await self._arun(_forget([target]))
         return _message(target)
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:

@@ -20,16 +20,20 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.memory.memory import BaseMemoryBlock
 from llama_index.core.utils import get_tokenizer
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._models import RecalledMemory
-from .._turn_memory import (
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
     WriteBuffer,
     arecall_carrying,
     asend_pending,
+    renamed_argument,
+    renamed_attribute,
     render_memories,
+    require_scope,
     send_pending,
 )
+from .._adapter.turn_memory import MEMORY_CLOSE, check_write_policy
 from ._messages import memory_item, message_text, query_from
 
 __all__ = ["MemLayerMemoryBlock"]
@@ -45,11 +49,18 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         user_id: whose memories (required).
         agent_id: which agent's memories (required).
         name: the block's name in the memory template.
-        recall_limit: how many memories to recall per read.
+        k: how many memories to recall per read. ``recall_limit=``, its former name, still
+            works and warns.
         max_memory_chars: budget for the rendered memories.
         priority: LlamaIndex's truncation priority (0 = never truncate).
         economy: keep flushed messages until the next recall and send both in one request;
             ``flush()``/``close()`` (and interpreter exit) store what is still waiting.
+        write_policy: which flushed messages are worth a memory: ``"statements"`` (default)
+            leaves out questions, greetings and acknowledgements, ``"everything"`` keeps
+            them, or a callable ``(text, role) -> bool``.
+        make_room: at the plan's memory limit, forget the oldest memories of the user and
+            agent (as many as are being stored) and store; off, the ``MemoryLimitError`` is
+            raised and says how to turn this on.
         client, async_client, api_key, base_url: how to reach MemLayer (see
             :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
 
@@ -69,12 +80,15 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
     name: str = Field(default="memlayer_memories", description="The name of the memory block.")
     user_id: str
     agent_id: str
-    recall_limit: int = Field(default=5, ge=1, le=100)
+    k: int = Field(default=DEFAULT_RECALL_LIMIT, ge=1, le=100)
+    recall_limit = renamed_attribute("recall_limit", "k")
     max_memory_chars: int = Field(default=2000, ge=100)
     priority: int = Field(default=1, description="Truncation priority (0 = never truncate).")
     economy: bool = False
+    make_room: bool = False
+    write_policy: Any = Field(default="statements", exclude=True)
     base_url: str | None = None
-    tokenizer_fn: Callable[[str], list] = Field(default_factory=get_tokenizer, exclude=True)
+    tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer, exclude=True)
 
     _clients: ClientPair = PrivateAttr()
     _cache: tuple[str, list[RecalledMemory]] | None = PrivateAttr(default=None)
@@ -88,10 +102,12 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         api_key: Any = None,
         **data: Any,
     ) -> None:
+        renamed_argument(data, "recall_limit", "k", owner=type(self).__name__)
         require_scope(
             type(self).__name__, user_id=data.get("user_id"), agent_id=data.get("agent_id")
         )
         super().__init__(**data)
+        self.write_policy = check_write_policy(self.write_policy)
         self._clients = clients = ClientPair(client, async_client, api_key, self.base_url)
         self.base_url = clients.base_url
         self._buffer = WriteBuffer(flush=lambda ops: clients.sync.batch(ops))
@@ -110,9 +126,11 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
                 self._buffer,
                 query,
                 carry=self.economy,
+                make_room=self.make_room,
+                adapter="MemLayerMemoryBlock",
                 user_id=self.user_id,
                 agent_id=self.agent_id,
-                limit=self.recall_limit,
+                limit=self.k,
             )
             self._cache = (query, recalled)
         block = render_memories(
@@ -126,13 +144,19 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
         items = [
             item
             for m in messages
-            if (item := memory_item(m, m.additional_kwargs.get("session_id"))) is not None
+            if (item := memory_item(m, m.additional_kwargs.get("session_id"), self.write_policy))
+            is not None
         ]
         if not items:
             return
         self._buffer.add(items, user_id=self.user_id, agent_id=self.agent_id)
         if not self.economy:
-            await asend_pending(self._clients.async_, self._buffer)
+            await asend_pending(
+                self._clients.async_,
+                self._buffer,
+                make_room=self.make_room,
+                adapter="MemLayerMemoryBlock",
+            )
 
     @property
     def pending_writes(self) -> int:
@@ -141,11 +165,21 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
 
     def flush(self) -> None:
         """Store every waiting message now."""
-        send_pending(self._clients.sync, self._buffer)
+        send_pending(
+            self._clients.sync,
+            self._buffer,
+            make_room=self.make_room,
+            adapter="MemLayerMemoryBlock",
+        )
 
     async def aflush(self) -> None:
         """Async :meth:`flush`."""
-        await asend_pending(self._clients.async_, self._buffer)
+        await asend_pending(
+            self._clients.async_,
+            self._buffer,
+            make_room=self.make_room,
+            adapter="MemLayerMemoryBlock",
+        )
 
     def close(self) -> None:
         """Store what is waiting, then close the clients this block built."""
@@ -167,9 +201,15 @@ class MemLayerMemoryBlock(BaseMemoryBlock[str]):
             return content
         if not content:  # Memory passes [] for a block that had nothing to say this turn
             return None
-        # The header, then one entry per memory (an entry may span lines).
-        entries = _ENTRY.split(content)
+        # The frame (header, note, opening tag), then one entry per memory (an entry may
+        # span lines), then the closing tag, which stays.
+        body = content.removesuffix("\n" + MEMORY_CLOSE)
+        entries = _ENTRY.split(body)
         target = len(self.tokenizer_fn(content)) - tokens_to_truncate
-        while len(entries) > 1 and len(self.tokenizer_fn("\n".join(entries))) > target:
+
+        def joined() -> str:
+            return "\n".join([*entries, MEMORY_CLOSE])
+
+        while len(entries) > 1 and len(self.tokenizer_fn(joined())) > target:
             entries.pop()
-        return "\n".join(entries) if len(entries) > 1 else None
+        return joined() if len(entries) > 1 else None

@@ -14,10 +14,15 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._models import RecalledMemory
-from ._messages import MAX_QUERY_CHARS
+from .. import AsyncMemLayerClient, MemLayerClient, RecalledMemory
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
+    clip_query,
+    renamed_attribute,
+    require_scope,
+    warn_renamed,
+)
 
 __all__ = ["MemLayerRetriever"]
 
@@ -58,7 +63,8 @@ class MemLayerRetriever(BaseRetriever):
         agent_id: which agent's memories (required); pass ``all_agents=True`` to search every
             agent of the user instead.
         session_id: only memories of this session, if given.
-        limit: how many memories to return (1 to 100).
+        k: how many memories to return (1 to 100). ``limit=``, its former name, still works
+            and warns.
         filters: a metadata filter, as in the wire contract (``{"topic": "billing"}``).
         all_agents: search all of the user's agents, not only ``agent_id``.
         client, async_client, api_key, base_url: how to reach MemLayer (see
@@ -76,13 +82,15 @@ class MemLayerRetriever(BaseRetriever):
         ['User lives in Oslo']
     """
 
+    limit = renamed_attribute("limit", "k")
+
     def __init__(
         self,
         user_id: str,
         agent_id: str,
         *,
         session_id: str | None = None,
-        limit: int = 5,
+        k: int = DEFAULT_RECALL_LIMIT,
         filters: Mapping[str, Any] | None = None,
         all_agents: bool = False,
         client: MemLayerClient | None = None,
@@ -91,14 +99,18 @@ class MemLayerRetriever(BaseRetriever):
         base_url: str | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        limit: int | None = None,
     ) -> None:
         require_scope(type(self).__name__, user_id=user_id, agent_id=agent_id)
-        if not 1 <= limit <= 100:
-            raise ValueError(f"limit must be between 1 and 100, got {limit}")
+        if limit is not None:
+            warn_renamed(type(self).__name__, "limit", "k")
+            k = limit
+        if not 1 <= k <= 100:
+            raise ValueError(f"k must be between 1 and 100, got {k}")
         self.user_id = user_id
         self.agent_id = agent_id
         self.session_id = session_id
-        self.limit = limit
+        self.k = k
         self.filters = dict(filters) if filters is not None else None
         self.all_agents = all_agents
         self._clients = ClientPair(client, async_client, api_key, base_url)
@@ -110,13 +122,12 @@ class MemLayerRetriever(BaseRetriever):
             agent_id=None if self.all_agents else self.agent_id,
             session_id=self.session_id,
             filters=self.filters,
-            limit=self.limit,
+            limit=self.k,
         )
 
     @staticmethod
     def _query(query_bundle: QueryBundle) -> str | None:
-        text = query_bundle.query_str.strip()
-        return text[:MAX_QUERY_CHARS] if text else None
+        return clip_query(query_bundle.query_str) or None
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = self._query(query_bundle)

@@ -30,11 +30,17 @@ from typing import Any
 
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
-from .._client import AsyncMemLayerClient, MemLayerClient
-from .._client_pair import ClientPair, require_scope
-from .._exceptions import NotFoundError
-from .._models import Memory, RecalledMemory
-from .._turn_memory import render_memories
+from .. import AsyncMemLayerClient, MemLayerClient, Memory, RecalledMemory
+from .._adapter import (
+    DEFAULT_RECALL_LIMIT,
+    ClientPair,
+    check_owner,
+    clip_query,
+    renamed_attribute,
+    render_memories,
+    require_scope,
+    warn_renamed,
+)
 
 __all__ = ["MemLayerToolSpec"]
 
@@ -48,7 +54,8 @@ class MemLayerToolSpec(BaseToolSpec):
         user_id: whose memories the tools act on (required; never a tool argument).
         agent_id: which agent's memories (required; never a tool argument).
         session_id: stored with every memory the agent saves.
-        recall_limit: how many memories ``recall`` returns.
+        k: how many memories ``recall`` returns. ``recall_limit=``, its former name, still
+            works and warns.
         max_memory_chars: budget for ``recall``'s answer.
         client, async_client, api_key, base_url: how to reach MemLayer (see
             :class:`~memlayer_integrations.llama_index.MemLayerMemory`).
@@ -60,7 +67,10 @@ class MemLayerToolSpec(BaseToolSpec):
         >>> agent = FunctionAgent(tools=tools, llm=llm)
     """
 
-    spec_functions = [("remember", "aremember"), ("recall", "arecall"), ("forget", "aforget")]
+    # BaseToolSpec declares this as a plain class attribute; read, never mutated.
+    spec_functions = [("remember", "aremember"), ("recall", "arecall"), ("forget", "aforget")]  # noqa: RUF012
+
+    recall_limit = renamed_attribute("recall_limit", "k")
 
     def __init__(
         self,
@@ -68,18 +78,22 @@ class MemLayerToolSpec(BaseToolSpec):
         agent_id: str,
         *,
         session_id: str | None = None,
-        recall_limit: int = 5,
+        k: int = DEFAULT_RECALL_LIMIT,
         max_memory_chars: int = 2000,
         client: MemLayerClient | None = None,
         async_client: AsyncMemLayerClient | None = None,
         api_key: Any = None,
         base_url: str | None = None,
+        recall_limit: int | None = None,
     ) -> None:
         require_scope(type(self).__name__, user_id=user_id, agent_id=agent_id)
+        if recall_limit is not None:
+            warn_renamed(type(self).__name__, "recall_limit", "k")
+            k = recall_limit
         self.user_id = user_id
         self.agent_id = agent_id
         self.session_id = session_id
-        self.recall_limit = recall_limit
+        self.k = k
         self.max_memory_chars = max_memory_chars
         self._clients = ClientPair(client, async_client, api_key, base_url)
 
@@ -94,13 +108,6 @@ class MemLayerToolSpec(BaseToolSpec):
             hits, max_chars=self.max_memory_chars, header="Memories found (best first):"
         )
         return text or "No memories found for that query."
-
-    def _check_owned(self, memory: Memory, memory_id: str) -> None:
-        # Ids are unique across the account: without this check the model could delete
-        # another user's memory by guessing or copying an id. The answer is the same as
-        # for an id that does not exist, so it learns nothing about other users.
-        if (memory.user_id, memory.agent_id) != (self.user_id, self.agent_id):
-            raise NotFoundError(f"memory {memory_id} not found", status_code=404, code="not_found")
 
     # -- tools (docstrings are what the model reads) --------------------------------
 
@@ -144,14 +151,14 @@ class MemLayerToolSpec(BaseToolSpec):
             query (str): what to look for, in plain words, e.g. "user's home city".
         """
         hits = self._clients.sync.recall(
-            query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+            clip_query(query), user_id=self.user_id, agent_id=self.agent_id, limit=self.k
         )
         return self._recalled(hits)
 
     async def arecall(self, query: str) -> str:
         """Async :meth:`recall`."""
         hits = await self._clients.async_.recall(
-            query, user_id=self.user_id, agent_id=self.agent_id, limit=self.recall_limit
+            clip_query(query), user_id=self.user_id, agent_id=self.agent_id, limit=self.k
         )
         return self._recalled(hits)
 
@@ -163,13 +170,15 @@ class MemLayerToolSpec(BaseToolSpec):
         Args:
             memory_id (str): the id shown in brackets by recall, e.g. "mem_0f8c2d1e9a7b4c3d8e6f5a4b3c2d1e0f".
         """
-        self._check_owned(self._clients.sync.get(memory_id), memory_id)
+        # Ids are account-wide: a model must not delete another user's memory by its id.
+        check_owner(self._clients.sync.get(memory_id), user_id=self.user_id, agent_id=self.agent_id)
         self._clients.sync.forget(memory_id)
         return f"Forgot memory {memory_id}."
 
     async def aforget(self, memory_id: str) -> str:
         """Async :meth:`forget`."""
-        self._check_owned(await self._clients.async_.get(memory_id), memory_id)
+        memory = await self._clients.async_.get(memory_id)
+        check_owner(memory, user_id=self.user_id, agent_id=self.agent_id)
         await self._clients.async_.forget(memory_id)
         return f"Forgot memory {memory_id}."
 

@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from .. import AsyncMemLayerClient, AuthenticationError, MemLayerError, Memory, RecalledMemory
-from .._client_pair import require_scope
+from .._adapter import require_scope
 from .._constants import MAX_QUERY_CHARS
 from .._operations import Op
 from ._errors import auth_failure_text, not_in_scope_text, timeout_text, tool_error_text

@@ -136,8 +136,9 @@ class Budget:
 class CpuShare:
     """Each account's share of the server's CPU, as a token bucket of expensive time.
 
-    A request's CPU time beyond ``free_seconds`` (what an ordinary request takes, so
-    ordinary traffic never pays) is taken from its account's bucket, which refills at
+    A request's budgeted database time (the list and recall statements that grow with what
+    is stored, as :class:`Budget` counts it) beyond ``free_seconds`` (what an ordinary
+    request takes, so ordinary traffic never pays) is taken from its account's bucket, which refills at
     ``rate`` seconds per second up to ``burst``. An account whose bucket is empty gets
     429 ``rate_limited`` with ``Retry-After`` until it refills: one account sending only
     budget-sized requests, from any number of connections, gets about ``rate`` of one core,

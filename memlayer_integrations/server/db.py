@@ -221,11 +221,28 @@ CREATE TRIGGER memories_chars_au AFTER UPDATE OF content ON memories BEGIN
 END;
 """
 
+# Version 5: expiry and same-text lookup. ``expires_at`` (the format of ``created_at``, so
+# text order is time order) is when a memory stops existing; ``ttl`` (seconds) is kept so a
+# read that refreshes the memory can restart its clock. ``memories_expiry`` finds an
+# account's expired memories for the sweep that starts every request. ``memories_text``
+# finds a memory of the same scope with the same content (remembering a text again refreshes
+# that memory instead of adding one); its first 64 characters narrow the search to a few
+# rows without indexing whole contents.
+_V5 = """
+ALTER TABLE memories ADD COLUMN expires_at TEXT;
+ALTER TABLE memories ADD COLUMN ttl REAL;
+CREATE INDEX memories_expiry ON memories(account_id, expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX memories_text ON memories(account_id, user_id, agent_id, substr(content, 1, 64));
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
-MEMORY_COLUMNS = "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at, updated_at"
+MEMORY_COLUMNS = (
+    "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at,"
+    " updated_at, expires_at, ttl"
+)
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -252,7 +269,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; return the version found."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
             raise SchemaTooNewError(
                 f"database schema version {found} is newer than this server's {SCHEMA_VERSION}; "
@@ -385,11 +402,13 @@ class Database:
         with self._pool_lock:
             if self._closed:
                 raise RuntimeError("database is closed")
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
+            idle = self._idle.pop() if self._idle else None
+        if idle is None:
             conn = _connect(str(self.path), self._synchronous)
             with self._pool_lock:
                 self._all.append(conn)
+        else:
+            conn = idle
         try:
             with _snapshot(conn):
                 yield conn

@@ -87,9 +87,11 @@ def scope_condition(
     session_id: str | None = None,
     keys: Sequence[str] | None = None,
     filters: Filter | None = None,
+    live_at: str | None = None,
 ) -> Filter:
     """The memories (``memories AS m``) of one account's user, narrowed by whatever is given:
-    one agent, one session, some keys, compiled metadata ``filters``."""
+    one agent, one session, some keys, compiled metadata ``filters``, not expired at
+    ``live_at``."""
     sql = "m.account_id = ? AND m.user_id = ?"
     params: list[Any] = [account_id, user_id]
     if agent_id is not None:
@@ -104,4 +106,7 @@ def scope_condition(
     if filters is not None:
         sql += " AND " + filters.sql
         params.extend(filters.params)
+    if live_at is not None:
+        sql += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+        params.append(live_at)
     return Filter(sql, params)

@@ -163,7 +163,7 @@ def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
     if KEY_PATTERN.fullmatch(key_or_id):
         row = _match(conn, key_or_id)
         if row is not None:
-            return row["id"]
+            return str(row["id"])
     elif conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_or_id,)).fetchone():
         return key_or_id
     raise KeyNotFoundError(

@@ -83,7 +83,8 @@ class LocalMemLayerServer:
     def settings(self) -> ServerSettings:
         if self._app is None:
             raise RuntimeError("the server is not running")
-        return self._app.state.settings
+        settings: ServerSettings = self._app.state.settings
+        return settings
 
     def start(self) -> LocalMemLayerServer:
         """Start serving; returns once the server accepts connections."""

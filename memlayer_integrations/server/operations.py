@@ -41,12 +41,12 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
 def recall(ctx: Context) -> tuple[int, Any]:
     req = validate(RecallRequest, ctx.json())
     with ctx.budget.guard(ctx.conn):
-        return 200, {"results": store.recall(ctx.conn, ctx.account, req)}
+        return 200, {"results": store.recall(ctx.conn, ctx.account, req, ctx.now_iso)}
 
 
 def get(ctx: Context) -> tuple[int, Any]:
     return 200, store.get(
-        ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"])
+        ctx.conn, ctx.account, check_memory_id(ctx.incoming.path_params["memory_id"]), ctx.now_iso
     )
 
 
@@ -73,7 +73,7 @@ def list_memories(ctx: Context) -> tuple[int, Any]:
     )
     q = validate(ListQuery, params)
     with ctx.budget.guard(ctx.conn):
-        return 200, store.list_page(ctx.conn, ctx.account, q, _page_bytes(ctx))
+        return 200, store.list_page(ctx.conn, ctx.account, q, ctx.now_iso, _page_bytes(ctx))
 
 
 def _page_bytes(ctx: Context) -> int:
@@ -98,9 +98,15 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso)}
     if name == "recall":
         with ctx.budget.guard(conn):
-            return {"results": store.recall(conn, account, req)}
+            results = store.recall(conn, account, req, ctx.now_iso)
+        if req.refresh_ttl:
+            store.touch(conn, [r["memory"] for r in results], ctx.now)
+        return {"results": results}
     if name == "get":
-        return {"memory": store.get(conn, account, req.memory_id)}
+        memory = store.get(conn, account, req.memory_id, ctx.now_iso)
+        if req.refresh_ttl:
+            store.touch(conn, [memory], ctx.now)
+        return {"memory": memory}
     if name == "update":
         return {"memory": store.update(conn, account, req.memory_id, req, ctx.now_iso)}
     if name == "forget":
@@ -109,7 +115,10 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"deleted": store.forget_all(conn, account, req)}
     if name == "list":
         with ctx.budget.guard(conn):
-            return store.list_page(conn, account, req, _page_bytes(ctx))
+            page = store.list_page(conn, account, req, ctx.now_iso, _page_bytes(ctx))
+        if req.refresh_ttl:
+            store.touch(conn, page["memories"], ctx.now)
+        return page
     return {"usage": store.usage(conn, account, ctx.requests_today, ctx.now)}
 
 
@@ -161,7 +170,13 @@ def batch_writes(incoming: Incoming) -> bool:
     if not isinstance(operations, list):
         return True
     names = [raw.get("op") if isinstance(raw, dict) else None for raw in operations]
-    return any(not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names)
+    # A read that restarts expiry clocks (refresh_ttl) writes too.
+    refreshes = any(
+        isinstance(raw, dict) and raw.get("refresh_ttl") not in (None, False) for raw in operations
+    )
+    return refreshes or any(
+        not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names
+    )
 
 
 OPERATIONS: dict[str, Operation] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,7 +26,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .._constants import DEFAULT_PAGE_SIZE, DEFAULT_RECALL_LIMIT, MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
+from .._constants import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_RECALL_LIMIT,
+    MAX_BATCH_ITEMS,
+    MAX_CONTENT_CHARS,
+    MAX_TTL_SECONDS,
+)
 from .._models import Memory, Scope, Usage
 from .._models import RecalledMemory as _RecalledMemory
 from .filters import MAX_FILTER_KEYS
@@ -126,6 +133,54 @@ MemoryId = Annotated[
     AfterValidator(_check_memory_id),
     Field(json_schema_extra={"pattern": r"^mem_[0-9a-f]{32}$"}),
 ]
+
+
+def _check_expires_at(value: str) -> str:
+    """The moment in UTC, written as ``created_at`` is (so text order is time order). One
+    already past is accepted: the memory is stored and never returned."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _error("datetime", "must be an ISO 8601 date and time") from None
+    if moment.tzinfo is None:
+        raise _error("timezone", "must say its time zone (Z or +hh:mm)")
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # within a day of year 1 or 9999: the nearest representable
+        utc = (datetime.max if moment.year > 1 else datetime.min).replace(tzinfo=timezone.utc)
+    # Not strftime: "%Y" drops the leading zeros of years before 1000 on some platforms.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
+
+
+Ttl = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=MAX_TTL_SECONDS,
+        description="seconds from now until the memory expires; it is never returned after",
+    ),
+]
+ExpiresAt = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_check_expires_at),
+    Field(
+        description="when the memory expires (ISO 8601 with a time zone)",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Deduplicate = Annotated[
+    bool,
+    Field(
+        description="remembering a content already stored in (user_id, agent_id) refreshes that "
+        "memory instead of adding one; false always adds"
+    ),
+]
+RefreshTtl = Annotated[
+    bool,
+    Field(description="restart the expiry clock (ttl) of every memory returned; batch only"),
+]
+
 KeyList = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
 _SCALAR_SCHEMA: dict[str, Any] = {
@@ -173,7 +228,31 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class RememberRequest(_Request):
+class _Expiring(_Request):
+    """``ttl`` or ``expires_at`` (never both), and whether the same text refreshes a memory."""
+
+    # The schema says what the validator below checks: not both.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["ttl", "expires_at"],
+                "properties": {"ttl": {"type": "number"}, "expires_at": {"type": "string"}},
+            }
+        }
+    )
+
+    ttl: Ttl | None = None
+    expires_at: ExpiresAt | None = None
+    deduplicate: Deduplicate = True
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> _Expiring:
+        if self.ttl is not None and self.expires_at is not None:
+            raise _error("conflict", "give ttl or expires_at, not both")
+        return self
+
+
+class RememberRequest(_Expiring):
     content: Content
     user_id: Identifier
     agent_id: Identifier
@@ -184,7 +263,7 @@ class RememberRequest(_Request):
     )
 
 
-class RememberItem(_Request):
+class RememberItem(_Expiring):
     content: Content
     metadata: Metadata | None = None
     key: Identifier | None = None
@@ -260,11 +339,13 @@ class RememberManyOp(RememberManyRequest):
 
 class RecallOp(RecallRequest):
     op: Literal["recall"]
+    refresh_ttl: RefreshTtl = False
 
 
 class GetOp(_Request):
     op: Literal["get"]
     memory_id: MemoryId
+    refresh_ttl: RefreshTtl = False
 
 
 class UpdateOp(UpdateRequest):
@@ -283,6 +364,7 @@ class ForgetAllOp(ForgetAllQuery):
 
 class ListOp(ListQuery):
     op: Literal["list"]
+    refresh_ttl: RefreshTtl = False
 
 
 class UsageOp(_Request):

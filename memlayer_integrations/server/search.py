@@ -446,6 +446,7 @@ def search(
     filters: Filter | None,
     limit: int,
     offset: int,
+    now: str | None = None,
 ) -> list[tuple[sqlite3.Row, float]]:
     """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
@@ -454,7 +455,7 @@ def search(
     matches (per-scope BM25, :mod:`.scoring`, plus the neighbour bonus from the best
     ``CANDIDATES``), so pages cut with ``offset`` never overlap or skip. Nothing in it
     depends on what other scopes or accounts store. :func:`.scoring.relevance` turns a raw
-    score into the contract's ``score``.
+    score into the contract's ``score``. Memories expired at ``now`` are left out.
     """
     stats = scope_stats(conn, account_id, user_id, agent_id)
     restrict = _restricter(scope_word(account_id, user_id, agent_id))
@@ -476,7 +477,7 @@ def search(
         return []
     scorer = Scorer(list(counts), list(counts.values()), stats)
     match = restrict(expression)
-    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters)
+    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
     matches = _matches(conn, match, where, scorer, since)
     if not matches and (since or expression.startswith("(")):
         # The candidates met none of the request's conditions (filters, a session): rank

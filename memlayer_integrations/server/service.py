@@ -38,7 +38,7 @@ from .errors import ApiError
 from .keys import Account
 from .parsing import parse_json_body
 from .settings import ServerSettings
-from .store import iso, next_midnight
+from .store import iso, next_midnight, sweep_expired
 
 __all__ = [
     "Answer",
@@ -313,10 +313,11 @@ class Service:
                             "Idempotency-Key",
                         )
                 quota = self._consume(conn, account, now)
+                if error is None:
+                    sweep_expired(conn, account, iso(now))
                 wait = self.cpu_share.wait(account.id)
                 if wait is not None and error is None:
                     error = self.cpu_share.refusal(wait)
-                started = time.thread_time()
                 if writes and error is None:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -347,7 +348,10 @@ class Service:
                     answer = _answer(op.run(ctx), budget)
             except ApiError as exc:
                 error = exc
-        self.cpu_share.charge(account.id, time.thread_time() - started)
+        # Only the budgeted reads (list, recall), whose cost grows with what is stored: a
+        # write's cost is bounded by its item and body caps, so a bulk import is never
+        # throttled.
+        self.cpu_share.charge(account.id, budget.spent_seconds)
         headers = quota.headers()
         if error is not None:
             return Outcome(error.status, None, {**headers, **error.headers}, error)

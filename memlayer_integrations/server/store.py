@@ -34,6 +34,7 @@ from .schemas import (
 from .scoring import relevance
 
 __all__ = [
+    "expiry",
     "forget",
     "forget_all",
     "get",
@@ -45,6 +46,8 @@ __all__ = [
     "remember",
     "remember_many",
     "scopes",
+    "sweep_expired",
+    "touch",
     "update",
     "usage",
 ]
@@ -73,7 +76,35 @@ def memory_json(row: sqlite3.Row) -> dict[str, Any]:
         "metadata": json.loads(row["metadata"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "expires_at": row["expires_at"],
+        "ttl": row["ttl"],
     }
+
+
+def expiry(ttl: float | None, expires_at: str | None, now: datetime) -> str | None:
+    """When a memory written at ``now`` expires: ``expires_at`` as given, or ``now + ttl``."""
+    if ttl is not None:
+        return iso(now + timedelta(seconds=ttl))
+    return expires_at
+
+
+def sweep_expired(conn: sqlite3.Connection, account: Account, now: str) -> int:
+    """Delete the account's memories that expired by ``now``; every request starts with it."""
+    return conn.execute(
+        "DELETE FROM memories WHERE account_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+        (account.id, now),
+    ).rowcount
+
+
+def touch(conn: sqlite3.Connection, memories: list[dict[str, Any]], now: datetime) -> None:
+    """Restart the expiry clock of ``memories`` that have a ``ttl`` (``refresh_ttl`` reads)."""
+    for memory in memories:
+        if memory.get("ttl") is not None:
+            memory["expires_at"] = iso(now + timedelta(seconds=memory["ttl"]))
+            conn.execute(
+                "UPDATE memories SET expires_at = ? WHERE id = ?",
+                (memory["expires_at"], memory["id"]),
+            )
 
 
 def _dump(metadata: dict[str, Any] | None) -> str:
@@ -84,10 +115,11 @@ def _not_found(memory_id: str) -> ApiError:
     return ApiError(404, "not_found", f"memory {memory_id} not found")
 
 
-def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3.Row:
-    row = conn.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND account_id = ?",
-        (memory_id, account.id),
+def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories"
+        " WHERE id = ? AND account_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        (memory_id, account.id, now),
     ).fetchone()
     if row is None:
         raise _not_found(memory_id)
@@ -97,10 +129,23 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str) -> sqlite3
 def _by_key(
     conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
 ) -> sqlite3.Row | None:
-    return conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
     ).fetchone()
+    return row
+
+
+def _by_content(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, content: str
+) -> sqlite3.Row | None:
+    """The newest memory of the scope holding exactly ``content`` (``memories_text`` index)."""
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ?"
+        " AND key IS NULL AND substr(content, 1, 64) = ? AND content = ? ORDER BY rowid DESC LIMIT 1",
+        (account.id, user_id, agent_id, content[:64], content),
+    ).fetchone()
+    return row
 
 
 def _write(
@@ -113,9 +158,17 @@ def _write(
     now: str,
     field_prefix: str,
 ) -> list[tuple[dict[str, Any], bool]]:
-    """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first."""
+    """Store ``items`` in one scope; ``(memory, created)`` each. Checks keys and the limit first.
+
+    An item replaces the memory of its ``key``; without a key (and unless it says
+    ``deduplicate: false``) it refreshes the memory of the scope that holds the same content,
+    so saying a thing twice never spends a second memory. Items of one request that repeat a
+    content are one memory too.
+    """
     existing: list[sqlite3.Row | None] = []
     seen: dict[str, int] = {}
+    first_of: dict[str, int] = {}  # content -> index of the first new item holding it
+    repeats: dict[int, int] = {}  # item index -> earlier item it refreshes
     for i, item in enumerate(items):
         if item.key is not None:
             if item.key in seen:
@@ -125,9 +178,16 @@ def _write(
                 )
             seen[item.key] = i
             existing.append(_by_key(conn, account, user_id, agent_id, item.key))
+        elif item.deduplicate:
+            row = _by_content(conn, account, user_id, agent_id, item.content)
+            if row is None and item.content in first_of:
+                repeats[i] = first_of[item.content]
+            elif row is None:
+                first_of[item.content] = i
+            existing.append(row)
         else:
             existing.append(None)
-    new = sum(1 for row in existing if row is None)
+    new = sum(1 for i, row in enumerate(existing) if row is None and i not in repeats)
     if account.memory_limit is not None and new:
         stored = conn.execute(
             "SELECT memory_count FROM accounts WHERE id = ?", (account.id,)
@@ -137,17 +197,25 @@ def _write(
                 403,
                 "memory_limit_reached",
                 f"storing {new} more memories would exceed the plan's limit of {account.memory_limit} "
-                f"({stored} stored); nothing was stored",
+                f"({stored} stored); nothing was stored. Forget memories you no longer need "
+                "(DELETE /v1/memories/{id} or forget_all), or move to a larger plan",
             )
-    out = []
-    for item, row in zip(items, existing):
+    moment = datetime.fromisoformat(now)
+    out: list[tuple[dict[str, Any], bool]] = []
+    for i, (item, row) in enumerate(zip(items, existing, strict=True)):
         session = item.session_id if item.session_id is not None else session_id
         metadata = _dump(item.metadata)
+        expires = expiry(item.ttl, item.expires_at, moment)
+        if i in repeats:
+            row = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?",
+                (out[repeats[i]][0]["id"],),
+            ).fetchone()
         if row is None:
             memory_id = "mem_" + uuid.uuid4().hex
             conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, expires_at, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     memory_id,
                     account.id,
@@ -159,6 +227,8 @@ def _write(
                     metadata,
                     now,
                     now,
+                    expires,
+                    item.ttl,
                 ),
             )
             memory = {
@@ -171,12 +241,15 @@ def _write(
                 "metadata": json.loads(metadata),
                 "created_at": now,
                 "updated_at": now,
+                "expires_at": expires,
+                "ttl": item.ttl,
             }
             out.append((memory, True))
         else:
             conn.execute(
-                "UPDATE memories SET content = ?, metadata = ?, session_id = ?, updated_at = ? WHERE rowid = ?",
-                (item.content, metadata, session, now, row["rowid"]),
+                "UPDATE memories SET content = ?, metadata = ?, session_id = ?, updated_at = ?,"
+                " expires_at = ?, ttl = ? WHERE rowid = ?",
+                (item.content, metadata, session, now, expires, item.ttl, row["rowid"]),
             )
             memory = memory_json(row)
             memory.update(
@@ -184,6 +257,8 @@ def _write(
                 metadata=json.loads(metadata),
                 session_id=session,
                 updated_at=now,
+                expires_at=expires,
+                ttl=item.ttl,
             )
             out.append((memory, False))
     return out
@@ -194,7 +269,13 @@ def remember(
 ) -> tuple[int, dict[str, Any]]:
     """Store one memory: ``(201, memory)``, or ``(200, memory)`` when its key replaced one."""
     item = RememberItem.model_construct(
-        content=req.content, metadata=req.metadata, key=req.key, session_id=req.session_id
+        content=req.content,
+        metadata=req.metadata,
+        key=req.key,
+        session_id=req.session_id,
+        ttl=req.ttl,
+        expires_at=req.expires_at,
+        deduplicate=req.deduplicate,
     )
     [(memory, created)] = _write(conn, account, req.user_id, req.agent_id, [item], None, now, "")
     return (201 if created else 200), memory
@@ -209,7 +290,9 @@ def remember_many(
     return [memory for memory, _ in pairs]
 
 
-def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> list[dict[str, Any]]:
+def recall(
+    conn: sqlite3.Connection, account: Account, req: RecallRequest, now: str
+) -> list[dict[str, Any]]:
     hits = search_module.search(
         conn,
         account.id,
@@ -220,6 +303,7 @@ def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> li
         filters=compile_filters(req.filters),
         limit=req.limit,
         offset=req.offset,
+        now=now,
     )
     results = [{"memory": memory_json(row), "score": relevance(raw)} for row, raw in hits]
     if req.explain:
@@ -229,14 +313,14 @@ def recall(conn: sqlite3.Connection, account: Account, req: RecallRequest) -> li
     return results
 
 
-def get(conn: sqlite3.Connection, account: Account, memory_id: str) -> dict[str, Any]:
-    return memory_json(_load(conn, account, memory_id))
+def get(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) -> dict[str, Any]:
+    return memory_json(_load(conn, account, memory_id, now))
 
 
 def update(
     conn: sqlite3.Connection, account: Account, memory_id: str, req: UpdateRequest, now: str
 ) -> dict[str, Any]:
-    row = _load(conn, account, memory_id)
+    row = _load(conn, account, memory_id, now)
     memory = memory_json(row)
     if req.content is not None:
         memory["content"] = req.content
@@ -276,9 +360,14 @@ def _cursor_secret(conn: sqlite3.Connection) -> bytes:
 
 
 def list_page(
-    conn: sqlite3.Connection, account: Account, q: ListQuery, page_bytes: int = PAGE_BYTES
+    conn: sqlite3.Connection,
+    account: Account,
+    q: ListQuery,
+    now: str,
+    page_bytes: int = PAGE_BYTES,
 ) -> dict[str, Any]:
-    """One page in creation order; ``next_cursor`` is ``None`` on the last page.
+    """One page in creation order of the memories not expired at ``now``; ``next_cursor``
+    is ``None`` on the last page.
 
     A page holds up to ``q.limit`` memories and stops early (always after at least one)
     once it holds ``page_bytes`` of them (``PAGE_BYTES``, less if the server's answer cap
@@ -287,7 +376,13 @@ def list_page(
     (:mod:`.cursors`).
     """
     where = scope_condition(
-        account.id, q.user_id, q.agent_id, q.session_id, q.keys, compile_filters(q.filters)
+        account.id,
+        q.user_id,
+        q.agent_id,
+        q.session_id,
+        q.keys,
+        compile_filters(q.filters),
+        live_at=now,
     )
     sql, params = where.sql, where.params
     if q.cursor is not None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
 BASE_URL = "http://memlayer.test"
 
-Answer = Union[httpx.Response, Exception, Callable[[httpx.Request], httpx.Response]]
+Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
 
 def memory_json(n: int = 1, **overrides: Any) -> dict[str, Any]:

@@ -381,7 +381,7 @@ async def test_nan_or_infinity_is_refused_before_sending(make_client, method, ar
 
 async def test_nan_in_listing_filters_is_refused_before_sending(make_client):
     script = pages(total=1, size=50)
-    with pytest.raises(BadRequestError, match="filters.score is NaN"):
+    with pytest.raises(BadRequestError, match=r"filters\.score is NaN"):
         await collect(
             make_client(script).list_memories(user_id="u1", filters={"score": float("nan")})
         )

@@ -81,7 +81,7 @@ async def test_real_jitter_stays_within_a_quarter_below_the_backoff(make_client,
             await call(client, "usage")
     backoffs = [min(0.5 * 2**i, 8.0) for i in range(6)] * 5
     assert len(sleeps) == len(backoffs)
-    for delay, backoff in zip(sleeps, backoffs):
+    for delay, backoff in zip(sleeps, backoffs, strict=True):
         assert 0.75 * backoff <= delay <= backoff
     assert len(set(sleeps)) > 6  # jittered, not a fixed schedule
 

@@ -16,7 +16,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
-from memlayer_integrations import AuthenticationError
+from memlayer_integrations import AuthenticationError, MemLayerScopeError
 from memlayer_integrations.langchain import MemLayerStore, memlayer_namespace
 from memlayer_integrations.langchain.store import decode_label, encode_label
 
@@ -170,12 +170,92 @@ def test_search_pages_past_one_list_page(store: MemLayerStore) -> None:
     assert [i.value["i"] for i in found] == list(range(100, 115))
 
 
-def test_ttl_is_rejected(store: MemLayerStore) -> None:
-    assert store.supports_ttl is False
-    with pytest.raises(NotImplementedError):
-        store.put(ALICE, "k", {"v": 1}, ttl=5)
-    with pytest.raises(NotImplementedError):
-        store.batch([PutOp(ALICE, "k", {"v": 1}, ttl=5.0)])
+@pytest.fixture
+def clocked(tmp_path):
+    """A store on its own server whose clock the test moves, and that clock."""
+    from datetime import datetime, timedelta, timezone
+
+    from memlayer_integrations import MemLayerClient
+    from memlayer_integrations.server import LocalMemLayerServer, ServerSettings
+
+    now = [datetime(2026, 5, 1, 12, tzinfo=timezone.utc)]
+
+    def advance(minutes: float) -> None:
+        now[0] += timedelta(minutes=minutes)
+
+    settings = ServerSettings(db_path=tmp_path / "ttl.db", clock=lambda: now[0])
+    with LocalMemLayerServer(settings=settings) as server:
+        client = MemLayerClient(api_key=server.create_key(plan="unlimited"), base_url=server.url)
+
+        def make(**kwargs: Any) -> MemLayerStore:
+            return MemLayerStore(client=client, **kwargs)
+
+        yield make, advance
+        client.close()
+
+
+def test_ttl_in_minutes_expires_items(clocked) -> None:
+    make, advance = clocked
+    store = make()
+    assert store.supports_ttl is True
+    store.put(ALICE, "short", {"v": 1}, ttl=5)
+    store.put(ALICE, "forever", {"v": 2})
+    advance(4.9)
+    assert store.get(ALICE, "short", refresh_ttl=False).value == {"v": 1}
+    advance(0.2)
+    assert store.get(ALICE, "short") is None
+    assert [i.key for i in store.search(ALICE)] == ["forever"]
+
+
+def test_reads_refresh_the_ttl_unless_told_not_to(clocked) -> None:
+    make, advance = clocked
+    store = make()
+    store.put(ALICE, "a", {"text": "green tea"}, ttl=10)
+    store.put(ALICE, "b", {"text": "black tea"}, ttl=10)
+    advance(8)
+    assert store.get(ALICE, "a") is not None  # restarts a's clock
+    assert [i.key for i in store.search(ALICE, query="black", refresh_ttl=False)] == ["b"]
+    advance(8)  # 16 minutes after the put, 8 after a's refresh
+    assert store.get(ALICE, "b", refresh_ttl=False) is None
+    assert [i.key for i in store.search(ALICE)] == ["a"]  # a search refreshes too
+    advance(9)
+    assert store.get(ALICE, "a") is not None
+
+
+def test_ttl_config_default_ttl_and_refresh_on_read(clocked) -> None:
+    make, advance = clocked
+    store = make(
+        ttl_config={"default_ttl": 1, "refresh_on_read": False, "sweep_interval_minutes": 1}
+    )
+    store.put(ALICE, "k", {"v": 1})
+    store.put(ALICE, "kept", {"v": 2}, ttl=None)  # an explicit None: no expiry
+    advance(0.5)
+    assert store.get(ALICE, "k") is not None  # refresh_on_read False: no refresh
+    advance(0.6)
+    assert store.get(ALICE, "k") is None
+    assert store.get(ALICE, "kept") is not None
+
+
+async def test_async_ttl(clocked) -> None:
+    make, advance = clocked
+    store = make()
+    await store.aput(ALICE, "k", {"v": 1}, ttl=1)
+    advance(2)
+    assert await store.aget(ALICE, "k") is None
+
+
+def test_a_put_without_ttl_replaces_an_expiring_item_for_good(clocked) -> None:
+    make, advance = clocked
+    store = make()
+    store.put(ALICE, "k", {"v": 1}, ttl=1)
+    store.put(ALICE, "k", {"v": 2})
+    advance(5)
+    assert store.get(ALICE, "k").value == {"v": 2}
+
+
+def test_bad_ttl_is_a_value_error(store: MemLayerStore) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        store.batch([PutOp(ALICE, "k", {"v": 1}, ttl=-5.0)])
 
 
 def test_namespace_encoding_is_exact() -> None:
@@ -210,3 +290,9 @@ def test_authentication_error_propagates(base_url: str) -> None:
     store = MemLayerStore(api_key="ml_live_" + "0" * 32, base_url=base_url)
     with pytest.raises(AuthenticationError):
         store.get(ALICE, "k")
+
+
+@pytest.mark.parametrize("agent_id", ["", "  ", "a.b"])
+def test_a_bad_agent_id_is_a_scope_error(agent_id: str, api_key: str, base_url: str) -> None:
+    with pytest.raises(MemLayerScopeError):
+        MemLayerStore(agent_id=agent_id, api_key=api_key, base_url=base_url)

@@ -163,3 +163,30 @@ def test_tool_errors_in_an_agent(base_url: str, api_key: str) -> None:
     agent, _ = _agent_with(bad, {"name": "recall", "args": {"query": "tea"}})
     with pytest.raises(AuthenticationError):
         agent.invoke({"messages": [HumanMessage("what do I like")]})
+
+
+def test_scope_from_the_runs_context_in_an_agent(clients: tuple) -> None:
+    # context= is how LangChain passes run data now; configurable still works (above).
+    sync, async_, _ = clients
+    tools = MemLayerToolkit(client=sync, async_client=async_).get_tools()
+    agent, _ = _agent_with(tools, {"name": "remember", "args": {"content": "carol likes figs"}})
+    agent.invoke(
+        {"messages": [HumanMessage("remember that")]},
+        context={"user_id": "carol", "agent_id": "ctx_bot"},
+    )
+    [stored] = list(sync.list_memories(user_id="carol"))
+    assert (stored.agent_id, stored.content) == ("ctx_bot", "carol likes figs")
+
+
+def test_forget_refuses_a_memory_of_another_agent_of_the_same_user(clients: tuple) -> None:
+    sync, async_, _ = clients
+    other = sync.remember("dave likes pears", user_id="dave", agent_id="other_bot")
+    [forget] = [
+        t
+        for t in MemLayerToolkit(
+            user_id="dave", agent_id="bot", client=sync, async_client=async_
+        ).get_tools()
+        if t.name == "forget"
+    ]
+    assert "No memory with that id" in forget.invoke({"memory_id": other.id})
+    assert sync.get(other.id).content == "dave likes pears"

@@ -122,3 +122,27 @@ async def test_authentication_error_propagates_from_chat(base_url: str) -> None:
         engine.chat("hi")
     with pytest.raises(AuthenticationError):
         await engine.achat("hi")
+
+
+LONG = [
+    ChatMessage(role=MessageRole.USER, content="Summarise the report"),
+    ChatMessage(role=MessageRole.TOOL, content="x" * 100_000, additional_kwargs={"id": "t"}),
+    ChatMessage(role=MessageRole.ASSISTANT, content="word é❄ " * 3_000),
+    ChatMessage(role=MessageRole.ASSISTANT, content=" \n" * 60_000),
+    ChatMessage(role=MessageRole.USER, content="yes"),
+    ChatMessage(role=MessageRole.USER, content="yes"),
+]
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_long_and_repeated_messages_round_trip_exactly(clients: tuple, flavor: str) -> None:
+    store = store_for(clients)
+    for message in LONG:
+        await call(store, flavor, "add_message", "s1", message)
+    assert await call(store, flavor, "get_messages", "s1") == LONG
+    assert await call(store, flavor, "delete_message", "s1", 1) == LONG[1]
+    assert await call(store, flavor, "get_messages", "s1") == [LONG[0], *LONG[2:]]
+    await call(store, flavor, "set_messages", "s1", LONG[:3])
+    assert await call(store, flavor, "get_messages", "s1") == LONG[:3]
+    assert await call(store, flavor, "delete_messages", "s1") == LONG[:3]
+    assert list(clients[0].list_memories(user_id="u1", agent_id="bot")) == []

@@ -28,6 +28,8 @@ def assistant(text: str) -> ChatMessage:
 def make(clients: tuple, **kwargs) -> MemLayerMemory:
     kwargs.setdefault("user_id", "u1")
     kwargs.setdefault("agent_id", "bot")
+    # Mechanics tests: every message is stored, small talk included.
+    kwargs.setdefault("write_policy", "everything")
     return MemLayerMemory(client=clients[0], async_client=clients[1], **kwargs)
 
 
@@ -96,7 +98,9 @@ async def test_async_methods_never_use_the_sync_client(api_key: str) -> None:
 
     sync, _ = mock_clients(refuse, api_key)
     _, async_ = mock_clients(answer, api_key)
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", client=sync, async_client=async_)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", client=sync, async_client=async_, write_policy="everything"
+    )
     await memory.aput(user("hi"))
     await memory.aget()
     await memory.aput(assistant("hello"))
@@ -200,6 +204,69 @@ def test_window_is_bounded_and_starts_with_a_user_message(clients: tuple) -> Non
     assert [m.content for m in memory.get_all()] == ["q2", "a2"]
 
 
+def tool_round(i: int) -> list[ChatMessage]:
+    call = ChatMessage(
+        role=MessageRole.ASSISTANT,
+        content="",
+        additional_kwargs={"tool_calls": [{"id": f"c{i}", "name": "lookup"}]},
+    )
+    return [call, ChatMessage(role=MessageRole.TOOL, content=f"result {i} " * 20)]
+
+
+def agent_turn(question: str, answer: str, rounds: int) -> list[ChatMessage]:
+    return [user(question), *(m for i in range(rounds) for m in tool_round(i)), assistant(answer)]
+
+
+def test_a_long_tool_turn_never_erases_the_turn_before(clients: tuple) -> None:
+    memory = make(clients, token_limit=50, window_size=5)
+    memory.put_messages(agent_turn("first question", "first answer", 1))
+    memory.put_messages(agent_turn("second question", "second answer", 9))
+    memory.put(user("third question"))
+    texts = [m.content for m in memory.get_all()]
+    # Over both budgets, yet the last complete turn is whole and the new one is there.
+    assert texts[0] == "second question" and texts[-2:] == ["second answer", "third question"]
+    assert len(texts) == 1 + 2 * 9 + 1 + 1
+    for i in range(3):  # the new turn's own tool rounds
+        memory.put_messages(tool_round(i))
+    assert memory.get_all()[0].content == "second question"
+    memory.put(assistant("third answer"))  # now complete: the turn before may go
+    assert memory.get_all()[0].content == "third question"
+
+
+def test_whole_turns_are_dropped_oldest_first_by_tokens(clients: tuple) -> None:
+    tokens = len(memory_tokenizer()("word " * 10))
+    memory = make(clients, token_limit=4 * tokens + 5)
+    for i in range(5):
+        memory.put_messages([user(f"q{i} " + "word " * 9), assistant(f"a{i} " + "word " * 9)])
+    window = memory.get_all()
+    assert [m.content.split()[0] for m in window] == ["q3", "a3", "q4", "a4"]
+    assert all(m.role == MessageRole.USER for m in window[::2])
+
+
+def test_initial_token_count_is_taken_off_the_budget(clients: tuple) -> None:
+    memory = make(clients, token_limit=100)
+    for i in range(3):
+        memory.put_messages([user(f"q{i} " + "word " * 20), assistant(f"a{i}")])
+    assert len(memory.get()) == 6
+    got = memory.get(initial_token_count=60)  # recalled memories go in front of q2
+    assert len(got) == 2 and "q2 word" in got[0].content and got[1].content == "a2"
+    with pytest.raises(ValueError, match="exceeds token limit"):
+        memory.get(initial_token_count=101)
+
+
+def test_the_window_counts_tokens_with_llama_index_tokenizer(clients: tuple) -> None:
+    memory = make(clients)
+    assert memory.token_limit == 3000 and memory.window_size is None
+    assert memory.tokenizer_fn("hello world") == memory_tokenizer()("hello world")
+    assert "tokenizer_fn" not in memory.model_dump()
+
+
+def memory_tokenizer():
+    from llama_index.core.utils import get_tokenizer
+
+    return get_tokenizer()
+
+
 def test_frameworks_editing_returned_messages_do_not_change_the_window(clients: tuple) -> None:
     memory = make(clients)
     memory.put(user("original"))
@@ -263,7 +330,12 @@ async def test_economy_failure_restores_the_writes(api_key: str, flavor: str) ->
 
     sync, async_ = mock_clients(handler, api_key)
     memory = MemLayerMemory(
-        user_id="u1", agent_id="bot", client=sync, async_client=async_, economy=True
+        user_id="u1",
+        agent_id="bot",
+        client=sync,
+        async_client=async_,
+        economy=True,
+        write_policy="everything",
     )
     memory.put_messages([user("one"), assistant("two")])
     memory.put(user("three"))
@@ -289,7 +361,9 @@ def test_failed_turn_write_is_kept_for_the_next_one(api_key: str) -> None:
         return httpx.Response(201, json={"memories": []})
 
     sync, async_ = mock_clients(handler, api_key)
-    memory = MemLayerMemory(user_id="u1", agent_id="bot", client=sync, async_client=async_)
+    memory = MemLayerMemory(
+        user_id="u1", agent_id="bot", client=sync, async_client=async_, write_policy="everything"
+    )
     memory.put(user("a"))
     with pytest.raises(InternalServerError):
         memory.put(assistant("b"))

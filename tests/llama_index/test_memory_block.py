@@ -60,7 +60,10 @@ async def test_truncate_drops_the_least_relevant_memories(clients: tuple) -> Non
     content = await block.aget([ChatMessage(role="user", content="apples")])
     assert content.count("- [mem_") == 4
     shorter = await block.atruncate(content, 30)
-    assert shorter is not None and 0 < shorter.count("- [mem_") < 4 and content.startswith(shorter)
+    assert shorter is not None and 0 < shorter.count("- [mem_") < 4
+    assert content.startswith(shorter.removesuffix("</memories>")) and shorter.endswith(
+        "</memories>"
+    )
     assert await block.atruncate(content, 10_000) is None
     assert await block.atruncate(content, 0) == content
 
@@ -178,3 +181,19 @@ async def test_flush_and_close_store_everything_waiting_however_much(
     block.close()
     assert block.pending_writes == 0
     assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 400
+
+
+async def test_flushed_questions_and_small_talk_are_not_stored(clients: tuple) -> None:
+    block = block_for(clients)
+    await block.aput(
+        [
+            ChatMessage(role="user", content="Hi! Which plan am I on?"),
+            ChatMessage(role="assistant", content="Thanks, noted."),
+            ChatMessage(role="user", content="I moved to Bergen."),
+        ]
+    )
+    stored = [m.content for m in clients[0].list_memories(user_id="u1", agent_id="bot")]
+    assert stored == ["I moved to Bergen."]
+    everything = block_for(clients, write_policy="everything")
+    await everything.aput([ChatMessage(role="user", content="Which plan am I on?")])
+    assert len(list(clients[0].list_memories(user_id="u1", agent_id="bot"))) == 2

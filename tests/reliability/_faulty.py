@@ -9,6 +9,7 @@ reached the server gets retried.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -66,12 +67,9 @@ class FaultyServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
-        try:
-            self._listener.shutdown(
-                socket.SHUT_RDWR
-            )  # wakes the accept() below; close() alone does not
-        except OSError:
-            pass
+        # shutdown() wakes the accept() below; close() alone does not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._accept.join(5)
         for thread in self._threads:

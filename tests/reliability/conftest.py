@@ -10,5 +10,18 @@ and ``base_url`` come from ``tests/conftest.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.client.conftest import fake_key, flavor, make_client, no_network, sleeps  # noqa: F401
 from tests.server.conftest import anon, http  # noqa: F401
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every reliability test is ``slow``: CI runs them once, in the Python 3.11 leg, and the
+    version matrix (``.ci/matrix``) skips them with ``-m "not slow"``."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)

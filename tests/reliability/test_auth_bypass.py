@@ -328,7 +328,7 @@ def test_the_database_is_searched_by_a_digest_of_the_whole_key(service):
     # SQLite's index compares a digest of the whole guess, which shares nothing with the key's
     # however much of the key the guess got right; the key itself never reaches SQL.
     assert len(statements) == 4
-    for statement, guess in zip(statements, [key, *near_misses(key)]):
+    for statement, guess in zip(statements, [key, *near_misses(key)], strict=True):
         assert keys_module._lookup(guess) in statement
         assert guess not in statement and guess[8:20] not in statement
 

@@ -189,8 +189,10 @@ def test_an_account_over_its_cpu_share_gets_a_counted_429(tmp_path):
     with LocalMemLayerServer(settings=settings) as server:
         key, other = server.create_key(), server.create_key()
         with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
-            first = http.post("/memories", json={"content": "t", "user_id": "u", "agent_id": "a"})
-            assert first.status_code == 201  # it ran, and its CPU time emptied the bucket
+            write = http.post("/memories", json={"content": "t", "user_id": "u", "agent_id": "a"})
+            assert write.status_code == 201  # a write's cost is capped, never charged
+            first = http.get("/memories", params={"user_id": "u"})
+            assert first.status_code == 200  # it ran, and its database time emptied the bucket
             r = http.get("/memories", params={"user_id": "u"})
             assert_error(r, 429, "rate_limited")
             assert int(r.headers["Retry-After"]) >= 1
@@ -199,4 +201,4 @@ def test_an_account_over_its_cpu_share_gets_a_counted_429(tmp_path):
         assert usage.status_code == 200  # the other account is served
     with sqlite3.connect(tmp_path / "share.db") as conn:
         counted = conn.execute("SELECT sum(requests) FROM request_counts").fetchone()[0]
-    assert counted == 3  # the refused request counted too
+    assert counted == 4  # the refused request counted too

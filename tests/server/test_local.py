@@ -26,7 +26,7 @@ def test_sync_with_block_and_temporary_db_removed():
         assert db_path.exists()
     assert not db_path.exists() and not db_path.parent.exists()
     with pytest.raises(RuntimeError):
-        server.url
+        _ = server.url
 
 
 def test_start_stop_and_a_file_db_is_kept(tmp_path):

@@ -269,7 +269,7 @@ def test_list_pages_in_creation_order(http):
     http.delete(f"/memories/{ids[-1]}")
     newer = remember(http, "newer")
     listed = [m["id"] for m in http.get("/memories", params={"user_id": "u1"}).json()["memories"]]
-    assert listed == ids[:-1] + [newer["id"]]
+    assert listed == [*ids[:-1], newer["id"]]
 
 
 def test_list_filters_by_keys_and_metadata(http):
@@ -314,7 +314,7 @@ def test_list_filters_by_keys_and_metadata(http):
 def test_scopes_sorted_with_counts(http):
     remember(http, "x", user_id="b", agent_id="z")
     remember(http, "x", user_id="a", agent_id="y")
-    remember(http, "x", user_id="a", agent_id="y")
+    remember(http, "another x", user_id="a", agent_id="y")
     remember(http, "x", user_id="a", agent_id="x")
     body = http.get("/scopes").json()
     scopes = [Scope.model_validate(s) for s in body["scopes"]]

@@ -106,7 +106,7 @@ def test_stop_words_do_not_outrank_content(conn):
 
 def test_search_with_budget_excludes_memories_with_only_common_words(conn):
     common = ["the user likes things"] * (POSTINGS_BUDGET + 5)
-    _add(conn, common + ["the user likes matcha", "matcha is green"])
+    _add(conn, [*common, "the user likes matcha", "matcha is green"])
     found = _search(conn, "likes matcha", limit=50)
     # "likes" alone matches over the budget: only memories with "matcha" are candidates.
     assert sorted(found) == ["matcha is green", "the user likes matcha"]

@@ -54,7 +54,9 @@ async def test_async_client_round_trip(base_url, api_key):
 
 
 def test_unknown_key_is_an_authentication_error(base_url):
-    with MemLayerClient(api_key="ml_live_unknown0000", base_url=base_url) as client:
-        with pytest.raises(AuthenticationError) as exc:
-            client.usage()
+    with (
+        MemLayerClient(api_key="ml_live_unknown0000", base_url=base_url) as client,
+        pytest.raises(AuthenticationError) as exc,
+    ):
+        client.usage()
     assert exc.value.code == "invalid_api_key" and exc.value.status_code == 401

@@ -17,8 +17,9 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from llama_index.core.llms import ChatMessage
 
-from memlayer_integrations import _demo_models, cli, demo
-from memlayer_integrations._demo_models import ScriptedChatModel, ScriptedLLM
+from memlayer_integrations import cli, demo
+from memlayer_integrations.demo import _scripted
+from memlayer_integrations.demo._scripted import ScriptedChatModel, ScriptedLLM
 
 FULL_KEY = re.compile(r"ml_live_[A-Za-z0-9]{8,}")
 ENTRY = "- [mem_" + "0" * 32 + "] "
@@ -270,4 +271,4 @@ def test_scripted_models_answer_from_what_reached_them() -> None:
         "don't know"
         in llm.chat([ChatMessage(role="user", content="What is my city?")]).message.content
     )
-    assert doctest.testmod(_demo_models).failed == 0
+    assert doctest.testmod(_scripted).failed == 0

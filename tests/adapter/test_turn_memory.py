@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from memlayer_integrations import MemLayerError, Op
-from memlayer_integrations._turn_memory import WriteBuffer, _flush_at_exit, send_pending
+from memlayer_integrations._adapter.turn_memory import WriteBuffer, _flush_at_exit, send_pending
 
 
 def contents(op: dict) -> list[str]:

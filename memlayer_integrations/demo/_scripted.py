@@ -40,11 +40,11 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
-from ._turn_memory import MEMORY_HEADER
-from .langchain import memlayer_namespace
-from .langchain._scope import resolve_scope
+from .._adapter.turn_memory import MEMORY_CLOSE, MEMORY_HEADER, MEMORY_NOTE, MEMORY_OPEN
+from ..langchain import memlayer_namespace
+from ..langchain._scope import resolve_scope
 
 __all__ = [
     "ACKNOWLEDGEMENT",
@@ -135,7 +135,8 @@ def memories_in(texts: Iterable[str]) -> list[str]:
 
 
 def _without_memories(text: str) -> str:
-    lines = [line for line in text.splitlines() if line != MEMORY_HEADER and not _ENTRY.match(line)]
+    frame = {MEMORY_HEADER, MEMORY_NOTE, MEMORY_OPEN, MEMORY_CLOSE}
+    lines = [line for line in text.splitlines() if line not in frame and not _ENTRY.match(line)]
     return "\n".join(lines).strip()
 
 
@@ -192,7 +193,7 @@ class ScriptedChatModel(BaseChatModel):
         'From what you told me before: you live in Oslo.'
     """
 
-    tool_names: list[str] = []
+    tool_names: list[str] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

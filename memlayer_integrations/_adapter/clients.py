@@ -14,8 +14,8 @@ import asyncio
 import threading
 from typing import Any
 
-from ._client import AsyncMemLayerClient, MemLayerClient
-from ._exceptions import MemLayerScopeError
+from .._client import AsyncMemLayerClient, MemLayerClient
+from .._exceptions import MemLayerScopeError
 
 __all__ = ["ClientPair", "require_scope"]
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, MemLayerScopeError
-from memlayer_integrations._client_pair import ClientPair, require_scope
+from memlayer_integrations._adapter.clients import ClientPair, require_scope
 
 
 def test_async_client_survives_successive_event_loops(api_key, base_url):

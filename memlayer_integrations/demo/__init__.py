@@ -6,7 +6,7 @@ is answered from what she said in session 1) and one with ``bob``, who gets none
 Then it shows what MemLayer holds, the usage and quota of the key (and of a ``free``-plan
 key), and what a bad key does.
 
-The models are scripted (:mod:`memlayer_integrations._demo_models`): they answer from the
+The models are scripted (:mod:`memlayer_integrations.demo._scripted`): they answer from the
 memories that reached their input, deterministically, without network or API key. To see
 the same demo with a real model, name one (see ``memlayer demo --help``)::
 
@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._client import MemLayerClient
-from ._exceptions import AuthenticationError
-from ._logging import mask_key
+from .._client import MemLayerClient
+from .._exceptions import AuthenticationError
+from .._logging import mask_key
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -99,7 +99,7 @@ _MODEL_NAMES = {
 def __getattr__(name: str) -> Any:
     # The scripted models need both frameworks; load them only when asked for.
     if name in _MODEL_NAMES:
-        return getattr(importlib.import_module("memlayer_integrations._demo_models"), name)
+        return getattr(importlib.import_module("memlayer_integrations.demo._scripted"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -178,7 +178,9 @@ def _conversations(
     return results
 
 
-def _check(checks: list[tuple[bool, str]], results: dict, name: str, scripted: bool) -> None:
+def _check(
+    checks: list[tuple[bool, str]], results: dict[Any, Any], name: str, scripted: bool
+) -> None:
     answer, recalled = results[("alice", "alice-session-2")][0]
     checks.append(
         (FACT in recalled, f"{name}: alice's session 2 recalled what she said in session 1")
@@ -197,12 +199,15 @@ def _listed(client: MemLayerClient, agent_id: str) -> Callable[[str, str], list[
     return remembered
 
 
-def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scripted: bool) -> None:
+def _langchain(
+    out: _Out, client: MemLayerClient, model: Any, checks: list[tuple[bool, str]], scripted: bool
+) -> None:
     from langchain.agents import create_agent
+    from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from ._demo_models import LangChainContextRecorder, save_note
-    from .langchain import MemLayerMiddleware, MemLayerStore, memlayer_namespace
+    from ..langchain import MemLayerMiddleware, MemLayerStore, memlayer_namespace
+    from ._scripted import LangChainContextRecorder, save_note
 
     out.title("1. LangChain: create_agent with MemLayerMiddleware and MemLayerStore")
     out.line(
@@ -224,7 +229,10 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     recorder = LangChainContextRecorder()
 
     def turn(user: str, session: str, text: str) -> tuple[str, list[str]]:
-        config = {"configurable": {"user_id": user, "thread_id": session}, "callbacks": [recorder]}
+        config: RunnableConfig = {
+            "configurable": {"user_id": user, "thread_id": session},
+            "callbacks": [recorder],
+        }
         result = agent.invoke({"messages": [{"role": "user", "content": text}]}, config)
         return str(result["messages"][-1].text), recorder.take()
 
@@ -241,11 +249,13 @@ def _langchain(out: _Out, client: MemLayerClient, model: Any, checks: list, scri
     _check(checks, results, "LangChain", scripted)
 
 
-def _llama_index(out: _Out, client: MemLayerClient, llm: Any, checks: list, scripted: bool) -> None:
+def _llama_index(
+    out: _Out, client: MemLayerClient, llm: Any, checks: list[tuple[bool, str]], scripted: bool
+) -> None:
     from llama_index.core.chat_engine import SimpleChatEngine
 
-    from ._demo_models import LlamaIndexContextRecorder
-    from .llama_index import MemLayerMemory
+    from ..llama_index import MemLayerMemory
+    from ._scripted import LlamaIndexContextRecorder
 
     out.title("2. LlamaIndex: SimpleChatEngine with MemLayerMemory")
     out.line(
@@ -302,7 +312,7 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
     with MemLayerClient(api_key=free_key, base_url=server.url) as free:
         free.remember("I prefer e-mail to phone calls", user_id="carol", agent_id="demo")
         fu = free.usage()
-        remaining = free.rate_limit.remaining
+        remaining = free.rate_limit.remaining if free.rate_limit is not None else None
     out.line(f"a free-plan key {mask_key(free_key)}, after one remember():", 2)
     out.line(
         f"{fu.memories_stored} memory stored ({_limit(fu.memories_limit)}), "
@@ -313,7 +323,7 @@ def _usage(out: _Out, server: Any, client: MemLayerClient, key: str) -> None:
     out.line(f"X-RateLimit-Remaining: {remaining} (client.rate_limit)", 4)
 
 
-def _bad_key(out: _Out, url: str, checks: list) -> None:
+def _bad_key(out: _Out, url: str, checks: list[tuple[bool, str]]) -> None:
     out.title("5. A bad key")
     code = [
         "try:",
@@ -349,7 +359,7 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         except Exception as exc:  # reported with the spec, then the demo stops
             raise ValueError(f"cannot use LangChain model {lc_spec!r}: {exc}") from exc
     else:
-        from ._demo_models import ScriptedChatModel
+        from ._scripted import ScriptedChatModel
 
         lc_model = ScriptedChatModel()
     if li_spec:
@@ -369,7 +379,7 @@ def _models(args: argparse.Namespace) -> tuple[Any, str, Any, str]:
         except Exception as exc:  # reported with the spec, then the demo stops
             raise ValueError(f"cannot use LlamaIndex model {li_spec!r}: {exc}") from exc
     else:
-        from ._demo_models import ScriptedLLM
+        from ._scripted import ScriptedLLM
 
         li_model = ScriptedLLM()
     return lc_model, lc_spec or "scripted", li_model, li_spec or "scripted"
@@ -418,7 +428,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     out = _Out(stdout or sys.stdout)
     started = time.perf_counter()
     try:
-        from .server import LocalMemLayerServer
+        from ..server import LocalMemLayerServer
 
         importlib.import_module("langchain.agents")
         importlib.import_module("llama_index.core")
