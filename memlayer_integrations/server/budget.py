@@ -9,7 +9,8 @@ or the lock for seconds while every other account waits. So each request carries
 - **SQL time.** The reads that grow with stored data (list, recall) run under SQLite's
   progress handler, which adds up the CPU time of the request's statements and interrupts
   the statement once the budget is spent: 422 ``query_too_expensive``, and nothing of the
-  request is stored. CPU time of the serving thread, not wall time, so a machine busy with
+  request is stored. The clock restarts as each statement starts, so the Python work between
+  statements (recall's scoring) is not counted as database work. CPU time of the serving thread, not wall time, so a machine busy with
   other work does not turn an ordinary request into a refused one. A batch shares one
   budget between its operations.
 - **Answer size.** Every answer is rendered through :meth:`Budget.render`, which refuses
@@ -74,6 +75,11 @@ class Budget:
         over_steps = self.max_steps is not None and self.steps > self.max_steps
         return 1 if over_time or over_steps else 0
 
+    def _statement(self, _sql: str) -> None:
+        # A statement starts: what ran since the last look at the clock was the caller's
+        # Python (scoring, building the next statement), not database work.
+        self._started = time.thread_time()
+
     @property
     def exhausted(self) -> bool:
         return self.spent_seconds > self.seconds or (
@@ -87,6 +93,7 @@ class Budget:
             raise self._too_expensive()
         self._started = time.thread_time()
         conn.set_progress_handler(self._tick, PROGRESS_INTERVAL)
+        conn.set_trace_callback(self._statement)
         try:
             yield
         except sqlite3.OperationalError as exc:
@@ -95,6 +102,7 @@ class Budget:
             raise
         finally:
             conn.set_progress_handler(None, PROGRESS_INTERVAL)
+            conn.set_trace_callback(None)
             if self._started is not None:
                 self.spent_seconds += time.thread_time() - self._started
                 self._started = None

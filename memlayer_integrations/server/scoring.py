@@ -15,7 +15,8 @@ memories, or the user's with one agent):
   scope, capped at the recall's postings budget);
 - ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, positive however common the word
   (Lucene's variant), and ``tf``, how often the memory holds the word, read from FTS5's
-  ``highlight()`` of the match, stemmed by the same tokenizer as the index.
+  memory's text, tokenized by the index's own tokenizer (each distinct whitespace-separated
+  chunk once per process, :func:`_chunk_tokens`).
 
 ``raw = sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_length)))`` ranks;
 :func:`relevance` turns it into the ``score`` of the contract, ``1 - e^-raw``: in (0, 1),
@@ -26,14 +27,12 @@ higher is better, the same order. Other rankers (a vector similarity, say) can f
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
-    "HIGHLIGHT",
     "K1",
     "B",
     "ScopeStats",
@@ -46,10 +45,6 @@ __all__ = [
 #: BM25's term-frequency saturation and length normalization (the usual values).
 K1 = 1.2
 B = 0.75
-_OPEN, _CLOSE = "\x01", "\x02"
-#: The SQL that marks each matched word of a memory's content (``memories_fts`` column 0).
-HIGHLIGHT = "highlight(memories_fts, 0, char(1), char(2))"
-_SPAN = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
 # Must be the index's tokenizer (db.py), so stems compare equal to what FTS5 matched.
 _TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -121,6 +116,33 @@ def stems(words: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(found.get(i, ())) for i in range(1, len(words) + 1)]
 
 
+#: Most chunks kept tokenized (a few MiB); past it the cache starts again.
+_CHUNKS_KEPT = 100_000
+_chunks: dict[str, tuple[str, ...]] = {}
+
+
+def _chunk_tokens(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The process's cache of whitespace-separated chunks -> their tokens, holding every
+    chunk of ``texts``.
+
+    Whitespace separates tokens for the index's tokenizer too, so a text's tokens are its
+    chunks' tokens, one after the other. Each distinct chunk is tokenized once, by the
+    index's own tokenizer (:func:`stems`, one statement for all new chunks), and scoring a
+    memory costs a few dict lookups instead of a ``highlight()`` of it in SQL. Shared by
+    every thread (recalls run on a pool of them); it only ever maps a chunk to what the
+    tokenizer makes of it, so no thread can see a wrong entry.
+    """
+    global _chunks
+    cache = _chunks
+    new = {c for text in texts for c in text.split() if c not in cache}
+    if new:
+        if len(cache) + len(new) > _CHUNKS_KEPT:
+            cache = _chunks = {}
+        ordered = sorted(new)
+        cache.update(zip(ordered, stems(ordered), strict=True))
+    return cache
+
+
 class Scorer:
     """BM25 of one query over one scope (module docstring).
 
@@ -137,29 +159,83 @@ class Scorer:
             if stem and df > 0:
                 self._weights[stem] = math.log(1 + (n - df + 0.5) / (df + 0.5))
         self._avg = stats.avg_length or 1.0
-        self._stems: dict[str, tuple[str, ...]] = {}
+        # The words of a phrase the tokenizer cuts in several (rare: a query word is one
+        # word to recall, and almost always one token to the index).
+        self._phrases = [stem for stem in self._weights if len(stem) > 1]
+        self._wanted = {token for stem in self._weights for token in stem}
+        # Each chunk of text seen -> the weighed stems it holds (most hold none).
+        self._keys: dict[str, tuple[tuple[str, ...], ...]] = {}
 
-    def prepare(self, highlighted: Iterable[str]) -> None:
-        """Stem, in one go, every matched word in these highlighted memories."""
-        new = {s for text in highlighted for s in _SPAN.findall(text)} - set(self._stems)
-        if new:
-            ordered = sorted(new)
-            self._stems.update(zip(ordered, stems(ordered), strict=True))
+    def raw_all(self, memories: Sequence[tuple[str, int]]) -> list[float]:
+        """The BM25 score of each memory, given as its content and length in characters."""
+        scores = [self._raw(text, length) for text, length in memories]
+        unseen = [i for i, score in enumerate(scores) if score is None]
+        if unseen:
+            _chunk_tokens(memories[i][0] for i in unseen)
+        for i in unseen:
+            while (score := self._raw(*memories[i])) is None:  # the cache started again
+                _chunk_tokens([memories[i][0]])
+            scores[i] = score
+        return [score or 0.0 for score in scores]
 
-    def raw(self, highlighted: str, length: int) -> float:
-        """The BM25 score of one memory: its ``highlight()`` and its length in characters."""
+    def raw(self, text: str, length: int) -> float:
+        """The BM25 score of one memory: its content and its length in characters."""
+        return self.raw_all([(text, length)])[0]
+
+    def _raw(self, text: str, length: int) -> float | None:
+        """:meth:`raw`, or ``None`` if a chunk of ``text`` was never tokenized."""
+        keys = self._keys
         counts: dict[tuple[str, ...], int] = {}
-        for span in _SPAN.findall(highlighted):
-            stem = self._stems.get(span)
-            if stem is None:
-                self.prepare([highlighted])
-                stem = self._stems[span]
-            # A span is one phrase's match; adjacent matches of one-word phrases may share one.
-            for key in [stem] if stem in self._weights else [(token,) for token in stem]:
-                counts[key] = counts.get(key, 0) + 1
+        if self._phrases:
+            sequence = self._sequence(text)
+            if sequence is None:
+                return None
+            for token in sequence:
+                if token in self._wanted:
+                    counts[(token,)] = counts.get((token,), 0) + 1
+            for phrase in self._phrases:
+                size = len(phrase)
+                found = sum(
+                    1
+                    for i in range(len(sequence) - size + 1)
+                    if tuple(sequence[i : i + size]) == phrase
+                )
+                if found:
+                    counts[phrase] = found
+        else:
+            chunks = text.split()
+            found = list(map(keys.get, chunks))
+            if None in found:
+                for i, chunk in enumerate(chunks):
+                    if found[i] is None:
+                        found[i] = self._chunk_keys(chunk)
+                        if found[i] is None:
+                            return None
+            for keys_found in found:
+                for key in keys_found:  # type: ignore[union-attr]
+                    counts[key] = counts.get(key, 0) + 1
         norm = K1 * (1 - B + B * length / self._avg)
-        return sum(
-            weight * tf * (K1 + 1) / (tf + norm)
-            for stem, weight in self._weights.items()
-            if (tf := counts.get(stem, 0))
-        )
+        score = 0.0
+        for stem, weight in self._weights.items():  # one order, so equal memories tie exactly
+            tf = counts.get(stem)
+            if tf:
+                score += weight * tf * (K1 + 1) / (tf + norm)
+        return score
+
+    def _chunk_keys(self, chunk: str) -> tuple[tuple[str, ...], ...] | None:
+        """The weighed one-token stems in ``chunk`` (``None``: never tokenized), kept."""
+        tokens = _chunk_tokens(()).get(chunk)
+        if tokens is None:
+            return None
+        found = self._keys[chunk] = tuple((t,) for t in tokens if t in self._wanted)
+        return found
+
+    def _sequence(self, text: str) -> list[str] | None:
+        cache = _chunk_tokens(())
+        sequence: list[str] = []
+        for chunk in text.split():
+            tokens = cache.get(chunk)
+            if tokens is None:
+                return None
+            sequence.extend(tokens)
+        return sequence

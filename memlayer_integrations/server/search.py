@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
-from .scoring import HIGHLIGHT, Scorer, scope_stats
+from .scoring import Scorer, scope_stats
 
 __all__ = [
     "CANDIDATES",
@@ -371,15 +371,17 @@ def _matches(
     ``since`` on, best first (ties: oldest first). At most ``MAX_SCORED`` of them, the newest:
     the candidates are chosen to be far fewer (module docstring); only a fallback to every
     match of a large scope reaches it."""
+    # CROSS JOIN: the full-text match drives the loop. Left to itself, the planner may walk
+    # the scope's rows and evaluate the MATCH once per row (quadratic in the scope's size).
     sql = (
-        f"SELECT m.rowid, {HIGHLIGHT}, length(m.content), m.session_id IS NOT NULL"
-        " FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid"
+        "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
+        " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
         f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
-        " ORDER BY m.rowid DESC LIMIT ?"
+        " ORDER BY memories_fts.rowid DESC LIMIT ?"
     )
     rows = conn.execute(sql, [match, since, *where.params, MAX_SCORED]).fetchall()
-    scorer.prepare(r[1] for r in rows)
-    scored = [(r[0], scorer.raw(r[1], r[2]), bool(r[3])) for r in rows]
+    raw = scorer.raw_all([(r[1], r[2]) for r in rows])
+    scored = [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
     return sorted(scored, key=lambda hit: (-hit[1], hit[0]))
 
 

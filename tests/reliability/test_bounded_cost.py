@@ -19,7 +19,8 @@ import pytest
 
 from memlayer_integrations import MemLayerClient, RequestBudgetError
 from memlayer_integrations.server import LocalMemLayerServer, ServerSettings, store
-from memlayer_integrations.server.budget import CpuShare
+from memlayer_integrations.server.budget import Budget, CpuShare
+from memlayer_integrations.server.errors import ApiError
 from tests.server._helpers import assert_error
 
 #: Metadata of about 14 KB: 1,100 top-level keys, as in the attack the budget answers.
@@ -140,6 +141,27 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"))
+
+
+def test_the_budget_counts_database_work_not_the_python_between_statements():
+    import time
+
+    conn = sqlite3.connect(":memory:")
+    budget = Budget(seconds=0.05, max_response_bytes=1 << 20)
+    with budget.guard(conn):
+        conn.execute("SELECT 1").fetchall()
+        deadline = time.thread_time() + 0.1  # scoring rows in Python, say
+        while time.thread_time() < deadline:
+            pass
+        conn.execute("SELECT 2").fetchall()
+    assert budget.spent_seconds < 0.05 and not budget.exhausted
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    # While SQL runs, the clock does count.
+    with pytest.raises(ApiError, match="database work"), budget.guard(conn):
+        conn.execute(endless).fetchall()
+    conn.close()
 
 
 def test_cpu_share_refills_at_its_rate_and_ordinary_requests_never_pay():
