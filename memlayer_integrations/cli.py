@@ -178,8 +178,9 @@ def _serve(args: argparse.Namespace) -> int:
         options["embedder"] = args.embedder
     try:
         app = create_app(ServerSettings(**options))
-    except ValueError as exc:  # a malformed --embedder
-        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # a malformed --embedder: a usage error
+        print(f"memlayer serve: {exc}", file=sys.stderr)
+        return 2
     console = options["console"]
     # A bad path or a too-new schema fails here, in one line, before anything listens.
     _open_database(app.state.db, db_path, create=True)

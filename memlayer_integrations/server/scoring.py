@@ -204,15 +204,15 @@ class Scorer:
                     counts[phrase] = found
         else:
             chunks = text.split()
-            found = list(map(keys.get, chunks))
-            if None in found:
+            looked_up = list(map(keys.get, chunks))
+            if None in looked_up:
                 for i, chunk in enumerate(chunks):
-                    if found[i] is None:
-                        found[i] = self._chunk_keys(chunk)
-                        if found[i] is None:
+                    if looked_up[i] is None:
+                        looked_up[i] = self._chunk_keys(chunk)
+                        if looked_up[i] is None:
                             return None
-            for keys_found in found:
-                for key in keys_found:  # type: ignore[union-attr]
+            for keys_found in looked_up:
+                for key in keys_found or ():  # none is None past the loop above
                     counts[key] = counts.get(key, 0) + 1
         norm = K1 * (1 - B + B * length / self._avg)
         score = 0.0

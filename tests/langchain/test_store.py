@@ -276,7 +276,8 @@ def test_reads_refresh_the_ttl_unless_told_not_to(clocked) -> None:
     store.put(ALICE, "b", {"text": "black tea"}, ttl=10)
     advance(8)
     assert store.get(ALICE, "a") is not None  # restarts a's clock
-    assert [i.key for i in store.search(ALICE, query="black", refresh_ttl=False)] == ["b"]
+    # The match first, then (as LangGraph's stores do) the item that matches no word.
+    assert [i.key for i in store.search(ALICE, query="black", refresh_ttl=False)] == ["b", "a"]
     advance(8)  # 16 minutes after the put, 8 after a's refresh
     assert store.get(ALICE, "b", refresh_ttl=False) is None
     assert [i.key for i in store.search(ALICE)] == ["a"]  # a search refreshes too
