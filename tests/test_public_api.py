@@ -78,6 +78,7 @@ EXPECTED_ALL = {
         "MemLayerRetriever",
         "MemLayerScopeError",
         "MemLayerToolSpec",
+        "stop_on_denied",
     ],
     "memlayer_integrations.server": [
         "DEFAULT_PLANS",

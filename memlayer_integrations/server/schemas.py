@@ -135,11 +135,19 @@ MemoryId = Annotated[
 ]
 
 
+def parse_iso(text: str) -> datetime:
+    """``datetime.fromisoformat`` that also reads a trailing ``Z`` on Python 3.10 (3.11 and
+    later read it themselves)."""
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
 def _check_expires_at(value: str) -> str:
     """The moment in UTC, written as ``created_at`` is (so text order is time order). One
     already past is accepted: the memory is stored and never returned."""
     try:
-        moment = datetime.fromisoformat(value)
+        moment = parse_iso(value)
     except ValueError:
         raise _error("datetime", "must be an ISO 8601 date and time") from None
     if moment.tzinfo is None:

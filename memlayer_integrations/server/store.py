@@ -30,6 +30,7 @@ from .schemas import (
     RememberManyRequest,
     RememberRequest,
     UpdateRequest,
+    parse_iso,
 )
 from .scoring import relevance
 
@@ -203,7 +204,7 @@ def _write(
                 f"({stored} stored); nothing was stored. Forget memories you no longer need "
                 "(DELETE /v1/memories/{id} or forget_all), or move to a larger plan",
             )
-    moment = datetime.fromisoformat(now)
+    moment = parse_iso(now)
     out: list[tuple[dict[str, Any], bool]] = []
     written: list[int] = []
     for i, (item, row) in enumerate(zip(items, existing, strict=True)):
