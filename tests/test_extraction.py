@@ -50,7 +50,8 @@ async def aask(memory: MemLayerMiddleware, text: str = SAID) -> None:
     agent = create_agent(
         ScriptedChatModel(responses=[AIMessage("Oslo is lovely.")]), tools=[], middleware=[memory]
     )
-    await agent.ainvoke({"messages": [HumanMessage(text)]}, {"configurable": {"user_id": "alice"}})
+    # context=, not configurable: on Python 3.10 an async run's hooks cannot read the config.
+    await agent.ainvoke({"messages": [HumanMessage(text)]}, context={"user_id": "alice"})
 
 
 def test_parse_facts_reads_lines_and_drops_none() -> None:

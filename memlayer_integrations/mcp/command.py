@@ -153,6 +153,9 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening now, before the URL is printed: a client that connects while uvicorn is still
+    # starting waits in the backlog instead of being refused.
+    sock.listen(128)
     return sock
 
 
