@@ -81,6 +81,7 @@ class _Attacker:
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(workers)]
         self._half_open = half_open
         self._sockets: list[socket.socket] = []
+        self._ready = threading.Barrier(workers + 1)  # every worker connected, then measure
 
     def _run(self, worker: int) -> None:
         requests = _attack_requests()
@@ -88,7 +89,8 @@ class _Attacker:
             base_url=self.url + "/v1", headers={"X-API-Key": self.key}, timeout=60
         ) as http:
             i = worker
-            while not self.stop.is_set():
+            self._ready.wait()
+            while True:  # at least one request each, however short the measured phase
                 method, path, kwargs = requests[i % len(requests)]
                 i += 1
                 response = http.request(method, path, **kwargs)
@@ -96,7 +98,7 @@ class _Attacker:
                 status = f"{response.status_code} {code}".strip()
                 with self._lock:
                     self.statuses[status] = self.statuses.get(status, 0) + 1
-                if code == "daily_quota_exceeded":  # the free plan's day is spent
+                if code == "daily_quota_exceeded" or self.stop.is_set():  # day spent, or done
                     return
 
     def __enter__(self) -> _Attacker:
@@ -107,6 +109,7 @@ class _Attacker:
             self._sockets.append(sock)
         for t in self._threads:
             t.start()
+        self._ready.wait(timeout=60)  # the attack is under way before the victim is timed
         return self
 
     def __exit__(self, *exc: object) -> None:
