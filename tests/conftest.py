@@ -17,6 +17,8 @@ from memlayer_integrations.server import DEFAULT_PLANS, LocalMemLayerServer, Pla
 
 from ._support import RequestLog, logged_clients
 
+pytest_plugins = ["tests._backends"]
+
 #: The built-in plans plus a small one, so quota and limit tests need few requests.
 TEST_PLANS = {**DEFAULT_PLANS, "tiny": Plan(memories=5, requests_per_day=10)}
 

@@ -25,8 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._constants import API_KEY_HEADER, REQUEST_ID_HEADER
 from .._logging import get_logger
 from .._version import __version__
+from .backend import open_backend
 from .console import mount_pages
-from .db import Database
 from .errors import ApiError, error_body, new_request_id
 from .routes import REQUEST_MODELS, build_router
 from .service import Service
@@ -190,7 +190,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         >>> uvicorn.run(app, port=8377)  # doctest: +SKIP
     """
     settings = settings or ServerSettings()
-    db = Database(settings.db_path, settings.synchronous)
+    db = open_backend(settings.db_path, settings.synchronous)
     index = _semantic_index(settings)
 
     @asynccontextmanager

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from .errors import ApiError, json_bytes
@@ -86,11 +86,21 @@ class Budget:
             self.max_steps is not None and self.steps > self.max_steps
         )
 
+    def guard(self, conn: Any) -> AbstractContextManager[None]:
+        """Run the statements of the block on ``conn`` within the budget (422 past it).
+
+        How is the database's own business (``backend.Dialect.guard``): SQLite counts with
+        :meth:`progress_guard`, PostgreSQL with ``statement_timeout``.
+        """
+        from .backend import dialect_of
+
+        return dialect_of(conn).guard(self, conn)
+
     @contextmanager
-    def guard(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """Run the statements of the block on ``conn`` within the budget (422 past it)."""
+    def progress_guard(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """:meth:`guard` on SQLite: the progress handler interrupts a statement past the budget."""
         if self.exhausted:
-            raise self._too_expensive()
+            raise self.too_expensive()
         self._started = time.thread_time()
         conn.set_progress_handler(self._tick, PROGRESS_INTERVAL)
         conn.set_trace_callback(self._statement)
@@ -98,7 +108,7 @@ class Budget:
             yield
         except sqlite3.OperationalError as exc:
             if self.exhausted and "interrupt" in str(exc):
-                raise self._too_expensive() from None
+                raise self.too_expensive() from None
             raise
         finally:
             conn.set_progress_handler(None, PROGRESS_INTERVAL)
@@ -107,7 +117,7 @@ class Budget:
                 self.spent_seconds += time.thread_time() - self._started
                 self._started = None
 
-    def _too_expensive(self) -> ApiError:
+    def too_expensive(self) -> ApiError:
         return ApiError(
             422,
             "query_too_expensive",

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .backend import Backend, SchemaTooNewError
+from .sqlite_text import SQLiteDialect
+
 __all__ = ["MEMORY_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "Database", "SchemaTooNewError"]
 
 _V1 = """
@@ -290,10 +293,6 @@ MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SchemaTooNewError(RuntimeError):
-    """The database was written by a newer version of this package."""
-
-
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; every transaction here is explicit.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -376,8 +375,9 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
-class Database:
-    """Connections to one SQLite file. Opening is lazy; :meth:`close` closes them all.
+class Database(SQLiteDialect, Backend):
+    """Connections to one SQLite file: the default :class:`~.backend.Backend`. Opening is
+    lazy; :meth:`close` closes them all.
 
     Example:
         >>> db = Database("memlayer.db")
@@ -387,8 +387,11 @@ class Database:
         ...     conn.execute("SELECT count(*) FROM memories").fetchone()[0]
     """
 
+    name = "sqlite"
+
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()
         self._pool_lock = threading.Lock()
@@ -417,6 +420,19 @@ class Database:
             with self._pool_lock:
                 self._all.append(conn)
         return self._writer
+
+    def migrate(self) -> tuple[int, int]:
+        """Open the file (migrating it) and say from which version: ``(found, now)``."""
+        with self._write_lock:
+            if self._writer is not None:
+                return SCHEMA_VERSION, SCHEMA_VERSION
+            _private_file(self.path)
+            conn = _connect(str(self.path), self._synchronous)
+            try:
+                found = migrate(conn)
+            finally:
+                conn.close()
+        return found, SCHEMA_VERSION
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

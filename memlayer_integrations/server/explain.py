@@ -19,9 +19,9 @@ A result with neither came back for a reason this module does not know of.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from .backend import dialect_of
 from .search import NEIGHBOUR_REACH, query_terms
 
 __all__ = ["explain"]
@@ -32,21 +32,7 @@ _AROUND = (
 )
 
 
-def _phrase(term: str) -> str:
-    # Terms are letters and digits only; doubling quotes keeps this safe if that changes.
-    return '"' + term.replace('"', '""') + '"'
-
-
-def _matching(conn: sqlite3.Connection, expression: str, rowids: list[int]) -> set[int]:
-    """Which of ``rowids`` have content matching the FTS5 ``expression``."""
-    if not rowids:
-        return set()
-    marks = ",".join("?" * len(rowids))
-    sql = f"SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid IN ({marks})"
-    return {r[0] for r in conn.execute(sql, [f"content : ({expression})", *rowids])}
-
-
-def _around(conn: sqlite3.Connection, row: sqlite3.Row) -> list[tuple[int, str]]:
+def _around(conn: Any, row: Any) -> list[tuple[int, str]]:
     """``(rowid, id)`` of the turns at most ``NEIGHBOUR_REACH`` away from ``row``, nearest first."""
     scope = (row["account_id"], row["user_id"], row["agent_id"], row["session_id"])
     before = conn.execute(
@@ -63,22 +49,22 @@ def _around(conn: sqlite3.Connection, row: sqlite3.Row) -> list[tuple[int, str]]
     return nearest
 
 
-def explain(conn: sqlite3.Connection, query: str, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+def explain(conn: Any, query: str, rows: list[Any]) -> list[dict[str, Any]]:
     """One ``{"matched_words": [...], "neighbour_of": id | None}`` per row, in order.
 
     ``rows`` are full ``memories`` rows (with ``rowid`` and ``account_id``), as
     :func:`search.search` returns them.
     """
     terms = query_terms(query)
+    text = dialect_of(conn).text
     rowids = [row["rowid"] for row in rows]
     words: dict[int, list[str]] = {rowid: [] for rowid in rowids}
     for term in terms:
-        for rowid in _matching(conn, _phrase(term), rowids):
+        for rowid in text.matching(conn, [term], rowids):
             words[rowid].append(term)
     around = {row["rowid"]: _around(conn, row) for row in rows if row["session_id"] is not None}
     candidates = sorted({rowid for turns in around.values() for rowid, _ in turns})
-    any_word = " OR ".join(_phrase(t) for t in terms)
-    lenders = _matching(conn, any_word, candidates) if terms else set()
+    lenders = text.matching(conn, terms, candidates)
     explained = []
     for row in rows:
         lender = next((mid for rid, mid in around.get(row["rowid"], []) if rid in lenders), None)

@@ -8,17 +8,17 @@ not even ``$ne``, and a number never matches a string (nor a boolean).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import validation_error
 
-__all__ = ["MAX_FILTER_KEYS", "Filter", "compile_filters", "scope_condition"]
+__all__ = ["INT64", "MAX_FILTER_KEYS", "SQL_OPS", "Filter", "compile_filters", "scope_condition"]
 
 MAX_FILTER_KEYS = 64
-_SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_INT64 = (-(2**63), 2**63 - 1)
+SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Filter:
 
 
 def _condition(op: str, value: Any, where: str) -> tuple[str, list[Any]]:
-    sql_op = _SQL_OPS[op]
+    sql_op = SQL_OPS[op]
     if value is None or isinstance(value, bool):
         if op not in ("$eq", "$ne"):
             raise validation_error(f"{where}: {op} needs a number or a string", where)
@@ -40,14 +40,29 @@ def _condition(op: str, value: Any, where: str) -> tuple[str, list[Any]]:
     if isinstance(value, str):
         return f"j.type = 'text' AND j.value {sql_op} ?", [value]
     if isinstance(value, (int, float)):
-        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
             raise validation_error(f"{where}: number out of range", where)
         return f"j.type IN ('integer', 'real') AND j.value {sql_op} ?", [value]
     raise validation_error(f"{where}: a filter value is a string, number, boolean or null", where)
 
 
-def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> Filter | None:
-    """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422."""
+#: One key's conditions on SQLite: ``json_each`` rows of the memory's metadata.
+_EXISTS = "EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {conditions})"
+
+Condition = Callable[[str, Any, str], tuple[str, list[Any]]]
+
+
+def compile_filters(
+    filters: dict[str, Any] | None,
+    prefix: str = "filters",
+    condition: Condition = _condition,
+    exists: str = _EXISTS,
+) -> Filter | None:
+    """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422.
+
+    ``condition(op, value, field)`` and ``exists`` (a key's conditions, ``{conditions}``)
+    spell it in a database's SQL: SQLite's by default, PostgreSQL's in ``postgres/filters.py``.
+    """
     if not filters:
         return None
     if len(filters) > MAX_FILTER_KEYS:
@@ -64,18 +79,14 @@ def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> 
         conditions = []
         key_params: list[Any] = [key]
         for op, value in ops.items():
-            if op not in _SQL_OPS:
+            if op not in SQL_OPS:
                 raise validation_error(
-                    f"{where}: unknown operator {op!r} (use {' '.join(_SQL_OPS)})", f"{where}.{op}"
+                    f"{where}: unknown operator {op!r} (use {' '.join(SQL_OPS)})", f"{where}.{op}"
                 )
-            sql, values = _condition(
-                op, value, f"{where}.{op}" if isinstance(spec, dict) else where
-            )
+            sql, values = condition(op, value, f"{where}.{op}" if isinstance(spec, dict) else where)
             conditions.append(f"({sql})")
             key_params.extend(values)
-        parts.append(
-            f"EXISTS (SELECT 1 FROM json_each(m.metadata) AS j WHERE j.key = ? AND {' AND '.join(conditions)})"
-        )
+        parts.append(exists.format(conditions=" AND ".join(conditions)))
         params.extend(key_params)
     return Filter(" AND ".join(parts), params)
 

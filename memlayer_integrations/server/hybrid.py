@@ -43,14 +43,14 @@ from this order do not overlap.
 from __future__ import annotations
 
 import math
-import sqlite3
 from typing import Any
 
 from . import search as search_module
+from .backend import TextQuery, dialect_of
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
 from .scoring import scope_stats
-from .search import query_terms, scope_word
+from .search import query_terms
 from .vectors import SemanticIndex
 
 __all__ = [
@@ -80,7 +80,7 @@ _SCALE = MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS
 
 
 def _anchored(
-    conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None, query: str
+    conn: Any, account_id: int, user_id: str, agent_id: str | None, query: str
 ) -> dict[int, float]:
     """The memories holding an anchor of the question (see the module docstring), each with
     the weight of the anchors it holds over the weight of all of them (1.0: every one).
@@ -92,23 +92,23 @@ def _anchored(
     if size == 0:
         return {}
     cap = max(1, min(ANCHOR_MAX, int(size * ANCHOR_SHARE)))
-    restrict = search_module._restricter(scope_word(account_id, user_id, agent_id))
-    count = search_module._match_count(conn, restrict, cap + 1)
-    counts = {term: count(term) for term in query_terms(query)}
+    text = dialect_of(conn).text
+
+    def scoped(word: str) -> TextQuery:
+        return TextQuery(account_id, user_id, agent_id, [word])
+
+    counts = {term: text.count(conn, scoped(term), cap + 1) for term in query_terms(query)}
     anchors = {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}
     total = sum(anchors.values())
     held: dict[int, float] = {}
     for word, weight in anchors.items():
-        match = restrict(search_module._quote(word))
-        for (rowid,) in conn.execute(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (match,)
-        ):
+        for rowid in text.holding(conn, scoped(word)):
             held[rowid] = held.get(rowid, 0.0) + weight / total
     return held
 
 
 def search(
-    conn: sqlite3.Connection,
+    conn: Any,
     account_id: int,
     query: str,
     query_vector: Any,
@@ -121,7 +121,7 @@ def search(
     limit: int,
     offset: int,
     now: str | None = None,
-) -> list[tuple[sqlite3.Row, float]]:
+) -> list[tuple[Any, float]]:
     """Memories of one scope by words and meaning, best first, each with a score in (0, 1].
 
     Same arguments and rows as :func:`search.search`, plus the question's vector. Memories

@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import string
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 from .._constants import KEY_PATTERN, KEY_PREFIX
 from .settings import Plan
@@ -85,7 +84,7 @@ def _salted(salt: bytes, key: str) -> bytes:
 
 
 def create_key(
-    conn: sqlite3.Connection, *, plan_name: str, plan: Plan, name: str | None, now: str
+    conn: Any, *, plan_name: str, plan: Plan, name: str | None, now: str
 ) -> tuple[str, str]:
     """Create an account on ``plan`` and its key, inside the caller's write transaction.
 
@@ -93,16 +92,14 @@ def create_key(
         ``(key, key_id)``: the key, to show once, and its id (``key_...``), to manage it.
     """
     account_id = conn.execute(
-        "INSERT INTO accounts (plan, memory_limit, request_limit, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO accounts (plan, memory_limit, request_limit, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (plan_name, plan.memories, plan.requests_per_day, now),
-    ).lastrowid
-    # An INSERT always sets lastrowid; typeshed types it as possibly None.
-    return add_key(conn, account_id=cast(int, account_id), name=name, now=now)
+    ).fetchall()[0][0]
+    return add_key(conn, account_id=int(account_id), name=name, now=now)
 
 
-def add_key(
-    conn: sqlite3.Connection, *, account_id: int, name: str | None, now: str
-) -> tuple[str, str]:
+def add_key(conn: Any, *, account_id: int, name: str | None, now: str) -> tuple[str, str]:
     """Create another key for an existing account, inside the caller's write transaction.
 
     The account's memories, plan and other keys stay as they are; ``memlayer mcp --embedded``
@@ -131,7 +128,7 @@ def add_key(
     return key, key_id
 
 
-def _match(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+def _match(conn: Any, key: str) -> Any:
     found = None
     for row in conn.execute(
         "SELECT k.id, k.revoked_at, a.id AS account_id, a.plan, a.memory_limit, a.request_limit, a.suspended,"
@@ -144,7 +141,7 @@ def _match(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
     return found
 
 
-def authenticate(conn: sqlite3.Connection, key: str) -> Account | None:
+def authenticate(conn: Any, key: str) -> Account | None:
     """The account of a live (not revoked) key, or ``None``. The format is checked by the caller."""
     row = _match(conn, key)
     if row is None or row["revoked_at"] is not None:
@@ -158,7 +155,7 @@ def authenticate(conn: sqlite3.Connection, key: str) -> Account | None:
     )
 
 
-def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
+def find_key(conn: Any, key_or_id: str) -> str:
     """Resolve a key id (``key_...``) or the key itself to the key id."""
     if KEY_PATTERN.fullmatch(key_or_id):
         row = _match(conn, key_or_id)
@@ -171,7 +168,7 @@ def find_key(conn: sqlite3.Connection, key_or_id: str) -> str:
     )
 
 
-def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
+def list_keys(conn: Any) -> list[KeyInfo]:
     rows = conn.execute(
         "SELECT k.id, k.account_id, k.name, a.plan, k.hint, k.created_at, k.revoked_at, a.suspended"
         " FROM api_keys k JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at, k.rowid"
@@ -191,7 +188,7 @@ def list_keys(conn: sqlite3.Connection) -> list[KeyInfo]:
     ]
 
 
-def revoke_key(conn: sqlite3.Connection, key_or_id: str, *, now: str) -> str:
+def revoke_key(conn: Any, key_or_id: str, *, now: str) -> str:
     """Revoke a key for good (its account's memories stay); return its id."""
     key_id = find_key(conn, key_or_id)
     conn.execute(
@@ -200,7 +197,7 @@ def revoke_key(conn: sqlite3.Connection, key_or_id: str, *, now: str) -> str:
     return key_id
 
 
-def set_suspended(conn: sqlite3.Connection, key_or_id: str, suspended: bool) -> str:
+def set_suspended(conn: Any, key_or_id: str, suspended: bool) -> str:
     """Suspend or reinstate the account of a key; return the key id."""
     key_id = find_key(conn, key_or_id)
     conn.execute(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .db import Database
+from .backend import Backend
 from .embedders import Embedder
 from .search import query_terms
-from .vectors import SQLiteVectors
+from .vectors import TableVectors
 
 __all__ = ["BATCH", "missing", "reindex"]
 
@@ -28,7 +28,7 @@ _MISSING = (
 )
 
 
-def missing(db: Database, model: str) -> list[int]:
+def missing(db: Backend, model: str) -> list[int]:
     """Rowids of the memories without a vector of ``model`` (and with a word to embed)."""
     with db.read() as conn:
         rows = conn.execute(_MISSING, (model,)).fetchall()
@@ -47,7 +47,7 @@ def _contents(conn: object, rowids: list[int]) -> dict[int, str]:
 
 
 def reindex(
-    db: Database,
+    db: Backend,
     embedder: Embedder,
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -57,7 +57,7 @@ def reindex(
 
     ``progress(done, total)`` is called after each batch.
     """
-    storage = SQLiteVectors()
+    storage = TableVectors()
     todo = missing(db, embedder.name)
     written = done = 0
     if progress is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "relevance",
     "scope_stats",
     "stems",
+    "tokens",
 ]
 
 #: BM25's term-frequency saturation and length normalization (the usual values).
@@ -141,6 +142,24 @@ def _chunk_tokens(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
         ordered = sorted(new)
         cache.update(zip(ordered, stems(ordered), strict=True))
     return cache
+
+
+def tokens(text: str) -> list[str]:
+    """``text``'s tokens, in order, as the index's tokenizer makes them (stemmed, folded).
+
+    Example:
+        >>> tokens("Plans for the café")
+        ['plan', 'for', 'the', 'cafe']
+    """
+    cache = _chunk_tokens([text])
+    found: list[str] = []
+    for chunk in text.split():
+        part = cache.get(chunk)
+        if part is None:  # the cache started again meanwhile
+            cache = _chunk_tokens([chunk])
+            part = cache[chunk]
+        found.extend(part)
+    return found
 
 
 class Scorer:

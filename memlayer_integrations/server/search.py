@@ -47,12 +47,14 @@ a conversation and are ranked by BM25 alone.
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from .backend import TextQuery, dialect_of
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
 from .scoring import Scorer, scope_stats
+from .sqlite_text import match_expression, scope_word
 
 __all__ = [
     "CANDIDATES",
@@ -63,6 +65,7 @@ __all__ = [
     "POSTINGS_BUDGET",
     "STOPWORDS",
     "build_match_query",
+    "choose_terms",
     "query_terms",
     "scope_word",
     "search",
@@ -237,8 +240,6 @@ NEIGHBOUR_WEIGHT = 0.5
 #: How far along a conversation a candidate lends: to the memories 1 and 2 turns away.
 NEIGHBOUR_REACH = 2
 
-# One word's match count in a scope, capped: parameters (scoped match, cap).
-_PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 #: Most matches one recall scores (the candidates are chosen to be at most the budget).
 MAX_SCORED = 4 * POSTINGS_BUDGET
 
@@ -259,12 +260,6 @@ _NEIGHBOURS_SQL = (
     + ", ".join(_neighbour(d, k) for k in range(1, NEIGHBOUR_REACH + 1) for d in "<>")
     + " FROM memories AS c WHERE c.session_id IS NOT NULL AND c.rowid IN ({ids})"
 )
-
-
-def _quote(term: str) -> str:
-    # Words hold no '"' (they are letters and digits), but doubling keeps quoting correct
-    # should the word pattern ever change.
-    return '"' + term.replace('"', '""') + '"'
 
 
 def query_terms(text: str) -> list[str]:
@@ -312,16 +307,35 @@ def build_match_query(
         >>> build_match_query("likes zebras", {"zebras": 0, "likes": 3000}.get)
         '"likes"'
     """
-    terms = query_terms(text)
+    chosen = choose_terms(query_terms(text), document_frequency, budget)
+    if chosen is None:
+        return None
+    terms, rare = chosen
+    return match_expression(terms, rare)
+
+
+def choose_terms(
+    terms: Sequence[str],
+    document_frequency: Callable[[str], int] | None = None,
+    budget: int = POSTINGS_BUDGET,
+) -> tuple[list[str], list[str] | None] | None:
+    """``(words to match, words that choose the candidates or None)`` for
+    :func:`build_match_query` (which says how), or ``None`` if no word is left.
+
+    Example:
+        >>> choose_terms(["likes", "tea"], {"tea": 40, "likes": 3000}.get)
+        (['likes', 'tea'], ['tea'])
+    """
+    terms = list(terms)
+    counts: dict[str, int] = {}
     if terms and document_frequency is not None:
         counts = {t: document_frequency(t) for t in terms}
         # A word that matches nothing would otherwise be the "rarest" and, alone, choose no candidate.
         terms = [t for t in terms if counts[t] > 0]
     if not terms:
         return None
-    everything = " OR ".join(_quote(t) for t in terms)
     if document_frequency is None:
-        return everything
+        return terms, None
     rare: set[str] = set()
     total = 0
     for term in sorted(terms, key=counts.__getitem__):
@@ -330,72 +344,25 @@ def build_match_query(
         rare.add(term)
         total += counts[term]
     if len(rare) == len(terms):
-        return everything
-    chosen = " OR ".join(_quote(t) for t in terms if t in rare)
-    return f"({chosen}) AND ({everything})"
-
-
-def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> str:
-    """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
-
-    ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
-    hex digits and the letters between them make any id one plain word for the tokenizer.
-
-    Example:
-        >>> scope_word(1, "bob", "x")
-        'a1x626F62y78'
-    """
-    user = user_id.encode("utf-8").hex().upper()
-    if agent_id is None:
-        return f"u{account_id}x{user}"
-    return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
-
-
-def _restricter(scope: str) -> Callable[[str], str]:
-    """How to confine a content expression to the scope named ``scope`` in a MATCH: always
-    with the scope word, so what a recall counts and finds never depends on other scopes."""
-    return lambda expression: f"scope_terms : {_quote(scope)} AND content : ({expression})"
-
-
-def _match_count(
-    conn: sqlite3.Connection, restrict: Callable[[str], str], cap: int
-) -> Callable[[str], int]:
-    """A word's number of matching memories (in the scope, as ``restrict`` confines it), up to ``cap``."""
-    return lambda term: conn.execute(_PROBE_SQL, (restrict(_quote(term)), cap)).fetchone()[0]
+        return terms, None
+    return terms, [t for t in terms if t in rare]
 
 
 def _matches(
-    conn: sqlite3.Connection, match: str, where: Filter, scorer: Scorer, since: int = 0
+    conn: Any, query: TextQuery, where: Filter, scorer: Scorer, since: int = 0
 ) -> list[tuple[int, float, bool]]:
     """``(rowid, raw score, in a session)`` of the matches meeting ``where`` from rowid
     ``since`` on, best first (ties: oldest first). At most ``MAX_SCORED`` of them, the newest:
     the candidates are chosen to be far fewer (module docstring); only a fallback to every
     match of a large scope reaches it."""
-    # CROSS JOIN: the full-text match drives the loop. Left to itself, the planner may walk
-    # the scope's rows and evaluate the MATCH once per row (quadratic in the scope's size).
-    sql = (
-        "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
-        " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
-        f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
-        " ORDER BY memories_fts.rowid DESC LIMIT ?"
-    )
-    rows = conn.execute(sql, [match, since, *where.params, MAX_SCORED]).fetchall()
+    rows = dialect_of(conn).text.matches(conn, query, where, since, MAX_SCORED)
     raw = scorer.raw_all([(r[1], r[2]) for r in rows])
     scored = [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
     return sorted(scored, key=lambda hit: (-hit[1], hit[0]))
 
 
-def _window_start(conn: sqlite3.Connection, match: str, size: int) -> int:
-    """The rowid from which on the newest ``size`` memories matching ``match`` lie."""
-    row = conn.execute(
-        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-        (match, size - 1),
-    ).fetchone()
-    return 0 if row is None else row[0]
-
-
 def _smoothed(
-    conn: sqlite3.Connection, head: list[tuple[int, float, bool]], where: Filter
+    conn: Any, head: list[tuple[int, float, bool]], where: Filter
 ) -> list[tuple[int, float]]:
     """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
 
@@ -427,7 +394,7 @@ def _best_first(hit: tuple[int, float]) -> tuple[float, int]:
     return (-hit[1], hit[0])
 
 
-def _rows(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, sqlite3.Row]:
+def _rows(conn: Any, rowids: Iterable[int]) -> dict[int, Any]:
     wanted = list(rowids)
     if not wanted:
         return {}
@@ -436,7 +403,7 @@ def _rows(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, sqlite3.
 
 
 def search(
-    conn: sqlite3.Connection,
+    conn: Any,
     account_id: int,
     query: str,
     *,
@@ -447,7 +414,7 @@ def search(
     limit: int,
     offset: int,
     now: str | None = None,
-) -> list[tuple[sqlite3.Row, float]]:
+) -> list[tuple[Any, float]]:
     """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
     ``agent_id=None`` searches all of the user's agents. Rows are full ``memories`` rows
@@ -457,33 +424,36 @@ def search(
     depends on what other scopes or accounts store. :func:`.scoring.relevance` turns a raw
     score into the contract's ``score``. Memories expired at ``now`` are left out.
     """
+    text = dialect_of(conn).text
     stats = scope_stats(conn, account_id, user_id, agent_id)
-    restrict = _restricter(scope_word(account_id, user_id, agent_id))
-    probe = _match_count(conn, restrict, POSTINGS_BUDGET + 1)
-    counts = {term: probe(term) for term in query_terms(query)}
+    terms = query_terms(query)
+
+    def scoped(words: Sequence[str], choose: Sequence[str] | None = None) -> TextQuery:
+        return TextQuery(account_id, user_id, agent_id, words, choose)
+
+    counts = {term: text.count(conn, scoped([term]), POSTINGS_BUDGET + 1) for term in terms}
     since = 0
+    chosen: tuple[list[str], list[str] | None] | None
     if stats.size <= POSTINGS_BUDGET:
         # At most the budget can match, however common the words: the plain OR.
-        expression = build_match_query(query) if any(counts.values()) else None
+        chosen = (terms, None) if any(counts.values()) else None
     else:
-        expression = build_match_query(query, counts.__getitem__, POSTINGS_BUDGET)
+        chosen = choose_terms(terms, counts.__getitem__, POSTINGS_BUDGET)
         rarest = min(
             (term for term, n in counts.items() if n), key=counts.__getitem__, default=None
         )
         if rarest is not None and counts[rarest] > POSTINGS_BUDGET:
             # Every word is common here: the newest memories holding the rarest one are the candidates.
-            since = _window_start(conn, restrict(_quote(rarest)), POSTINGS_BUDGET)
-    if expression is None:
+            since = text.window_start(conn, scoped([rarest]), POSTINGS_BUDGET)
+    if chosen is None:
         return []
     scorer = Scorer(list(counts), list(counts.values()), stats)
-    match = restrict(expression)
     where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
-    matches = _matches(conn, match, where, scorer, since)
-    if not matches and (since or expression.startswith("(")):
+    matches = _matches(conn, scoped(*chosen), where, scorer, since)
+    if not matches and (since or chosen[1] is not None):
         # The candidates met none of the request's conditions (filters, a session): rank
         # every match.
-        match = restrict(build_match_query(query) or expression)
-        matches = _matches(conn, match, where, scorer)
+        matches = _matches(conn, scoped(terms), where, scorer)
     if not matches:
         return []
     head, rest = matches[:CANDIDATES], matches[CANDIDATES:]

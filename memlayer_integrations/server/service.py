@@ -41,8 +41,8 @@ from .._constants import (
     WRONG_KEY_FORMAT_MESSAGE,
 )
 from . import keys as keys_module
+from .backend import Backend
 from .budget import Budget, CpuShare
-from .db import Database
 from .embedders import EmbedderError
 from .errors import ApiError
 from .keys import Account
@@ -156,9 +156,9 @@ class _Quota:
 
 
 class Service:
-    """Runs operations for authenticated requests against one :class:`Database`."""
+    """Runs operations for authenticated requests against one :class:`~.backend.Backend`."""
 
-    def __init__(self, settings: ServerSettings, db: Database, index: Any = None) -> None:
+    def __init__(self, settings: ServerSettings, db: Backend, index: Any = None) -> None:
         self.settings = settings
         self.db = db
         #: The :class:`~.vectors.SemanticIndex` when the server has an embedder, else ``None``.
@@ -219,7 +219,7 @@ class Service:
             )
         conn.execute(
             "INSERT INTO request_counts (account_id, day, requests) VALUES (?, ?, 1)"
-            " ON CONFLICT (account_id, day) DO UPDATE SET requests = requests + 1",
+            " ON CONFLICT (account_id, day) DO UPDATE SET requests = request_counts.requests + 1",
             (account.id, now.date().isoformat()),
         )
         quota.used += 1
@@ -267,13 +267,14 @@ class Service:
             ).fetchone()[0]
             kept = present == len(ids)
         inserted = conn.execute(
-            "INSERT OR IGNORE INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (account.id, key, fingerprint, status, answer.body if kept else b"", now, int(kept)),
         ).rowcount
         if inserted and kept and ids:
             conn.executemany(
-                "INSERT OR IGNORE INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)",
+                "INSERT INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 [(account.id, key, memory_id) for memory_id in ids],
             )
 
@@ -335,6 +336,9 @@ class Service:
         failure: Exception | None = None
         try:
             with self.db.write() as conn:
+                # Across server processes too: this account's quota count, memory cap and
+                # idempotency records are read and written by one request at a time.
+                self.db.lock_account(conn, account.id)
                 if idem is not None:
                     stored = conn.execute(
                         "SELECT fingerprint, status, body, kept FROM idempotency"

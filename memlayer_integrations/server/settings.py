@@ -47,9 +47,11 @@ DEFAULT_PLANS: dict[str, Plan] = {
 }
 
 
-def default_db_path() -> Path:
-    """``$MEMLAYER_DB`` if set, else ``~/.memlayer/memlayer.db``."""
+def default_db_path() -> str | Path:
+    """``$MEMLAYER_DB`` if set (a file, or a ``postgresql://`` URL), else ``~/.memlayer/memlayer.db``."""
     env = os.environ.get(DB_ENV)
+    if env and env.startswith(("postgresql://", "postgres://")):
+        return env
     return Path(env).expanduser() if env else Path.home() / ".memlayer" / "memlayer.db"
 
 
@@ -62,7 +64,8 @@ class ServerSettings:
     """Configuration of one server instance.
 
     Args:
-        db_path: the SQLite file (created with its parent directory if missing).
+        db_path: the SQLite file (created with its parent directory if missing), or a
+            ``postgresql://USER@HOST:PORT/DB`` URL (needs the ``postgres`` extra).
         plans: plan name -> :class:`Plan`; a key is created on one of these. The limits are
             copied onto the account when the key is created, so the database alone says what
             every account may do.

@@ -1,4 +1,4 @@
-"""The memory operations of the contract, on an open SQLite connection.
+"""The memory operations of the contract, on an open connection of either backend.
 
 Each function takes a validated request model and the authenticated account, and returns
 the JSON-ready result. Scoping is enforced here and only here: every statement is
@@ -10,17 +10,17 @@ id belonging to another account answer 404, exactly as an id that never existed.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import cursors
 from . import search as search_module
+from .backend import dialect_of
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
 from .explain import explain
-from .filters import compile_filters, scope_condition
+from .filters import scope_condition
 from .keys import Account
 from .schemas import (
     ForgetAllQuery,
@@ -66,7 +66,7 @@ def next_midnight(moment: datetime) -> datetime:
     return (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def memory_json(row: sqlite3.Row) -> dict[str, Any]:
+def memory_json(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "content": row["content"],
@@ -89,15 +89,16 @@ def expiry(ttl: float | None, expires_at: str | None, now: datetime) -> str | No
     return expires_at
 
 
-def sweep_expired(conn: sqlite3.Connection, account: Account, now: str) -> int:
+def sweep_expired(conn: Any, account: Account, now: str) -> int:
     """Delete the account's memories that expired by ``now``; every request starts with it."""
-    return conn.execute(
+    deleted: int = conn.execute(
         "DELETE FROM memories WHERE account_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
         (account.id, now),
     ).rowcount
+    return deleted
 
 
-def touch(conn: sqlite3.Connection, memories: list[dict[str, Any]], now: datetime) -> None:
+def touch(conn: Any, memories: list[dict[str, Any]], now: datetime) -> None:
     """Restart the expiry clock of ``memories`` that have a ``ttl`` (``refresh_ttl`` reads)."""
     for memory in memories:
         if memory.get("ttl") is not None:
@@ -116,8 +117,8 @@ def _not_found(memory_id: str) -> ApiError:
     return ApiError(404, "not_found", f"memory {memory_id} not found")
 
 
-def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
+def _load(conn: Any, account: Account, memory_id: str, now: str) -> Any:
+    row: Any = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories"
         " WHERE id = ? AND account_id = ? AND (expires_at IS NULL OR expires_at > ?)",
         (memory_id, account.id, now),
@@ -127,21 +128,17 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) 
     return row
 
 
-def _by_key(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
-) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+def _by_key(conn: Any, account: Account, user_id: str, agent_id: str, key: str) -> Any:
+    row: Any = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
         (account.id, user_id, agent_id, key),
     ).fetchone()
     return row
 
 
-def _by_content(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, content: str
-) -> sqlite3.Row | None:
+def _by_content(conn: Any, account: Account, user_id: str, agent_id: str, content: str) -> Any:
     """The newest memory of the scope holding exactly ``content`` (``memories_text`` index)."""
-    row: sqlite3.Row | None = conn.execute(
+    row: Any = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ?"
         " AND key IS NULL AND substr(content, 1, 64) = ? AND content = ? ORDER BY rowid DESC LIMIT 1",
         (account.id, user_id, agent_id, content[:64], content),
@@ -150,7 +147,7 @@ def _by_content(
 
 
 def _write(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     user_id: str,
     agent_id: str,
@@ -169,7 +166,7 @@ def _write(
 
     With ``embeddings`` (the server has an embedder) each memory's vector is stored with it.
     """
-    existing: list[sqlite3.Row | None] = []
+    existing: list[Any] = []
     seen: dict[str, int] = {}
     first_of: dict[str, int] = {}  # content -> index of the first new item holding it
     repeats: dict[int, int] = {}  # item index -> earlier item it refreshes
@@ -220,7 +217,8 @@ def _write(
             memory_id = "mem_" + uuid.uuid4().hex
             cursor = conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
-                " created_at, updated_at, expires_at, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, expires_at, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING rowid",
                 (
                     memory_id,
                     account.id,
@@ -236,7 +234,7 @@ def _write(
                     item.ttl,
                 ),
             )
-            written.append(int(cursor.lastrowid or 0))
+            written.append(int(cursor.fetchall()[0][0]))
             memory = {
                 "id": memory_id,
                 "content": item.content,
@@ -268,6 +266,10 @@ def _write(
                 ttl=item.ttl,
             )
             out.append((memory, False))
+    scope = (account.id, user_id, agent_id)
+    dialect_of(conn).indexed(
+        conn, [(rowid, item.content, scope) for rowid, item in zip(written, items, strict=True)]
+    )
     if embeddings is not None:
         # A replacement with the same text keeps its vector (if it has one of this model). A
         # text without a letter or digit has no meaning to embed: it is found by listing only
@@ -286,14 +288,13 @@ def _write(
             }.values()
         )
         if todo:
-            scope = (account.id, user_id, agent_id)
             vectors = embeddings.documents([text for _, text in todo])
             embeddings.index.put(conn, [(rowid, scope) for rowid, _ in todo], vectors)
     return out
 
 
 def remember(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     req: RememberRequest,
     now: str,
@@ -316,7 +317,7 @@ def remember(
 
 
 def remember_many(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     req: RememberManyRequest,
     now: str,
@@ -337,7 +338,7 @@ def remember_many(
 
 
 def recall(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     req: RecallRequest,
     now: str,
@@ -348,7 +349,7 @@ def recall(
         "user_id": req.user_id,
         "agent_id": req.agent_id,
         "session_id": req.session_id,
-        "filters": compile_filters(req.filters),
+        "filters": dialect_of(conn).compile_filters(req.filters),
         "limit": req.limit,
         "offset": req.offset,
         "now": now,
@@ -370,12 +371,12 @@ def recall(
     return results
 
 
-def get(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) -> dict[str, Any]:
+def get(conn: Any, account: Account, memory_id: str, now: str) -> dict[str, Any]:
     return memory_json(_load(conn, account, memory_id, now))
 
 
 def update(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     memory_id: str,
     req: UpdateRequest,
@@ -393,6 +394,9 @@ def update(
         "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
         (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
     )
+    if req.content is not None:
+        scope = (account.id, row["user_id"], row["agent_id"])
+        dialect_of(conn).indexed(conn, [(row["rowid"], req.content, scope)])
     if (
         embeddings is not None
         and req.content is not None
@@ -404,8 +408,8 @@ def update(
     return memory
 
 
-def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
-    deleted = conn.execute(
+def forget(conn: Any, account: Account, memory_id: str) -> int:
+    deleted: int = conn.execute(
         "DELETE FROM memories WHERE id = ? AND account_id = ?", (memory_id, account.id)
     ).rowcount
     if not deleted:
@@ -413,9 +417,12 @@ def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
     return deleted
 
 
-def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) -> int:
+def forget_all(conn: Any, account: Account, q: ForgetAllQuery) -> int:
     where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys)
-    return conn.execute(f"DELETE FROM memories AS m WHERE {where.sql}", where.params).rowcount
+    deleted: int = conn.execute(
+        f"DELETE FROM memories AS m WHERE {where.sql}", where.params
+    ).rowcount
+    return deleted
 
 
 def _listing(account: Account, q: ListQuery) -> bytes:
@@ -424,13 +431,13 @@ def _listing(account: Account, q: ListQuery) -> bytes:
     return json.dumps(scope, sort_keys=True, ensure_ascii=False).encode()
 
 
-def _cursor_secret(conn: sqlite3.Connection) -> bytes:
+def _cursor_secret(conn: Any) -> bytes:
     row = conn.execute("SELECT value FROM server_secrets WHERE name = 'cursor'").fetchone()
     return bytes(row[0])
 
 
 def list_page(
-    conn: sqlite3.Connection,
+    conn: Any,
     account: Account,
     q: ListQuery,
     now: str,
@@ -451,7 +458,7 @@ def list_page(
         q.agent_id,
         q.session_id,
         q.keys,
-        compile_filters(q.filters),
+        dialect_of(conn).compile_filters(q.filters),
         live_at=now,
     )
     sql, params = where.sql, where.params
@@ -481,7 +488,7 @@ def list_page(
     }
 
 
-def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> list[dict[str, Any]]:
+def scopes(conn: Any, account: Account, user_id: str | None) -> list[dict[str, Any]]:
     sql = (
         "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
     )
@@ -496,9 +503,7 @@ def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> l
     ]
 
 
-def usage(
-    conn: sqlite3.Connection, account: Account, requests_today: int, now: datetime
-) -> dict[str, Any]:
+def usage(conn: Any, account: Account, requests_today: int, now: datetime) -> dict[str, Any]:
     stored = conn.execute(
         "SELECT memory_count FROM accounts WHERE id = ?", (account.id,)
     ).fetchone()[0]

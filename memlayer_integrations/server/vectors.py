@@ -3,9 +3,9 @@
 Two layers, so another database can be added without touching the ranking:
 
 * :class:`VectorStorage` is the storage interface: write a batch of vectors, say whether a
-  scope changed, read a scope's vectors newer than a sequence number. :class:`SQLiteVectors`
-  implements it on the ``memory_vectors`` and ``vector_scopes`` tables of migration 6
-  (``db.py``); a PostgreSQL backend implements the same six methods on its own tables.
+  scope changed, read a scope's vectors newer than a sequence number. :class:`TableVectors`
+  implements it on the ``memory_vectors`` and ``vector_scopes`` tables (SQLite's migration
+  6 in ``db.py``, PostgreSQL's ``postgres/schema.py``) with SQL both databases run.
 * :class:`SemanticIndex` holds the embedder and, per scope (account, user, agent), the
   scope's vectors as one normalized float32 matrix in memory. A recall reads the scope's
   two counters (vectors added, vectors removed; one row) and brings the matrix up to date:
@@ -43,6 +43,7 @@ __all__ = [
     "SQLiteVectors",
     "ScopeKey",
     "SemanticIndex",
+    "TableVectors",
     "VectorStorage",
 ]
 
@@ -87,8 +88,9 @@ class VectorStorage(ABC):
         """The sequence numbers of the scope's vectors."""
 
 
-class SQLiteVectors(VectorStorage):
-    """:class:`VectorStorage` on SQLite: a float32 blob per memory (``memory_vectors``)."""
+class TableVectors(VectorStorage):
+    """:class:`VectorStorage` as a float32 blob per memory (``memory_vectors``), on either
+    backend (no vector extension needed: the ranking is numpy's)."""
 
     def put(
         self, conn: Any, model: str, memories: Sequence[tuple[int, ScopeKey]], vectors: Any
@@ -145,6 +147,10 @@ class SQLiteVectors(VectorStorage):
                 (*scope, model),
             )
         ]
+
+
+#: The former name of :class:`TableVectors`.
+SQLiteVectors = TableVectors
 
 
 @dataclass
@@ -215,7 +221,7 @@ class SemanticIndex:
 
     def __init__(self, embedder: Embedder, storage: VectorStorage | None = None) -> None:
         self.embedder = embedder
-        self.storage = storage or SQLiteVectors()
+        self.storage = storage or TableVectors()
         self._scopes: dict[ScopeKey, _Scope] = {}
         self._lock = threading.Lock()
 

@@ -5,6 +5,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from memlayer_integrations.server import LocalMemLayerServer
+
+
+@pytest.fixture(scope="session")
+def local_server(backend_server: LocalMemLayerServer) -> LocalMemLayerServer:
+    """The session server, on SQLite and on PostgreSQL (``tests/_backends.py``)."""
+    return backend_server
+
 
 @pytest.fixture
 def http(base_url: str, api_key: str) -> Iterator[httpx.Client]:

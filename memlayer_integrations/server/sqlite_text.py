@@ -1,0 +1,125 @@
+"""SQLite's side of the seam (``backend.Dialect``): FTS5 recall, ``json_each`` filters, the
+progress-handler budget, and no account lock (one write lock serves the whole file).
+
+The full-text index is ``memories_fts`` (``db.py``, migration 2): FTS5 with the Porter
+tokenizer over ``content``, and ``scope_terms``, two words naming each memory's scope. A
+:class:`~.backend.TextQuery` becomes a ``MATCH`` of the scope's word AND the question's
+words, so FTS5 walks only that scope's postings (``search.py`` says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from .backend import Dialect, TextIndex, TextQuery
+from .budget import Budget
+from .filters import Filter, compile_filters
+
+__all__ = ["SQLITE", "FtsIndex", "SQLiteDialect", "match_expression", "quote", "scope_word"]
+
+
+def quote(term: str) -> str:
+    """A word as an FTS5 string. Words hold no '"' (letters and digits), but doubling keeps
+    quoting correct should the word pattern ever change."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> str:
+    """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
+
+    ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
+    hex digits and the letters between them make any id one plain word for the tokenizer.
+
+    Example:
+        >>> scope_word(1, "bob", "x")
+        'a1x626F62y78'
+    """
+    user = user_id.encode("utf-8").hex().upper()
+    if agent_id is None:
+        return f"u{account_id}x{user}"
+    return f"a{account_id}x{user}y{agent_id.encode('utf-8').hex().upper()}"
+
+
+def match_expression(terms: Sequence[str], choose: Sequence[str] | None = None) -> str:
+    """The FTS5 expression for "any of ``terms``" (and, with ``choose``, one of those too).
+
+    Example:
+        >>> match_expression(["likes", "tea"], ["tea"])
+        '("tea") AND ("likes" OR "tea")'
+    """
+    everything = " OR ".join(quote(t) for t in terms)
+    if choose is None:
+        return everything
+    return f"({' OR '.join(quote(t) for t in choose)}) AND ({everything})"
+
+
+def _scoped(query: TextQuery) -> str:
+    expression = match_expression(query.terms, query.choose)
+    scope = quote(scope_word(query.account_id, query.user_id, query.agent_id))
+    return f"scope_terms : {scope} AND content : ({expression})"
+
+
+class FtsIndex(TextIndex):
+    """:class:`~.backend.TextIndex` on ``memories_fts``."""
+
+    def count(self, conn: Any, query: TextQuery, cap: int) -> int:
+        sql = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+        return int(conn.execute(sql, (_scoped(query), cap)).fetchone()[0])
+
+    def matches(
+        self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
+    ) -> list[Any]:
+        # CROSS JOIN: the full-text match drives the loop. Left to itself, the planner may
+        # walk the scope's rows and evaluate the MATCH once per row (quadratic in its size).
+        sql = (
+            "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
+            " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
+            f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
+            " ORDER BY memories_fts.rowid DESC LIMIT ?"
+        )
+        return list(conn.execute(sql, [_scoped(query), since, *where.params, limit]).fetchall())
+
+    def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
+        row = conn.execute(
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+            (_scoped(query), size - 1),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def holding(self, conn: Any, query: TextQuery) -> list[int]:
+        sql = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?"
+        return [r[0] for r in conn.execute(sql, (_scoped(query),))]
+
+    def matching(self, conn: Any, terms: Sequence[str], rowids: Sequence[int]) -> set[int]:
+        if not rowids or not terms:
+            return set()
+        marks = ",".join("?" * len(rowids))
+        sql = f"SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid IN ({marks})"
+        expression = f"content : ({match_expression(terms)})"
+        return {r[0] for r in conn.execute(sql, [expression, *rowids])}
+
+
+class SQLiteDialect(Dialect):
+    """The SQLite parts of the seam; :class:`.db.Database` adds the file and its connections."""
+
+    text: TextIndex = FtsIndex()
+
+    def lock_account(self, conn: Any, account_id: int) -> None:
+        """Nothing to do: every write transaction already holds the file's one write lock."""
+
+    def indexed(self, conn: Any, memories: Sequence[tuple[int, str, tuple[int, str, str]]]) -> None:
+        """Nothing to do: ``memories_fts`` is kept in step by triggers (``db.py``)."""
+
+    def compile_filters(
+        self, filters: dict[str, Any] | None, prefix: str = "filters"
+    ) -> Filter | None:
+        return compile_filters(filters, prefix)
+
+    def guard(self, budget: Budget, conn: Any) -> AbstractContextManager[None]:
+        return budget.progress_guard(conn)
+
+
+#: The dialect of a plain ``sqlite3`` connection (see ``backend.dialect_of``).
+SQLITE = SQLiteDialect()
