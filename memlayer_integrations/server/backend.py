@@ -12,7 +12,7 @@ differently lives behind the backend, and nowhere else:
   daily quota, memory cap and idempotency keys are exact however many server processes
   share the database;
 - metadata filters (:meth:`~Backend.compile_filters`: JSON is not queried the same way);
-- the full-text index behind recall (:class:`TextIndex`, :meth:`Dialect.indexed`);
+- the full-text index behind recall (:class:`TextIndex`, :meth:`Dialect.text_column`);
 - the query budget (:meth:`~Backend.guard`: SQLite's progress handler, PostgreSQL's
   ``statement_timeout``).
 
@@ -130,8 +130,9 @@ class Dialect(ABC):
         """Run the block's statements on ``conn`` within ``budget`` (422 past it)."""
 
     @abstractmethod
-    def indexed(self, conn: Any, memories: Sequence[tuple[int, str, tuple[int, str, str]]]) -> None:
-        """Index the text of memories just written: ``(rowid, content, scope)`` each."""
+    def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
+        """What a memory's row holds for the full-text index, written with its content:
+        ``(column, placeholder, value)``, or ``None`` when the database indexes it itself."""
 
 
 class Backend(Dialect):

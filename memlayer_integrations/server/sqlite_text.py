@@ -109,8 +109,9 @@ class SQLiteDialect(Dialect):
     def lock_account(self, conn: Any, account_id: int) -> None:
         """Nothing to do: every write transaction already holds the file's one write lock."""
 
-    def indexed(self, conn: Any, memories: Sequence[tuple[int, str, tuple[int, str, str]]]) -> None:
-        """Nothing to do: ``memories_fts`` is kept in step by triggers (``db.py``)."""
+    def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
+        """None: ``memories_fts`` is kept in step by triggers (``db.py``)."""
+        return None
 
     def compile_filters(
         self, filters: dict[str, Any] | None, prefix: str = "filters"

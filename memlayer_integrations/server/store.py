@@ -113,6 +113,19 @@ def _dump(metadata: dict[str, Any] | None) -> str:
     return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
 
 
+def _indexed_text(
+    conn: Any, content: str, scope: tuple[int, str, str]
+) -> tuple[str, str, str, list[Any]]:
+    """What a memory's INSERT or UPDATE adds for the database's full-text index:
+    ``(", column", ", placeholder", ", column = placeholder", [value])``, or nothing on
+    SQLite, whose triggers index the text (``backend.Dialect.text_column``)."""
+    found = dialect_of(conn).text_column(content, scope)
+    if found is None:
+        return "", "", "", []
+    column, mark, value = found
+    return f", {column}", f", {mark}", f", {column} = {mark}", [value]
+
+
 def _not_found(memory_id: str) -> ApiError:
     return ApiError(404, "not_found", f"memory {memory_id} not found")
 
@@ -202,6 +215,7 @@ def _write(
                 "(DELETE /v1/memories/{id} or forget_all), or move to a larger plan",
             )
     moment = parse_iso(now)
+    scope = (account.id, user_id, agent_id)
     out: list[tuple[dict[str, Any], bool]] = []
     written: list[int] = []
     for i, (item, row) in enumerate(zip(items, existing, strict=True)):
@@ -213,12 +227,13 @@ def _write(
                 f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?",
                 (out[repeats[i]][0]["id"],),
             ).fetchone()
+        columns, marks, sets, values = _indexed_text(conn, item.content, scope)
         if row is None:
             memory_id = "mem_" + uuid.uuid4().hex
             cursor = conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
-                " created_at, updated_at, expires_at, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING rowid",
+                f" created_at, updated_at, expires_at, ttl{columns})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{marks}) RETURNING rowid",
                 (
                     memory_id,
                     account.id,
@@ -232,6 +247,7 @@ def _write(
                     now,
                     expires,
                     item.ttl,
+                    *values,
                 ),
             )
             written.append(int(cursor.fetchall()[0][0]))
@@ -252,8 +268,8 @@ def _write(
         else:
             conn.execute(
                 "UPDATE memories SET content = ?, metadata = ?, session_id = ?, updated_at = ?,"
-                " expires_at = ?, ttl = ? WHERE rowid = ?",
-                (item.content, metadata, session, now, expires, item.ttl, row["rowid"]),
+                f" expires_at = ?, ttl = ?{sets} WHERE rowid = ?",
+                (item.content, metadata, session, now, expires, item.ttl, *values, row["rowid"]),
             )
             written.append(row["rowid"])
             memory = memory_json(row)
@@ -266,10 +282,6 @@ def _write(
                 ttl=item.ttl,
             )
             out.append((memory, False))
-    scope = (account.id, user_id, agent_id)
-    dialect_of(conn).indexed(
-        conn, [(rowid, item.content, scope) for rowid, item in zip(written, items, strict=True)]
-    )
     if embeddings is not None:
         # A replacement with the same text keeps its vector (if it has one of this model). A
         # text without a letter or digit has no meaning to embed: it is found by listing only
@@ -390,19 +402,17 @@ def update(
     if req.metadata is not None:
         memory["metadata"] = req.metadata
     memory["updated_at"] = now
+    scope = (account.id, row["user_id"], row["agent_id"])
+    _, _, sets, values = _indexed_text(conn, memory["content"], scope)
     conn.execute(
-        "UPDATE memories SET content = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
-        (memory["content"], _dump(memory["metadata"]), now, row["rowid"]),
+        f"UPDATE memories SET content = ?, metadata = ?, updated_at = ?{sets} WHERE rowid = ?",
+        (memory["content"], _dump(memory["metadata"]), now, *values, row["rowid"]),
     )
-    if req.content is not None:
-        scope = (account.id, row["user_id"], row["agent_id"])
-        dialect_of(conn).indexed(conn, [(row["rowid"], req.content, scope)])
     if (
         embeddings is not None
         and req.content is not None
         and search_module.query_terms(req.content)
     ):
-        scope = (account.id, row["user_id"], row["agent_id"])
         vectors = embeddings.documents([req.content])
         embeddings.index.put(conn, [(row["rowid"], scope)], vectors)
     return memory

@@ -257,11 +257,8 @@ class PostgresDatabase(Backend):
     ) -> Filter | None:
         return compile_filters(filters, prefix)
 
-    def indexed(self, conn: Any, memories: Sequence[tuple[int, str, tuple[int, str, str]]]) -> None:
-        conn.executemany(
-            "UPDATE memories SET tsv = ?::tsvector WHERE rowid = ?",
-            [(document(content, scope), rowid) for rowid, content, scope in memories],
-        )
+    def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
+        return "tsv", "?::tsvector", document(content, scope)
 
     @contextmanager
     def guard(self, budget: Budget, conn: Any) -> Iterator[None]:

@@ -11,7 +11,7 @@ as ``jsonb``).
 Differences, all behind the seam (``postgres/database.py``):
 
 - the full-text index is ``memories.tsv`` (GIN): each memory's tokens as SQLite's Porter
-  tokenizer makes them, written by the server (``PostgresDatabase.indexed``), so a word
+  tokenizer makes them, written by the server with the content (``PostgresDatabase.text_column``), so a word
   matches exactly the memories it matches on SQLite; plus two lexemes naming the memory's
   scope, ``#`` + ``search.scope_word``, which no token can equal (``#`` separates tokens);
 - the cursor secret is written by :func:`~.database.PostgresDatabase.migrate` from Python's
@@ -71,7 +71,8 @@ CREATE INDEX memories_stream ON memories(account_id, user_id, agent_id, session_
     WHERE session_id IS NOT NULL;
 CREATE INDEX memories_expiry ON memories(account_id, expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX memories_text ON memories(account_id, user_id, agent_id, substr(content, 1, 64));
-CREATE INDEX memories_tsv ON memories USING gin (tsv);
+-- fastupdate off: a pending list would be scanned whole by every recall until a vacuum.
+CREATE INDEX memories_tsv ON memories USING gin (tsv) WITH (fastupdate = off);
 
 CREATE TABLE scope_sizes (
     account_id  BIGINT NOT NULL REFERENCES accounts(id),
