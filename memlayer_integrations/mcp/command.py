@@ -55,7 +55,7 @@ class McpOptions:
     http: bool = False
     host: str = "127.0.0.1"
     port: int = 8765
-    embedded_db: Path | None = None
+    embedded_db: str | Path | None = None
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     log_level: str = "warning"
 
@@ -81,7 +81,7 @@ def _scope(options: McpOptions) -> tuple[str, str] | str:
 
 
 @contextlib.contextmanager
-def embedded_backend(db_path: Path) -> Iterator[tuple[str, str]]:
+def embedded_backend(db_path: str | Path) -> Iterator[tuple[str, str]]:
     """A local MemLayer server on ``db_path`` for the life of the block: ``(url, key)``.
 
     With ``$MEMLAYER_API_KEY`` set, that key is used (it must be a key of this database).
@@ -112,11 +112,11 @@ def _now() -> str:
     return iso(datetime.now(timezone.utc))
 
 
-def _embedded_key(db_path: Path) -> tuple[str, str]:
+def _embedded_key(db_path: str | Path) -> tuple[str, str]:
     from ..server import DEFAULT_PLANS, keys
-    from ..server.db import Database
+    from ..server.backend import open_backend
 
-    db = Database(db_path)
+    db = open_backend(db_path)
     db.open()
     try:
         with db.write() as conn:
@@ -134,11 +134,11 @@ def _embedded_key(db_path: Path) -> tuple[str, str]:
         db.close()
 
 
-def _revoke(db_path: Path, key_id: str) -> None:
+def _revoke(db_path: str | Path, key_id: str) -> None:
     from ..server import keys
-    from ..server.db import Database
+    from ..server.backend import open_backend
 
-    db = Database(db_path)
+    db = open_backend(db_path)
     db.open()
     try:
         with db.write() as conn:

@@ -22,15 +22,15 @@ def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path):
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_reopening_runs_no_migration_twice(tmp_path):
-    with LocalMemLayerServer(tmp_path / "m.db") as server:
+def test_reopening_runs_no_migration_twice(db_location):
+    with LocalMemLayerServer(db_location) as server:
         key = server.create_key()
         httpx.post(
             server.url + "/v1/memories",
             json={"content": "kept", "user_id": "u", "agent_id": "a"},
             headers={"X-API-Key": key},
         ).raise_for_status()
-    with LocalMemLayerServer(tmp_path / "m.db") as server:
+    with LocalMemLayerServer(db_location) as server:
         r = httpx.get(
             server.url + "/v1/memories", params={"user_id": "u"}, headers={"X-API-Key": key}
         )

@@ -72,16 +72,16 @@ def test_free_plan_101st_request(base_url, free_key):
     assert abs((now + retry_after) - next_midnight_epoch()) <= 2
 
 
-def test_quota_resets_at_midnight_utc_and_survives_restart(tmp_path):
+def test_quota_resets_at_midnight_utc_and_survives_restart(db_location):
     now = [datetime(2026, 3, 1, 23, 59, 0, tzinfo=timezone.utc)]
     plans = {"tiny": Plan(memories=5, requests_per_day=2)}
-    settings = ServerSettings(db_path=tmp_path / "q.db", plans=plans, clock=lambda: now[0])
+    settings = ServerSettings(db_path=db_location, plans=plans, clock=lambda: now[0])
     with LocalMemLayerServer(settings=settings) as server:
         key = server.create_key(plan="tiny")
         with client(server.url, key) as http:
             assert http.get("/usage").status_code == 200
     # A restart keeps the count.
-    settings = ServerSettings(db_path=tmp_path / "q.db", plans=plans, clock=lambda: now[0])
+    settings = ServerSettings(db_path=db_location, plans=plans, clock=lambda: now[0])
     with LocalMemLayerServer(settings=settings) as server, client(server.url, key) as http:
         assert http.get("/usage").json()["requests_today"] == 2
         r = http.get("/usage")

@@ -3,7 +3,6 @@ model is exercised in test_semantic_model.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from memlayer_integrations.server import LocalMemLayerServer
 from memlayer_integrations.server import vectors as vectors_module
+from memlayer_integrations.server.backend import open_backend
 
 from ._embedding import ConceptEmbedder
 from ._helpers import assert_error, remember
@@ -26,8 +26,9 @@ def embedder() -> ConceptEmbedder:
 
 
 @pytest.fixture
-def server(tmp_path: Any, embedder: ConceptEmbedder) -> Iterator[LocalMemLayerServer]:
-    with LocalMemLayerServer(tmp_path / "m.db", embedder=embedder) as srv:
+def server(db_location: Any, embedder: ConceptEmbedder) -> Iterator[LocalMemLayerServer]:
+    """A server with an embedder, on each backend (vectors are stored by both)."""
+    with LocalMemLayerServer(db_location, embedder=embedder) as srv:
         yield srv
 
 
@@ -50,8 +51,13 @@ def contents(results: list[dict[str, Any]]) -> list[str]:
 
 
 def vector_rows(server: LocalMemLayerServer) -> list[tuple[int, int]]:
-    with sqlite3.connect(server.settings.db_path) as conn:
-        return conn.execute("SELECT seq, memory_rowid FROM memory_vectors ORDER BY seq").fetchall()
+    db = open_backend(server.settings.db_path)
+    try:
+        with db.read() as conn:
+            rows = conn.execute("SELECT seq, memory_rowid FROM memory_vectors ORDER BY seq")
+            return [tuple(row) for row in rows]
+    finally:
+        db.close()
 
 
 FACTS = [

@@ -6,13 +6,11 @@ Needs the ``postgres`` extra (psycopg 3 and its pool). Imported only for a
 
 from __future__ import annotations
 
-from ..backend import BackendUnavailableError
-
 try:
     import psycopg  # noqa: F401
     import psycopg_pool  # noqa: F401
 except ImportError:
-    raise BackendUnavailableError(
+    raise ImportError(
         "a postgresql:// database needs the postgres extra: "
         'pip install "memlayer-integrations[postgres]"'
     ) from None

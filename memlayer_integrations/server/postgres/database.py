@@ -177,9 +177,9 @@ class PostgresDatabase(Backend):
         try:
             raw = psycopg.connect(self.url, connect_timeout=10)
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise BackendUnavailableError(
-                f"cannot connect to PostgreSQL at {self.location}: {reason} "
+                f"cannot connect to PostgreSQL at {self.location}: {reason or type(exc).__name__} "
                 "(check the URL in --db or $MEMLAYER_DB, and that the server is running)"
             ) from None
         self._configure(raw)
