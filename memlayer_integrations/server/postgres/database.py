@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg import IsolationLevel
 from psycopg import errors as pg_errors
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
@@ -236,10 +237,12 @@ class PostgresDatabase(Backend):
         if self._pool is None:
             self.open()
         assert self._pool is not None
-        with self._pool.connection() as raw, raw.transaction():
-            if read_only:
-                raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield PgConnection(raw, self)
+        with self._pool.connection() as raw:
+            # Said in the transaction's BEGIN (no extra round trip): a read is one snapshot.
+            raw.read_only = read_only
+            raw.isolation_level = IsolationLevel.REPEATABLE_READ if read_only else None
+            with raw.transaction():
+                yield PgConnection(raw, self)
 
     def write(self) -> Any:
         return self._transaction(read_only=False)
