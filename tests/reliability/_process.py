@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from memlayer_integrations.server import keys
-from memlayer_integrations.server.db import Database
+from memlayer_integrations.server.backend import open_backend
 from memlayer_integrations.server.settings import Plan
 from memlayer_integrations.server.store import iso
 
@@ -28,14 +28,15 @@ _START_TIMEOUT = 30.0
 
 
 def create_key(
-    db: Path,
+    db: str | Path,
     plan: str = "unlimited",
     *,
     memories: int | None = None,
     requests_per_day: int | None = None,
 ) -> str:
-    """A key of a new account in ``db`` (the server need not run), with the limits given."""
-    database = Database(db)
+    """A key of a new account in ``db`` (a file or a PostgreSQL URL; the server need not
+    run), with the limits given."""
+    database = open_backend(db)
     try:
         with database.write() as conn:
             key, _ = keys.create_key(
@@ -57,7 +58,7 @@ class ServerProcess:
     :meth:`stop` is Ctrl-C (a clean shutdown).
     """
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: str | Path, log: Path) -> None:
         self.db, self.log = db, log
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
         offset = log.stat().st_size if log.exists() else 0

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from memlayer_integrations.server.backend import open_backend
+
 from ._process import ServerProcess, create_key
 
 pytestmark = pytest.mark.slow
@@ -158,40 +160,57 @@ def write_until_killed(url: str, key: str, writer: int, rnd: int, ledger: Ledger
                         slots[memory["key"]] = memory["id"]
 
 
-def check_file(db: Path) -> None:
-    conn = sqlite3.connect(db)
+def check_file(db: str | Path) -> None:
+    """The database is sound after a kill: SQLite's own checks (the file, the full-text
+    index), then on either backend the counters kept by triggers against the rows."""
+    if isinstance(db, Path):
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            conn.execute(
+                "INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')"
+            )  # raises if out of step
+        finally:
+            conn.close()
+    database = open_backend(db)
     try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        conn.execute(
-            "INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')"
-        )  # raises if out of step
-        # The stored count of every account is the number of its memories.
-        counts = conn.execute(
-            "SELECT a.id, a.memory_count, (SELECT count(*) FROM memories m WHERE m.account_id = a.id) FROM accounts a"
-        ).fetchall()
-        assert counts and all(stored == actual for _, stored, actual in counts), counts
-        # So is the stored size of every scope.
-        sizes = set(
-            conn.execute(
-                "SELECT account_id, user_id, agent_id, memories FROM scope_sizes WHERE memories > 0"
-            )
-        )
-        actual = set(
-            conn.execute(
-                "SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY 1, 2, 3"
-            )
-        )
-        assert sizes == actual
+        with database.read() as conn:
+            check_counters(conn)
     finally:
-        conn.close()
+        database.close()
 
 
-def requests_counted(db: Path) -> int:
-    conn = sqlite3.connect(db)
+def check_counters(conn: Any) -> None:
+    """The counters kept by triggers agree with the rows."""
+    # The stored count of every account is the number of its memories.
+    counts = conn.execute(
+        "SELECT a.id, a.memory_count, (SELECT count(*) FROM memories m WHERE m.account_id = a.id) FROM accounts a"
+    ).fetchall()
+    assert counts and all(stored == actual for _, stored, actual in counts), counts
+    # So is the stored size of every scope.
+    sizes = {
+        tuple(row)
+        for row in conn.execute(
+            "SELECT account_id, user_id, agent_id, memories FROM scope_sizes WHERE memories > 0"
+        )
+    }
+    actual = {
+        tuple(row)
+        for row in conn.execute(
+            "SELECT account_id, user_id, agent_id, count(*) FROM memories GROUP BY 1, 2, 3"
+        )
+    }
+    assert sizes == actual
+
+
+def requests_counted(db: str | Path) -> int:
+    database = open_backend(db)
     try:
-        return conn.execute("SELECT coalesce(sum(requests), 0) FROM request_counts").fetchone()[0]
+        with database.read() as conn:
+            sql = "SELECT coalesce(sum(requests), 0) FROM request_counts"
+            return int(conn.execute(sql).fetchone()[0])
     finally:
-        conn.close()
+        database.close()
 
 
 def stored_memories(url: str, key: str) -> dict[str, dict[str, Any]]:
@@ -215,8 +234,8 @@ def stored_memories(url: str, key: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_acknowledged_writes_survive_repeated_sigkill(tmp_path):
-    db, log = tmp_path / "crash.db", tmp_path / "server.log"
+def test_acknowledged_writes_survive_repeated_sigkill(tmp_path, db_location):
+    db, log = db_location, tmp_path / "server.log"
     # A plan with limits far away, so the quota and memory counters are kept and checked.
     key = create_key(db, "big", memories=1_000_000, requests_per_day=1_000_000)
     ledger = Ledger()
