@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import fake_key, flavor, make_client, no_network, sleeps  # noqa: F401
+from memlayer_integrations.server import LocalMemLayerServer
 from tests.server.conftest import anon, http  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def local_server(backend_server: LocalMemLayerServer) -> LocalMemLayerServer:
+    """The session server, on SQLite and on PostgreSQL (``tests/_backends.py``)."""
+    return backend_server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
