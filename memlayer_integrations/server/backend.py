@@ -130,6 +130,10 @@ class Dialect(ABC):
         """Run the block's statements on ``conn`` within ``budget`` (422 past it)."""
 
     @abstractmethod
+    def one_of(self, column: str, ids: Sequence[int]) -> Filter:
+        """``column`` is one of ``ids`` (rowids): however the database plans that best."""
+
+    @abstractmethod
     def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
         """What a memory's row holds for the full-text index, written with its content:
         ``(column, placeholder, value)``, or ``None`` when the database indexes it itself."""

@@ -166,9 +166,9 @@ def search(
         meaning = {}
     anchored = _anchored(conn, account_id, user_id, agent_id, query)
     if anchored:  # scored even outside both pools, if they meet the request's conditions
-        marks = ",".join("?" * len(anchored))
-        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({marks}) AND {where.sql}"
-        meets = {r[0] for r in conn.execute(sql, [*anchored, *where.params])}
+        ids = dialect_of(conn).one_of("m.rowid", list(anchored))
+        sql = f"SELECT m.rowid FROM memories AS m WHERE {ids.sql} AND {where.sql}"
+        meets = {r[0] for r in conn.execute(sql, [*ids.params, *where.params])}
         anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
     candidates = list(dict.fromkeys([*words, *meaning, *anchored]))
     scored = sorted(
@@ -189,9 +189,7 @@ def search(
     page = scored[offset : offset + limit]
     missing = [rowid for _, rowid in page if rowid not in rows]
     if missing:
-        sql = (
-            f"SELECT {MEMORY_COLUMNS} FROM memories AS m"
-            f" WHERE m.rowid IN ({','.join('?' * len(missing))}) AND {where.sql}"
-        )
-        rows.update({r["rowid"]: r for r in conn.execute(sql, [*missing, *where.params])})
+        ids = dialect_of(conn).one_of("m.rowid", missing)
+        sql = f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {ids.sql} AND {where.sql}"
+        rows.update({r["rowid"]: r for r in conn.execute(sql, [*ids.params, *where.params])})
     return [(rows[rowid], max(score, 1e-6)) for score, rowid in page if rowid in rows]

@@ -258,7 +258,7 @@ def _neighbour(direction: str, distance: int) -> str:
 _NEIGHBOURS_SQL = (
     "SELECT c.rowid, "
     + ", ".join(_neighbour(d, k) for k in range(1, NEIGHBOUR_REACH + 1) for d in "<>")
-    + " FROM memories AS c WHERE c.session_id IS NOT NULL AND c.rowid IN ({ids})"
+    + " FROM memories AS c WHERE c.session_id IS NOT NULL AND {ids}"
 )
 
 
@@ -374,8 +374,11 @@ def _smoothed(
     scores = {rowid: score for rowid, score, _ in head}
     lent: dict[int, float] = {}  # the largest share any candidate lends to a memory
     in_session = [rowid for rowid, _, session in head if session]
-    ids = ",".join("?" * len(in_session))
-    neighbours = conn.execute(_NEIGHBOURS_SQL.format(ids=ids), in_session) if in_session else []
+    dialect = dialect_of(conn)
+    neighbours: Any = []
+    if in_session:
+        ids = dialect.one_of("c.rowid", in_session)
+        neighbours = conn.execute(_NEIGHBOURS_SQL.format(ids=ids.sql), ids.params)
     for rowid, *around in neighbours:
         for i, other in enumerate(around):
             share = scores[rowid] * NEIGHBOUR_WEIGHT ** (i // 2 + 1)
@@ -385,8 +388,9 @@ def _smoothed(
     lowest = head[-1][1]
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
     if lifted:
-        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(lifted))}) AND {where.sql}"
-        ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*lifted, *where.params])]
+        ids = dialect.one_of("m.rowid", lifted)
+        sql = f"SELECT m.rowid FROM memories AS m WHERE {ids.sql} AND {where.sql}"
+        ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*ids.params, *where.params])]
     return sorted(ranked, key=_best_first)
 
 
@@ -398,8 +402,9 @@ def _rows(conn: Any, rowids: Iterable[int]) -> dict[int, Any]:
     wanted = list(rowids)
     if not wanted:
         return {}
-    sql = f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(wanted))})"
-    return {row["rowid"]: row for row in conn.execute(sql, wanted)}
+    ids = dialect_of(conn).one_of("m.rowid", wanted)
+    sql = f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {ids.sql}"
+    return {row["rowid"]: row for row in conn.execute(sql, ids.params)}
 
 
 def search(

@@ -109,6 +109,9 @@ class SQLiteDialect(Dialect):
     def lock_account(self, conn: Any, account_id: int) -> None:
         """Nothing to do: every write transaction already holds the file's one write lock."""
 
+    def one_of(self, column: str, ids: Sequence[int]) -> Filter:
+        return Filter(f"{column} IN ({','.join('?' * len(ids))})", list(ids))
+
     def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
         """None: ``memories_fts`` is kept in step by triggers (``db.py``)."""
         return None

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.conftest import fake_key, flavor, make_client, no_network, sleeps  # noqa: F401
 from memlayer_integrations.server import LocalMemLayerServer
+from tests.client.conftest import fake_key, flavor, make_client, no_network, sleeps  # noqa: F401
 from tests.server.conftest import anon, http  # noqa: F401
 
 

@@ -260,6 +260,11 @@ class PostgresDatabase(Backend):
     ) -> Filter | None:
         return compile_filters(filters, prefix)
 
+    def one_of(self, column: str, ids: Sequence[int]) -> Filter:
+        # One array parameter: the statement's text stays the same whatever the count, so
+        # it is planned once (a list of 200 parameters took longer to plan than to run).
+        return Filter(f"{column} = ANY(?::bigint[])", [list(ids)])
+
     def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
         return "tsv", "?::tsvector", document(content, scope)
 

@@ -138,6 +138,5 @@ class TsvectorIndex(TextIndex):
         text = _any(terms) if terms else None
         if not rowids or text is None:
             return set()
-        marks = ",".join("?" * len(rowids))
-        sql = f"SELECT rowid FROM memories WHERE rowid IN ({marks}) AND tsv @@ ?::tsquery"
-        return {int(r[0]) for r in conn.execute(sql, [*rowids, text])}
+        sql = "SELECT rowid FROM memories WHERE rowid = ANY(?::bigint[]) AND tsv @@ ?::tsquery"
+        return {int(r[0]) for r in conn.execute(sql, [list(rowids), text])}
