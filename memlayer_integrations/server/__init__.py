@@ -1,4 +1,5 @@
-"""The local MemLayer server: the wire contract on FastAPI and SQLite.
+"""The local MemLayer server: the wire contract on FastAPI and SQLite (or PostgreSQL, with
+the ``postgres`` extra: ``backend.py``).
 
 Needs the ``server`` extra (FastAPI and uvicorn). Run it with ``memlayer serve``, or embed it::
 

@@ -14,6 +14,10 @@ The remaining words are OR-ed over a Porter-stemmed index (``memories_fts``, see
 scope alone (:mod:`.scoring`): a memory matching more (and, in this scope, rarer) words of
 the question ranks higher.
 
+The index itself is the backend's (``backend.TextIndex``): FTS5 on SQLite
+(``sqlite_text.py``), the same tokens in a GIN ``tsvector`` on PostgreSQL
+(``postgres/text.py``). Everything else here, and the scoring, runs the same on both.
+
 Scope: a query, and every word count, is ANDed with the word naming its scope (column
 ``scope_terms``, see :func:`scope_word`), so FTS5 only walks the postings of that user's
 (or that user and agent's) memories and counts words there. Which memories are candidates,
