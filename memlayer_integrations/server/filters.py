@@ -57,10 +57,12 @@ def compile_filters(
     prefix: str = "filters",
     condition: Condition = _condition,
     exists: str = _EXISTS,
+    exists_params: Sequence[Any] = (),
 ) -> Filter | None:
     """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422.
 
-    ``condition(op, value, field)`` and ``exists`` (a key's conditions, ``{conditions}``)
+    ``condition(op, value, field)`` and ``exists`` (a key's conditions, ``{conditions}``;
+    its own parameters ``exists_params`` come before the key)
     spell it in a database's SQL: SQLite's by default, PostgreSQL's in ``postgres/filters.py``.
     """
     if not filters:
@@ -77,7 +79,7 @@ def compile_filters(
                 f"{where}: an operator object needs at least one operator", where
             )
         conditions = []
-        key_params: list[Any] = [key]
+        key_params: list[Any] = [*exists_params, key]
         for op, value in ops.items():
             if op not in SQL_OPS:
                 raise validation_error(

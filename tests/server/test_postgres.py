@@ -202,3 +202,20 @@ def test_text_with_a_nul_character_is_a_clear_422(pg_url):
         )
         assert_error(r, 422, "validation_error")
         assert "NUL" in r.json()["error"]["message"]
+
+
+def test_metadata_holding_a_nul_character_is_stored_and_filtered(pg_url):
+    with LocalMemLayerServer(pg_url) as server:
+        key = server.create_key()
+        with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
+            odd = {"note": "a\u0000b", "path": "c:\\u0000", "tag": "x"}
+            body = {"content": "kept", "user_id": "u", "agent_id": "a", "metadata": odd}
+            assert http.post("/memories", json=body).status_code == 201
+            listed = http.get(
+                "/memories", params={"user_id": "u", "filters": '{"tag": "x"}'}
+            ).json()["memories"]
+            assert [m["metadata"] for m in listed] == [odd]  # as written, U+0000 included
+            literal = http.get(
+                "/memories", params={"user_id": "u", "filters": '{"path": "c:\\\\u0000"}'}
+            ).json()["memories"]
+            assert [m["content"] for m in literal] == ["kept"]

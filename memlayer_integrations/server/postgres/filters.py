@@ -17,9 +17,15 @@ from ..filters import INT64, SQL_OPS, Filter
 __all__ = ["compile_filters"]
 
 _TYPE = "jsonb_typeof(j.value)"
+# jsonb refuses the escape of U+0000, which JSON (and so a memory's metadata) may hold: where
+# the text has one, it is read as U+FFFD (a filter never asks for U+0000 on PostgreSQL).
+_METADATA = (
+    "CASE WHEN strpos(m.metadata, '\\u0000') > 0"
+    " THEN regexp_replace(m.metadata, ?::text, ?::text, 'g')::jsonb ELSE m.metadata::jsonb END"
+)
+_NUL_ESCAPE = (r"(?<!\\)((\\\\)*)\\u0000", r"\1\\ufffd")
 _EXISTS = (
-    "EXISTS (SELECT 1 FROM jsonb_each(m.metadata::jsonb) AS j"
-    " WHERE j.key = ?::text AND {conditions})"
+    f"EXISTS (SELECT 1 FROM jsonb_each({_METADATA}) AS j WHERE j.key = ?::text AND {{conditions}})"
 )
 
 
@@ -44,4 +50,4 @@ def _condition(op: str, value: Any, where: str) -> tuple[str, list[Any]]:
 
 def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> Filter | None:
     """The SQL for ``filters`` (``None`` when there is nothing to filter on), or a 422."""
-    return sqlite_filters.compile_filters(filters, prefix, _condition, _EXISTS)
+    return sqlite_filters.compile_filters(filters, prefix, _condition, _EXISTS, _NUL_ESCAPE)
