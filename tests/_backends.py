@@ -78,9 +78,13 @@ def backend_server(
 
 
 @pytest.fixture(params=BACKENDS)
-def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    """A fresh, empty database: ``tmp_path / "memlayer.db"``, or a new PostgreSQL database."""
+def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Path]:
+    """A fresh, empty database: ``tmp_path / "memlayer.db"``, or a new PostgreSQL database
+    (dropped after the test)."""
     if request.param == "postgres":
-        url: str = request.getfixturevalue("postgres_cluster").fresh()
-        return url
-    return tmp_path / "memlayer.db"
+        databases = request.getfixturevalue("postgres_cluster")
+        url: str = databases.fresh()
+        yield url
+        databases.cluster.drop_database(url)
+    else:
+        yield tmp_path / "memlayer.db"

@@ -20,6 +20,11 @@ or the lock for seconds while every other account waits. So each request carries
 ``max_steps`` caps the SQLite virtual-machine steps as well, so tests can run out of budget
 deterministically.
 
+On PostgreSQL (``postgres/database.py``) the database work runs in the database's own
+processes, so the budget is the time of the request's budgeted statements as the server
+waits for them, and ``statement_timeout`` interrupts the one that would go past it: the same
+422. It is wall time, so a database busy with other work spends it faster than SQLite would.
+
 A budget bounds one request; :class:`CpuShare` bounds an account's requests together, so
 many budget-sized requests from one account, however many connections they come from,
 cannot take the server's CPU from the others.

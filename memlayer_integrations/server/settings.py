@@ -76,7 +76,8 @@ class ServerSettings:
         query_budget_seconds: CPU time of database work one request may use (list and
             recall statements, summed over a batch); past it, 422 ``query_too_expensive``.
         query_budget_steps: also cap SQLite virtual-machine steps (``None``: no cap); tests
-            use it to run out of budget deterministically.
+            use it to run out of budget deterministically. SQLite only: on PostgreSQL the
+            budget is the statements' time (``statement_timeout``).
         max_response_bytes: larger answers are refused (422 ``response_too_large``).
         max_idempotent_answer_bytes: larger answers to a write with an ``Idempotency-Key``
             are not kept; a replay gets 409 ``idempotent_answer_gone`` (nothing runs twice).

@@ -5,6 +5,7 @@ fix. (The contract itself runs on both backends through ``tests/_backends.py``.)
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,18 @@ from ._helpers import assert_error
 
 
 @pytest.fixture
-def pg_url(postgres_cluster: Any) -> str:
+def pg_url(postgres_cluster: Any) -> Iterator[str]:
     url: str = postgres_cluster.fresh()
-    return url
+    yield url
+    postgres_cluster.cluster.drop_database(url)
 
 
 @pytest.fixture
-def empty_pg_url(postgres_cluster: Any) -> str:
+def empty_pg_url(postgres_cluster: Any) -> Iterator[str]:
     """A database without the server's tables (not copied from the migrated template)."""
     url: str = postgres_cluster.cluster.create_database()
-    return url
+    yield url
+    postgres_cluster.cluster.drop_database(url)
 
 
 def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
