@@ -33,7 +33,8 @@ class LocalMemLayerServer:
     """A MemLayer server on loopback for the life of a ``with`` block (or ``start``/``stop``).
 
     Args:
-        db_path: the SQLite file to use. By default a temporary database is created and
+        db_path: the SQLite file to use, or a ``postgresql://USER@HOST:PORT/DB`` URL (the
+            ``postgres`` extra). By default a temporary SQLite database is created and
             deleted again by :meth:`stop`.
         plans: plan name -> :class:`Plan` for :meth:`create_key` (default: ``free`` and
             ``unlimited``).
