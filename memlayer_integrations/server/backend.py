@@ -12,7 +12,8 @@ differently lives behind the backend, and nowhere else:
   daily quota, memory cap and idempotency keys are exact however many server processes
   share the database;
 - metadata filters (:meth:`~Backend.compile_filters`: JSON is not queried the same way);
-- the full-text index behind recall (:class:`TextIndex`, :meth:`Dialect.text_column`);
+- the full-text index behind recall (:class:`TextIndex`, :meth:`Dialect.text_column`) and
+  how a statement names many rowids at once (:meth:`Dialect.one_of`);
 - the query budget (:meth:`~Backend.guard`: SQLite's progress handler, PostgreSQL's
   ``statement_timeout``).
 
@@ -56,7 +57,8 @@ class SchemaTooNewError(RuntimeError):
 
 
 class BackendUnavailableError(RuntimeError):
-    """The database cannot be used: its driver is not installed, or it cannot be reached.
+    """The database cannot be reached (or refuses the connection). A missing driver is an
+    ``ImportError`` naming the extra to install.
 
     The message is one line that names the fix.
     """
