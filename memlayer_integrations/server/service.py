@@ -131,12 +131,17 @@ class Operation:
     bounded: bool = True
     #: For an operation that may or may not write (a batch): whether this request does.
     writes_if: Callable[[Incoming], bool] | None = None
+    #: Likewise for ``bounded``: whether this request's work is bounded.
+    bounded_if: Callable[[Incoming], bool] | None = None
     #: With an embedder: embeds what ``run`` will need (``(incoming, embeddings)``), before
     #: the transaction. Such an operation never runs on the event loop then.
     prepare: Callable[[Incoming, Any], None] | None = None
 
     def writes_for(self, incoming: Incoming) -> bool:
         return self.writes if self.writes_if is None else self.writes_if(incoming)
+
+    def bounded_for(self, incoming: Incoming) -> bool:
+        return self.bounded if self.bounded_if is None else self.bounded_if(incoming)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
 from .explain import explain
-from .filters import compile_filters, scope_condition
+from .filters import agent_prefix_condition, agent_prefix_params, compile_filters, scope_condition
 from .keys import Account
 from .schemas import (
     ForgetAllQuery,
@@ -347,6 +347,7 @@ def recall(
     scope: dict[str, Any] = {
         "user_id": req.user_id,
         "agent_id": req.agent_id,
+        "agent_prefix": req.agent_prefix,
         "session_id": req.session_id,
         "filters": compile_filters(req.filters),
         "limit": req.limit,
@@ -421,6 +422,8 @@ def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) ->
 def _listing(account: Account, q: ListQuery) -> bytes:
     """What a cursor is bound to: the account and every condition of the listing."""
     scope = [account.id, q.user_id, q.agent_id, q.session_id, sorted(q.keys or []), q.filters]
+    if q.agent_prefix is not None:  # appended: cursors of listings without one stay valid
+        scope.append(["agent_prefix", q.agent_prefix])
     return json.dumps(scope, sort_keys=True, ensure_ascii=False).encode()
 
 
@@ -453,6 +456,7 @@ def list_page(
         q.keys,
         compile_filters(q.filters),
         live_at=now,
+        agent_prefix=q.agent_prefix,
     )
     sql, params = where.sql, where.params
     if q.cursor is not None:
@@ -481,7 +485,12 @@ def list_page(
     }
 
 
-def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> list[dict[str, Any]]:
+def scopes(
+    conn: sqlite3.Connection,
+    account: Account,
+    user_id: str | None,
+    agent_prefix: str | None = None,
+) -> list[dict[str, Any]]:
     sql = (
         "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
     )
@@ -489,6 +498,9 @@ def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> l
     if user_id is not None:
         sql += " AND user_id = ?"
         params.append(user_id)
+    if agent_prefix is not None:
+        sql += " AND " + agent_prefix_condition("agent_id")
+        params.extend(agent_prefix_params(agent_prefix))
     sql += " ORDER BY user_id, agent_id"
     return [
         {"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["memories"]}
