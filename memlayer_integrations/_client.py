@@ -17,6 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from . import _constants as C
+from . import _in_process
 from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
@@ -62,7 +63,10 @@ class MemLayerClient(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client()
+        if http_client is None:
+            # An embedded server of this process is reached without a socket (_in_process).
+            http_client = httpx.Client(transport=_in_process.sync_transport(self.base_url))
+        self._http = http_client
 
     # -- sending ---------------------------------------------------------------------
 
@@ -307,7 +311,9 @@ class AsyncMemLayerClient(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        if http_client is None:
+            http_client = httpx.AsyncClient(transport=_in_process.async_transport(self.base_url))
+        self._http = http_client
 
     async def _send(self, call: Call[T]) -> T:
         if self._http.is_closed:

@@ -417,3 +417,12 @@ def test_a_search_of_the_whole_store_lists_the_users_first(store: MemLayerStore,
         "n1",
     ]
     assert counter.take() == ["GET /v1/scopes", "POST /v1/batch"]
+
+
+async def test_a_store_on_the_in_process_url_works_sync_and_async(local_server) -> None:
+    store = MemLayerStore(api_key=local_server.create_key(), base_url=local_server.in_process_url)
+    await store.aput(ALICE, "drink", {"text": "tea"})
+    assert (await store.aget(ALICE, "drink")).value == {"text": "tea"}
+    assert [i.key for i in store.search(ALICE, query="tea")] == ["drink"]
+    await store.aclose()
+    store.close()
