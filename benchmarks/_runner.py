@@ -24,6 +24,7 @@ from . import (
     requests_per_turn,
     scale,
     semantic,
+    store,
 )
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
@@ -43,6 +44,7 @@ BENCHMARKS = {
         isolation,
         mcp_tools,
         semantic,
+        store,
     )
 }
 

@@ -28,6 +28,7 @@ from benchmarks import (
     requests_per_turn,
     scale,
     semantic,
+    store,
 )
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
@@ -412,6 +413,7 @@ def test_every_benchmark_is_registered() -> None:
         "isolation",
         "mcp",
         "semantic",
+        "store",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)
@@ -432,3 +434,18 @@ def test_remembering(ctx: Context) -> None:
             before = rows[(adapter, "as before")]
             assert 0 < r["memories"] < before["memories"]
     assert "answer first" in remembering.render(result)
+
+
+def test_store(ctx: Context) -> None:
+    result = store.run(ctx)
+    _check_common(store, result)
+    assert set(result["stores"]) >= {"in_memory", "sqlite", "memlayer_http", "memlayer_in_process"}
+    for ops in result["stores"].values():
+        assert set(ops) == set(store.OPERATIONS)
+        for stats in ops.values():
+            _check_latency(stats)
+    # Counted at the transport, over HTTP and in process alike.
+    for name in ("memlayer_http", "memlayer_in_process"):
+        assert result["requests_per_operation"][name] == dict.fromkeys(store.OPERATIONS, 1)
+    assert set(result["ratios"]["memlayer_in_process/sqlite"]) == set(store.OPERATIONS)
+    assert "SqliteStore (WAL)" in store.render(result)

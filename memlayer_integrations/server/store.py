@@ -343,11 +343,21 @@ def recall(
     now: str,
     embeddings: Any = None,
 ) -> list[dict[str, Any]]:
-    """By words alone, or by words and meaning when the server has an embedder (``hybrid``)."""
+    """By words alone, or by words and meaning when the server has an embedder (``hybrid``).
+
+    An ``agent_prefix`` that covers one agent holding memories is searched as that agent
+    (its own statistics and full-text scope word, far fewer postings to walk than the
+    user's); one that covers several is searched as all the user's agents, narrowed to them.
+    """
+    agent_id, agent_prefix = req.agent_id, req.agent_prefix
+    if agent_prefix is not None:
+        covered = scopes(conn, account, req.user_id, agent_prefix)
+        if len(covered) == 1:
+            agent_id, agent_prefix = covered[0]["agent_id"], None
     scope: dict[str, Any] = {
         "user_id": req.user_id,
-        "agent_id": req.agent_id,
-        "agent_prefix": req.agent_prefix,
+        "agent_id": agent_id,
+        "agent_prefix": agent_prefix,
         "session_id": req.session_id,
         "filters": compile_filters(req.filters),
         "limit": req.limit,
