@@ -89,13 +89,15 @@ def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> 
 
 def agent_prefix_condition(column: str) -> str:
     """SQL: ``column`` is the agent ``P`` or starts with ``P.`` (parameters:
-    :func:`agent_prefix_params`). A range, not LIKE, so the scope index serves it and no
-    character of ``P`` is a wildcard: ``'/'`` is the character after ``'.'``."""
-    return f"({column} = ? OR ({column} > ? AND {column} < ?))"
+    :func:`agent_prefix_params`). A range, not LIKE, so an index on the column serves it
+    and no character of ``P`` is a wildcard: every id from ``P`` up to ``P/`` (``'/'`` is
+    the character after ``'.'``) is ``P`` or continues it with a character up to ``'.'``;
+    the ``substr`` keeps those that continue with ``'.'``."""
+    return f"({column} >= ? AND {column} < ? AND ({column} = ? OR substr({column}, ?, 1) = '.'))"
 
 
-def agent_prefix_params(prefix: str) -> list[str]:
-    return [prefix, prefix + ".", prefix + "/"]
+def agent_prefix_params(prefix: str) -> list[Any]:
+    return [prefix, prefix + "/", prefix, len(prefix) + 1]
 
 
 def scope_condition(

@@ -217,20 +217,25 @@ def batch_bounded(incoming: Incoming) -> bool:
     return True
 
 
-def batch_writes(incoming: Incoming) -> bool:
-    """Whether a batch holds a write (anything unreadable counts as one: the write path
-    reports the error as it would anyway)."""
+def batch_has_write(incoming: Incoming) -> bool:
+    """Whether a batch holds a write operation (anything unreadable counts as one: the
+    write path reports the error as it would anyway). Only such a batch keeps its answer
+    for replays; a batch of reads is never kept, as the contract says."""
     operations = _operations(incoming)
     if operations is None:
         return True
     names = [raw.get("op") if isinstance(raw, dict) else None for raw in operations]
-    # A read that restarts expiry clocks (refresh_ttl) writes too.
+    return any(not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names)
+
+
+def batch_writes(incoming: Incoming) -> bool:
+    """Whether a batch writes: a write operation, or a read that restarts expiry clocks
+    (``refresh_ttl``), which then runs in the write transaction too."""
+    operations = _operations(incoming) or []
     refreshes = any(
         isinstance(raw, dict) and raw.get("refresh_ttl") not in (None, False) for raw in operations
     )
-    return refreshes or any(
-        not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names
-    )
+    return refreshes or batch_has_write(incoming)
 
 
 # -- what each operation embeds before its transaction (see Service._embed) ------------
@@ -297,6 +302,7 @@ OPERATIONS: dict[str, Operation] = {
         bounded=False,
         writes_if=batch_writes,
         bounded_if=batch_bounded,
+        keeps_answer_if=batch_has_write,
         prepare=_prepare_batch,
     ),
 }

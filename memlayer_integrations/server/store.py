@@ -336,6 +336,23 @@ def remember_many(
     return [memory for memory, _ in pairs]
 
 
+def _narrowed(
+    conn: sqlite3.Connection,
+    account: Account,
+    user_id: str,
+    agent_id: str | None,
+    agent_prefix: str | None,
+) -> tuple[str | None, str | None]:
+    """``(agent_id, agent_prefix)`` to read by: an ``agent_prefix`` that covers one agent
+    holding memories is that agent, read by the scope's own index (and, in a recall, its
+    own statistics and full-text scope word) instead of a range of the user's agents."""
+    if agent_prefix is not None:
+        covered = scopes(conn, account, user_id, agent_prefix)
+        if len(covered) == 1:
+            return covered[0]["agent_id"], None
+    return agent_id, agent_prefix
+
+
 def recall(
     conn: sqlite3.Connection,
     account: Account,
@@ -349,11 +366,7 @@ def recall(
     (its own statistics and full-text scope word, far fewer postings to walk than the
     user's); one that covers several is searched as all the user's agents, narrowed to them.
     """
-    agent_id, agent_prefix = req.agent_id, req.agent_prefix
-    if agent_prefix is not None:
-        covered = scopes(conn, account, req.user_id, agent_prefix)
-        if len(covered) == 1:
-            agent_id, agent_prefix = covered[0]["agent_id"], None
+    agent_id, agent_prefix = _narrowed(conn, account, req.user_id, req.agent_id, req.agent_prefix)
     scope: dict[str, Any] = {
         "user_id": req.user_id,
         "agent_id": agent_id,
@@ -458,15 +471,16 @@ def list_page(
     bounded answer. The cursor is opaque and only valid for the same listing
     (:mod:`.cursors`).
     """
+    agent_id, agent_prefix = _narrowed(conn, account, q.user_id, q.agent_id, q.agent_prefix)
     where = scope_condition(
         account.id,
         q.user_id,
-        q.agent_id,
+        agent_id,
         q.session_id,
         q.keys,
         compile_filters(q.filters),
         live_at=now,
-        agent_prefix=q.agent_prefix,
+        agent_prefix=agent_prefix,
     )
     sql, params = where.sql, where.params
     if q.cursor is not None:
