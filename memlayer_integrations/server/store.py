@@ -127,26 +127,40 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) 
     return row
 
 
-def _by_key(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
-) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
-        (account.id, user_id, agent_id, key),
-    ).fetchone()
-    return row
+def _by_keys(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, keys: list[str]
+) -> dict[str, sqlite3.Row]:
+    """The scope's memories of ``keys`` (at most ``MAX_BATCH_ITEMS``), by key: one statement
+    for a whole batch of puts instead of one per item."""
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ?"
+        f" AND agent_id = ? AND key IN ({marks})",
+        (account.id, user_id, agent_id, *keys),
+    )
+    return {row["key"]: row for row in rows}
 
 
-def _by_content(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, content: str
-) -> sqlite3.Row | None:
-    """The newest memory of the scope holding exactly ``content`` (``memories_text`` index)."""
-    row: sqlite3.Row | None = conn.execute(
+def _by_contents(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, contents: list[str]
+) -> dict[str, sqlite3.Row]:
+    """For each of ``contents``, the newest memory of the scope without a key holding
+    exactly it, if any: one statement for a batch (``memories_text`` index: the first 64
+    characters narrow it to a few rows)."""
+    if not contents:
+        return {}
+    starts = list({content[:64] for content in contents})
+    wanted = set(contents)
+    rows = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ?"
-        " AND key IS NULL AND substr(content, 1, 64) = ? AND content = ? ORDER BY rowid DESC LIMIT 1",
-        (account.id, user_id, agent_id, content[:64], content),
-    ).fetchone()
-    return row
+        f" AND key IS NULL AND substr(content, 1, 64) IN ({','.join('?' * len(starts))})"
+        " ORDER BY rowid",
+        (account.id, user_id, agent_id, *starts),
+    )
+    # In rowid order: the newest holding a content is the last one kept.
+    return {row["content"]: row for row in rows if row["content"] in wanted}
 
 
 def _write(
@@ -170,6 +184,16 @@ def _write(
     With ``embeddings`` (the server has an embedder) each memory's vector is stored with it.
     """
     existing: list[sqlite3.Row | None] = []
+    by_key = _by_keys(
+        conn, account, user_id, agent_id, list({i.key for i in items if i.key is not None})
+    )
+    by_content = _by_contents(
+        conn,
+        account,
+        user_id,
+        agent_id,
+        list({i.content for i in items if i.key is None and i.deduplicate}),
+    )
     seen: dict[str, int] = {}
     first_of: dict[str, int] = {}  # content -> index of the first new item holding it
     repeats: dict[int, int] = {}  # item index -> earlier item it refreshes
@@ -181,9 +205,9 @@ def _write(
                     f"{where}: key {item.key!r} is also used by item {seen[item.key]}", where
                 )
             seen[item.key] = i
-            existing.append(_by_key(conn, account, user_id, agent_id, item.key))
+            existing.append(by_key.get(item.key))
         elif item.deduplicate:
-            row = _by_content(conn, account, user_id, agent_id, item.content)
+            row = by_content.get(item.content)
             if row is None and item.content in first_of:
                 repeats[i] = first_of[item.content]
             elif row is None:
@@ -244,7 +268,8 @@ def _write(
                 "agent_id": agent_id,
                 "session_id": session,
                 "key": item.key,
-                "metadata": json.loads(metadata),
+                # What was just encoded, without decoding it again: a validated JSON object.
+                "metadata": item.metadata if item.metadata is not None else {},
                 "created_at": now,
                 "updated_at": now,
                 "expires_at": expires,
@@ -261,7 +286,7 @@ def _write(
             memory = memory_json(row)
             memory.update(
                 content=item.content,
-                metadata=json.loads(metadata),
+                metadata=item.metadata if item.metadata is not None else {},
                 session_id=session,
                 updated_at=now,
                 expires_at=expires,
