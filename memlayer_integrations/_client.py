@@ -182,9 +182,10 @@ class MemLayerClient(BaseClient):
     ) -> list[RecalledMemory]:
         """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents.
 
-        ``agent_prefix`` searches an agent and the agents below it instead of one
-        (``"a"``: ``a`` and ``a.b``, not ``ab``). ``explain=True`` asks the server why each came back: each result then has ``why``,
-        a dict with ``matched_words`` and ``neighbour_of`` (see the wire contract).
+        ``agent_prefix`` searches an agent and the agents below it (``"a"``: ``a`` and
+        ``a.b``, not ``ab``). ``explain=True`` asks the server why each came back: each
+        result then has ``why``, a dict with ``matched_words`` and ``neighbour_of`` (see the
+        wire contract).
         """
         return self._send(
             self._recall(

@@ -180,8 +180,8 @@ class Op:
         explain: bool = False,
         agent_prefix: str | None = None,
     ) -> dict[str, Any]:
-        """``agent_prefix``: the agent of that id and those below it (``a`` covers ``a.b``),
-        instead of one ``agent_id``."""
+        """``agent_prefix``: the agent of that id and those below it (``a`` covers ``a.b``,
+        not ``ab``); usually instead of ``agent_id`` (given both, both must hold)."""
         return {
             "op": "recall",
             **recall_body(

@@ -40,17 +40,8 @@ def remember_many(ctx: Context) -> tuple[int, Any]:
     return 201, {"memories": memories}
 
 
-def _one_agent_selector(req: Any) -> Any:
-    """``req``, unless it names both an agent and an agent prefix (a 422)."""
-    if req.agent_id is not None and req.agent_prefix is not None:
-        raise validation_error(
-            "agent_prefix: give agent_id or agent_prefix, not both", "agent_prefix"
-        )
-    return req
-
-
 def recall(ctx: Context) -> tuple[int, Any]:
-    req = _one_agent_selector(validate(RecallRequest, ctx.json()))
+    req = validate(RecallRequest, ctx.json())
     _refresh_vectors(ctx, req)
     with ctx.budget.guard(ctx.conn):
         return 200, {
@@ -93,7 +84,7 @@ def list_memories(ctx: Context) -> tuple[int, Any]:
         (*_SCOPE_PARAMS, "agent_prefix", "filters", "limit", "cursor"),
         {"key": "keys"},
     )
-    q = _one_agent_selector(validate(ListQuery, params))
+    q = validate(ListQuery, params)
     with ctx.budget.guard(ctx.conn):
         return 200, store.list_page(ctx.conn, ctx.account, q, ctx.now_iso, _page_bytes(ctx))
 
@@ -119,8 +110,6 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"memory": store.remember(conn, account, req, ctx.now_iso, vectors)[1]}
     if name == "remember_many":
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso, vectors)}
-    if name in ("recall", "list"):
-        _one_agent_selector(req)
     if name == "scopes":
         return {"scopes": store.scopes(conn, account, req.user_id, req.agent_prefix)}
     if name == "recall":

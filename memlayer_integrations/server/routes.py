@@ -102,7 +102,7 @@ _SCOPE_QUERY = [
 _AGENT_PREFIX_QUERY = _query(
     "agent_prefix",
     description="the agent of this id and every agent whose id starts with it followed by "
-    "'.' (not with agent_id)",
+    "'.'; with agent_id too, both must hold",
 )
 
 

@@ -290,7 +290,7 @@ AgentPrefix = Annotated[
     Identifier,
     Field(
         description="the agent of this id and every agent whose id starts with it followed "
-        "by '.' (not with agent_id)"
+        "by '.'; with agent_id too, both must hold"
     ),
 ]
 

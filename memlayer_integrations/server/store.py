@@ -371,7 +371,7 @@ def _narrowed(
     """``(agent_id, agent_prefix)`` to read by: an ``agent_prefix`` that covers one agent
     holding memories is that agent, read by the scope's own index (and, in a recall, its
     own statistics and full-text scope word) instead of a range of the user's agents."""
-    if agent_prefix is not None:
+    if agent_prefix is not None and agent_id is None:
         covered = scopes(conn, account, user_id, agent_prefix)
         if len(covered) == 1:
             return covered[0]["agent_id"], None

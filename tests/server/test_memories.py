@@ -470,13 +470,18 @@ def test_agent_prefix_covers_an_agent_and_those_below_it(http):
     assert [r["memory"]["agent_id"] for r in batch[2]["results"]] == ["storex"]
 
 
-def test_agent_prefix_and_agent_id_together_are_refused(http):
-    both = {"user_id": "u1", "agent_id": "a", "agent_prefix": "a"}
-    assert_error(http.get("/memories", params=both), 422, "validation_error", "agent_prefix")
-    response = http.post("/memories/search", json={"query": "tea", **both})
-    assert_error(response, 422, "validation_error", "agent_prefix")
-    response = http.post("/batch", json={"operations": [{"op": "list", **both}]})
-    assert_error(response, 422, "validation_error", "operations[0].agent_prefix")
+def test_agent_prefix_and_agent_id_together_must_both_hold(http):
+    remember(http, "tea for a.b", agent_id="a.b")
+    remember(http, "tea for c", agent_id="c")
+    for agent_id, prefix, found in (("a.b", "a", ["a.b"]), ("c", "a", []), ("c", "c", ["c"])):
+        both = {"user_id": "u1", "agent_id": agent_id, "agent_prefix": prefix}
+        listed = http.get("/memories", params=both).json()["memories"]
+        assert [m["agent_id"] for m in listed] == found
+        recalled = http.post("/memories/search", json={"query": "tea", **both}).json()["results"]
+        assert [r["memory"]["agent_id"] for r in recalled] == found
+
+
+def test_a_cursor_is_bound_to_its_agent_prefix(http):
     # A cursor is bound to its listing: the same cursor with another prefix is refused.
     for n in range(3):
         remember(http, f"m{n}", agent_id="a")
