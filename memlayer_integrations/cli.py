@@ -5,6 +5,8 @@
     memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377] [--console/--no-console]
                    [--embedder SPEC]
     memlayer reindex [--db PATH] [--embedder SPEC]                # embed what is stored
+    memlayer export [--db PATH] [--with-keys] > dump.jsonl        # backup / move (JSON lines)
+    memlayer import [--db PATH] < dump.jsonl                      # all or nothing, idempotent
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
@@ -375,6 +377,51 @@ def _reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    db = _database(args)
+    from .server.store import iso
+    from .server.transfer import export
+
+    try:
+        counts = export(
+            db,
+            sys.stdout.buffer,
+            now=iso(datetime.now(timezone.utc)),
+            with_keys=args.with_keys,
+            progress=True,
+        )
+        sys.stdout.buffer.flush()
+    finally:
+        db.close()
+    print(
+        "exported " + ", ".join(f"{name}: {n:,}" for name, n in counts.items()),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    db = _database(args, create=True)
+    from .server.transfer import DumpError, import_dump
+
+    try:
+        report = import_dump(db, sys.stdin.buffer, progress=True)
+    except DumpError as exc:
+        raise CommandError(f"{exc}; nothing was imported") from exc
+    finally:
+        db.close()
+    print(report.summary(), file=sys.stderr)
+    if report.added.get("memories"):
+        print(
+            "vectors are not part of a dump: if this server recalls by meaning, run "
+            f"`memlayer reindex --db {_db_path(args)} --embedder SPEC`",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> int:
     _require_server_extra()
     from .server import render_openapi
@@ -485,6 +532,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
     reindex.set_defaults(func=_reindex)
+
+    export = sub.add_parser(
+        "export",
+        parents=[db],
+        help="write every memory (and with --with-keys accounts and keys) to stdout as JSON lines",
+        description="Write the database's memories to stdout, one JSON object per line after "
+        "a header (docs/export-format.md): a backup, and the way to move to another database "
+        "with `memlayer import`. Read in one snapshot, so servers may keep running.",
+    )
+    export.add_argument(
+        "--with-keys",
+        action="store_true",
+        help="also accounts, their salted key hashes and request counts, so the same keys work "
+        "on the database the dump is imported into (keep such a dump private)",
+    )
+    export.set_defaults(func=_export)
+    import_ = sub.add_parser(
+        "import",
+        parents=[db],
+        help="read a dump of `memlayer export` from stdin into the database",
+        description="Import a dump from stdin, all or nothing: a bad line or a conflict with "
+        "what the database holds is reported by its line number and nothing is written. "
+        "Records already there are skipped, so importing twice changes nothing. Creates "
+        "the database if needed.",
+    )
+    import_.set_defaults(func=_import)
 
     keys_parser = sub.add_parser(
         "keys",
