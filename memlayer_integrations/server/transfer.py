@@ -70,9 +70,7 @@ class ImportReport:
 
         seen = sum(self.unchanged.values())
         if not self.changed_anything:
-            return (
-                f"nothing changed: all {seen:,} records of the dump are already in the database"
-            )
+            return f"nothing changed: all {seen:,} records of the dump are already in the database"
         already = f" ({seen:,} records were already there)" if seen else ""
         return f"imported {listing(self.added)}{already}"
 
