@@ -264,3 +264,13 @@ def test_a_port_in_use_is_one_line(tmp_path, capsys) -> None:
     assert (code, out) == (1, "")
     assert err.startswith(f"memlayer serve: cannot listen on 127.0.0.1:{port}: ")
     assert err.count("\n") == 1
+
+
+def test_workers_get_the_protocol_limits_serve_gives_one_process() -> None:
+    # --workers names the protocol class by import string; its limits must be serve's.
+    from memlayer_integrations.server import ServerSettings
+    from memlayer_integrations.server.protocol import GuardedHttpToolsProtocol, guarded_protocol
+
+    made = guarded_protocol(ServerSettings(db_path="unused.db", embedder=None))
+    for name in ("header_timeout", "body_timeout", "max_header_bytes", "max_headers"):
+        assert getattr(GuardedHttpToolsProtocol, name) == getattr(made, name), name
