@@ -58,7 +58,7 @@ class ServerProcess:
     :meth:`stop` is Ctrl-C (a clean shutdown).
     """
 
-    def __init__(self, db: Path | str, log: Path, args: Sequence[str] = ()) -> None:
+    def __init__(self, db: str | Path, log: Path, args: Sequence[str] = ()) -> None:
         self.db, self.log = db, log
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
         offset = log.stat().st_size if log.exists() else 0
