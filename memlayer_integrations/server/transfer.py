@@ -21,6 +21,7 @@ Every statement is in :mod:`.transfer_store`; this module is the format and its 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -233,13 +234,24 @@ _FIELDS: dict[str, dict[str, Callable[[Any], str | None]]] = {
 }
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; ``NaN``, ``Infinity`` and overflowing ones are not JSON the
+    server could ever send back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
 def _parse(raw: bytes, number: int) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), parse_float=_finite, parse_constant=_finite)
     except UnicodeDecodeError:
         raise DumpError("not UTF-8 text", number) from None
     except json.JSONDecodeError as exc:
         raise DumpError(f"not a JSON object ({exc.msg} at column {exc.colno})", number) from None
+    except ValueError as exc:  # from _finite
+        raise DumpError(f"not a JSON object ({exc})", number) from None
     if not isinstance(value, dict):
         raise DumpError("not a JSON object", number)
     return value

@@ -175,6 +175,8 @@ def _edit(dump: bytes, line: int, **changes) -> bytes:
         (lambda d: _corrupt(d, 9, b'{"type": "memory", \n'), r"^line 9: not a JSON object"),
         (lambda d: _corrupt(d, 9, b"\xff\xfe\n"), r"^line 9: not UTF-8 text"),
         (lambda d: _corrupt(d, 9, b"[1, 2]\n"), r"^line 9: not a JSON object"),
+        (lambda d: _edit(d, 10, metadata={"x": float("inf")}), r"^line 10: .*Infinity is out of"),
+        (lambda d: d.replace(b'"tags":["\xc3\xa4",1,2.5]', b'"tags":[1e999]'), r"1e999 is out of"),
         (lambda d: _corrupt(d, 9, b"\n"), r"^line 9: an empty line"),
         (lambda d: _edit(d, 9, type="note"), r'^line 9: "type" must be one of'),
         (lambda d: _edit(d, 10, content=...), r"^line 10: memory: missing content"),
