@@ -24,6 +24,7 @@ from . import (
     requests_per_turn,
     scale,
     semantic,
+    workers,
 )
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
@@ -38,6 +39,7 @@ BENCHMARKS = {
         scale,
         bulk,
         concurrency,
+        workers,
         load,
         locomo,
         isolation,

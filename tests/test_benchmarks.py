@@ -28,6 +28,7 @@ from benchmarks import (
     requests_per_turn,
     scale,
     semantic,
+    workers,
 )
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
@@ -205,6 +206,16 @@ def test_concurrency() -> None:
     for r in result["rows"]:
         assert r["errors"] == 0
         assert set(r["by_operation"]) <= {"recall", "remember"}
+        assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
+        _check_latency(r["latency"])
+
+
+def test_workers() -> None:
+    result = workers.run(Context(size="tiny", server=None))
+    _check_common(workers, result)
+    assert [r["processes"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert r["errors"] == 0 and r["workers"] == result["clients"]
         assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
         _check_latency(r["latency"])
 
