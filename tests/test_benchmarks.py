@@ -418,6 +418,7 @@ def test_every_benchmark_is_registered() -> None:
         "scale",
         "bulk",
         "concurrency",
+        "workers",
         "load",
         "locomo",
         "isolation",
