@@ -210,6 +210,7 @@ def test_concurrency() -> None:
         _check_latency(r["latency"])
 
 
+@pytest.mark.slow  # starts memlayer serve three times (about 10 s)
 def test_workers() -> None:
     result = workers.run(Context(size="tiny", server=None))
     _check_common(workers, result)
