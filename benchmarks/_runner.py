@@ -25,6 +25,7 @@ from . import (
     scale,
     semantic,
     store,
+    workers,
 )
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
@@ -39,6 +40,7 @@ BENCHMARKS = {
         scale,
         bulk,
         concurrency,
+        workers,
         load,
         locomo,
         isolation,

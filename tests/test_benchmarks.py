@@ -29,6 +29,7 @@ from benchmarks import (
     scale,
     semantic,
     store,
+    workers,
 )
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
@@ -206,6 +207,17 @@ def test_concurrency() -> None:
     for r in result["rows"]:
         assert r["errors"] == 0
         assert set(r["by_operation"]) <= {"recall", "remember"}
+        assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
+        _check_latency(r["latency"])
+
+
+@pytest.mark.slow  # starts memlayer serve three times (about 10 s)
+def test_workers() -> None:
+    result = workers.run(Context(size="tiny", server=None))
+    _check_common(workers, result)
+    assert [r["processes"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert r["errors"] == 0 and r["workers"] == result["clients"]
         assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
         _check_latency(r["latency"])
 
@@ -408,6 +420,7 @@ def test_every_benchmark_is_registered() -> None:
         "scale",
         "bulk",
         "concurrency",
+        "workers",
         "load",
         "locomo",
         "isolation",
