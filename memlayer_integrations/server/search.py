@@ -423,10 +423,12 @@ def search(
     limit: int,
     offset: int,
     now: str | None = None,
+    agent_prefix: str | None = None,
 ) -> list[tuple[Any, float]]:
     """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
-    ``agent_id=None`` searches all of the user's agents. Rows are full ``memories`` rows
+    ``agent_id=None`` searches all of the user's agents; ``agent_prefix`` only an agent and
+    those below it, ranked as in a search of all the user's agents (the user's statistics). Rows are full ``memories`` rows
     (``filters`` is a condition on ``memories AS m``). The order is one fixed ranking of all
     matches (per-scope BM25, :mod:`.scoring`, plus the neighbour bonus from the best
     ``CANDIDATES``), so pages cut with ``offset`` never overlap or skip. Nothing in it
@@ -457,7 +459,15 @@ def search(
     if chosen is None:
         return []
     scorer = Scorer(list(counts), list(counts.values()), stats)
-    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
+    where = scope_condition(
+        account_id,
+        user_id,
+        agent_id,
+        session_id,
+        filters=filters,
+        live_at=now,
+        agent_prefix=agent_prefix,
+    )
     matches = _matches(conn, scoped(*chosen), where, scorer, since)
     if not matches and (since or chosen[1] is not None):
         # The candidates met none of the request's conditions (filters, a session): rank
