@@ -140,6 +140,11 @@ class Dialect(ABC):
         """What a memory's row holds for the full-text index, written with its content:
         ``(column, placeholder, value)``, or ``None`` when the database indexes it itself."""
 
+    @abstractmethod
+    def ids_taken(self, conn: Any) -> None:
+        """Rows were inserted with their ids given (an import): make the ids the database
+        hands out next follow them."""
+
 
 class Backend(Dialect):
     """One database the server runs on. Opening is lazy; :meth:`close` closes it for good.

@@ -109,6 +109,9 @@ class SQLiteDialect(Dialect):
     def lock_account(self, conn: Any, account_id: int) -> None:
         """Nothing to do: every write transaction already holds the file's one write lock."""
 
+    def ids_taken(self, conn: Any) -> None:
+        """Nothing to do: a new row's ``INTEGER PRIMARY KEY`` is the largest one plus one."""
+
     def one_of(self, column: str, ids: Sequence[int]) -> Filter:
         return Filter(f"{column} IN ({','.join('?' * len(ids))})", list(ids))
 

@@ -398,10 +398,6 @@ def import_dump(
         DumpError: a malformed line, a conflict with what ``db`` holds, or a dump that ends
             before the records its header announces; nothing was written then.
     """
-    if db.name != "sqlite":
-        # Imported memories would need the backend's full-text index and identity columns
-        # brought in step; until that is done here, refuse rather than import half-usable data.
-        raise DumpError(f"importing into {db.name} is not supported yet; import into a SQLite file")
     numbered = enumerate(lines, 1)
     first = next(numbered, None)
     announced = _header(None if first is None else first[1])
@@ -431,4 +427,5 @@ def import_dump(
             raise DumpError(f"the dump ends early: its header announces {said}; is it cut short?")
         if pending:
             bar.advance(pending)
+        db.ids_taken(conn)  # accounts came with their ids
     return importer.report

@@ -14,6 +14,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from .backend import dialect_of
+
 __all__ = [
     "counts",
     "find_account",
@@ -217,9 +219,16 @@ def find_memory(conn: Any, memory: dict[str, Any]) -> tuple[dict[str, Any] | Non
 
 
 def insert_memory(conn: Any, memory: dict[str, Any]) -> None:
-    """Store a dumped memory as it was (the triggers of ``db.py`` keep every count)."""
+    """Store a dumped memory as it was (the triggers of ``db.py`` keep every count), with
+    what the backend's full-text index needs written beside it (``Dialect.text_column``)."""
+    scope = (memory["account"], memory["user_id"], memory["agent_id"])
+    text = dialect_of(conn).text_column(memory["content"], scope)
+    column, mark, extra = (
+        ("", "", []) if text is None else (f", {text[0]}", f", {text[1]}", [text[2]])
+    )
     conn.execute(
-        f"INSERT INTO memories ({_MEMORY_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO memories ({_MEMORY_FIELDS}{column})"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{mark})",
         (
             memory["id"],
             memory["account"],
@@ -233,5 +242,6 @@ def insert_memory(conn: Any, memory: dict[str, Any]) -> None:
             memory["updated_at"],
             memory["expires_at"],
             memory["ttl"],
+            *extra,
         ),
     )

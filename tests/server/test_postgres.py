@@ -4,6 +4,7 @@ fix. (The contract itself runs on both backends through ``tests/_backends.py``.)
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -222,3 +223,48 @@ def test_metadata_holding_a_nul_character_is_stored_and_filtered(pg_url):
                 "/memories", params={"user_id": "u", "filters": '{"path": "c:\\\\u0000"}'}
             ).json()["memories"]
             assert [m["content"] for m in literal] == ["kept"]
+
+
+def test_a_sqlite_database_moves_to_postgres_and_back_exactly(tmp_path, pg_url):
+    from memlayer_integrations.server.transfer import export, import_dump
+
+    source = tmp_path / "source.db"
+    with LocalMemLayerServer(source) as server:
+        key = server.create_key(plan="unlimited")
+        with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
+            for body in (
+                {"content": "Alice likes green tea", "session_id": "s1"},
+                {"content": "The flat number is 42", "key": "flat", "metadata": {"ä": [1, 2.5]}},
+            ):
+                http.post("/memories", json={"user_id": "u", "agent_id": "a", **body})
+
+    def dump(location: Any) -> bytes:
+        db = open_backend(location)
+        try:
+            out = io.BytesIO()
+            export(db, out, now="2026-01-01T00:00:00.000000Z", with_keys=True)
+            return out.getvalue()
+        finally:
+            db.close()
+
+    def load(location: Any, data: bytes) -> dict[str, int]:
+        db = open_backend(location)
+        try:
+            return import_dump(db, io.BytesIO(data)).added
+        finally:
+            db.close()
+
+    first = dump(source)
+    assert load(pg_url, first)["memories"] == 2
+    assert dump(pg_url) == first  # the same records, byte for byte
+    assert sum(load(pg_url, first).values()) == 0  # a second import changes nothing
+    back = tmp_path / "back.db"
+    load(back, dump(pg_url))
+    assert dump(back) == first
+    with LocalMemLayerServer(pg_url) as server:
+        with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": key}) as http:
+            hits = http.post("/memories/search", json={"query": "tea", "user_id": "u"}).json()
+            assert [h["memory"]["content"] for h in hits["results"]] == ["Alice likes green tea"]
+        fresh = server.create_key()  # account ids continue after the imported ones
+        with httpx.Client(base_url=server.url + "/v1", headers={"X-API-Key": fresh}) as http:
+            assert http.get("/memories", params={"user_id": "u"}).json()["memories"] == []

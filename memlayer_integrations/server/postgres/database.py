@@ -260,6 +260,12 @@ class PostgresDatabase(Backend):
     ) -> Filter | None:
         return compile_filters(filters, prefix)
 
+    def ids_taken(self, conn: Any) -> None:
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('accounts', 'id'),"
+            " (SELECT coalesce(max(id), 0) + 1 FROM accounts), false)"
+        )
+
     def one_of(self, column: str, ids: Sequence[int]) -> Filter:
         # One array parameter: the statement's text stays the same whatever the count, so
         # it is planned once (a list of 200 parameters took longer to plan than to run).
