@@ -22,8 +22,8 @@ deterministically.
 
 On PostgreSQL (``postgres/database.py``) the database work runs in the database's own
 processes, so the budget is the time of the request's budgeted statements as the server
-waits for them, and ``statement_timeout`` interrupts the one that would go past it: the same
-422. It is wall time, so a database busy with other work spends it faster than SQLite would.
+waits for them (wall time, counted at a fifth: ``postgres/database.py``), and
+``statement_timeout`` interrupts the one that would go past it: the same 422.
 
 A budget bounds one request; :class:`CpuShare` bounds an account's requests together, so
 many budget-sized requests from one account, however many connections they come from,
