@@ -44,10 +44,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from . import search as search_module
 from .db import MEMORY_COLUMNS
+from .embedders import EmbedderError
+from .errors import ApiError
 from .filters import Filter, scope_condition
 from .scoring import scope_stats
 from .search import query_terms, scope_word
@@ -111,7 +114,7 @@ def search(
     conn: sqlite3.Connection,
     account_id: int,
     query: str,
-    query_vector: Any,
+    query_vector: Callable[[], Any],
     index: SemanticIndex,
     *,
     user_id: str,
@@ -124,8 +127,11 @@ def search(
 ) -> list[tuple[sqlite3.Row, float]]:
     """Memories of one scope by words and meaning, best first, each with a score in (0, 1].
 
-    Same arguments and rows as :func:`search.search`, plus the question's vector. Memories
-    expired at ``now`` are left out (the request's sweep has usually deleted them already).
+    Same arguments and rows as :func:`search.search`, plus ``query_vector``, which returns
+    the question's vector: it is asked for only once the words are searched, so that a
+    question still being embedded on another thread (``vectors.Embeddings``) is embedded
+    meanwhile. Memories expired at ``now`` are left out (the request's sweep has usually
+    deleted them already).
     """
     pool = max(POOL, offset + limit)
     lexical = search_module.search(
@@ -149,7 +155,17 @@ def search(
                 f"SELECT m.rowid FROM memories AS m WHERE {where.sql}", where.params
             )
         ]
-    near = index.nearest(conn, account_id, user_id, agent_id, query_vector, pool, allowed)
+    anchored = _anchored(conn, account_id, user_id, agent_id, query)
+    if anchored:  # scored even outside both pools, if they meet the request's conditions
+        marks = ",".join("?" * len(anchored))
+        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({marks}) AND {where.sql}"
+        meets = {r[0] for r in conn.execute(sql, [*anchored, *where.params])}
+        anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
+    try:
+        vector = query_vector()
+    except EmbedderError as exc:  # a local model failing while the words were searched
+        raise ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}") from exc
+    near = index.nearest(conn, account_id, user_id, agent_id, vector, pool, allowed)
 
     rows = {row["rowid"]: row for row, _ in lexical}
     best_words = max((score for _, score in lexical), default=0.0)
@@ -164,12 +180,6 @@ def search(
         }
     else:
         meaning = {}
-    anchored = _anchored(conn, account_id, user_id, agent_id, query)
-    if anchored:  # scored even outside both pools, if they meet the request's conditions
-        marks = ",".join("?" * len(anchored))
-        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({marks}) AND {where.sql}"
-        meets = {r[0] for r in conn.execute(sql, [*anchored, *where.params])}
-        anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
     candidates = list(dict.fromkeys([*words, *meaning, *anchored]))
     scored = sorted(
         (

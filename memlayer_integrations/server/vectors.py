@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXACT_LIMIT",
     "PREFILTER",
+    "QUERIES_KEPT",
     "EmbedderError",
     "Embeddings",
     "SQLiteVectors",
@@ -50,6 +53,9 @@ __all__ = [
 EXACT_LIMIT = 20_000
 #: In a larger scope, how many nearest by sign bits are scored exactly.
 PREFILTER = 2_000
+
+#: How many recent questions' vectors are kept (a repeated question is not embedded again).
+QUERIES_KEPT = 512
 
 #: (account_id, user_id, agent_id)
 ScopeKey = tuple[int, str, str]
@@ -177,12 +183,17 @@ class Embeddings:
     Embedding takes milliseconds to seconds; done inside the write transaction it would
     hold every other writer back, so ``Service`` embeds what a request will need first.
     A text that was not prepared is embedded on the spot.
+
+    A question for a model run in this process (:attr:`Embedder.local`) is only *started*
+    here, on the index's worker thread: the model releases the GIL, so the question is
+    embedded while the request counts itself and searches the words, and :meth:`query`
+    waits for it only when recall ranks by meaning (see :meth:`SemanticIndex.start_query`).
     """
 
     def __init__(self, index: SemanticIndex) -> None:
         self.index = index
         self._documents: dict[str, Any] = {}
-        self._queries: dict[str, Any] = {}
+        self._queries: dict[str, Future[Any]] = {}
 
     def prepare(self, documents: Iterable[str] = (), queries: Iterable[str] = ()) -> Embeddings:
         todo = list(dict.fromkeys(t for t in documents if t not in self._documents))
@@ -192,7 +203,7 @@ class Embeddings:
             )
         for text in queries:
             if text not in self._queries:
-                self._queries[text] = self.index.embedder.embed_query(text)
+                self._queries[text] = self.index.start_query(text)
         return self
 
     def documents(self, texts: Sequence[str]) -> Any:
@@ -200,8 +211,10 @@ class Embeddings:
         return np.stack([self._documents[t] for t in texts])
 
     def query(self, text: str) -> Any:
+        """The question's vector (waiting for it if it is being embedded); a failed
+        embedding raises its :class:`EmbedderError` here."""
         self.prepare(queries=[text])
-        return self._queries[text]
+        return self._queries[text].result()
 
 
 class SemanticIndex:
@@ -218,6 +231,9 @@ class SemanticIndex:
         self.storage = storage or SQLiteVectors()
         self._scopes: dict[ScopeKey, _Scope] = {}
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, Any] = OrderedDict()  # question -> vector, newest last
+        self._recent_lock = threading.Lock()  # not ``_lock``: a scope's first load takes seconds
+        self._worker: ThreadPoolExecutor | None = None
 
     @property
     def model(self) -> str:
@@ -234,6 +250,45 @@ class SemanticIndex:
     def has_vector(self, conn: Any, rowid: int) -> bool:
         """Whether memory ``rowid`` has a vector of this index's model."""
         return self.storage.has(conn, rowid, self.model)
+
+    def start_query(self, text: str) -> Future[Any]:
+        """The vector of question ``text``, as a future.
+
+        The last ``QUERIES_KEPT`` questions' vectors are kept (an agent often asks the same
+        question again: a retry, a tool round, two adapters on one turn). A local model
+        embeds on the index's worker thread and the future is returned at once; any other
+        embedder (an endpoint) is called here, so that its failure is known before the
+        request is counted (``Service`` answers 503 and counts nothing).
+        """
+        done: Future[Any] = Future()
+        with self._recent_lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+                done.set_result(vector)
+                return done
+            if self.embedder.local:
+                if self._worker is None:
+                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="memlayer-embed")
+                return self._worker.submit(self._embed_query, text)
+        done.set_result(self._embed_query(text))
+        return done
+
+    def _embed_query(self, text: str) -> Any:
+        vector = self.embedder.embed_query(text)
+        with self._recent_lock:
+            self._recent[text] = vector
+            while len(self._recent) > QUERIES_KEPT:
+                self._recent.popitem(last=False)
+        return vector
+
+    def close(self) -> None:
+        """Stop the worker thread and release the embedder."""
+        with self._recent_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)
+        self.embedder.close()
 
     def forget_cache(self) -> None:
         """Drop every cached matrix (they are rebuilt from storage on the next recall)."""
