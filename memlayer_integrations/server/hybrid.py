@@ -134,7 +134,7 @@ def search(
     deleted them already).
     """
     pool = max(POOL, offset + limit)
-    lexical = search_module.search(
+    lexical = search_module.ranked(  # rowids: only the page's rows are read, at the end
         conn,
         account_id,
         query,
@@ -167,9 +167,8 @@ def search(
         raise ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}") from exc
     near = index.nearest(conn, account_id, user_id, agent_id, vector, pool, allowed)
 
-    rows = {row["rowid"]: row for row, _ in lexical}
     best_words = max((score for _, score in lexical), default=0.0)
-    words = {row["rowid"]: score / best_words for row, score in lexical} if best_words else {}
+    words = {rowid: score / best_words for rowid, score in lexical} if best_words else {}
     cosines = dict(near)
     if near:
         top, floor = near[0][1], near[-1][1]
@@ -197,11 +196,12 @@ def search(
         key=lambda hit: (-hit[0], hit[1]),
     )
     page = scored[offset : offset + limit]
-    missing = [rowid for _, rowid in page if rowid not in rows]
-    if missing:
+    rows = {}
+    if page:
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories AS m"
-            f" WHERE m.rowid IN ({','.join('?' * len(missing))}) AND {where.sql}"
+            f" WHERE m.rowid IN ({','.join('?' * len(page))}) AND {where.sql}"
         )
-        rows.update({r["rowid"]: r for r in conn.execute(sql, [*missing, *where.params])})
+        wanted = [rowid for _, rowid in page]
+        rows = {r["rowid"]: r for r in conn.execute(sql, [*wanted, *where.params])}
     return [(rows[rowid], max(score, 1e-6)) for score, rowid in page if rowid in rows]
