@@ -161,7 +161,7 @@ class _Scope:
     seqs: Any  # int64[size]
     rowids: Any  # int64[size]
     matrix: Any  # float32[capacity, dim]
-    bits: Any  # uint64[capacity, words]: sign bits, for large scopes
+    bits: Any  # uint64[words, capacity]: sign bits, for large scopes (a row per word)
     size: int
 
     @property
@@ -170,7 +170,8 @@ class _Scope:
 
 
 def _sign_bits(matrix: Any) -> Any:
-    """Each row's signs packed into 64-bit words (the dimension padded to a multiple of 64)."""
+    """Each row's signs packed into 64-bit words (the dimension padded to a multiple of 64):
+    ``uint64[rows, words]``."""
     dim = matrix.shape[1]
     padded = np.zeros((matrix.shape[0], -(-dim // 64) * 64), dtype=bool)
     padded[:, :dim] = matrix > 0
@@ -324,7 +325,7 @@ class SemanticIndex:
             scope.seqs[: scope.size][keep],
             scope.rowids[: scope.size][keep],
             matrix,
-            _sign_bits(matrix),
+            np.ascontiguousarray(_sign_bits(matrix).T),
             int(matrix.shape[0]),
         )
 
@@ -348,7 +349,7 @@ class SemanticIndex:
                 np.zeros(0, np.int64),
                 np.zeros(0, np.int64),
                 np.zeros((0, dim), np.float32),
-                np.zeros((0, -(-dim // 64)), np.uint64),
+                np.zeros((-(-dim // 64), 0), np.uint64),
                 0,
             )
         scope.state = state
@@ -360,12 +361,13 @@ class SemanticIndex:
         if end > scope.matrix.shape[0]:  # grow by doubling, so appends cost O(1) on average
             capacity = max(end, 2 * scope.matrix.shape[0], 64)
             matrix = np.zeros((capacity, new.shape[1]), np.float32)
-            matrix[: scope.size] = scope.matrix[: scope.size]
-            bits = np.zeros((capacity, -(-new.shape[1] // 64)), np.uint64)
-            bits[: scope.size] = scope.bits[: scope.size]
+            bits = np.zeros((-(-new.shape[1] // 64), capacity), np.uint64)
+            if scope.size:  # (an empty scope may have been made before any vector: 0 wide)
+                matrix[: scope.size] = scope.matrix[: scope.size]
+                bits[:, : scope.size] = scope.bits[:, : scope.size]
             scope.matrix, scope.bits = matrix, bits
         scope.matrix[scope.size : end] = new
-        scope.bits[scope.size : end] = _sign_bits(new)
+        scope.bits[:, scope.size : end] = _sign_bits(new).T
         scope.seqs = np.concatenate([scope.seqs[: scope.size], np.asarray(seqs, np.int64)])
         scope.rowids = np.concatenate([scope.rowids[: scope.size], np.asarray(rowids, np.int64)])
         scope.size = end
@@ -416,12 +418,15 @@ class SemanticIndex:
 
 
 def _hamming(bits: Any, q: Any) -> Any:
-    """Differing sign bits between each row of ``bits`` and ``q`` (added word by word:
-    numpy's ``sum(axis=1)`` over a few columns is several times slower)."""
-    counts = np.bitwise_count(bits ^ _sign_bits(q[None, :])[0])
-    total = counts[:, 0].astype(np.int32)
-    for word in range(1, counts.shape[1]):
-        total += counts[:, word]
+    """Differing sign bits between ``q`` and each column of ``bits`` (``uint64[words, n]``).
+
+    One word of every vector at a time: each pass reads one contiguous row of ``bits``, and
+    the counts are added as they come (at 100k vectors, 0.8 ms against 2 ms for the XOR and
+    count of a row-per-vector matrix and a sum over its words)."""
+    words = _sign_bits(q[None, :])[0]
+    total = np.bitwise_count(bits[0] ^ words[0]).astype(np.int32)
+    for word in range(1, bits.shape[0]):
+        total += np.bitwise_count(bits[word] ^ words[word])
     return total
 
 
@@ -436,12 +441,12 @@ def _top(scope: _Scope, q: Any, k: int, wanted: Any) -> list[tuple[int, float]]:
         if index.size == 0:
             return []
     elif scope.size > EXACT_LIMIT:
-        distance = _hamming(scope.bits[: scope.size], q)
+        distance = _hamming(scope.bits[:, : scope.size], q)
         index = np.argpartition(distance, PREFILTER)[:PREFILTER]
     else:
         index = np.arange(scope.size)
     if index.size > EXACT_LIMIT:  # a filter kept most of a large scope: prefilter it too
-        index = index[np.argpartition(_hamming(scope.bits[index], q), PREFILTER)[:PREFILTER]]
+        index = index[np.argpartition(_hamming(scope.bits[:, index], q), PREFILTER)[:PREFILTER]]
     rows_scored = scope.matrix[index] if index.size != scope.size else scope.matrix[: scope.size]
     # einsum, not ``@``: a matrix-vector product through BLAS starts BLAS's own threads,
     # which fight the server's threads on a busy machine (10k rows: 24 ms against 1.4 ms).
