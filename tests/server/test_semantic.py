@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -193,6 +194,64 @@ def test_a_failing_embedder_answers_503_and_stores_nothing(
     assert http.get("/memories", params={"user_id": "u1"}).json()["memories"] == []
     # Counted: the list above and this usage request; not the two refused.
     assert http.get("/usage").json()["requests_today"] == 2
+
+
+class LocalConceptEmbedder(ConceptEmbedder):
+    """The stand-in, declared an in-process model; records the threads that embed questions."""
+
+    local = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_threads: list[str] = []
+
+    def _embed(self, texts: list[str], *, query: bool) -> Any:
+        if query:
+            self.query_threads.append(threading.current_thread().name)
+        return super()._embed(texts, query=query)
+
+
+def test_a_local_models_question_is_embedded_on_the_worker_while_the_words_are_searched(
+    tmp_path: Any,
+) -> None:
+    embedder = LocalConceptEmbedder()
+    with LocalMemLayerServer(tmp_path / "m.db", embedder=embedder) as srv:
+        key = srv.create_key(plan="unlimited")
+        with httpx.Client(base_url=srv.url + "/v1", headers={"X-API-Key": key}) as http:
+            load(http)
+            assert contents(recall(http, "what does she drink?"))[0] == FACTS[0]
+            assert embedder.query_threads and all(
+                name.startswith("memlayer-embed") for name in embedder.query_threads
+            )
+            embedder.fail = True
+            body = {"query": "which vehicle?", "user_id": "u1"}
+            assert_error(http.post("/memories/search", json=body), 503, "embedder_unavailable")
+            embedder.fail = False
+            # Counted (see Embedder.local): the batch, the recall, the refused recall, this.
+            assert http.get("/usage").json()["requests_today"] == 4
+            assert contents(recall(http, "which vehicle?"))[0] == FACTS[1]
+
+
+def test_a_repeated_question_is_embedded_once(
+    http: httpx.Client, embedder: ConceptEmbedder
+) -> None:
+    load(http)
+    first = recall(http, "what does she drink?")
+    assert recall(http, "what does she drink?") == first
+    recall(http, "which vehicle do I own?")
+    assert embedder.calls["queries"] == 2
+
+
+def test_the_recent_questions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_module, "QUERIES_KEPT", 2)
+    embedder = ConceptEmbedder()
+    index = vectors_module.SemanticIndex(embedder)
+    for text in ("tea", "car", "dog", "tea"):
+        index.start_query(text).result()
+    assert embedder.calls["queries"] == 4  # "tea" was pushed out by "car" and "dog"
+    index.start_query("dog").result()
+    assert embedder.calls["queries"] == 4
+    index.close()
 
 
 def test_batch_operations_use_meaning_too(http: httpx.Client) -> None:
