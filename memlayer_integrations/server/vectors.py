@@ -235,6 +235,7 @@ class SemanticIndex:
         self._recent: OrderedDict[str, Any] = OrderedDict()  # question -> vector, newest last
         self._recent_lock = threading.Lock()  # not ``_lock``: a scope's first load takes seconds
         self._worker: ThreadPoolExecutor | None = None
+        self._closed = False
 
     @property
     def model(self) -> str:
@@ -268,7 +269,7 @@ class SemanticIndex:
                 self._recent.move_to_end(text)
                 done.set_result(vector)
                 return done
-            if self.embedder.local:
+            if self.embedder.local and not self._closed:
                 if self._worker is None:
                     self._worker = ThreadPoolExecutor(1, thread_name_prefix="memlayer-embed")
                 return self._worker.submit(self._embed_query, text)
@@ -284,9 +285,10 @@ class SemanticIndex:
         return vector
 
     def close(self) -> None:
-        """Stop the worker thread and release the embedder."""
+        """Stop the worker thread and release the embedder (a question asked after this is
+        embedded on the caller's thread)."""
         with self._recent_lock:
-            worker, self._worker = self._worker, None
+            worker, self._worker, self._closed = self._worker, None, True
         if worker is not None:
             worker.shutdown(wait=True)
         self.embedder.close()

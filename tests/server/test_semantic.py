@@ -254,6 +254,16 @@ def test_the_recent_questions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     index.close()
 
 
+def test_a_closed_index_embeds_questions_on_the_callers_thread() -> None:
+    embedder = LocalConceptEmbedder()
+    index = vectors_module.SemanticIndex(embedder)
+    index.start_query("tea").result()
+    index.close()
+    index.start_query("car").result()
+    assert embedder.query_threads[0].startswith("memlayer-embed")
+    assert embedder.query_threads[1] == threading.current_thread().name
+
+
 def test_batch_operations_use_meaning_too(http: httpx.Client) -> None:
     ops = [
         {"op": "remember", "content": "I drink green tea", "user_id": "u1", "agent_id": "bot"},
