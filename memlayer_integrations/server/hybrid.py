@@ -80,6 +80,10 @@ ANCHOR_SHARE = 0.02
 ANCHOR_MAX = 20
 #: The scores are divided by this, so the best possible score is 1.
 _SCALE = MEANING_WEIGHT + WORDS_WEIGHT + ANCHOR_BONUS
+#: A few memories by rowid that must meet the request's conditions. NOT INDEXED: left to
+#: itself, the planner walks the scope's index (the conditions name the scope) and tests
+#: every row against the list: 70 ms at 50k memories, against 0.3 ms by rowid.
+_BY_ROWID = "memories AS m NOT INDEXED"
 
 
 def _anchored(
@@ -158,7 +162,7 @@ def search(
     anchored = _anchored(conn, account_id, user_id, agent_id, query)
     if anchored:  # scored even outside both pools, if they meet the request's conditions
         marks = ",".join("?" * len(anchored))
-        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({marks}) AND {where.sql}"
+        sql = f"SELECT m.rowid FROM {_BY_ROWID} WHERE m.rowid IN ({marks}) AND {where.sql}"
         meets = {r[0] for r in conn.execute(sql, [*anchored, *where.params])}
         anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
     try:
@@ -199,7 +203,7 @@ def search(
     rows = {}
     if page:
         sql = (
-            f"SELECT {MEMORY_COLUMNS} FROM memories AS m"
+            f"SELECT {MEMORY_COLUMNS} FROM {_BY_ROWID}"
             f" WHERE m.rowid IN ({','.join('?' * len(page))}) AND {where.sql}"
         )
         wanted = [rowid for _, rowid in page]

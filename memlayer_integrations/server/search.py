@@ -419,7 +419,8 @@ def _smoothed(
     lowest = head[-1][1]
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
     if lifted:
-        sql = f"SELECT m.rowid FROM memories AS m WHERE m.rowid IN ({','.join('?' * len(lifted))}) AND {where.sql}"
+        # NOT INDEXED: by rowid, not by walking the scope's index (see hybrid._BY_ROWID).
+        sql = f"SELECT m.rowid FROM memories AS m NOT INDEXED WHERE m.rowid IN ({','.join('?' * len(lifted))}) AND {where.sql}"
         ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*lifted, *where.params])]
     return sorted(ranked, key=_best_first)
 
