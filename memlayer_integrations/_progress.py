@@ -1,7 +1,7 @@
 """Progress of long operations, reported only when the caller asks.
 
 A library must not print. Long operations (``remember_many`` over many items; the CLI's
-long commands) take ``progress=``:
+long commands, such as ``memlayer reindex``) take ``progress=``:
 
 * ``None`` or ``False`` (the default): nothing is reported;
 * a callable: called as ``progress(done, total)`` after each step, from the calling thread;
@@ -82,6 +82,20 @@ class Progress:
             self._bar.update(n)
         elif self._lines is not None:
             print(f"{self._description}: {self.done}/{self.total}", file=self._lines, flush=True)
+
+    def update_to(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` units, as a ``progress(done, total)`` callback.
+
+        For work that counts for itself and learns its total only once it starts (``memlayer
+        reindex`` hands ``bar.update_to`` to the server's reindex): the total follows what
+        it is told, and the bar or line moves to ``done``.
+        """
+        if total != self.total:
+            self.total = total
+            if self._bar is not None:
+                self._bar.total = total
+                self._bar.refresh()
+        self.advance(done - self.done)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -330,30 +330,8 @@ def _keys_change(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(label: str) -> Any:
-    """``progress(done, total)`` drawing a bar on stderr: tqdm's if installed, else one line."""
-    try:
-        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    except ImportError:
-        tqdm = None
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if tqdm is not None:
-            if bar is None:
-                bar = tqdm(total=total, desc=label, unit="memory", file=sys.stderr)
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-        else:
-            end = "\n" if done >= total else ""
-            print(f"\r{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
-
-    return progress
-
-
 def _reindex(args: argparse.Namespace) -> int:
+    from ._progress import Progress
     from .server.embedders import EMBEDDER_ENV, load_embedder
     from .server.reindex import reindex
 
@@ -367,7 +345,9 @@ def _reindex(args: argparse.Namespace) -> int:
         return 2
     db = _database(args)
     try:
-        written = reindex(db, embedder, progress=_progress("embedding"))
+        # The total is known once reindex has counted what lacks a vector.
+        with Progress(True, 0, "embedding") as bar:
+            written = reindex(db, embedder, progress=bar.update_to)
     finally:
         db.close()
         embedder.close()

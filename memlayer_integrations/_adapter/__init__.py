@@ -7,7 +7,7 @@ Layers, each importing only those below it (``tests/test_layers.py`` and
 ``[tool.importlinter]`` check the arrows)::
 
     apps        memlayer_integrations.cli, memlayer_integrations.demo
-    adapters    memlayer_integrations.langchain, memlayer_integrations.llama_index
+    adapters    memlayer_integrations.langchain, .llama_index, .mcp (its ``command`` is an app)
     this layer  memlayer_integrations._adapter       (no framework imports)
     core        memlayer_integrations (clients, errors, models, Op)
     server      memlayer_integrations.server         (core models and constants only)
@@ -30,10 +30,13 @@ What is here, by module:
   :func:`check_owner` before a model-driven forget, :func:`message_placeholder` for chat
   messages without text, and :func:`renamed_argument` for deprecated argument names.
 * The wire limits adapters respect (``MAX_CONTENT_CHARS``, ``MAX_QUERY_CHARS``,
-  ``MAX_BATCH_ITEMS``, ``DEFAULT_RECALL_LIMIT``) and :func:`get_logger`.
+  ``MAX_BATCH_ITEMS``, ``DEFAULT_RECALL_LIMIT``), the environment variables every client
+  reads (``API_KEY_ENV``, ``BASE_URL_ENV``) and :func:`get_logger`.
 """
 
 from .._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
     DEFAULT_RECALL_LIMIT,
     MAX_BATCH_ITEMS,
     MAX_CONTENT_CHARS,
@@ -70,6 +73,8 @@ from .turn_memory import (
 )
 
 __all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
     "DEFAULT_RECALL_LIMIT",
     "MAX_BATCH_ITEMS",
     "MAX_CONTENT_CHARS",

@@ -9,6 +9,16 @@ messages of one ``add_messages`` call, go in one request whenever they fit its 1
 across requests. Reading joins the parts back (:func:`records`).
 
 Every item says ``deduplicate: false``: in a transcript, "yes" said twice is two messages.
+
+Every memory that holds a chat message (or a part of one) is marked the same way, whichever
+adapter wrote it: ``{"memlayer_kind": "chat_message", "memlayer_format": <framework>}``
+(:class:`MessageMarker`). The kind says "this is a transcript message, not a fact"; the
+format says whose serialization ``metadata["message"]`` is (LangChain's ``message_to_dict``
+and LlamaIndex's ``ChatMessage`` dump differ), so one family never reads the other's
+messages of the same session. Markers written by earlier versions stay readable: LangChain's
+``{"memlayer_kind": "chat_message"}`` without a format, LlamaIndex's
+``{"type": "llama_index.chat_message"}``. The server's filters have no "or", so a family
+whose old marker has another key lists once per marker and merges (:func:`list_messages`).
 """
 
 from __future__ import annotations
@@ -16,15 +26,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from .._client import AsyncMemLayerClient, MemLayerClient
 from .._constants import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS
 from .._models import Memory
 
 __all__ = [
+    "CHAT_MESSAGE",
+    "FORMAT_FIELD",
+    "KIND_FIELD",
+    "LANGCHAIN_MESSAGES",
+    "LLAMA_INDEX_MESSAGES",
     "MAX_MESSAGE_BYTES",
     "PART_CHARS",
     "PART_FIELD",
+    "MessageMarker",
+    "alist_messages",
+    "list_messages",
     "message_items",
     "records",
     "requests_for",
@@ -42,6 +62,97 @@ _METADATA_BUDGET = 16 * 1024 - 512
 #: every character had to be escaped).
 MAX_MESSAGE_BYTES = 960_000
 
+#: Metadata key and value that mark a memory as a chat message, for every adapter.
+KIND_FIELD = "memlayer_kind"
+CHAT_MESSAGE = "chat_message"
+#: Metadata key naming the serialization of ``metadata["message"]``: ``"langchain"`` or
+#: ``"llama_index"``.
+FORMAT_FIELD = "memlayer_format"
+
+
+@dataclass(frozen=True)
+class MessageMarker:
+    """How one adapter family marks its chat messages, and how it finds them again.
+
+    Args:
+        format: the family's value of :data:`FORMAT_FIELD`.
+        legacy: the marker the family wrote before :data:`FORMAT_FIELD` existed; a memory
+            without a format that carries it is the family's too.
+        reads: the server filters whose union holds every message of the family, old and
+            new, in the order their listings are merged (oldest marker first).
+    """
+
+    format: str
+    legacy: Mapping[str, Any]
+    reads: tuple[Mapping[str, Any], ...] = field(default=())
+
+    def metadata(self) -> dict[str, Any]:
+        """The marker written on every memory of a message."""
+        return {KIND_FIELD: CHAT_MESSAGE, FORMAT_FIELD: self.format}
+
+    def owns(self, memory: Memory) -> bool:
+        """Whether ``memory`` holds one of this family's messages (new or old marker)."""
+        meta = memory.metadata
+        if FORMAT_FIELD in meta:
+            return meta.get(KIND_FIELD) == CHAT_MESSAGE and meta[FORMAT_FIELD] == self.format
+        return all(meta.get(k) == v for k, v in self.legacy.items())
+
+
+#: LangChain's chat history. Its old marker is the kind alone, so one listing on the kind
+#: finds old and new messages (and drops another family's by their format).
+LANGCHAIN_MESSAGES = MessageMarker(
+    format="langchain",
+    legacy={KIND_FIELD: CHAT_MESSAGE},
+    reads=({KIND_FIELD: CHAT_MESSAGE},),
+)
+#: LlamaIndex's chat store. Its old marker was ``{"type": "llama_index.chat_message"}``,
+#: another key, so reads list under both markers and merge.
+_LLAMA_INDEX_LEGACY = {"type": "llama_index.chat_message"}
+LLAMA_INDEX_MESSAGES = MessageMarker(
+    format="llama_index",
+    legacy=_LLAMA_INDEX_LEGACY,
+    reads=(_LLAMA_INDEX_LEGACY, {KIND_FIELD: CHAT_MESSAGE, FORMAT_FIELD: "llama_index"}),
+)
+
+
+def _merged(listings: Sequence[Sequence[Memory]], marker: MessageMarker) -> list[Memory]:
+    # Each listing is in creation order; a stable sort on the creation time merges them
+    # (a memory found by two filters is kept once), and ``owns`` drops the messages of
+    # another family that a shared filter also selects.
+    seen: set[str] = set()
+    out: list[Memory] = []
+    for listing in listings:
+        for memory in listing:
+            if memory.id not in seen and marker.owns(memory):
+                seen.add(memory.id)
+                out.append(memory)
+    if len(listings) > 1:
+        out.sort(key=lambda m: m.created_at)
+    return out
+
+
+def list_messages(
+    client: MemLayerClient, marker: MessageMarker, page_size: int, **scope: Any
+) -> list[Memory]:
+    """Every memory of ``scope`` holding a message of ``marker``'s family, oldest first
+    (one listing per filter in ``marker.reads``)."""
+    return _merged(
+        [list(client.list_memories(**scope, filters=f, page_size=page_size)) for f in marker.reads],
+        marker,
+    )
+
+
+async def alist_messages(
+    client: AsyncMemLayerClient, marker: MessageMarker, page_size: int, **scope: Any
+) -> list[Memory]:
+    """Async :func:`list_messages`."""
+    listings = []
+    for f in marker.reads:
+        listings.append(
+            [m async for m in client.list_memories(**scope, filters=f, page_size=page_size)]
+        )
+    return _merged(listings, marker)
+
 
 def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
@@ -55,7 +166,8 @@ def message_items(
     Args:
         record: the message as JSON-ready data (what comes back from :func:`records`).
         content: the searchable text of a message that fits one memory.
-        metadata: the adapter's own metadata fields (its kind marker), on every part.
+        metadata: the adapter's own metadata fields (its :class:`MessageMarker`), on every
+            part.
     """
     whole = {**metadata, "message": dict(record)}
     if content.strip() and len(content) <= MAX_CONTENT_CHARS and _size(whole) <= _METADATA_BUDGET:

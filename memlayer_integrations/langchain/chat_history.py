@@ -25,14 +25,16 @@ from .._adapter import (
     message_placeholder,
     require_scope,
 )
-from .._adapter.message_parts import message_items, records, requests_for
+from .._adapter.message_parts import (
+    LANGCHAIN_MESSAGES,
+    alist_messages,
+    list_messages,
+    message_items,
+    records,
+    requests_for,
+)
 
 __all__ = ["MemLayerChatMessageHistory"]
-
-# Marks the memories that are chat messages, so the history never reads (or clears) the
-# other memories of the same session, such as those the middleware stores.
-KIND_FIELD = "memlayer_kind"
-KIND = "chat_message"
 
 
 def _items(message: BaseMessage) -> list[dict[str, Any]]:
@@ -40,7 +42,9 @@ def _items(message: BaseMessage) -> list[dict[str, Any]]:
     # Content is what search sees; the exact message is in metadata (or, for a long one,
     # in the parts that message_parts splits it into).
     content = f"{message.type}: {text}" if text else message_placeholder(message.type)
-    return message_items(message_to_dict(message), content, {KIND_FIELD: KIND})
+    # The marker keeps the history from reading (or clearing) the other memories of the
+    # session, such as those the middleware stores, or a LlamaIndex chat store's messages.
+    return message_items(message_to_dict(message), content, LANGCHAIN_MESSAGES.metadata())
 
 
 def _messages(memories: Sequence[Memory]) -> list[BaseMessage]:
@@ -117,15 +121,22 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
     def _scope(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
 
-    def _list_args(self) -> dict[str, Any]:
-        return {**self._scope(), "filters": {KIND_FIELD: KIND}, "page_size": self.page_size}
+    def _list(self) -> list[Memory]:
+        return list_messages(
+            self._clients.sync, LANGCHAIN_MESSAGES, self.page_size, **self._scope()
+        )
+
+    async def _alist(self) -> list[Memory]:
+        return await alist_messages(
+            self._clients.async_, LANGCHAIN_MESSAGES, self.page_size, **self._scope()
+        )
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        return _messages(list(self._clients.sync.list_memories(**self._list_args())))
+        return _messages(self._list())
 
     async def aget_messages(self) -> list[BaseMessage]:
-        return _messages([m async for m in self._clients.async_.list_memories(**self._list_args())])
+        return _messages(await self._alist())
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         for request in requests_for([_items(m) for m in messages]):
@@ -144,11 +155,11 @@ class MemLayerChatMessageHistory(BaseChatMessageHistory):
                 )
 
     def clear(self) -> None:
-        ids = [m.id for m in self._clients.sync.list_memories(**self._list_args())]
+        ids = [m.id for m in self._list()]
         for c in range(0, len(ids), MAX_BATCH_ITEMS):
             self._clients.sync.batch([Op.forget(i) for i in ids[c : c + MAX_BATCH_ITEMS]])
 
     async def aclear(self) -> None:
-        ids = [m.id async for m in self._clients.async_.list_memories(**self._list_args())]
+        ids = [m.id for m in await self._alist()]
         for c in range(0, len(ids), MAX_BATCH_ITEMS):
             await self._clients.async_.batch([Op.forget(i) for i in ids[c : c + MAX_BATCH_ITEMS]])

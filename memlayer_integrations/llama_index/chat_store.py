@@ -8,11 +8,13 @@ memory's metadata and is what the store gives back. A message too long for that 
 JSON) is split over several memories and joined back exactly, up to about 200,000
 characters, all its parts in one request (``_message_parts``).
 
-Costs, in requests: ``add_message`` 1; ``get_messages`` 1 per 100 messages;
-``delete_message``/``delete_last_message`` the listing plus 1; ``delete_messages`` and
-``set_messages`` the listing plus 1 per 100 messages (one atomic batch up to 100);
-``get_keys`` lists every message of the scope (1 request per 100), because the contract
-lists scopes but not the sessions inside one.
+Costs, in requests: ``add_message`` 1; a listing is 2 requests plus 1 per 100 messages (one
+listing per marker: the shared chat-message marker, and the ``type`` marker of earlier
+versions, whose messages still load; see ``_adapter/message_parts``); ``get_messages`` a
+listing; ``delete_message``/``delete_last_message`` the listing plus 1; ``delete_messages``
+and ``set_messages`` the listing plus 1 per 100 messages (one atomic batch up to 100);
+``get_keys`` lists every message of the scope, because the contract lists scopes but not the
+sessions inside one.
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 
 from .. import AsyncMemLayerClient, MemLayerClient, Memory, Op
 from .._adapter import MAX_BATCH_ITEMS, ClientPair, message_placeholder, require_scope
-from .._adapter.message_parts import message_items, records
+from .._adapter.message_parts import (
+    LLAMA_INDEX_MESSAGES,
+    alist_messages,
+    list_messages,
+    message_items,
+    records,
+)
 from ._messages import message_text
 
 __all__ = ["MemLayerChatStore"]
-
-#: ``metadata["type"]`` of the memories this store writes; other memories of the same
-#: session (written by another adapter, say) are not chat store messages and are ignored.
-MESSAGE_TYPE = "llama_index.chat_message"
-_FILTERS = {"type": MESSAGE_TYPE}
 
 
 def _items(message: ChatMessage) -> list[dict[str, Any]]:
@@ -42,7 +45,9 @@ def _items(message: ChatMessage) -> list[dict[str, Any]]:
     # The content must not be blank; a message without text (tool calls, images) is still
     # kept whole in the metadata.
     content = text if text.strip() else message_placeholder(message.role.value)
-    return message_items(message.model_dump(mode="json"), content, {"type": MESSAGE_TYPE})
+    # The marker: other memories of the session (facts, another adapter's messages) are
+    # not this store's messages and are ignored.
+    return message_items(message.model_dump(mode="json"), content, LLAMA_INDEX_MESSAGES.metadata())
 
 
 #: One stored message: what it was, and the ids of the memories holding it.
@@ -140,10 +145,8 @@ class MemLayerChatStore(BaseChatStore):
     # -- sync ------------------------------------------------------------------------
 
     def _list(self, key: str | None) -> list[Memory]:
-        return list(
-            self._clients.sync.list_memories(
-                **self._scope(key), filters=_FILTERS, page_size=self.page_size
-            )
+        return list_messages(
+            self._clients.sync, LLAMA_INDEX_MESSAGES, self.page_size, **self._scope(key)
         )
 
     def _stored(self, key: str) -> list[_Stored]:
@@ -192,10 +195,9 @@ class MemLayerChatStore(BaseChatStore):
     # -- async -----------------------------------------------------------------------
 
     async def _alist(self, key: str | None) -> list[Memory]:
-        pages = self._clients.async_.list_memories(
-            **self._scope(key), filters=_FILTERS, page_size=self.page_size
+        return await alist_messages(
+            self._clients.async_, LLAMA_INDEX_MESSAGES, self.page_size, **self._scope(key)
         )
-        return [m async for m in pages]
 
     async def _astored(self, key: str) -> list[_Stored]:
         return records(await self._alist(key))

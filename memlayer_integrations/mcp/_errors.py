@@ -27,7 +27,7 @@ from .. import (
     RateLimitError,
     UnprocessableEntityError,
 )
-from .._constants import API_KEY_ENV
+from .._adapter import API_KEY_ENV
 
 __all__ = ["auth_failure_text", "not_in_scope_text", "timeout_text", "tool_error_text"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 
 from .. import AsyncMemLayerClient
-from .._constants import API_KEY_ENV, BASE_URL_ENV
+from .._adapter import API_KEY_ENV, BASE_URL_ENV
 from .server import DEFAULT_CALL_TIMEOUT, create_server
 
 __all__ = [

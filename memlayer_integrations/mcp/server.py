@@ -21,10 +21,15 @@ from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from .. import AsyncMemLayerClient, AuthenticationError, MemLayerError, Memory, RecalledMemory
-from .._adapter import require_scope
-from .._constants import MAX_QUERY_CHARS
-from .._operations import Op
+from .. import (
+    AsyncMemLayerClient,
+    AuthenticationError,
+    MemLayerError,
+    Memory,
+    Op,
+    RecalledMemory,
+)
+from .._adapter import MAX_QUERY_CHARS, require_scope
 from ._errors import auth_failure_text, not_in_scope_text, timeout_text, tool_error_text
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "MemLayerMCPTools", "create_server"]

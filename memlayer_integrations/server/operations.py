@@ -22,7 +22,7 @@ from .schemas import (
     ScopesQuery,
     UpdateRequest,
 )
-from .service import Context, Incoming, Operation, Rendered, memory_ids
+from .service import Context, Incoming, Operation, Rendered, Unfinished, memory_ids
 
 __all__ = ["OPERATIONS"]
 
@@ -74,8 +74,13 @@ def forget(ctx: Context) -> tuple[int, Any]:
 
 
 def forget_all(ctx: Context) -> tuple[int, Any]:
+    """One step of at most ``store.FORGET_STEP`` deletions; a full step means there may be
+    more, and the service runs the next step in a transaction of its own."""
     q = validate(ForgetAllQuery, query_to_dict(ctx.incoming.query, _SCOPE_PARAMS, {"key": "keys"}))
-    return 200, {"deleted": store.forget_all(ctx.conn, ctx.account, q)}
+    deleted = store.forget_step(ctx.conn, ctx.account, q)
+    if deleted >= store.FORGET_STEP:
+        return 200, Unfinished(ctx.carried + deleted)
+    return 200, {"deleted": ctx.carried + deleted}
 
 
 def list_memories(ctx: Context) -> tuple[int, Any]:

@@ -18,7 +18,8 @@
    but the counted request, and a write and its idempotency record are committed together
    (so two concurrent requests with the same key cannot both store). Reads (a batch of
    reads too) run on a reader connection, concurrently with writes, never under the write
-   lock.
+   lock. A write whose size grows with what is stored (``forget_all``) runs in bounded
+   steps, one transaction each, with the lock free in between (:class:`Unfinished`).
 
 The transaction is committed before the response is built, so an acknowledged write is on
 disk.
@@ -27,6 +28,7 @@ disk.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import re
@@ -60,6 +62,7 @@ __all__ = [
     "Outcome",
     "Rendered",
     "Service",
+    "Unfinished",
     "memory_ids",
 ]
 
@@ -111,6 +114,8 @@ class Context:
     budget: Budget
     #: Vectors prepared for this request; ``None`` when the server has no embedder.
     embeddings: Any = None
+    #: What the earlier steps of this request did (see :class:`Unfinished`).
+    carried: int = 0
 
     @property
     def now_iso(self) -> str:
@@ -118,6 +123,21 @@ class Context:
 
     def json(self) -> Any:
         return self.incoming.json(self.settings.max_body_bytes)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """What an operation answers after one bounded step of a write whose size grows with
+    what is stored (``forget_all``): ``done`` so far, and more to do.
+
+    The service commits the step, frees the write lock (other accounts' writes go in
+    between), and runs the operation again in a new transaction with ``ctx.carried =
+    done``, until it answers. The last step and the idempotency record are committed
+    together; a crash part way leaves each finished step done and nothing kept, so a
+    retry with the same key runs again and finishes the job.
+    """
+
+    done: int
 
 
 @dataclass(frozen=True)
@@ -334,6 +354,7 @@ class Service:
         now = self.settings.clock()
         budget = self._budget()
         answer: Answer | None = None
+        unfinished: Unfinished | None = None
         failure: Exception | None = None
         try:
             with self.db.write() as conn:
@@ -371,7 +392,11 @@ class Service:
                             budget,
                             embeddings,
                         )
-                        answer = _answer(op.run(ctx), budget)
+                        result = op.run(ctx)
+                        if isinstance(result[1], Unfinished):
+                            unfinished = result[1]
+                        else:
+                            answer = _answer(result, budget)
                     except ApiError as exc:
                         conn.execute("ROLLBACK TO op")
                         error = exc
@@ -379,7 +404,7 @@ class Service:
                         conn.execute("ROLLBACK TO op")
                         failure = exc
                     else:
-                        if idem is not None:  # only writes: reads are never kept
+                        if idem is not None and answer is not None:  # a finished write
                             self._remember_answer(
                                 conn, account, idem, fingerprint, answer.status, answer
                             )
@@ -388,6 +413,11 @@ class Service:
             return Outcome(exc.status, None, exc.headers, exc)
         if failure is not None:
             raise failure
+        if unfinished is not None:
+            try:
+                answer = self._finish(op, unfinished, ctx, idem, fingerprint)
+            except ApiError as exc:
+                error = exc
         if not writes and error is None:
             try:
                 with self.db.read() as conn:
@@ -407,6 +437,30 @@ class Service:
         if answer is None:
             raise RuntimeError("operation returned no result")
         return Outcome(answer.status, answer.body or None, headers)
+
+    def _finish(
+        self,
+        op: Operation,
+        unfinished: Unfinished,
+        first: Context,
+        idem: str | None,
+        fingerprint: str,
+    ) -> Answer:
+        """The remaining steps of an :class:`Unfinished` write, one transaction each."""
+        done = unfinished.done
+        while True:
+            with self.db.write() as conn:
+                ctx = dataclasses.replace(first, conn=conn, carried=done)
+                result = op.run(ctx)
+                if isinstance(result[1], Unfinished):
+                    done = result[1].done
+                    continue
+                answer = _answer(result, first.budget)
+                if idem is not None:
+                    self._remember_answer(
+                        conn, first.account, idem, fingerprint, answer.status, answer
+                    )
+                return answer
 
 
 @dataclass

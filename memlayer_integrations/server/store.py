@@ -35,9 +35,11 @@ from .schemas import (
 from .scoring import relevance
 
 __all__ = [
+    "FORGET_STEP",
     "expiry",
     "forget",
     "forget_all",
+    "forget_step",
     "get",
     "iso",
     "list_page",
@@ -56,6 +58,10 @@ __all__ = [
 
 #: Most bytes of memories one list page holds (see :func:`list_page`).
 PAGE_BYTES = 1024 * 1024
+#: Most memories one transaction of ``forget_all`` deletes. Deleting a memory also deletes
+#: its full-text and vector rows and updates counters (triggers), so a transaction's time
+#: grows with how many it deletes: this many keeps the write lock for milliseconds.
+FORGET_STEP = 250
 
 
 def iso(moment: datetime) -> str:
@@ -419,9 +425,41 @@ def forget(conn: sqlite3.Connection, account: Account, memory_id: str) -> int:
     return deleted
 
 
-def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) -> int:
+def forget_step(
+    conn: sqlite3.Connection, account: Account, q: ForgetAllQuery, limit: int | None = None
+) -> int:
+    """Delete at most ``limit`` memories of the scope; how many were deleted.
+
+    ``DELETE /v1/memories`` calls it in its own short transactions until it deletes fewer
+    than ``limit``, so a scope of any size never holds the write lock for long (see
+    ``service.Unfinished``). Every memory goes with its rows elsewhere (triggers), so the
+    database is consistent after each step.
+    """
     where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys)
-    return conn.execute(f"DELETE FROM memories AS m WHERE {where.sql}", where.params).rowcount
+    return conn.execute(
+        "DELETE FROM memories WHERE rowid IN"
+        f" (SELECT m.rowid FROM memories AS m WHERE {where.sql} LIMIT ?)",
+        [*where.params, FORGET_STEP if limit is None else limit],
+    ).rowcount
+
+
+def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) -> int:
+    """``forget_all`` inside a batch: a batch is one transaction, so it cannot be split
+    into steps; a scope of more than :data:`FORGET_STEP` memories is refused (422
+    ``query_too_expensive``, nothing deleted) rather than held under the lock."""
+    where = scope_condition(account.id, q.user_id, q.agent_id, q.session_id, q.keys)
+    found = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM memories AS m WHERE {where.sql} LIMIT ?)",
+        [*where.params, FORGET_STEP + 1],
+    ).fetchone()[0]
+    if found > FORGET_STEP:
+        raise ApiError(
+            422,
+            "query_too_expensive",
+            f"forget_all in a batch deletes at most {FORGET_STEP} memories and this scope "
+            "holds more; send it alone (DELETE /v1/memories), which deletes any number",
+        )
+    return forget_step(conn, account, q, found)
 
 
 def _listing(account: Account, q: ListQuery) -> bytes:

@@ -169,3 +169,31 @@ def test_progress_true_without_tqdm_prints_plain_lines(capsys, monkeypatch):
         bar.advance(100)
         bar.advance(200)
     assert capsys.readouterr().err == "remember_many: 100/300\nremember_many: 300/300\n"
+
+
+def test_progress_update_to_learns_the_total_as_a_done_total_callback(capsys, monkeypatch):
+    # memlayer reindex hands bar.update_to to work that counts its total itself.
+    real_import = builtins.__import__
+
+    def no_tqdm(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    with Progress(True, 0, "embedding") as bar:
+        for done in (0, 64, 100):
+            bar.update_to(done, 100)
+    assert bar.total == 100 and bar.done == 100
+    assert capsys.readouterr().err == "embedding: 0/100\nembedding: 64/100\nembedding: 100/100\n"
+    seen: list[tuple[int, int]] = []
+    with Progress(lambda d, t: seen.append((d, t)), 0, "x") as cb:
+        cb.update_to(3, 5)
+    assert seen == [(3, 5)]
+
+
+def test_progress_update_to_moves_a_tqdm_bar_to_the_total_it_learns(capsys):
+    with Progress(True, 0, "embedding") as bar:
+        bar.update_to(0, 300)
+        bar.update_to(300, 300)
+    assert "300/300" in capsys.readouterr().err

@@ -8,7 +8,13 @@ import warnings
 import pytest
 from langchain_core._api import LangChainDeprecationWarning
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+)
 
 from memlayer_integrations.langchain import MemLayerChatMessageHistory, MemLayerScopeError
 
@@ -133,3 +139,55 @@ def test_a_missing_scope_is_a_scope_error() -> None:
         MemLayerChatMessageHistory(
             user_id="alice", agent_id="chat", session_id="", api_key="ml_live_0", base_url=URL
         )
+
+
+def test_messages_stored_under_the_old_marker_still_load_and_clear(clients: tuple) -> None:
+    # Before the shared marker, the history wrote {"memlayer_kind": "chat_message"} alone.
+    sync = clients[0]
+    old = [HumanMessage("I live in Oslo"), AIMessage("Noted.")]
+    sync.remember_many(
+        [
+            {
+                "content": f"{m.type}: {m.text}",
+                "metadata": {"memlayer_kind": "chat_message", "message": message_to_dict(m)},
+                "deduplicate": False,
+            }
+            for m in old
+        ],
+        user_id="alice",
+        agent_id="chat",
+        session_id="s1",
+    )
+    history = _history(clients)
+    history.add_messages([HumanMessage("And you?")])
+    assert history.messages == [*old, HumanMessage("And you?")]
+    history.clear()
+    assert history.messages == []
+    assert list(sync.list_memories(user_id="alice", agent_id="chat")) == []
+
+
+def test_a_llama_index_chat_store_s_messages_of_the_same_session_are_not_read(
+    clients: tuple,
+) -> None:
+    # Both families write the same marker; the format keeps their serializations apart.
+    sync = clients[0]
+    sync.remember_many(
+        [
+            {
+                "content": "hi",
+                "metadata": {
+                    "memlayer_kind": "chat_message",
+                    "memlayer_format": "llama_index",
+                    "message": {"role": "user", "blocks": [{"block_type": "text", "text": "hi"}]},
+                },
+            }
+        ],
+        user_id="alice",
+        agent_id="chat",
+        session_id="s1",
+    )
+    history = _history(clients)
+    history.add_messages(MESSAGES[:1])
+    assert history.messages == MESSAGES[:1]
+    history.clear()
+    assert [m.content for m in sync.list_memories(user_id="alice", agent_id="chat")] == ["hi"]

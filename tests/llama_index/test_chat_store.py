@@ -146,3 +146,53 @@ async def test_long_and_repeated_messages_round_trip_exactly(clients: tuple, fla
     assert await call(store, flavor, "get_messages", "s1") == LONG[:3]
     assert await call(store, flavor, "delete_messages", "s1") == LONG[:3]
     assert list(clients[0].list_memories(user_id="u1", agent_id="bot")) == []
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_messages_stored_under_the_old_type_marker_still_load(
+    clients: tuple, flavor: str
+) -> None:
+    # Before the shared marker, the store wrote {"type": "llama_index.chat_message"}.
+    clients[0].remember_many(
+        [
+            {
+                "content": m.content or "[message]",
+                "metadata": {
+                    "type": "llama_index.chat_message",
+                    "message": m.model_dump(mode="json"),
+                },
+                "deduplicate": False,
+            }
+            for m in MESSAGES[:2]
+        ],
+        user_id="u1",
+        agent_id="bot",
+        session_id="old",
+    )
+    store = store_for(clients)
+    await call(store, flavor, "add_message", "old", MESSAGES[4])
+    assert await call(store, flavor, "get_messages", "old") == [*MESSAGES[:2], MESSAGES[4]]
+    assert await call(store, flavor, "get_keys") == ["old"]
+    assert await call(store, flavor, "delete_last_message", "old") == MESSAGES[4]
+    assert await call(store, flavor, "delete_messages", "old") == MESSAGES[:2]
+    assert list(clients[0].list_memories(user_id="u1", agent_id="bot")) == []
+
+
+def test_new_messages_carry_the_shared_marker_and_a_langchain_history_s_are_not_read(
+    clients: tuple,
+) -> None:
+    store = store_for(clients)
+    store.add_message("s1", MESSAGES[4])
+    clients[0].remember(
+        "human: hi",
+        user_id="u1",
+        agent_id="bot",
+        session_id="s1",
+        metadata={"memlayer_kind": "chat_message", "message": {"type": "human", "data": {}}},
+    )
+    assert store.get_messages("s1") == [MESSAGES[4]]
+    mine = next(iter(clients[0].list_memories(user_id="u1", agent_id="bot")))
+    assert {k: mine.metadata[k] for k in ("memlayer_kind", "memlayer_format")} == {
+        "memlayer_kind": "chat_message",
+        "memlayer_format": "llama_index",
+    }
