@@ -276,6 +276,23 @@ def test_batch_operations_use_meaning_too(http: httpx.Client) -> None:
     assert [r["memory"]["content"] for r in found["results"]] == ["I drink green tea"]
 
 
+def test_the_page_and_the_anchors_are_read_by_rowid_not_by_walking_the_scope(
+    server: LocalMemLayerServer,
+) -> None:
+    """A page of 10: the planner, left to itself, walks the scope's index and tests every
+    memory of the scope against the list (70 ms at 50k memories)."""
+    from memlayer_integrations.server import hybrid
+    from memlayer_integrations.server.filters import scope_condition
+
+    where = scope_condition(1, "u1", None, None, filters=None, live_at="2030-01-01T00:00:00Z")
+    ids = list(range(1, 11))
+    sql = f"SELECT m.rowid FROM {hybrid._BY_ROWID} WHERE m.rowid IN ({','.join('?' * len(ids))})"
+    with sqlite3.connect(server.settings.db_path) as conn:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {sql} AND {where.sql}", [*ids, *where.params])
+        plan = " ".join(r[-1] for r in rows)
+    assert "INTEGER PRIMARY KEY" in plan, plan
+
+
 def test_a_large_scope_is_prefiltered_by_sign_bits_and_still_finds_the_nearest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
