@@ -9,6 +9,7 @@ latency is that loop's queueing, which is also what an application would see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -35,8 +36,13 @@ def make_client(url: str, key: str) -> tuple[AsyncMemLayerClient, httpx.AsyncCli
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+    """CPU time of ``process`` and of its live children (``memlayer serve --workers``)."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 async def drive(

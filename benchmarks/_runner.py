@@ -24,6 +24,8 @@ from . import (
     requests_per_turn,
     scale,
     semantic,
+    store,
+    workers,
 )
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
@@ -38,11 +40,13 @@ BENCHMARKS = {
         scale,
         bulk,
         concurrency,
+        workers,
         load,
         locomo,
         isolation,
         mcp_tools,
         semantic,
+        store,
     )
 }
 

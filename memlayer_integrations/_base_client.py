@@ -303,9 +303,12 @@ class BaseClient:
         session_id: str | None,
         offset: int,
         explain: bool,
+        agent_prefix: str | None,
         timeout: TimeoutTypes,
     ) -> Call[list[RecalledMemory]]:
-        body = recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain)
+        body = recall_body(
+            query, user_id, agent_id, limit, filters, session_id, offset, explain, agent_prefix
+        )
         return self._call("POST", "/memories/search", parse_recalled, json=body, timeout=timeout)
 
     def _get(self, memory_id: str, timeout: TimeoutTypes) -> Call[Memory]:
@@ -342,11 +345,14 @@ class BaseClient:
         session_id: str | None,
         filters: Mapping[str, Any] | None,
         keys: Sequence[str] | None,
+        agent_prefix: str | None,
         page_size: int,
         cursor: str | None,
         timeout: TimeoutTypes,
     ) -> Call[tuple[list[Memory], str | None]]:
         params = scope_params(user_id, agent_id, session_id, keys)
+        if agent_prefix is not None:
+            params.append(("agent_prefix", agent_prefix))
         if filters is not None:
             filters_json = _json_text(
                 dict(filters), "GET /memories", "filters", separators=(",", ":")
@@ -374,8 +380,11 @@ class BaseClient:
         seen.add(cursor)
         return cursor
 
-    def _list_scopes(self, user_id: str | None, timeout: TimeoutTypes) -> Call[list[Scope]]:
-        params = [("user_id", user_id)] if user_id is not None else None
+    def _list_scopes(
+        self, user_id: str | None, agent_prefix: str | None, timeout: TimeoutTypes
+    ) -> Call[list[Scope]]:
+        given = [("user_id", user_id), ("agent_prefix", agent_prefix)]
+        params = [(name, value) for name, value in given if value is not None] or None
         return self._call("GET", "/scopes", parse_scopes, params=params, timeout=timeout)
 
     def _usage(self, timeout: TimeoutTypes) -> Call[Usage]:

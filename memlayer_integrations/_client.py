@@ -17,6 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from . import _constants as C
+from . import _in_process
 from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
@@ -62,7 +63,10 @@ class MemLayerClient(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client()
+        if http_client is None:
+            # An embedded server of this process is reached without a socket (_in_process).
+            http_client = httpx.Client(transport=_in_process.sync_transport(self.base_url))
+        self._http = http_client
 
     # -- sending ---------------------------------------------------------------------
 
@@ -173,16 +177,28 @@ class MemLayerClient(BaseClient):
         session_id: str | None = None,
         offset: int = 0,
         explain: bool = False,
+        agent_prefix: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
         """Memories relevant to ``query``, best first. ``agent_id=None`` searches all agents.
 
-        ``explain=True`` asks the server why each came back: each result then has ``why``,
-        a dict with ``matched_words`` and ``neighbour_of`` (see the wire contract).
+        ``agent_prefix`` searches an agent and the agents below it (``"a"``: ``a`` and
+        ``a.b``, not ``ab``). ``explain=True`` asks the server why each came back: each
+        result then has ``why``, a dict with ``matched_words`` and ``neighbour_of`` (see the
+        wire contract).
         """
         return self._send(
             self._recall(
-                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+                query,
+                user_id,
+                agent_id,
+                limit,
+                filters,
+                session_id,
+                offset,
+                explain,
+                agent_prefix,
+                timeout,
             )
         )
 
@@ -225,6 +241,7 @@ class MemLayerClient(BaseClient):
         session_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         keys: Sequence[str] | None = None,
+        agent_prefix: str | None = None,
         page_size: int = C.DEFAULT_PAGE_SIZE,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> Iterator[Memory]:
@@ -234,7 +251,15 @@ class MemLayerClient(BaseClient):
         while True:
             page, cursor = self._send(
                 self._list_page(
-                    user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
+                    user_id,
+                    agent_id,
+                    session_id,
+                    filters,
+                    keys,
+                    agent_prefix,
+                    page_size,
+                    cursor,
+                    timeout,
                 )
             )
             yield from page
@@ -243,10 +268,15 @@ class MemLayerClient(BaseClient):
                 return
 
     def list_scopes(
-        self, *, user_id: str | None = None, timeout: TimeoutTypes = NOT_GIVEN
+        self,
+        *,
+        user_id: str | None = None,
+        agent_prefix: str | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Scope]:
-        """The (user, agent) pairs that hold memories, optionally for one user."""
-        return self._send(self._list_scopes(user_id, timeout))
+        """The (user, agent) pairs that hold memories, optionally for one user, and for one
+        agent and the agents below it (``agent_prefix="a"``: ``a``, ``a.b``, not ``ab``)."""
+        return self._send(self._list_scopes(user_id, agent_prefix, timeout))
 
     def usage(self, *, timeout: TimeoutTypes = NOT_GIVEN) -> Usage:
         """Plan, memories stored and allowed, requests made and allowed today."""
@@ -282,7 +312,9 @@ class AsyncMemLayerClient(BaseClient):
     ) -> None:
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        if http_client is None:
+            http_client = httpx.AsyncClient(transport=_in_process.async_transport(self.base_url))
+        self._http = http_client
 
     async def _send(self, call: Call[T]) -> T:
         if self._http.is_closed:
@@ -379,12 +411,22 @@ class AsyncMemLayerClient(BaseClient):
         session_id: str | None = None,
         offset: int = 0,
         explain: bool = False,
+        agent_prefix: str | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[RecalledMemory]:
         """See :meth:`MemLayerClient.recall`."""
         return await self._send(
             self._recall(
-                query, user_id, agent_id, limit, filters, session_id, offset, explain, timeout
+                query,
+                user_id,
+                agent_id,
+                limit,
+                filters,
+                session_id,
+                offset,
+                explain,
+                agent_prefix,
+                timeout,
             )
         )
 
@@ -427,6 +469,7 @@ class AsyncMemLayerClient(BaseClient):
         session_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         keys: Sequence[str] | None = None,
+        agent_prefix: str | None = None,
         page_size: int = C.DEFAULT_PAGE_SIZE,
         timeout: TimeoutTypes = NOT_GIVEN,
     ) -> AsyncIterator[Memory]:
@@ -436,7 +479,15 @@ class AsyncMemLayerClient(BaseClient):
         while True:
             page, cursor = await self._send(
                 self._list_page(
-                    user_id, agent_id, session_id, filters, keys, page_size, cursor, timeout
+                    user_id,
+                    agent_id,
+                    session_id,
+                    filters,
+                    keys,
+                    agent_prefix,
+                    page_size,
+                    cursor,
+                    timeout,
                 )
             )
             for memory in page:
@@ -446,10 +497,14 @@ class AsyncMemLayerClient(BaseClient):
                 return
 
     async def list_scopes(
-        self, *, user_id: str | None = None, timeout: TimeoutTypes = NOT_GIVEN
+        self,
+        *,
+        user_id: str | None = None,
+        agent_prefix: str | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
     ) -> list[Scope]:
         """See :meth:`MemLayerClient.list_scopes`."""
-        return await self._send(self._list_scopes(user_id, timeout))
+        return await self._send(self._list_scopes(user_id, agent_prefix, timeout))
 
     async def usage(self, *, timeout: TimeoutTypes = NOT_GIVEN) -> Usage:
         """See :meth:`MemLayerClient.usage`."""

@@ -127,6 +127,7 @@ BATCH_PARSERS: dict[str, Callable[[Any], Any]] = {
     "forget_all": parse_deleted,
     "list": parse_page,
     "usage": lambda body: Usage.model_validate(body["usage"]),
+    "scopes": parse_scopes,
 }
 
 
@@ -177,10 +178,15 @@ class Op:
         session_id: str | None = None,
         offset: int = 0,
         explain: bool = False,
+        agent_prefix: str | None = None,
     ) -> dict[str, Any]:
+        """``agent_prefix``: the agent of that id and those below it (``a`` covers ``a.b``,
+        not ``ab``); usually instead of ``agent_id`` (given both, both must hold)."""
         return {
             "op": "recall",
-            **recall_body(query, user_id, agent_id, limit, filters, session_id, offset, explain),
+            **recall_body(
+                query, user_id, agent_id, limit, filters, session_id, offset, explain, agent_prefix
+            ),
         }
 
     @staticmethod
@@ -227,13 +233,16 @@ class Op:
         keys: Sequence[str] | None = None,
         limit: int = C.DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
+        agent_prefix: str | None = None,
     ) -> dict[str, Any]:
+        """``agent_prefix`` as in :meth:`recall`."""
         return {
             "op": "list",
             **_drop_none(
                 {
                     "user_id": user_id,
                     "agent_id": agent_id,
+                    "agent_prefix": agent_prefix,
                     "session_id": session_id,
                     "filters": dict(filters) if filters is not None else None,
                     "keys": _list_or_none(keys),
@@ -246,6 +255,11 @@ class Op:
     @staticmethod
     def usage() -> dict[str, Any]:
         return {"op": "usage"}
+
+    @staticmethod
+    def scopes(*, user_id: str | None = None, agent_prefix: str | None = None) -> dict[str, Any]:
+        """The (user, agent) pairs holding memories, as :meth:`MemLayerClient.list_scopes`."""
+        return {"op": "scopes", **_drop_none({"user_id": user_id, "agent_prefix": agent_prefix})}
 
 
 def _list_or_none(keys: Sequence[str] | None) -> list[str] | None:
@@ -371,12 +385,14 @@ def recall_body(
     session_id: str | None,
     offset: int,
     explain: bool = False,
+    agent_prefix: str | None = None,
 ) -> dict[str, Any]:
     return _drop_none(
         {
             "query": query,
             "user_id": user_id,
             "agent_id": agent_id,
+            "agent_prefix": agent_prefix,
             "session_id": session_id,
             "filters": dict(filters) if filters is not None else None,
             "limit": limit,

@@ -3,8 +3,10 @@
 ::
 
     memlayer serve [--db PATH] [--host 127.0.0.1] [--port 8377] [--console/--no-console]
-                   [--embedder SPEC]
+                   [--embedder SPEC] [--workers N]
     memlayer reindex [--db PATH] [--embedder SPEC]                # embed what is stored
+    memlayer export [--db PATH] [--with-keys] > dump.jsonl        # backup / move (JSON lines)
+    memlayer import [--db PATH] < dump.jsonl                      # all or nothing, idempotent
     memlayer keys create [--plan free|unlimited] [--name NAME]   # prints only the key
     memlayer keys list | revoke KEY | suspend KEY | unsuspend KEY
     memlayer openapi [--output docs/openapi.json]
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import logging
 import os
 import socket
@@ -135,6 +138,12 @@ class _RedactArgs(logging.Filter):
 _UNSET: Any = object()
 
 
+def _workers(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 to 64)")
+    return int(text)
+
+
 def _limit(text: str) -> int | None:
     if text == "none":
         return None
@@ -200,14 +209,6 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    config = uvicorn.Config(
-        app,
-        log_level=args.log_level,
-        access_log=not args.no_access_log,
-        http=guarded_protocol(app.state.settings),  # header/body timeouts, header limits
-    )
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(_RedactArgs())
     index = app.state.index
     embedding = f"; embedder: {index.model}" if index is not None else ""
     print(
@@ -241,8 +242,79 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+    if args.workers > 1:
+        return _run_workers(args, app, options, sock)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        log_config=_log_config(),
+        http=guarded_protocol(app.state.settings),  # header/body timeouts, header limits
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after a clean shutdown
         uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with key-shaped text masked by every handler (:class:`_RedactArgs`).
+
+    A dict, not filters added to loggers here, because each ``--workers`` process sets up
+    its logging again from it.
+    """
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "memlayer_integrations.cli._RedactArgs"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
+
+
+#: The settings of ``memlayer serve --workers N``, as JSON, for the worker processes.
+_WORKER_ENV = "MEMLAYER_SERVE_WORKER"
+
+
+def _worker_app() -> Any:
+    """The app of one worker of ``memlayer serve --workers N``.
+
+    uvicorn starts workers as new interpreters (spawn) and builds each one's app from an
+    import string, so the settings cannot be handed over as objects: the parent puts them in
+    the environment (:data:`_WORKER_ENV`) and each worker builds its own app, database
+    connections and embedder from them. Everything the workers must agree on (quotas,
+    idempotency, cursor secrets, counters) is in the database they share.
+    """
+    from .server import ServerSettings, create_app
+
+    return create_app(ServerSettings(**json.loads(os.environ[_WORKER_ENV])))
+
+
+def _run_workers(
+    args: argparse.Namespace, app: Any, options: dict[str, Any], sock: socket.socket
+) -> int:
+    """Serve ``sock`` from ``args.workers`` processes (uvicorn's supervisor restarts one that
+    dies). The parent only checked the database and the embedder spec; it lets them go."""
+    import uvicorn
+
+    app.state.db.close()
+    if app.state.index is not None:
+        app.state.index.embedder.close()
+    os.environ[_WORKER_ENV] = json.dumps({**options, "db_path": str(options["db_path"])})
+    print(f"{args.workers} worker processes", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            "memlayer_integrations.cli:_worker_app",
+            factory=True,
+            workers=args.workers,
+            fd=sock.fileno(),
+            log_level=args.log_level,
+            access_log=not args.no_access_log,
+            log_config=_log_config(),
+            # The limits of ServerSettings' defaults, which are serve's (protocol.py).
+            http="memlayer_integrations.server.protocol:GuardedHttpToolsProtocol",
+        )
     return 0
 
 
@@ -355,6 +427,51 @@ def _reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    db = _database(args)
+    from .server.store import iso
+    from .server.transfer import export
+
+    try:
+        counts = export(
+            db,
+            sys.stdout.buffer,
+            now=iso(datetime.now(timezone.utc)),
+            with_keys=args.with_keys,
+            progress=True,
+        )
+        sys.stdout.buffer.flush()
+    finally:
+        db.close()
+    print(
+        "exported " + ", ".join(f"{name}: {n:,}" for name, n in counts.items()),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    db = _database(args, create=True)
+    from .server.transfer import DumpError, import_dump
+
+    try:
+        report = import_dump(db, sys.stdin.buffer, progress=True)
+    except DumpError as exc:
+        raise CommandError(f"{exc}; nothing was imported") from exc
+    finally:
+        db.close()
+    print(report.summary(), file=sys.stderr)
+    if report.added.get("memories"):
+        print(
+            "vectors are not part of a dump: if this server recalls by meaning, run "
+            f"`memlayer reindex --db {_db_path(args)} --embedder SPEC`",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> int:
     _require_server_extra()
     from .server import render_openapi
@@ -454,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web console at /console (default: only when listening on loopback)",
     )
     serve.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N processes on one port (default: 1); they behave as one server",
+    )
     serve.set_defaults(func=_serve)
 
     reindex = sub.add_parser(
@@ -465,6 +589,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--embedder", metavar="SPEC", help=_EMBEDDER_HELP)
     reindex.set_defaults(func=_reindex)
+
+    export = sub.add_parser(
+        "export",
+        parents=[db],
+        help="write every memory (and with --with-keys accounts and keys) to stdout as JSON lines",
+        description="Write the database's memories to stdout, one JSON object per line after "
+        "a header (docs/export-format.md): a backup, and the way to move to another database "
+        "with `memlayer import`. Read in one snapshot, so servers may keep running.",
+    )
+    export.add_argument(
+        "--with-keys",
+        action="store_true",
+        help="also accounts, their salted key hashes and request counts, so the same keys work "
+        "on the database the dump is imported into (keep such a dump private)",
+    )
+    export.set_defaults(func=_export)
+    import_ = sub.add_parser(
+        "import",
+        parents=[db],
+        help="read a dump of `memlayer export` from stdin into the database",
+        description="Import a dump from stdin, all or nothing: a bad line or a conflict with "
+        "what the database holds is reported by its line number and nothing is written. "
+        "Records already there are skipped, so importing twice changes nothing. Creates "
+        "the database if needed.",
+    )
+    import_.set_defaults(func=_import)
 
     keys_parser = sub.add_parser(
         "keys",

@@ -28,6 +28,8 @@ from benchmarks import (
     requests_per_turn,
     scale,
     semantic,
+    store,
+    workers,
 )
 from benchmarks.__main__ import main
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
@@ -205,6 +207,17 @@ def test_concurrency() -> None:
     for r in result["rows"]:
         assert r["errors"] == 0
         assert set(r["by_operation"]) <= {"recall", "remember"}
+        assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
+        _check_latency(r["latency"])
+
+
+@pytest.mark.slow  # starts memlayer serve three times (about 10 s)
+def test_workers() -> None:
+    result = workers.run(Context(size="tiny", server=None))
+    _check_common(workers, result)
+    assert [r["processes"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert r["errors"] == 0 and r["workers"] == result["clients"]
         assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
         _check_latency(r["latency"])
 
@@ -407,11 +420,13 @@ def test_every_benchmark_is_registered() -> None:
         "scale",
         "bulk",
         "concurrency",
+        "workers",
         "load",
         "locomo",
         "isolation",
         "mcp",
         "semantic",
+        "store",
     ]
     for module in BENCHMARKS.values():
         assert callable(module.run) and callable(module.targets) and callable(module.render)
@@ -432,3 +447,18 @@ def test_remembering(ctx: Context) -> None:
             before = rows[(adapter, "as before")]
             assert 0 < r["memories"] < before["memories"]
     assert "answer first" in remembering.render(result)
+
+
+def test_store(ctx: Context) -> None:
+    result = store.run(ctx)
+    _check_common(store, result)
+    assert set(result["stores"]) >= {"in_memory", "sqlite", "memlayer_http", "memlayer_in_process"}
+    for ops in result["stores"].values():
+        assert set(ops) == set(store.OPERATIONS)
+        for stats in ops.values():
+            _check_latency(stats)
+    # Counted at the transport, over HTTP and in process alike.
+    for name in ("memlayer_http", "memlayer_in_process"):
+        assert result["requests_per_operation"][name] == dict.fromkeys(store.OPERATIONS, 1)
+    assert set(result["ratios"]["memlayer_in_process/sqlite"]) == set(store.OPERATIONS)
+    assert "SqliteStore (WAL)" in store.render(result)

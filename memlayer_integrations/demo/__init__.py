@@ -491,7 +491,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
             f"models  LangChain: {lc_name}, LlamaIndex: {li_name} (memlayer demo --help: use a real one)",
             2,
         )
-        with MemLayerClient(api_key=key, base_url=server.url) as client:
+        # In this process: no socket (server.url is the same server over HTTP).
+        with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
             _langchain(out, client, lc_model, checks, scripted=lc_name == "scripted")
             _llama_index(out, client, li_model, checks, scripted=li_name == "scripted")
             _holdings(out, client)

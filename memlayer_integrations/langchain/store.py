@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any, cast
 
 from langgraph.store.base import (
@@ -113,6 +112,11 @@ def _check_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
     return dict(filter)
 
 
+def _users(scopes: Iterable[Any]) -> list[str]:
+    """The users of ``scopes``, once each, in order."""
+    return list(dict.fromkeys(s.user_id for s in scopes))
+
+
 def _matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
     path = condition.path
     if len(ns) < len(path):
@@ -145,15 +149,19 @@ class MemLayerStore(BaseStore):
     which no query matches and the server does not embed.
 
     **Search with a query** returns the matches first, best first with their ``score``, then
-    the other items that pass the filter with ``score=None``, in listing order, as
+    the other items that pass the filter with ``score=None``, in listing (creation) order, as
     LangGraph's own stores do (``InMemoryStore`` with an index puts items it has no vector for
     last). A server with an embedder ranks every item of a namespace by meaning, so the
     common "search the store with the user's message" finds what it means.
 
-    **Requests.** One ``batch``/``abatch`` call is one ``/v1/batch`` request (per 100
-    operations), plus one ``GET /v1/scopes`` per user when it searches or lists namespaces
-    (a prefix may cover namespaces the store has to discover). Reads see the store as it
-    was before the call's writes, as with ``InMemoryStore``.
+    **Requests.** One ``batch``/``abatch`` call (so one ``get``, ``put``, ``delete``,
+    ``search`` or ``list_namespaces``) is one ``/v1/batch`` request, per 100 wire operations:
+    a search of ``(user, *labels)`` reads that user's agents under the prefix's agent in one
+    recall and one list (``agent_prefix``), and namespaces are read with a ``scopes``
+    operation of the same request. Two cases cost more: a search of the whole store (prefix
+    ``()``) first lists the users that have namespaces (``GET /v1/scopes``), and a search
+    asking for more than 100 items pages on. Reads see the store as it was before the
+    call's writes, as with ``InMemoryStore``.
 
     **Differences from InMemoryStore.** Filters follow the MemLayer contract: an item without
     the field never matches (not even ``$ne`` or ``None``), and numbers never compare with
@@ -240,36 +248,27 @@ class MemLayerStore(BaseStore):
             if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation {type(op).__name__}")
 
-    def _users_to_scan(self, ops: list[Op]) -> set[str | None] | None:
-        """The users whose scopes must be listed first (``None`` in the set: all users)."""
-        users: set[str | None] = set()
-        for op in ops:
-            if isinstance(op, SearchOp):
-                prefix = op.namespace_prefix
-                users.add(decode_label(prefix[0]) if prefix else None)
-            elif isinstance(op, ListNamespacesOp):
-                first = next(
-                    (
-                        c.path[0]
-                        for c in op.match_conditions or ()
-                        if c.match_type == "prefix" and c.path
-                    ),
-                    "*",
-                )
-                users.add(None if first == "*" else decode_label(first))
-        if None in users:
-            return {None}
-        return users
+    def _users_to_scan(self, ops: list[Op]) -> bool:
+        """Whether a search spans every user (prefix ``()``): only then are the users
+        listed first, in a request of its own."""
+        return any(isinstance(op, SearchOp) and not op.namespace_prefix for op in ops)
 
-    def _matching(
-        self, prefix: tuple[str, ...], namespaces: list[tuple[str, ...]]
-    ) -> list[tuple[str, ...]]:
-        return [ns for ns in namespaces if ns[: len(prefix)] == prefix]
+    @staticmethod
+    def _namespaces_user(op: ListNamespacesOp) -> str | None:
+        """The user a list of namespaces is confined to (its prefix's first label), if any."""
+        first = next(
+            (c.path[0] for c in op.match_conditions or () if c.match_type == "prefix" and c.path),
+            "*",
+        )
+        return None if first == "*" else decode_label(first)
 
-    def _plan(
-        self, ops: list[Op], namespaces: list[tuple[str, ...]]
-    ) -> tuple[list[dict[str, Any]], list[Any]]:
-        """Wire operations for ``ops``, and for each store op how to read its results."""
+    def _plan(self, ops: list[Op], users: list[str]) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Wire operations for ``ops``, and for each store op how to read its results.
+
+        A search of prefix ``(user, *labels)`` is one recall and one list of that user's
+        agents under ``agent_prefix`` (the prefix's agent and those below it); a search of
+        ``()`` is those for each of ``users``.
+        """
         wire: list[dict[str, Any]] = []
         readers: list[Any] = [None] * len(ops)
 
@@ -301,7 +300,8 @@ class MemLayerStore(BaseStore):
             if op.limit <= 0 or op.offset < 0:
                 readers[i] = ("empty",)
                 continue
-            scopes = [self._scope(ns) for ns in self._matching(op.namespace_prefix, namespaces)]
+            prefix = op.namespace_prefix
+            scopes = [self._scope(prefix)] if prefix else [(u, self.agent_id) for u in users]
             first = len(wire)
             need = op.offset + op.limit
             for user_id, agent_id in scopes:
@@ -314,7 +314,7 @@ class MemLayerStore(BaseStore):
                                 MOp.recall(
                                     clip_query(op.query),
                                     user_id=user_id,
-                                    agent_id=agent_id,
+                                    agent_prefix=agent_id,
                                     filters=filters,
                                     limit=min(100, need - s),
                                     offset=s,
@@ -326,7 +326,7 @@ class MemLayerStore(BaseStore):
                     _refreshing(
                         MOp.list(
                             user_id=user_id,
-                            agent_id=agent_id,
+                            agent_prefix=agent_id,
                             filters=filters,
                             limit=min(100, need),
                         ),
@@ -334,6 +334,16 @@ class MemLayerStore(BaseStore):
                     )
                 )
             readers[i] = ("search", first, len(wire))
+
+        # Namespaces: the store's scopes, of the user the prefix names or of every user.
+        listed: dict[str | None, int] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, ListNamespacesOp):
+                user = self._namespaces_user(op)
+                if user not in listed:
+                    listed[user] = len(wire)
+                    wire.append(MOp.scopes(user_id=user, agent_prefix=self.agent_id))
+                readers[i] = ("namespaces", listed[user])
 
         # Writes, after the reads; the last op on a key wins, as in InMemoryStore.
         last: dict[tuple[tuple[str, ...], str], PutOp] = {}
@@ -387,19 +397,13 @@ class MemLayerStore(BaseStore):
             **extra,
         )
 
-    def _read(
-        self,
-        ops: list[Op],
-        readers: list[Any],
-        results: list[Any],
-        namespaces: list[tuple[str, ...]],
-    ) -> list[Result]:
+    def _read(self, ops: list[Op], readers: list[Any], results: list[Any]) -> list[Result]:
         out: list[Result] = []
         for op, reader in zip(ops, readers, strict=True):
             if isinstance(op, PutOp):
                 out.append(None)
             elif isinstance(op, ListNamespacesOp):
-                out.append(self._list_namespaces(op, namespaces))
+                out.append(self._list_namespaces(op, self._namespaces(results[reader[1]])))
             elif isinstance(op, GetOp):
                 _, lo, hi = reader
                 found = [m for page, _ in results[lo:hi] for m in page if m.key == op.key]
@@ -428,12 +432,8 @@ class MemLayerStore(BaseStore):
         listed: list[tuple[float | None, Memory]] = [
             (None, m) for result in results if isinstance(result, tuple) for m in result[0]
         ]
-        # Namespace by namespace (first created first), then by creation, as InMemoryStore.
-        first: dict[tuple[str, str], datetime] = {}
-        for _, m in listed:
-            scope = (m.user_id, m.agent_id)
-            first[scope] = min(first.get(scope, m.created_at), m.created_at)
-        listed.sort(key=lambda r: (first[(r[1].user_id, r[1].agent_id)], r[1].created_at))
+        # In creation order (the lists of several users merged by it; a sort keeps ties).
+        listed.sort(key=lambda r: r[1].created_at)
         rows = listed
         if op.query and op.query.strip():
             matched = self._matched(results)
@@ -464,31 +464,29 @@ class MemLayerStore(BaseStore):
         ops = list(ops)
         self._validate(ops)
         client = self._clients.sync
-        scopes: list[Any] = []
-        for user in self._users_to_scan(ops) or ():
-            scopes.extend(client.list_scopes(user_id=user))
-        namespaces = self._namespaces(scopes)
-        wire, readers = self._plan(ops, namespaces)
+        users: list[str] = []
+        if self._users_to_scan(ops):
+            users = _users(client.list_scopes(agent_prefix=self.agent_id))
+        wire, readers = self._plan(ops, users)
         results: list[Any] = []
         for c in range(0, len(wire), MAX_BATCH_ITEMS):
             results.extend(client.batch(wire[c : c + MAX_BATCH_ITEMS]))
         self._more_pages_sync(ops, wire, readers, results)
-        return self._read(ops, readers, results, namespaces)
+        return self._read(ops, readers, results)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         self._validate(ops)
         client = self._clients.async_
-        scopes: list[Any] = []
-        for user in self._users_to_scan(ops) or ():
-            scopes.extend(await client.list_scopes(user_id=user))
-        namespaces = self._namespaces(scopes)
-        wire, readers = self._plan(ops, namespaces)
+        users: list[str] = []
+        if self._users_to_scan(ops):
+            users = _users(await client.list_scopes(agent_prefix=self.agent_id))
+        wire, readers = self._plan(ops, users)
         results: list[Any] = []
         for c in range(0, len(wire), MAX_BATCH_ITEMS):
             results.extend(await client.batch(wire[c : c + MAX_BATCH_ITEMS]))
         await self._more_pages_async(ops, wire, readers, results)
-        return self._read(ops, readers, results, namespaces)
+        return self._read(ops, readers, results)
 
     @staticmethod
     def _short_pages(

@@ -100,7 +100,7 @@ def embedded_backend(db_path: Path) -> Iterator[tuple[str, str]]:
         key, key_id = _embedded_key(db_path)
     try:
         with LocalMemLayerServer(db_path) as server:
-            yield server.url, key
+            yield server.in_process_url, key  # the tools' clients live in this process
     finally:
         if key_id is not None:
             _revoke(db_path, key_id)

@@ -14,7 +14,14 @@ from typing import Any
 
 from .errors import validation_error
 
-__all__ = ["MAX_FILTER_KEYS", "Filter", "compile_filters", "scope_condition"]
+__all__ = [
+    "MAX_FILTER_KEYS",
+    "Filter",
+    "agent_prefix_condition",
+    "agent_prefix_params",
+    "compile_filters",
+    "scope_condition",
+]
 
 MAX_FILTER_KEYS = 64
 _SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -80,6 +87,19 @@ def compile_filters(filters: dict[str, Any] | None, prefix: str = "filters") -> 
     return Filter(" AND ".join(parts), params)
 
 
+def agent_prefix_condition(column: str) -> str:
+    """SQL: ``column`` is the agent ``P`` or starts with ``P.`` (parameters:
+    :func:`agent_prefix_params`). A range, not LIKE, so an index on the column serves it
+    and no character of ``P`` is a wildcard: every id from ``P`` up to ``P/`` (``'/'`` is
+    the character after ``'.'``) is ``P`` or continues it with a character up to ``'.'``;
+    the ``substr`` keeps those that continue with ``'.'``."""
+    return f"({column} >= ? AND {column} < ? AND ({column} = ? OR substr({column}, ?, 1) = '.'))"
+
+
+def agent_prefix_params(prefix: str) -> list[Any]:
+    return [prefix, prefix + "/", prefix, len(prefix) + 1]
+
+
 def scope_condition(
     account_id: int,
     user_id: str,
@@ -88,15 +108,19 @@ def scope_condition(
     keys: Sequence[str] | None = None,
     filters: Filter | None = None,
     live_at: str | None = None,
+    agent_prefix: str | None = None,
 ) -> Filter:
     """The memories (``memories AS m``) of one account's user, narrowed by whatever is given:
-    one agent, one session, some keys, compiled metadata ``filters``, not expired at
-    ``live_at``."""
+    one agent, an agent and those below it (``agent_prefix``), one session, some keys,
+    compiled metadata ``filters``, not expired at ``live_at``."""
     sql = "m.account_id = ? AND m.user_id = ?"
     params: list[Any] = [account_id, user_id]
     if agent_id is not None:
         sql += " AND m.agent_id = ?"
         params.append(agent_id)
+    if agent_prefix is not None:
+        sql += " AND " + agent_prefix_condition("m.agent_id")
+        params.extend(agent_prefix_params(agent_prefix))
     if session_id is not None:
         sql += " AND m.session_id = ?"
         params.append(session_id)

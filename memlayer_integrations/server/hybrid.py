@@ -128,6 +128,7 @@ def search(
     limit: int,
     offset: int,
     now: str | None = None,
+    agent_prefix: str | None = None,
 ) -> list[tuple[sqlite3.Row, float]]:
     """Memories of one scope by words and meaning, best first, each with a score in (0, 1].
 
@@ -149,10 +150,19 @@ def search(
         limit=pool,
         offset=0,
         now=now,
+        agent_prefix=agent_prefix,
     )
-    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
+    where = scope_condition(
+        account_id,
+        user_id,
+        agent_id,
+        session_id,
+        filters=filters,
+        live_at=now,
+        agent_prefix=agent_prefix,
+    )
     allowed = None
-    if session_id is not None or filters is not None:
+    if session_id is not None or filters is not None or agent_prefix is not None:
         allowed = [
             r[0]
             for r in conn.execute(

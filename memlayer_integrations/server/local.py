@@ -3,6 +3,10 @@
 It runs uvicorn on ``127.0.0.1`` on a free port, in a background thread with its own event
 loop, so it works the same from plain scripts, from ``async`` code and from a Jupyter
 notebook (whose event loop is already running): nothing waits on the caller's loop.
+
+Clients of the same process need no socket: a client built with ``base_url=
+server.in_process_url`` hands its requests to the app on that loop (``in_process.py``),
+through the same middleware and checks; ``server.url`` is the real HTTP server.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any
 
 import uvicorn
 
+from .. import _in_process
 from . import keys as keys_module
 from .app import create_app
+from .in_process import AsyncInProcessTransport, InProcessTransport, _AppLoop
 from .protocol import guarded_protocol
 from .settings import Plan, ServerSettings
 from .store import iso
@@ -27,6 +33,16 @@ from .store import iso
 __all__ = ["LocalMemLayerServer"]
 
 _START_TIMEOUT = 30.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, remembering the event loop it serves on (for in-process clients)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets=sockets)
 
 
 class LocalMemLayerServer:
@@ -47,8 +63,11 @@ class LocalMemLayerServer:
         >>> from memlayer_integrations.server import LocalMemLayerServer
         >>> with LocalMemLayerServer() as server:
         ...     key = server.create_key(plan="unlimited", name="demo")
-        ...     with MemLayerClient(api_key=key, base_url=server.url) as client:
+        ...     with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
         ...         client.remember("likes tea", user_id="u1", agent_id="bot")
+
+    ``base_url=server.in_process_url`` reaches the server without a socket (any adapter
+    taking ``base_url`` too); ``server.url`` is the same server over HTTP.
     """
 
     def __init__(
@@ -68,7 +87,7 @@ class LocalMemLayerServer:
         self._db_path = db_path
         self._plans = plans
         self._tmpdir: str | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._app: Any = None
         self._port: int | None = None
@@ -85,6 +104,13 @@ class LocalMemLayerServer:
         if self._port is None:
             raise RuntimeError("the server is not running; call start() or use it in a with block")
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def in_process_url(self) -> str:
+        """The base URL of this server for clients of this process, reached without a
+        socket (``http://in-process-<port>.memlayer.invalid``; ``.invalid`` never resolves,
+        so after :meth:`stop` such a client fails to connect)."""
+        return f"http://in-process-{self.url.rsplit(':', 1)[1]}.memlayer.invalid"
 
     @property
     def settings(self) -> ServerSettings:
@@ -127,7 +153,7 @@ class LocalMemLayerServer:
             timeout_graceful_shutdown=5,
             http=guarded_protocol(settings),
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="memlayer-server", daemon=True
         )
@@ -142,12 +168,21 @@ class LocalMemLayerServer:
                 raise RuntimeError("the local MemLayer server did not start")
             time.sleep(0.005)
         self._server, self._thread, self._sock = server, thread, sock
+        if server.loop is not None:
+            app_loop = _AppLoop(self._app, server.loop, thread)
+            _in_process.register(
+                self.in_process_url,
+                _in_process.InProcessServer(
+                    lambda: InProcessTransport(app_loop), lambda: AsyncInProcessTransport(app_loop)
+                ),
+            )
         return self
 
     def stop(self) -> None:
         """Stop serving and, for a temporary database, delete it. Safe to call twice."""
         if self._server is None:
             return
+        _in_process.unregister(self.in_process_url)
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(30)

@@ -85,7 +85,9 @@ def forget_all(ctx: Context) -> tuple[int, Any]:
 
 def list_memories(ctx: Context) -> tuple[int, Any]:
     params = query_to_dict(
-        ctx.incoming.query, (*_SCOPE_PARAMS, "filters", "limit", "cursor"), {"key": "keys"}
+        ctx.incoming.query,
+        (*_SCOPE_PARAMS, "agent_prefix", "filters", "limit", "cursor"),
+        {"key": "keys"},
     )
     q = validate(ListQuery, params)
     with ctx.budget.guard(ctx.conn):
@@ -98,8 +100,9 @@ def _page_bytes(ctx: Context) -> int:
 
 
 def scopes(ctx: Context) -> tuple[int, Any]:
-    q = validate(ScopesQuery, query_to_dict(ctx.incoming.query, ("user_id",), {}))
-    return 200, {"scopes": store.scopes(ctx.conn, ctx.account, q.user_id)}
+    params = query_to_dict(ctx.incoming.query, ("user_id", "agent_prefix"), {})
+    q = validate(ScopesQuery, params)
+    return 200, {"scopes": store.scopes(ctx.conn, ctx.account, q.user_id, q.agent_prefix)}
 
 
 def usage(ctx: Context) -> tuple[int, Any]:
@@ -112,6 +115,8 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"memory": store.remember(conn, account, req, ctx.now_iso, vectors)[1]}
     if name == "remember_many":
         return {"memories": store.remember_many(conn, account, req, ctx.now_iso, vectors)}
+    if name == "scopes":
+        return {"scopes": store.scopes(conn, account, req.user_id, req.agent_prefix)}
     if name == "recall":
         _refresh_vectors(ctx, req)
         with ctx.budget.guard(conn):
@@ -175,25 +180,56 @@ def batch(ctx: Context) -> tuple[int, Any]:
 #: The operations of a batch that write; a batch of none of them is a read.
 WRITE_OPS = frozenset({"remember", "remember_many", "update", "forget", "forget_all"})
 
+#: Batch operations whose work the operation itself bounds (see ``Operation.bounded``): a
+#: write of at most 100 items, one memory, or a list of given keys (at most 100).
+_BOUNDED_OPS = frozenset({"remember", "remember_many", "get", "update", "forget", "usage"})
 
-def batch_writes(incoming: Incoming) -> bool:
-    """Whether a batch holds a write (anything unreadable counts as one: the write path
-    reports the error as it would anyway)."""
+
+def _operations(incoming: Incoming) -> list[Any] | None:
+    """The ``operations`` list of a batch body, or ``None`` if the body is not one."""
     try:
         body = incoming.json(len(incoming.body or b""))
     except ApiError:
-        return True
+        return None
     operations = body.get("operations") if isinstance(body, dict) else None
-    if not isinstance(operations, list):
+    return operations if isinstance(operations, list) else None
+
+
+def batch_bounded(incoming: Incoming) -> bool:
+    """Whether every operation of a batch is bounded by what it says: then the batch is
+    too (at most 100 operations). The store's gets, puts and deletes are such batches."""
+    operations = _operations(incoming)
+    if operations is None or len(operations) > MAX_BATCH_ITEMS:
+        return False
+    for raw in operations:
+        if not isinstance(raw, dict):
+            return False
+        name = raw.get("op")
+        keyed_list = name == "list" and isinstance(raw.get("keys"), list) and raw["keys"]
+        if name not in _BOUNDED_OPS and not keyed_list:
+            return False
+    return True
+
+
+def batch_has_write(incoming: Incoming) -> bool:
+    """Whether a batch holds a write operation (anything unreadable counts as one: the
+    write path reports the error as it would anyway). Only such a batch keeps its answer
+    for replays; a batch of reads is never kept, as the contract says."""
+    operations = _operations(incoming)
+    if operations is None:
         return True
     names = [raw.get("op") if isinstance(raw, dict) else None for raw in operations]
-    # A read that restarts expiry clocks (refresh_ttl) writes too.
+    return any(not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names)
+
+
+def batch_writes(incoming: Incoming) -> bool:
+    """Whether a batch writes: a write operation, or a read that restarts expiry clocks
+    (``refresh_ttl``), which then runs in the write transaction too."""
+    operations = _operations(incoming) or []
     refreshes = any(
         isinstance(raw, dict) and raw.get("refresh_ttl") not in (None, False) for raw in operations
     )
-    return refreshes or any(
-        not isinstance(n, str) or n not in OP_MODELS or n in WRITE_OPS for n in names
-    )
+    return refreshes or batch_has_write(incoming)
 
 
 # -- what each operation embeds before its transaction (see Service._embed) ------------
@@ -255,6 +291,12 @@ OPERATIONS: dict[str, Operation] = {
     "scopes": Operation(scopes, writes=False, bounded=False),
     "usage": Operation(usage, writes=False),
     "batch": Operation(
-        batch, writes=True, bounded=False, writes_if=batch_writes, prepare=_prepare_batch
+        batch,
+        writes=True,
+        bounded=False,
+        writes_if=batch_writes,
+        bounded_if=batch_bounded,
+        keeps_answer_if=batch_has_write,
+        prepare=_prepare_batch,
     ),
 }

@@ -99,6 +99,13 @@ _SCOPE_QUERY = [
 ]
 
 
+_AGENT_PREFIX_QUERY = _query(
+    "agent_prefix",
+    description="the agent of this id and every agent whose id starts with it followed by "
+    "'.'; with agent_id too, both must hold",
+)
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     common = (400, 401, 403, 429)
     return {
@@ -168,7 +175,8 @@ def build_router(service: Service) -> APIRouter:
     thread switches, about half a millisecond on a small machine, as much as a typical write
     takes. Requests arriving meanwhile wait for it to finish, as they would wait for the
     write lock or the interpreter lock anyway; an operation that grows with what is stored
-    (``forget_all``, ``scopes``, ``batch``) always goes to a thread.
+    (``forget_all``, ``scopes``, a ``batch`` holding a recall or a listing) always goes to a
+    thread.
     """
     router = APIRouter(prefix="/v1")
     in_flight = _InFlight()
@@ -212,7 +220,7 @@ def build_router(service: Service) -> APIRouter:
             )
             # An operation that embeds (with an embedder) runs the model: never on the loop.
             embeds = op.prepare is not None and service.index is not None
-            if in_flight.count == 1 and op.bounded and not embeds:
+            if in_flight.count == 1 and not embeds and op.bounded_for(incoming):
                 outcome = service.execute(incoming, op, account)
             else:
                 outcome = await run_in_threadpool(service.execute, incoming, op, account)
@@ -269,6 +277,7 @@ def build_router(service: Service) -> APIRouter:
         openapi_extra=_doc(
             params=[
                 *_SCOPE_QUERY,
+                _AGENT_PREFIX_QUERY,
                 _FILTERS_QUERY,
                 _query(
                     "limit",
@@ -332,7 +341,7 @@ def build_router(service: Service) -> APIRouter:
         summary="List scopes",
         response_model=ScopesResponse,
         responses=_errors(422),
-        openapi_extra=_doc(params=[_query("user_id")]),
+        openapi_extra=_doc(params=[_query("user_id"), _AGENT_PREFIX_QUERY]),
     )
     async def scopes(request: Request) -> Response:
         return await handle(request, OPERATIONS["scopes"])

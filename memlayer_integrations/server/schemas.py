@@ -285,10 +285,21 @@ class RememberManyRequest(_Request):
     items: Annotated[list[RememberItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
 
+#: An agent and the agents below it: ``a.b`` covers ``a.b`` and ``a.b.c``, not ``a.bc``.
+AgentPrefix = Annotated[
+    Identifier,
+    Field(
+        description="the agent of this id and every agent whose id starts with it followed "
+        "by '.'; with agent_id too, both must hold"
+    ),
+]
+
+
 class RecallRequest(_Request):
     query: QueryText
     user_id: Identifier
     agent_id: Identifier | None = Field(None, description="null searches all of the user's agents")
+    agent_prefix: AgentPrefix | None = None
     session_id: Identifier | None = None
     filters: Filters | None = None
     limit: RecallLimit = DEFAULT_RECALL_LIMIT
@@ -325,6 +336,7 @@ class ForgetAllQuery(_Request):
 
 
 class ListQuery(ForgetAllQuery):
+    agent_prefix: AgentPrefix | None = None
     filters: Filters | None = None
     limit: PageLimit = DEFAULT_PAGE_SIZE
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
@@ -332,6 +344,7 @@ class ListQuery(ForgetAllQuery):
 
 class ScopesQuery(_Request):
     user_id: Identifier | None = None
+    agent_prefix: AgentPrefix | None = None
 
 
 # -- /v1/batch operations: the op name plus the fields of the single endpoint -----------------
@@ -379,6 +392,10 @@ class UsageOp(_Request):
     op: Literal["usage"]
 
 
+class ScopesOp(ScopesQuery):
+    op: Literal["scopes"]
+
+
 OP_MODELS: dict[str, type[_Request]] = {
     "remember": RememberOp,
     "remember_many": RememberManyOp,
@@ -389,6 +406,7 @@ OP_MODELS: dict[str, type[_Request]] = {
     "forget_all": ForgetAllOp,
     "list": ListOp,
     "usage": UsageOp,
+    "scopes": ScopesOp,
 }
 AnyOp = Annotated[
     RememberOp
@@ -399,7 +417,8 @@ AnyOp = Annotated[
     | ForgetOp
     | ForgetAllOp
     | ListOp
-    | UsageOp,
+    | UsageOp
+    | ScopesOp,
     Field(discriminator="op"),
 ]
 
@@ -471,6 +490,7 @@ class BatchResponse(BaseModel):
         | RecallResponse
         | DeletedResponse
         | UsageResult
+        | ScopesResponse
     ]
 
 

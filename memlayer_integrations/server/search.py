@@ -449,6 +449,7 @@ def search(
     limit: int,
     offset: int,
     now: str | None = None,
+    agent_prefix: str | None = None,
 ) -> list[tuple[sqlite3.Row, float]]:
     """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
@@ -465,6 +466,7 @@ def search(
         limit=limit,
         offset=offset,
         now=now,
+        agent_prefix=agent_prefix,
     )
     rows = _rows(conn, (rowid for rowid, _ in page))
     return [(rows[rowid], score) for rowid, score in page]
@@ -482,13 +484,16 @@ def ranked(
     limit: int,
     offset: int,
     now: str | None = None,
+    agent_prefix: str | None = None,
 ) -> list[tuple[int, float]]:
     """The rowids of the memories of one scope matching ``query``, best first, with their raw
     score (> 0): :func:`search` without reading the rows (hybrid recall reads only those of
     the page it returns).
 
-    ``agent_id=None`` searches all of the user's agents (``filters`` is a condition on
-    ``memories AS m``; :func:`search` returns full ``memories`` rows). The order is one fixed ranking of all
+    ``agent_id=None`` searches all of the user's agents; ``agent_prefix`` only an agent and
+    those below it, ranked as in a search of all the user's agents (the user's statistics).
+    ``filters`` is a condition on ``memories AS m``; :func:`search` returns full
+    ``memories`` rows. The order is one fixed ranking of all
     matches (per-scope BM25, :mod:`.scoring`, plus the neighbour bonus from the best
     ``CANDIDATES``), so pages cut with ``offset`` never overlap or skip. Nothing in it
     depends on what other scopes or accounts store. :func:`.scoring.relevance` turns a raw
@@ -514,7 +519,15 @@ def ranked(
         return []
     scorer = Scorer(list(counts), list(counts.values()), stats)
     match = restrict(expression)
-    where = scope_condition(account_id, user_id, agent_id, session_id, filters=filters, live_at=now)
+    where = scope_condition(
+        account_id,
+        user_id,
+        agent_id,
+        session_id,
+        filters=filters,
+        live_at=now,
+        agent_prefix=agent_prefix,
+    )
     matches = _matches(conn, match, where, scorer, since)
     if not matches and (since or expression.startswith("(")):
         # The candidates met none of the request's conditions (filters, a session): rank

@@ -153,12 +153,23 @@ class Operation:
     bounded: bool = True
     #: For an operation that may or may not write (a batch): whether this request does.
     writes_if: Callable[[Incoming], bool] | None = None
+    #: Likewise for ``bounded``: whether this request's work is bounded.
+    bounded_if: Callable[[Incoming], bool] | None = None
+    #: For an operation that writes: whether its answer is kept for replays (default: it
+    #: is). A batch of reads that only restart expiry clocks writes, but is still a read.
+    keeps_answer_if: Callable[[Incoming], bool] | None = None
     #: With an embedder: embeds what ``run`` will need (``(incoming, embeddings)``), before
     #: the transaction. Such an operation never runs on the event loop then.
     prepare: Callable[[Incoming, Any], None] | None = None
 
     def writes_for(self, incoming: Incoming) -> bool:
         return self.writes if self.writes_if is None else self.writes_if(incoming)
+
+    def bounded_for(self, incoming: Incoming) -> bool:
+        return self.bounded if self.bounded_if is None else self.bounded_if(incoming)
+
+    def keeps_answer_for(self, incoming: Incoming) -> bool:
+        return self.keeps_answer_if is None or self.keeps_answer_if(incoming)
 
 
 @dataclass
@@ -283,8 +294,10 @@ class Service:
         kept = len(answer.body) <= self.settings.max_idempotent_answer_bytes
         if kept and ids:
             marks = ",".join("?" * len(ids))
+            # "+account_id": found by the id index; left to itself, the planner walks every
+            # memory of the account by an account index (milliseconds per batch of puts).
             present = conn.execute(
-                f"SELECT count(*) FROM memories WHERE account_id = ? AND id IN ({marks})",
+                f"SELECT count(*) FROM memories WHERE +account_id = ? AND id IN ({marks})",
                 (account.id, *ids),
             ).fetchone()[0]
             kept = present == len(ids)
@@ -404,7 +417,10 @@ class Service:
                         conn.execute("ROLLBACK TO op")
                         failure = exc
                     else:
-                        if idem is not None and answer is not None:  # a finished write
+                        # A finished write whose answer is kept (not a batch of reads that
+                        # only restarted expiry clocks).
+                        kept = op.keeps_answer_for(incoming)
+                        if idem is not None and answer is not None and kept:
                             self._remember_answer(
                                 conn, account, idem, fingerprint, answer.status, answer
                             )

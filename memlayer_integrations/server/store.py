@@ -20,7 +20,7 @@ from . import search as search_module
 from .db import MEMORY_COLUMNS
 from .errors import ApiError, validation_error
 from .explain import explain
-from .filters import compile_filters, scope_condition
+from .filters import agent_prefix_condition, agent_prefix_params, compile_filters, scope_condition
 from .keys import Account
 from .schemas import (
     ForgetAllQuery,
@@ -133,26 +133,40 @@ def _load(conn: sqlite3.Connection, account: Account, memory_id: str, now: str) 
     return row
 
 
-def _by_key(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, key: str
-) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ? AND key = ?",
-        (account.id, user_id, agent_id, key),
-    ).fetchone()
-    return row
+def _by_keys(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, keys: list[str]
+) -> dict[str, sqlite3.Row]:
+    """The scope's memories of ``keys`` (at most ``MAX_BATCH_ITEMS``), by key: one statement
+    for a whole batch of puts instead of one per item."""
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ?"
+        f" AND agent_id = ? AND key IN ({marks})",
+        (account.id, user_id, agent_id, *keys),
+    )
+    return {row["key"]: row for row in rows}
 
 
-def _by_content(
-    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, content: str
-) -> sqlite3.Row | None:
-    """The newest memory of the scope holding exactly ``content`` (``memories_text`` index)."""
-    row: sqlite3.Row | None = conn.execute(
+def _by_contents(
+    conn: sqlite3.Connection, account: Account, user_id: str, agent_id: str, contents: list[str]
+) -> dict[str, sqlite3.Row]:
+    """For each of ``contents``, the newest memory of the scope without a key holding
+    exactly it, if any: one statement for a batch (``memories_text`` index: the first 64
+    characters narrow it to a few rows)."""
+    if not contents:
+        return {}
+    starts = list({content[:64] for content in contents})
+    wanted = set(contents)
+    rows = conn.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ?"
-        " AND key IS NULL AND substr(content, 1, 64) = ? AND content = ? ORDER BY rowid DESC LIMIT 1",
-        (account.id, user_id, agent_id, content[:64], content),
-    ).fetchone()
-    return row
+        f" AND key IS NULL AND substr(content, 1, 64) IN ({','.join('?' * len(starts))})"
+        " ORDER BY rowid",
+        (account.id, user_id, agent_id, *starts),
+    )
+    # In rowid order: the newest holding a content is the last one kept.
+    return {row["content"]: row for row in rows if row["content"] in wanted}
 
 
 def _write(
@@ -176,6 +190,16 @@ def _write(
     With ``embeddings`` (the server has an embedder) each memory's vector is stored with it.
     """
     existing: list[sqlite3.Row | None] = []
+    by_key = _by_keys(
+        conn, account, user_id, agent_id, list({i.key for i in items if i.key is not None})
+    )
+    by_content = _by_contents(
+        conn,
+        account,
+        user_id,
+        agent_id,
+        list({i.content for i in items if i.key is None and i.deduplicate}),
+    )
     seen: dict[str, int] = {}
     first_of: dict[str, int] = {}  # content -> index of the first new item holding it
     repeats: dict[int, int] = {}  # item index -> earlier item it refreshes
@@ -187,9 +211,9 @@ def _write(
                     f"{where}: key {item.key!r} is also used by item {seen[item.key]}", where
                 )
             seen[item.key] = i
-            existing.append(_by_key(conn, account, user_id, agent_id, item.key))
+            existing.append(by_key.get(item.key))
         elif item.deduplicate:
-            row = _by_content(conn, account, user_id, agent_id, item.content)
+            row = by_content.get(item.content)
             if row is None and item.content in first_of:
                 repeats[i] = first_of[item.content]
             elif row is None:
@@ -250,7 +274,8 @@ def _write(
                 "agent_id": agent_id,
                 "session_id": session,
                 "key": item.key,
-                "metadata": json.loads(metadata),
+                # What was just encoded, without decoding it again: a validated JSON object.
+                "metadata": item.metadata if item.metadata is not None else {},
                 "created_at": now,
                 "updated_at": now,
                 "expires_at": expires,
@@ -267,7 +292,7 @@ def _write(
             memory = memory_json(row)
             memory.update(
                 content=item.content,
-                metadata=json.loads(metadata),
+                metadata=item.metadata if item.metadata is not None else {},
                 session_id=session,
                 updated_at=now,
                 expires_at=expires,
@@ -342,6 +367,23 @@ def remember_many(
     return [memory for memory, _ in pairs]
 
 
+def _narrowed(
+    conn: sqlite3.Connection,
+    account: Account,
+    user_id: str,
+    agent_id: str | None,
+    agent_prefix: str | None,
+) -> tuple[str | None, str | None]:
+    """``(agent_id, agent_prefix)`` to read by: an ``agent_prefix`` that covers one agent
+    holding memories is that agent, read by the scope's own index (and, in a recall, its
+    own statistics and full-text scope word) instead of a range of the user's agents."""
+    if agent_prefix is not None and agent_id is None:
+        covered = scopes(conn, account, user_id, agent_prefix)
+        if len(covered) == 1:
+            return covered[0]["agent_id"], None
+    return agent_id, agent_prefix
+
+
 def recall(
     conn: sqlite3.Connection,
     account: Account,
@@ -349,10 +391,17 @@ def recall(
     now: str,
     embeddings: Any = None,
 ) -> list[dict[str, Any]]:
-    """By words alone, or by words and meaning when the server has an embedder (``hybrid``)."""
+    """By words alone, or by words and meaning when the server has an embedder (``hybrid``).
+
+    An ``agent_prefix`` that covers one agent holding memories is searched as that agent
+    (its own statistics and full-text scope word, far fewer postings to walk than the
+    user's); one that covers several is searched as all the user's agents, narrowed to them.
+    """
+    agent_id, agent_prefix = _narrowed(conn, account, req.user_id, req.agent_id, req.agent_prefix)
     scope: dict[str, Any] = {
         "user_id": req.user_id,
-        "agent_id": req.agent_id,
+        "agent_id": agent_id,
+        "agent_prefix": agent_prefix,
         "session_id": req.session_id,
         "filters": compile_filters(req.filters),
         "limit": req.limit,
@@ -465,6 +514,8 @@ def forget_all(conn: sqlite3.Connection, account: Account, q: ForgetAllQuery) ->
 def _listing(account: Account, q: ListQuery) -> bytes:
     """What a cursor is bound to: the account and every condition of the listing."""
     scope = [account.id, q.user_id, q.agent_id, q.session_id, sorted(q.keys or []), q.filters]
+    if q.agent_prefix is not None:  # appended: cursors of listings without one stay valid
+        scope.append(["agent_prefix", q.agent_prefix])
     return json.dumps(scope, sort_keys=True, ensure_ascii=False).encode()
 
 
@@ -489,14 +540,16 @@ def list_page(
     bounded answer. The cursor is opaque and only valid for the same listing
     (:mod:`.cursors`).
     """
+    agent_id, agent_prefix = _narrowed(conn, account, q.user_id, q.agent_id, q.agent_prefix)
     where = scope_condition(
         account.id,
         q.user_id,
-        q.agent_id,
+        agent_id,
         q.session_id,
         q.keys,
         compile_filters(q.filters),
         live_at=now,
+        agent_prefix=agent_prefix,
     )
     sql, params = where.sql, where.params
     if q.cursor is not None:
@@ -525,7 +578,12 @@ def list_page(
     }
 
 
-def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> list[dict[str, Any]]:
+def scopes(
+    conn: sqlite3.Connection,
+    account: Account,
+    user_id: str | None,
+    agent_prefix: str | None = None,
+) -> list[dict[str, Any]]:
     sql = (
         "SELECT user_id, agent_id, memories FROM scope_sizes WHERE account_id = ? AND memories > 0"
     )
@@ -533,6 +591,9 @@ def scopes(conn: sqlite3.Connection, account: Account, user_id: str | None) -> l
     if user_id is not None:
         sql += " AND user_id = ?"
         params.append(user_id)
+    if agent_prefix is not None:
+        sql += " AND " + agent_prefix_condition("agent_id")
+        params.extend(agent_prefix_params(agent_prefix))
     sql += " ORDER BY user_id, agent_id"
     return [
         {"user_id": r["user_id"], "agent_id": r["agent_id"], "memories": r["memories"]}

@@ -14,7 +14,7 @@ from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, Op
 #: Names only the async client has: ``aclose`` is an alias of its (awaitable) ``close``.
 ASYNC_ONLY = {"aclose"}
 #: Op name -> client method, where they differ.
-OP_METHOD = {"list": "list_memories"}
+OP_METHOD = {"list": "list_memories", "scopes": "list_scopes"}
 #: Parameters of a client method that its Op does not take (a batch has one timeout; progress
 #: reports the several requests of a large remember_many), and the other way round: Op.list
 #: reads one page (limit, cursor), list_memories pages for you.
@@ -74,5 +74,5 @@ def test_each_op_takes_the_arguments_of_its_client_method(name: str) -> None:
 
 def test_every_operation_of_the_client_has_an_op() -> None:
     batchable = {OP_METHOD.get(name, name) for name in OPS}
-    not_batchable = {"batch", "close", "list_scopes", "rate_limit"}
+    not_batchable = {"batch", "close", "rate_limit"}
     assert public(MemLayerClient) - not_batchable == batchable

@@ -223,7 +223,7 @@ def test_one_batch_call_is_one_request(store: MemLayerStore, counter) -> None:
     store.batch(
         [SearchOp(ALICE, {"i": {"$gt": 20}}, 5, 0, None), ListNamespacesOp(None, None, 10, 0)]
     )
-    assert counter.take() == ["GET /v1/scopes", "POST /v1/batch"]
+    assert counter.take() == ["POST /v1/batch"]
 
 
 def test_search_pages_past_one_list_page(store: MemLayerStore) -> None:
@@ -359,3 +359,70 @@ def test_authentication_error_propagates(base_url: str) -> None:
 def test_a_bad_agent_id_is_a_scope_error(agent_id: str, api_key: str, base_url: str) -> None:
     with pytest.raises(MemLayerScopeError):
         MemLayerStore(agent_id=agent_id, api_key=api_key, base_url=base_url)
+
+
+def test_each_store_operation_is_one_request(store: MemLayerStore, counter) -> None:
+    _load(store)
+    counter.take()
+    calls = {
+        "put": lambda: store.put(ALICE, "k", {"text": "tea"}),
+        "get": lambda: store.get(ALICE, "k"),
+        "delete": lambda: store.delete(ALICE, "k"),
+        "search": lambda: store.search((ALICE[0],), query="tea", filter={"cups": {"$gt": 0}}),
+        "search_ns": lambda: store.search(ALICE, limit=5),
+        "list_namespaces": lambda: store.list_namespaces(prefix=(ALICE[0],)),
+        "list_all_namespaces": lambda: store.list_namespaces(),
+        "mixed_batch": lambda: store.batch(
+            [
+                GetOp(ALICE, "drink"),
+                SearchOp(("bob",), None, 10, 0, "coffee"),
+                ListNamespacesOp(None, None, 10, 0),
+                PutOp(ALICE, "x", {"v": 1}),
+                PutOp(ALICE, "food", None),
+            ]
+        ),
+    }
+    for name, call in calls.items():
+        call()
+        assert counter.take() == ["POST /v1/batch"], name
+
+
+async def test_each_async_store_operation_is_one_request(store: MemLayerStore, counter) -> None:
+    _load(store)
+    counter.take()
+    await store.aput(ALICE, "k", {"text": "tea"})
+    assert (await store.aget(ALICE, "k")).value == {"text": "tea"}
+    assert [i.key for i in await store.asearch((ALICE[0],), query="tea")][:1] == ["k"]
+    assert await store.alist_namespaces(prefix=("bob",)) == [BOB]
+    await store.adelete(ALICE, "k")
+    assert counter.take() == ["POST /v1/batch"] * 5
+
+
+def test_a_prefix_covers_its_namespace_and_those_below_it_only(store: MemLayerStore) -> None:
+    store.put(("u", "notes"), "a", {"text": "tea"})
+    store.put(("u", "notes", "work"), "b", {"text": "tea"})
+    store.put(("u", "notesx"), "c", {"text": "tea"})  # shares the letters, not the namespace
+    assert [i.key for i in store.search(("u", "notes"))] == ["a", "b"]
+    assert sorted(i.key for i in store.search(("u", "notes"), query="tea")) == ["a", "b"]
+    assert [i.key for i in store.search(("u",))] == ["a", "b", "c"]
+
+
+def test_a_search_of_the_whole_store_lists_the_users_first(store: MemLayerStore, counter) -> None:
+    _load(store)
+    counter.take()
+    assert sorted(i.key for i in store.search((), query="coffee")) == [
+        "drink",
+        "drink",
+        "food",
+        "n1",
+    ]
+    assert counter.take() == ["GET /v1/scopes", "POST /v1/batch"]
+
+
+async def test_a_store_on_the_in_process_url_works_sync_and_async(local_server) -> None:
+    store = MemLayerStore(api_key=local_server.create_key(), base_url=local_server.in_process_url)
+    await store.aput(ALICE, "drink", {"text": "tea"})
+    assert (await store.aget(ALICE, "drink")).value == {"text": "tea"}
+    assert [i.key for i in store.search(ALICE, query="tea")] == ["drink"]
+    await store.aclose()
+    store.close()

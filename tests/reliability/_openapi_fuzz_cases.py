@@ -158,7 +158,7 @@ def _use_real_cursors(case: Any, cursor: str) -> None:
     def bind(listing: dict[str, Any], keys: str) -> None:
         listing["cursor"] = cursor
         listing["user_id"] = "u"
-        for name in ("agent_id", "session_id", "filters", keys):
+        for name in ("agent_id", "agent_prefix", "session_id", "filters", keys):
             listing.pop(name, None)
 
     if case.query and "cursor" in case.query:

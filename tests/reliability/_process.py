@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,13 +52,13 @@ def create_key(
 
 
 class ServerProcess:
-    """``python -m memlayer_integrations.cli serve`` on a free loopback port.
+    """``python -m memlayer_integrations.cli serve`` on a free loopback port (and ``args``).
 
     Its output (the access log included) is appended to ``log``. :meth:`kill` is kill -9;
     :meth:`stop` is Ctrl-C (a clean shutdown).
     """
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: str | Path, log: Path, args: Sequence[str] = ()) -> None:
         self.db, self.log = db, log
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
         offset = log.stat().st_size if log.exists() else 0
@@ -71,6 +72,7 @@ class ServerProcess:
                 str(db),
                 "--port",
                 "0",
+                *args,
             ],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,

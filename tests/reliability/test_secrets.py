@@ -366,10 +366,14 @@ def test_keys_are_stored_only_as_salted_hashes(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_access_log_never_holds_the_key(tmp_path):
+@pytest.mark.parametrize("args", [(), ("--workers", "2")], ids=["one process", "workers"])
+def test_the_access_log_never_holds_the_key(tmp_path, args):
     db, log = tmp_path / "a.db", tmp_path / "server.log"
     key = create_key(db)
-    with ServerProcess(db, log) as server, httpx.Client(base_url=server.url + "/v1") as http:
+    with (
+        ServerProcess(db, log, args) as server,
+        httpx.Client(base_url=server.url + "/v1") as http,
+    ):
         assert http.get("/usage", headers={"X-API-Key": key}).status_code == 200
         # A key in a query string is not read, and must not reach the log either.
         assert http.get("/usage", params={"api_key": key}).status_code == 401

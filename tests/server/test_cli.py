@@ -144,6 +144,10 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["serve", "--port", "99999"], 2, "'99999' is not a port (0 to 65535"),
         (["serve", "--port", "http"], 2, "'http' is not a port"),
         (["serve", "--port", "8²"], 2, "'8²' is not a port"),
+        (["serve", "--workers", "0"], 2, "'0' is not a number of workers (1 to 64)"),
+        (["export", "--db", missing], 1, f"no database at {missing}"),
+        (["export", "--db", str(not_a_db)], 1, "as a MemLayer database: file is not a database"),
+        (["import", "--db", str(tmp)], 1, "is a directory"),
         (["keys", "create", "--request-limit", "²"], 2, "a whole number, or 'none'"),
         (["serve", "--db", str(not_a_db)], 1, "as a MemLayer database: file is not a database"),
         (["serve", "--db", str(tmp)], 1, "is a directory; --db takes a database file"),
@@ -260,3 +264,13 @@ def test_a_port_in_use_is_one_line(tmp_path, capsys) -> None:
     assert (code, out) == (1, "")
     assert err.startswith(f"memlayer serve: cannot listen on 127.0.0.1:{port}: ")
     assert err.count("\n") == 1
+
+
+def test_workers_get_the_protocol_limits_serve_gives_one_process() -> None:
+    # --workers names the protocol class by import string; its limits must be serve's.
+    from memlayer_integrations.server import ServerSettings
+    from memlayer_integrations.server.protocol import GuardedHttpToolsProtocol, guarded_protocol
+
+    made = guarded_protocol(ServerSettings(db_path="unused.db", embedder=None))
+    for name in ("header_timeout", "body_timeout", "max_header_bytes", "max_headers"):
+        assert getattr(GuardedHttpToolsProtocol, name) == getattr(made, name), name

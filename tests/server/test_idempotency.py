@@ -153,3 +153,22 @@ def test_white_space_around_header_values_is_not_part_of_them(http, base_url, ap
     again = post([b"Content-Type: application/json", b"Idempotency-Key: ows-1"])
     assert again.startswith(b"HTTP/1.1 201") and b"idempotent-replayed: true" in again.lower()
     assert count(http) == 1
+
+
+def test_a_batch_of_reads_that_refresh_expiry_is_not_kept_either(http):
+    """A read with ``refresh_ttl`` runs in the write transaction (it restarts clocks), but
+    it is still a read: its answer is not kept, so a repeat answers afresh."""
+    http.post("/memories", json={**BODY, "ttl": 3600})
+    reads = {
+        "operations": [
+            {"op": "list", "user_id": "u1", "refresh_ttl": True},
+            {"op": "recall", "query": "tea", "user_id": "u1", "refresh_ttl": True},
+        ]
+    }
+    first = http.post("/batch", json=reads, headers={"Idempotency-Key": "refresh"})
+    http.post("/memories", json={**BODY, "content": "likes green tea"})
+    again = http.post("/batch", json=reads, headers={"Idempotency-Key": "refresh"})
+    assert first.status_code == again.status_code == 200
+    assert "idempotent-replayed" not in again.headers
+    assert len(again.json()["results"][0]["memories"]) == 2
+    assert len(first.json()["results"][0]["memories"]) == 1

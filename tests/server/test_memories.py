@@ -435,3 +435,57 @@ def test_unknown_path_and_method_have_the_error_shape(http):
     assert_error(http.get("/nowhere"), 404, "not_found")
     assert_error(http.get("/memories/"), 404, "not_found")  # no redirect to /memories
     assert_error(http.put("/memories"), 405, "method_not_allowed")
+
+
+def test_agent_prefix_covers_an_agent_and_those_below_it(http):
+    for agent in ("store", "store.notes", "store.notes.work", "store.notesx", "storex", "other"):
+        remember(http, f"tea for {agent}", agent_id=agent)
+    below = ["store.notes", "store.notes.work"]
+    listed = http.get("/memories", params={"user_id": "u1", "agent_prefix": "store.notes"})
+    assert [m["agent_id"] for m in listed.json()["memories"]] == below
+    recalled = http.post(
+        "/memories/search", json={"query": "tea", "user_id": "u1", "agent_prefix": "store.notes"}
+    )
+    assert sorted(r["memory"]["agent_id"] for r in recalled.json()["results"]) == below
+    scopes = http.get("/scopes", params={"agent_prefix": "store"}).json()["scopes"]
+    assert [s["agent_id"] for s in scopes] == ["store", *below, "store.notesx"]
+    batch = http.post(
+        "/batch",
+        json={
+            "operations": [
+                {"op": "scopes", "user_id": "u1", "agent_prefix": "store.notes"},
+                {"op": "list", "user_id": "u1", "agent_prefix": "store", "limit": 2},
+                {"op": "recall", "query": "tea", "user_id": "u1", "agent_prefix": "storex"},
+            ]
+        },
+    ).json()["results"]
+    assert [s["agent_id"] for s in batch[0]["scopes"]] == below
+    page = batch[1]
+    assert [m["agent_id"] for m in page["memories"]] == ["store", "store.notes"]
+    rest = http.get(
+        "/memories",
+        params={"user_id": "u1", "agent_prefix": "store", "cursor": page["next_cursor"]},
+    )
+    assert [m["agent_id"] for m in rest.json()["memories"]] == ["store.notes.work", "store.notesx"]
+    assert [r["memory"]["agent_id"] for r in batch[2]["results"]] == ["storex"]
+
+
+def test_agent_prefix_and_agent_id_together_must_both_hold(http):
+    remember(http, "tea for a.b", agent_id="a.b")
+    remember(http, "tea for c", agent_id="c")
+    for agent_id, prefix, found in (("a.b", "a", ["a.b"]), ("c", "a", []), ("c", "c", ["c"])):
+        both = {"user_id": "u1", "agent_id": agent_id, "agent_prefix": prefix}
+        listed = http.get("/memories", params=both).json()["memories"]
+        assert [m["agent_id"] for m in listed] == found
+        recalled = http.post("/memories/search", json={"query": "tea", **both}).json()["results"]
+        assert [r["memory"]["agent_id"] for r in recalled] == found
+
+
+def test_a_cursor_is_bound_to_its_agent_prefix(http):
+    # A cursor is bound to its listing: the same cursor with another prefix is refused.
+    for n in range(3):
+        remember(http, f"m{n}", agent_id="a")
+    page = http.get("/memories", params={"user_id": "u1", "agent_prefix": "a", "limit": 1})
+    cursor = page.json()["next_cursor"]
+    other = http.get("/memories", params={"user_id": "u1", "agent_prefix": "b", "cursor": cursor})
+    assert other.status_code == 422
