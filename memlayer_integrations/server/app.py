@@ -201,7 +201,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         finally:
             db.close()
             if index is not None:
-                index.embedder.close()
+                index.close()
 
     app = FastAPI(
         title="MemLayer",

@@ -116,6 +116,9 @@ class Dialect(ABC):
     """What differs between the databases in running a request, on a connection of it."""
 
     text: TextIndex
+    #: The table to read a few memories by rowid from, with the request's conditions too
+    #: (``memories AS m`` and whatever makes the database look them up by rowid).
+    by_rowid: str
 
     @abstractmethod
     def lock_account(self, conn: Any, account_id: int) -> None:

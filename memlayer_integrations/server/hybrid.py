@@ -43,11 +43,14 @@ from this order do not overlap.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from . import search as search_module
 from .backend import TextQuery, dialect_of
 from .db import MEMORY_COLUMNS
+from .embedders import EmbedderError
+from .errors import ApiError
 from .filters import Filter, scope_condition
 from .scoring import scope_stats
 from .search import query_terms
@@ -111,7 +114,7 @@ def search(
     conn: Any,
     account_id: int,
     query: str,
-    query_vector: Any,
+    query_vector: Callable[[], Any],
     index: SemanticIndex,
     *,
     user_id: str,
@@ -125,11 +128,14 @@ def search(
 ) -> list[tuple[Any, float]]:
     """Memories of one scope by words and meaning, best first, each with a score in (0, 1].
 
-    Same arguments and rows as :func:`search.search`, plus the question's vector. Memories
-    expired at ``now`` are left out (the request's sweep has usually deleted them already).
+    Same arguments and rows as :func:`search.search`, plus ``query_vector``, which returns
+    the question's vector: it is asked for only once the words are searched, so that a
+    question still being embedded on another thread (``vectors.Embeddings``) is embedded
+    meanwhile. Memories expired at ``now`` are left out (the request's sweep has usually
+    deleted them already).
     """
     pool = max(POOL, offset + limit)
-    lexical = search_module.search(
+    lexical = search_module.ranked(  # rowids: only the page's rows are read, at the end
         conn,
         account_id,
         query,
@@ -159,11 +165,21 @@ def search(
                 f"SELECT m.rowid FROM memories AS m WHERE {where.sql}", where.params
             )
         ]
-    near = index.nearest(conn, account_id, user_id, agent_id, query_vector, pool, allowed)
+    anchored = _anchored(conn, account_id, user_id, agent_id, query)
+    if anchored:  # scored even outside both pools, if they meet the request's conditions
+        dialect = dialect_of(conn)
+        ids = dialect.one_of("m.rowid", list(anchored))
+        sql = f"SELECT m.rowid FROM {dialect.by_rowid} WHERE {ids.sql} AND {where.sql}"
+        meets = {r[0] for r in conn.execute(sql, [*ids.params, *where.params])}
+        anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
+    try:
+        vector = query_vector()
+    except EmbedderError as exc:  # a local model failing while the words were searched
+        raise ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}") from exc
+    near = index.nearest(conn, account_id, user_id, agent_id, vector, pool, allowed)
 
-    rows = {row["rowid"]: row for row, _ in lexical}
     best_words = max((score for _, score in lexical), default=0.0)
-    words = {row["rowid"]: score / best_words for row, score in lexical} if best_words else {}
+    words = {rowid: score / best_words for rowid, score in lexical} if best_words else {}
     cosines = dict(near)
     if near:
         top, floor = near[0][1], near[-1][1]
@@ -174,12 +190,6 @@ def search(
         }
     else:
         meaning = {}
-    anchored = _anchored(conn, account_id, user_id, agent_id, query)
-    if anchored:  # scored even outside both pools, if they meet the request's conditions
-        ids = dialect_of(conn).one_of("m.rowid", list(anchored))
-        sql = f"SELECT m.rowid FROM memories AS m WHERE {ids.sql} AND {where.sql}"
-        meets = {r[0] for r in conn.execute(sql, [*ids.params, *where.params])}
-        anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
     candidates = list(dict.fromkeys([*words, *meaning, *anchored]))
     scored = sorted(
         (
@@ -197,9 +207,10 @@ def search(
         key=lambda hit: (-hit[0], hit[1]),
     )
     page = scored[offset : offset + limit]
-    missing = [rowid for _, rowid in page if rowid not in rows]
-    if missing:
-        ids = dialect_of(conn).one_of("m.rowid", missing)
-        sql = f"SELECT {MEMORY_COLUMNS} FROM memories AS m WHERE {ids.sql} AND {where.sql}"
-        rows.update({r["rowid"]: r for r in conn.execute(sql, [*ids.params, *where.params])})
+    rows = {}
+    if page:
+        dialect = dialect_of(conn)
+        ids = dialect.one_of("m.rowid", [rowid for _, rowid in page])
+        sql = f"SELECT {MEMORY_COLUMNS} FROM {dialect.by_rowid} WHERE {ids.sql} AND {where.sql}"
+        rows = {r["rowid"]: r for r in conn.execute(sql, [*ids.params, *where.params])}
     return [(rows[rowid], max(score, 1e-6)) for score, rowid in page if rowid in rows]

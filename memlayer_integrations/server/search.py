@@ -71,6 +71,7 @@ __all__ = [
     "build_match_query",
     "choose_terms",
     "query_terms",
+    "ranked",
     "scope_word",
     "search",
 ]
@@ -393,7 +394,7 @@ def _smoothed(
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
     if lifted:
         ids = dialect.one_of("m.rowid", lifted)
-        sql = f"SELECT m.rowid FROM memories AS m WHERE {ids.sql} AND {where.sql}"
+        sql = f"SELECT m.rowid FROM {dialect.by_rowid} WHERE {ids.sql} AND {where.sql}"
         ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*ids.params, *where.params])]
     return sorted(ranked, key=_best_first)
 
@@ -427,9 +428,47 @@ def search(
 ) -> list[tuple[Any, float]]:
     """Memories of one scope matching ``query``, best first, with their raw score (> 0).
 
+    :func:`ranked`, with each memory's row.
+    """
+    page = ranked(
+        conn,
+        account_id,
+        query,
+        user_id=user_id,
+        agent_id=agent_id,
+        session_id=session_id,
+        filters=filters,
+        limit=limit,
+        offset=offset,
+        now=now,
+        agent_prefix=agent_prefix,
+    )
+    rows = _rows(conn, (rowid for rowid, _ in page))
+    return [(rows[rowid], score) for rowid, score in page]
+
+
+def ranked(
+    conn: Any,
+    account_id: int,
+    query: str,
+    *,
+    user_id: str,
+    agent_id: str | None,
+    session_id: str | None,
+    filters: Filter | None,
+    limit: int,
+    offset: int,
+    now: str | None = None,
+    agent_prefix: str | None = None,
+) -> list[tuple[int, float]]:
+    """The rowids of the memories of one scope matching ``query``, best first, with their raw
+    score (> 0): :func:`search` without reading the rows (hybrid recall reads only those of
+    the page it returns).
+
     ``agent_id=None`` searches all of the user's agents; ``agent_prefix`` only an agent and
-    those below it, ranked as in a search of all the user's agents (the user's statistics). Rows are full ``memories`` rows
-    (``filters`` is a condition on ``memories AS m``). The order is one fixed ranking of all
+    those below it, ranked as in a search of all the user's agents (the user's statistics).
+    ``filters`` is a condition on ``memories AS m``; :func:`search` returns full
+    ``memories`` rows. The order is one fixed ranking of all
     matches (per-scope BM25, :mod:`.scoring`, plus the neighbour bonus from the best
     ``CANDIDATES``), so pages cut with ``offset`` never overlap or skip. Nothing in it
     depends on what other scopes or accounts store. :func:`.scoring.relevance` turns a raw
@@ -476,13 +515,11 @@ def search(
     if not matches:
         return []
     head, rest = matches[:CANDIDATES], matches[CANDIDATES:]
-    ranked = _smoothed(conn, head, where)
+    order = _smoothed(conn, head, where)
     end = offset + limit
-    if rest and len(ranked) < end:
+    if rest and len(order) < end:
         # The rest of the matches, in BM25 order: each scores at most the head's lowest,
-        # below everything in `ranked`. Lifted neighbours among them are already ranked.
-        seen = {rowid for rowid, _ in ranked}
-        ranked += [(rowid, score) for rowid, score, _ in rest if rowid not in seen]
-    page = ranked[offset:end]
-    rows = _rows(conn, (rowid for rowid, _ in page))
-    return [(rows[rowid], score) for rowid, score in page]
+        # below everything in `order`. Lifted neighbours among them are already ranked.
+        seen = {rowid for rowid, _ in order}
+        order += [(rowid, score) for rowid, score, _ in rest if rowid not in seen]
+    return order[offset:end]

@@ -6,7 +6,9 @@
    ``max_idempotent_answer_bytes``), and forgetting a memory drops the answers showing it.
    With an embedder, the texts the operation will need as vectors are embedded next, before
    any transaction, so no other writer waits for the model; an embedder that fails answers
-   503 ``embedder_unavailable``, and nothing is counted or stored.
+   503 ``embedder_unavailable``, and nothing is counted or stored. (An in-process model
+   embeds a recall's question on a worker thread while steps 3-4 run: see
+   ``Embedder.local``.)
 3. **Count** the request against the account's daily quota (429 once it is spent), whatever
    happens next: errors, a failure inside the server included.
 4. **Run** the operation within the request's :class:`~.budget.Budget` (database time,

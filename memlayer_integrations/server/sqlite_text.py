@@ -105,6 +105,10 @@ class SQLiteDialect(Dialect):
     """The SQLite parts of the seam; :class:`.db.Database` adds the file and its connections."""
 
     text: TextIndex = FtsIndex()
+    # NOT INDEXED: left to itself, the planner walks the scope's index (the conditions name
+    # the scope) and tests every row against the list: 70 ms at 50k memories, against
+    # 0.3 ms by rowid.
+    by_rowid = "memories AS m NOT INDEXED"
 
     def lock_account(self, conn: Any, account_id: int) -> None:
         """Nothing to do: every write transaction already holds the file's one write lock."""

@@ -431,8 +431,14 @@ def recall(
     else:
         from . import hybrid  # imports numpy: only with an embedder
 
-        vector = embeddings.query(req.query)
-        hits = hybrid.search(conn, account.id, req.query, vector, embeddings.index, **scope)
+        hits = hybrid.search(
+            conn,
+            account.id,
+            req.query,
+            lambda: embeddings.query(req.query),
+            embeddings.index,
+            **scope,
+        )
         # Already a relevance in (0, 1]: hybrid.py documents it.
         results = [{"memory": memory_json(row), "score": score} for row, score in hits]
     if req.explain:

@@ -3,8 +3,10 @@ model is exercised in test_semantic_model.py)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -201,6 +203,74 @@ def test_a_failing_embedder_answers_503_and_stores_nothing(
     assert http.get("/usage").json()["requests_today"] == 2
 
 
+class LocalConceptEmbedder(ConceptEmbedder):
+    """The stand-in, declared an in-process model; records the threads that embed questions."""
+
+    local = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_threads: list[str] = []
+
+    def _embed(self, texts: list[str], *, query: bool) -> Any:
+        if query:
+            self.query_threads.append(threading.current_thread().name)
+        return super()._embed(texts, query=query)
+
+
+def test_a_local_models_question_is_embedded_on_the_worker_while_the_words_are_searched(
+    tmp_path: Any,
+) -> None:
+    embedder = LocalConceptEmbedder()
+    with LocalMemLayerServer(tmp_path / "m.db", embedder=embedder) as srv:
+        key = srv.create_key(plan="unlimited")
+        with httpx.Client(base_url=srv.url + "/v1", headers={"X-API-Key": key}) as http:
+            load(http)
+            assert contents(recall(http, "what does she drink?"))[0] == FACTS[0]
+            assert embedder.query_threads and all(
+                name.startswith("memlayer-embed") for name in embedder.query_threads
+            )
+            embedder.fail = True
+            body = {"query": "which vehicle?", "user_id": "u1"}
+            assert_error(http.post("/memories/search", json=body), 503, "embedder_unavailable")
+            embedder.fail = False
+            # Counted (see Embedder.local): the batch, the recall, the refused recall, this.
+            assert http.get("/usage").json()["requests_today"] == 4
+            assert contents(recall(http, "which vehicle?"))[0] == FACTS[1]
+
+
+def test_a_repeated_question_is_embedded_once(
+    http: httpx.Client, embedder: ConceptEmbedder
+) -> None:
+    load(http)
+    first = recall(http, "what does she drink?")
+    assert recall(http, "what does she drink?") == first
+    recall(http, "which vehicle do I own?")
+    assert embedder.calls["queries"] == 2
+
+
+def test_the_recent_questions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_module, "QUERIES_KEPT", 2)
+    embedder = ConceptEmbedder()
+    index = vectors_module.SemanticIndex(embedder)
+    for text in ("tea", "car", "dog", "tea"):
+        index.start_query(text).result()
+    assert embedder.calls["queries"] == 4  # "tea" was pushed out by "car" and "dog"
+    index.start_query("dog").result()
+    assert embedder.calls["queries"] == 4
+    index.close()
+
+
+def test_a_closed_index_embeds_questions_on_the_callers_thread() -> None:
+    embedder = LocalConceptEmbedder()
+    index = vectors_module.SemanticIndex(embedder)
+    index.start_query("tea").result()
+    index.close()
+    index.start_query("car").result()
+    assert embedder.query_threads[0].startswith("memlayer-embed")
+    assert embedder.query_threads[1] == threading.current_thread().name
+
+
 def test_batch_operations_use_meaning_too(http: httpx.Client) -> None:
     ops = [
         {"op": "remember", "content": "I drink green tea", "user_id": "u1", "agent_id": "bot"},
@@ -211,6 +281,26 @@ def test_batch_operations_use_meaning_too(http: httpx.Client) -> None:
     # Reads in a batch see its earlier writes.
     [_, found] = response.json()["results"]
     assert [r["memory"]["content"] for r in found["results"]] == ["I drink green tea"]
+
+
+def test_the_page_and_the_anchors_are_read_by_rowid_not_by_walking_the_scope(
+    tmp_path: Any, embedder: ConceptEmbedder
+) -> None:
+    """A page of 10: SQLite's planner, left to itself, walks the scope's index and tests
+    every memory of the scope against the list (70 ms at 50k memories)."""
+    from memlayer_integrations.server.filters import scope_condition
+    from memlayer_integrations.server.sqlite_text import SQLITE
+
+    with LocalMemLayerServer(tmp_path / "m.db", embedder=embedder) as server:
+        path = server.settings.db_path
+
+    where = scope_condition(1, "u1", None, None, filters=None, live_at="2030-01-01T00:00:00Z")
+    ids = list(range(1, 11))
+    sql = f"SELECT m.rowid FROM {SQLITE.by_rowid} WHERE m.rowid IN ({','.join('?' * len(ids))})"
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {sql} AND {where.sql}", [*ids, *where.params])
+        plan = " ".join(r[-1] for r in rows)
+    assert "INTEGER PRIMARY KEY" in plan, plan
 
 
 def test_a_large_scope_is_prefiltered_by_sign_bits_and_still_finds_the_nearest(

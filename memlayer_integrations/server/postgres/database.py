@@ -169,6 +169,8 @@ class PostgresDatabase(Backend):
 
     name = "postgres"
     text: TextIndex = TsvectorIndex()
+    # The rowids come as one array parameter (one_of): PostgreSQL looks them up by key.
+    by_rowid = "memories AS m"
 
     def __init__(self, url: str) -> None:
         self.url = url
