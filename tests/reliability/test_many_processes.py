@@ -7,7 +7,10 @@ a daily quota of 100 requests lets exactly 100 through, a cap of 30 memories sto
 one process pages on another, and what one process writes the next recall on another finds
 (or, once forgotten, does not). Every counter is then checked against the rows.
 
-The database every process of a test opens comes from one fixture, ``shared_database``.
+The database every process of a test opens comes from one fixture, ``shared_database``,
+on each backend: a SQLite file, and a PostgreSQL database in the suite's private cluster
+(``tests/_backends.py``), where what keeps the processes consistent is PostgreSQL's
+transactions and advisory locks, never anything held in one process.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import httpx
 import pytest
 
 from memlayer_integrations.server import keys
-from memlayer_integrations.server.db import Database
+from memlayer_integrations.server.backend import open_backend
 
 from ._process import ServerProcess, create_key
 
@@ -30,18 +33,25 @@ PROCESSES = 3
 CLIENTS = 32
 
 
-@pytest.fixture(scope="module")
-def shared_database(tmp_path_factory) -> Path:
-    """The database all the server processes share."""
-    return tmp_path_factory.mktemp("shared") / "shared.db"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_database(request, tmp_path_factory) -> Iterator[str | Path]:
+    """The database all the server processes share: a SQLite file, or a fresh PostgreSQL
+    database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield tmp_path_factory.mktemp("shared") / "shared.db"
+        return
+    databases = request.getfixturevalue("postgres_cluster")
+    url: str = databases.fresh()
+    yield url
+    databases.cluster.drop_database(url)
 
 
 @pytest.fixture(scope="module", params=["3 processes", "--workers 3"])
-def urls(request, shared_database: Path) -> Iterator[list[str]]:
+def urls(request, shared_database: str | Path, tmp_path_factory) -> Iterator[list[str]]:
     """One URL per server process: three ``memlayer serve``, or the one port of
     ``memlayer serve --workers 3`` three times (the kernel spreads its connections). Each
     test uses accounts of its own."""
-    tmp_path = shared_database.parent
+    tmp_path = tmp_path_factory.mktemp("logs")
     create_key(shared_database)  # the database exists before the processes race to open it
     if request.param == "--workers 3":
         with ServerProcess(shared_database, tmp_path / "w.log", ["--workers", "3"]) as server:
@@ -84,8 +94,8 @@ def _spread(urls: list[str], key: str, requests: list[tuple[str, str, dict]]) ->
             client.close()
 
 
-def _account(db_path: Path, key: str) -> int:
-    db = Database(db_path)
+def _account(db_path: str | Path, key: str) -> int:
+    db = open_backend(db_path)
     try:
         with db.read() as conn:
             account = keys.authenticate(conn, key)
@@ -95,9 +105,9 @@ def _account(db_path: Path, key: str) -> int:
     return account.id
 
 
-def _counters(db_path: Path) -> dict:
+def _counters(db_path: str | Path) -> dict:
     """Every stored counter, checked against the rows; memories and requests per account."""
-    db = Database(db_path)
+    db = open_backend(db_path)
     try:
         with db.read() as conn:
             rows = conn.execute(
