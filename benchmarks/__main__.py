@@ -5,6 +5,12 @@ Usage::
     python -m benchmarks                 # full size, about 4 minutes on 2 cores
     python -m benchmarks --quick         # tiny sizes, well under a minute
     python -m benchmarks --only scale,locomo --out /tmp/bench
+    python -m benchmarks --only scale,concurrency --backend postgres
+
+The benchmarks that start their own servers (scale, concurrency, workers) run on SQLite and
+PostgreSQL side by side when a PostgreSQL is at hand (``--backend auto``): the server of
+``--postgres-url`` / ``$MEMLAYER_BENCH_POSTGRES_URL``, else a private cluster started for the
+run (PostgreSQL's binaries installed); see ``_backends.py``.
 
 Writes ``report.md`` and ``report.json`` to ``benchmarks/results/`` (or ``--out``). Exits 1
 if a benchmark failed (its traceback is in the report; the others still run).
@@ -13,11 +19,13 @@ if a benchmark failed (its traceback is in the report; the others still run).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._backends import POSTGRES_URL_ENV, for_run
 from ._harness import SIZES
 from ._runner import BENCHMARKS, run_all
 
@@ -38,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="directory for report.md and report.json"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "sqlite", "postgres", "both"),
+        default="auto",
+        help="storage backend(s) of scale, concurrency and workers (auto: both if PostgreSQL is at hand)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL_ENV) or None,
+        help=f"a PostgreSQL server to create the benchmark databases on (default ${POSTGRES_URL_ENV}; "
+        "else a private cluster is started)",
+    )
     args = parser.parse_args(argv)
 
     size = args.size or ("quick" if args.quick else "full")
@@ -49,7 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m benchmarks", *([shlex.join(given)] if given else [])])
     report, md_path, json_path = run_all(
-        size=size, only=only, out_dir=args.out, command=command, echo=True
+        size=size,
+        only=only,
+        out_dir=args.out,
+        command=command,
+        echo=True,
+        backends=for_run(args.backend, args.postgres_url),
     )
     print(f"wrote {md_path} and {json_path} in {report['duration_s']:.1f} s")
     return 1 if any("error" in b for b in report["benchmarks"].values()) else 0

@@ -21,6 +21,8 @@ import psutil
 
 from memlayer_integrations import MemLayerClient
 
+from ._backends import Backends
+
 __all__ = [
     "SIZES",
     "AsyncCountingTransport",
@@ -50,11 +52,13 @@ class Context:
     """What a benchmark gets: its size, a server to talk to and a way to make sync clients.
 
     ``server`` is a started :class:`LocalMemLayerServer` (in this process). Every benchmark
-    creates its own key (its own account), so figures never mix.
+    creates its own key (its own account), so figures never mix. ``backends`` are the
+    storage backends the benchmarks that start their own servers run on (``_backends.py``).
     """
 
     size: str
     server: Any
+    backends: Backends = field(default_factory=Backends)
     _http: list[Any] = field(default_factory=list, repr=False)
 
     def pick(self, tiny: Any, quick: Any, full: Any) -> Any:

@@ -27,6 +27,7 @@ from . import (
     store,
     workers,
 )
+from ._backends import Backends
 from ._harness import Context, Skip
 from ._report import cpu_shares, machine_info, versions, write_report
 
@@ -51,7 +52,9 @@ BENCHMARKS = {
 }
 
 
-def run_one(name: str, size: str, echo: bool = False) -> dict[str, Any]:
+def run_one(
+    name: str, size: str, echo: bool = False, backends: Backends | None = None
+) -> dict[str, Any]:
     """Run one benchmark on a fresh server; a failure is recorded, not raised."""
     from memlayer_integrations.server import LocalMemLayerServer
 
@@ -61,7 +64,7 @@ def run_one(name: str, size: str, echo: bool = False) -> dict[str, Any]:
     gc.collect()
     try:
         with LocalMemLayerServer(db_path=None) as server:
-            ctx = Context(size=size, server=server)
+            ctx = Context(size=size, server=server, backends=backends or Backends())
             try:
                 result = module.run(ctx)
             finally:
@@ -88,8 +91,12 @@ def run_all(
     out_dir: Path,
     command: str = "python -m benchmarks",
     echo: bool = False,
+    backends: Backends | None = None,
 ) -> tuple[dict[str, Any], Path, Path]:
-    """Run the benchmarks (all, or ``only``) and write the report; return it and its paths."""
+    """Run the benchmarks (all, or ``only``) and write the report; return it and its paths.
+
+    ``backends`` (SQLite alone by default) are closed at the end: their databases dropped."""
+    backends = backends or Backends()
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
     cpu_start = psutil.cpu_times()
@@ -99,14 +106,18 @@ def run_all(
         "started_at": started.isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": versions(),
+        "backends": list(backends.names),
         "benchmarks": {},
     }
-    for name in BENCHMARKS:
-        if only and name not in only:
-            continue
-        if echo:
-            print(f"running {name} ({size})", flush=True)
-        report["benchmarks"][name] = run_one(name, size, echo=echo)
+    try:
+        for name in BENCHMARKS:
+            if only and name not in only:
+                continue
+            if echo:
+                print(f"running {name} ({size})", flush=True)
+            report["benchmarks"][name] = run_one(name, size, echo=echo, backends=backends)
+    finally:
+        backends.close()
     report["duration_s"] = round(time.perf_counter() - start, 1)
     report["machine"]["cpu_during_run"] = cpu_shares(cpu_start, psutil.cpu_times())
     md_path, json_path = write_report(report, BENCHMARKS, out_dir)

@@ -2,7 +2,8 @@
 
 The concurrency and load figures are about the server, so the server gets its own process
 (and its own interpreter lock) and the load generator another, as with ``memlayer serve``
-in production. The child starts :class:`LocalMemLayerServer` on a temporary database,
+in production. The child starts :class:`LocalMemLayerServer` on a temporary database (or the PostgreSQL
+database given),
 creates the keys asked for, writes ``{"url": ..., "keys": [...], "db_path": ...}`` as one line to its
 stdout (a pipe to the parent, never a log) and serves until its stdin is closed.
 """
@@ -37,12 +38,22 @@ class ChildServer:
 
 
 @contextlib.contextmanager
-def child_server(keys: int = 1, plans: tuple[str, ...] = ()) -> Iterator[ChildServer]:
+def child_server(
+    keys: int = 1, plans: tuple[str, ...] = (), db: str | None = None
+) -> Iterator[ChildServer]:
     """Start a server process, yield its address and keys, stop it on exit.
 
-    ``keys`` unlimited keys, then one key on each of ``plans``."""
+    ``keys`` unlimited keys, then one key on each of ``plans``; ``db`` is a PostgreSQL URL,
+    or ``None`` for a temporary SQLite file."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._serve", str(keys), *plans],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks._serve",
+            str(keys),
+            *plans,
+            *(["--db", db] if db else []),
+        ],
         cwd=_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -71,10 +82,15 @@ def child_server(keys: int = 1, plans: tuple[str, ...] = ()) -> Iterator[ChildSe
 def _main() -> None:
     from memlayer_integrations.server import LocalMemLayerServer
 
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    with LocalMemLayerServer(db_path=None) as server:
+    args = sys.argv[1:]
+    db = None
+    if "--db" in args:
+        at = args.index("--db")
+        db, args = args[at + 1], args[:at] + args[at + 2 :]
+    n = int(args[0]) if args else 1
+    with LocalMemLayerServer(db_path=db) as server:
         keys = [server.create_key(plan="unlimited") for _ in range(n)]
-        keys += [server.create_key(plan=plan) for plan in sys.argv[2:]]
+        keys += [server.create_key(plan=plan) for plan in args[1:]]
         info = {"url": server.url, "keys": keys, "db_path": str(server.settings.db_path)}
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()

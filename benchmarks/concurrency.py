@@ -3,7 +3,8 @@
 The server runs in its own process (see ``_serve.py``) with a pre-filled account; each
 client is an :class:`AsyncMemLayerClient` on its own loopback connection, issuing a mix of
 three recalls to one remember, back to back, until a time limit or a request count is
-reached.
+reached. Each of the run's backends (``_backends.py``) gets the same load, and the rows
+are reported side by side.
 """
 
 from __future__ import annotations
@@ -38,38 +39,43 @@ def run(ctx: Context) -> dict[str, Any]:
     queries = {u: gen.queries(200, corpus[u]) for u in user_ids}
     fresh = gen.memories(2_000)
 
+    def step_for(rng: random.Random) -> Any:
+        def step(worker: int, c: Any) -> tuple[str, Any]:
+            user = user_ids[worker % users]
+            if rng.random() < RECALL_SHARE:
+                return "recall", c.recall(rng.choice(queries[user]), user_id=user, limit=10)
+            return "remember", c.remember(rng.choice(fresh), user_id=user, agent_id=AGENT)
+
+        return step
+
     rows = []
-    with child_server(keys=1) as server:
-        key = server.keys[0]
-        with MemLayerClient(api_key=key, base_url=server.url) as client:
-            for u in user_ids:
-                for i in range(0, per_user, 100):
-                    client.remember_many(corpus[u][i : i + 100], user_id=u, agent_id=AGENT)
-        rss_before = server.rss_mib()
-        for level in levels:
-            rng = random.Random(level)
-
-            def step(worker: int, c: Any, rng: random.Random = rng) -> tuple[str, Any]:
-                user = user_ids[worker % users]
-                if rng.random() < RECALL_SHARE:
-                    return "recall", c.recall(rng.choice(queries[user]), user_id=user, limit=10)
-                return "remember", c.remember(rng.choice(fresh), user_id=user, agent_id=AGENT)
-
-            row = asyncio.run(
-                drive(
-                    server.url,
-                    key,
-                    level,
-                    step,
-                    seconds=seconds,
-                    max_ops=max_ops,
-                    server_pid=server.pid,
+    rss_before: dict[str, float] = {}
+    for backend in ctx.backends.names:
+        with child_server(keys=1, db=ctx.backends.fresh(backend)) as server:
+            key = server.keys[0]
+            with MemLayerClient(api_key=key, base_url=server.url) as client:
+                for u in user_ids:
+                    for i in range(0, per_user, 100):
+                        client.remember_many(corpus[u][i : i + 100], user_id=u, agent_id=AGENT)
+            rss_before[backend] = server.rss_mib()
+            for level in levels:
+                row = asyncio.run(
+                    drive(
+                        server.url,
+                        key,
+                        level,
+                        step_for(random.Random(level)),
+                        seconds=seconds,
+                        max_ops=max_ops,
+                        server_pid=server.pid,
+                    )
                 )
-            )
-            row["server_rss_mib"] = server.rss_mib()
-            rows.append(row)
+                row["backend"] = backend
+                row["server_rss_mib"] = server.rss_mib()
+                rows.append(row)
     return {
         "rows": rows,
+        "backends": list(ctx.backends.names),
         "preloaded_memories": users * per_user,
         "users": users,
         "seconds_per_level": seconds,
@@ -80,21 +86,26 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, str]]:
-    errors = sum(r["errors"] for r in result["rows"])
-    top = result["rows"][-1]
-    return [
-        {
-            "target": "no errors under concurrent load",
-            "measured": f"{errors} errors; {top['requests_per_s']:,.0f} req/s, p99 {top['latency']['p99_ms']:.1f} ms "
-            f"at {top['workers']} clients",
-            "verdict": verdict(errors == 0),
-        }
-    ]
+    out = []
+    for backend in result["backends"]:
+        rows = [r for r in result["rows"] if r["backend"] == backend]
+        errors = sum(r["errors"] for r in rows)
+        top = rows[-1]
+        out.append(
+            {
+                "target": f"{backend}: no errors under concurrent load",
+                "measured": f"{errors} errors; {top['requests_per_s']:,.0f} req/s, p99 "
+                f"{top['latency']['p99_ms']:.1f} ms at {top['workers']} clients",
+                "verdict": verdict(errors == 0),
+            }
+        )
+    return out
 
 
 def render(result: dict[str, Any]) -> str:
     table = md_table(
         [
+            "backend",
             "clients",
             "requests",
             "req/s",
@@ -109,6 +120,7 @@ def render(result: dict[str, Any]) -> str:
         ],
         [
             [
+                r["backend"],
                 r["workers"],
                 r["requests"],
                 r["requests_per_s"],
@@ -131,7 +143,9 @@ def render(result: dict[str, Any]) -> str:
             f"({result['recall_share']:.0%} recalls), back to back, for "
             f"{result['seconds_per_level']:g} s or {result['max_requests_per_level']:,} requests per "
             "level. The clients share one event loop in the benchmark process; no retries. CPU is "
-            "in % of one core, for the server process and for the load-generating process.",
+            "in % of one core, for the server process and for the load-generating process (on "
+            "PostgreSQL, the database server's processes are not counted in either). Each backend "
+            "gets a fresh database and the same load.",
             "",
             table,
         ]

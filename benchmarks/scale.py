@@ -7,17 +7,20 @@ memories spread over 1,000 users, to show that one big account does not slow dow
 others. The server runs in a child process (as ``memlayer serve`` would), so its latency
 is not shared with the client's interpreter lock; memory is that process's RSS.
 
+Each of the run's backends (``_backends.py``: SQLite, and PostgreSQL when there is one) gets
+the same data and queries, and the rows are reported side by side.
+
 Latencies are measured at the client: request, loopback HTTP, server work and parsing.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from memlayer_integrations import MemLayerClient
 
+from ._backends import database_bytes
 from ._harness import Context, md_table, summarize_ms, verdict
 from ._serve import ChildServer, child_server
 from ._text import TextGenerator
@@ -27,15 +30,6 @@ TITLE = "Server scale"
 
 AGENT = "assistant"
 BATCH = 100
-
-
-def _db_bytes(path: str) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        p = Path(str(path) + suffix)
-        if p.exists():
-            total += p.stat().st_size
-    return total
 
 
 def _load(client: Any, texts: list[str], user_of: Any) -> dict[str, Any]:
@@ -95,7 +89,8 @@ def _warm_up(client: Any, gen: TextGenerator) -> None:
     client.remember_many(gen.memories(100), user_id="warm_up", agent_id=AGENT)
 
 
-def run(ctx: Context) -> dict[str, Any]:
+def _rows(ctx: Context, backend: str) -> list[dict[str, Any]]:
+    """The figures of one backend: a row per single-user size, then the spread one."""
     stages = ctx.pick([100, 300], [1_000, 3_000], [1_000, 10_000, 100_000])
     n_queries = ctx.pick(10, 50, 300)
     n_singles = ctx.pick(10, 30, 200)
@@ -104,7 +99,7 @@ def run(ctx: Context) -> dict[str, Any]:
     gen = TextGenerator(seed=20261127)
     user = "user_0001"
     rows: list[dict[str, Any]] = []
-    with child_server(keys=1) as server, _client(server) as client:
+    with child_server(keys=1, db=ctx.backends.fresh(backend)) as server, _client(server) as client:
         rss_start = server.rss_mib()
         _warm_up(client, gen)
         corpus: list[str] = []  # what queries may be about
@@ -121,6 +116,8 @@ def run(ctx: Context) -> dict[str, Any]:
             stored += n_singles
             rows.append(
                 {
+                    "backend": backend,
+                    "rss_start_mib": rss_start,
                     "memories": target,
                     "users": 1,
                     "load": load,
@@ -128,7 +125,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     "remember_single": singles,
                     "rss_mib": server.rss_mib(),
                     "rss_growth_mib": round(server.rss_mib() - rss_start, 1),
-                    "db_bytes": _db_bytes(server.db_path),
+                    "db_bytes": database_bytes(server.db_path),
                 }
             )
 
@@ -139,7 +136,7 @@ def run(ctx: Context) -> dict[str, Any]:
         raise ValueError(
             f"memories per user ({per_user}) must be a multiple of {BATCH}: a batch has one user"
         )
-    with child_server(keys=1) as server, _client(server) as client:
+    with child_server(keys=1, db=ctx.backends.fresh(backend)) as server, _client(server) as client:
         spread_rss_start = server.rss_mib()
         users = [f"user_{i:05d}" for i in range(spread_users)]
         texts = spread_gen.memories(per_user * spread_users)
@@ -154,6 +151,8 @@ def run(ctx: Context) -> dict[str, Any]:
         singles = _singles(client, spread_gen, users[0], n_singles)
         rows.append(
             {
+                "backend": backend,
+                "rss_start_mib": spread_rss_start,
                 "memories": per_user * spread_users,
                 "users": spread_users,
                 "load": load,
@@ -161,49 +160,67 @@ def run(ctx: Context) -> dict[str, Any]:
                 "remember_single": singles,
                 "rss_mib": server.rss_mib(),
                 "rss_growth_mib": round(server.rss_mib() - spread_rss_start, 1),
-                "db_bytes": _db_bytes(server.db_path),
+                "db_bytes": database_bytes(server.db_path),
             }
         )
 
-    one_user = [r for r in rows if r["users"] == 1]
-    first, last = one_user[0], one_user[-1]
-    growth = {
-        "memories_ratio": round(last["memories"] / first["memories"], 1),
-        "recall_p50_ratio": round(last["recall"]["p50_ms"] / first["recall"]["p50_ms"], 2),
-    }
+    return rows
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    growth: dict[str, dict[str, float]] = {}
+    for backend in ctx.backends.names:
+        mine = _rows(ctx, backend)
+        one_user = [r for r in mine if r["users"] == 1]
+        first, last = one_user[0], one_user[-1]
+        growth[backend] = {
+            "memories_ratio": round(last["memories"] / first["memories"], 1),
+            "recall_p50_ratio": round(last["recall"]["p50_ms"] / first["recall"]["p50_ms"], 2),
+        }
+        rows += mine
     return {
         "rows": rows,
-        "rss_start_mib": rss_start,
+        "backends": list(ctx.backends.names),
         "growth": growth,
-        "queries_per_size": n_queries,
+        "queries_per_size": ctx.pick(10, 50, 300),
         "recall_limit": 10,
         "batch_size": BATCH,
     }
 
 
+#: Recall p50 at the largest single-user size, per backend (issue #15 for PostgreSQL's).
+RECALL_P50_TARGET_MS = {"sqlite": 10.0, "postgres": 15.0}
+
+
 def targets(result: dict[str, Any]) -> list[dict[str, str]]:
-    one_user = [r for r in result["rows"] if r["users"] == 1]
-    biggest = one_user[-1]
-    p50 = biggest["recall"]["p50_ms"]
-    g = result["growth"]
-    return [
-        {
-            "target": f"recall p50 < 10 ms at {biggest['memories']:,} memories (one user)",
-            "measured": f"{p50:.2f} ms",
-            "verdict": verdict(p50 < 10.0),
-        },
-        {
-            "target": "recall latency grows clearly below linear",
-            "measured": f"{g['memories_ratio']:g}x memories -> {g['recall_p50_ratio']:g}x p50",
-            "verdict": verdict(g["recall_p50_ratio"] < g["memories_ratio"] / 4),
-        },
-    ]
+    out = []
+    for backend in result["backends"]:
+        one_user = [r for r in result["rows"] if r["users"] == 1 and r["backend"] == backend]
+        biggest = one_user[-1]
+        p50, limit = biggest["recall"]["p50_ms"], RECALL_P50_TARGET_MS[backend]
+        g = result["growth"][backend]
+        out += [
+            {
+                "target": f"{backend}: recall p50 < {limit:g} ms at {biggest['memories']:,} "
+                "memories (one user)",
+                "measured": f"{p50:.2f} ms",
+                "verdict": verdict(p50 < limit),
+            },
+            {
+                "target": f"{backend}: recall latency grows clearly below linear",
+                "measured": f"{g['memories_ratio']:g}x memories -> {g['recall_p50_ratio']:g}x p50",
+                "verdict": verdict(g["recall_p50_ratio"] < g["memories_ratio"] / 4),
+            },
+        ]
+    return out
 
 
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
     table = md_table(
         [
+            "backend",
             "memories",
             "users",
             "recall p50 ms",
@@ -219,6 +236,7 @@ def render(result: dict[str, Any]) -> str:
         ],
         [
             [
+                r["backend"],
                 r["memories"],
                 r["users"],
                 r["recall"]["p50_ms"],
@@ -235,7 +253,10 @@ def render(result: dict[str, Any]) -> str:
             for r in rows
         ],
     )
-    g = result["growth"]
+    growth = "; ".join(
+        f"{b}: {g['memories_ratio']:g}x the memories, {g['recall_p50_ratio']:g}x the recall p50"
+        for b, g in result["growth"].items()
+    )
     return "\n".join(
         [
             f"{result['queries_per_size']} queries per size (80 % about something stored), recall "
@@ -243,13 +264,14 @@ def render(result: dict[str, Any]) -> str:
             f'word frequencies. "batch load /s" is the throughput of `remember_many` '
             f"({result['batch_size']} per request) while filling the scope up to that size. The "
             "server runs in its own process, as `memlayer serve` does, and the client in this one; "
-            f"RSS is the server process's (it was {result['rss_start_mib']} MiB before loading, and "
-            '"RSS growth" is measured from there; the last row is a fresh server). "database" '
-            "is the SQLite file with its WAL.",
+            'RSS is the server process\'s, and "RSS growth" is measured from before loading (the '
+            'spread row of each backend is a fresh server). "database" is the SQLite file with '
+            "its WAL, or PostgreSQL's `pg_database_size`. Each backend gets the same data and "
+            "queries; on PostgreSQL the server process talks to a PostgreSQL server on the same "
+            "machine, which shares its cores.",
             "",
             table,
             "",
-            f"From the smallest to the largest single-user scope: {g['memories_ratio']:g}x the "
-            f"memories, {g['recall_p50_ratio']:g}x the recall p50.",
+            f"From the smallest to the largest single-user scope: {growth}.",
         ]
     )

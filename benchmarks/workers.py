@@ -1,9 +1,11 @@
 """Workers: requests per second from 32 clients on ``memlayer serve --workers 1`` and ``2``.
 
-One SQLite database, filled once; the server is the real command (uvicorn's supervisor and its
-worker processes for ``--workers 2``), and the clients run the concurrency benchmark's mix
-(three recalls to one remember) from this process. SQLite writes one transaction at a time
-across all the processes, so a second process adds capacity for recalls, not for writes.
+One database per backend of the run (``_backends.py``: SQLite, and PostgreSQL when there is
+one), filled once; the server is the real command (uvicorn's supervisor and its worker
+processes for ``--workers 2``), and the clients run the concurrency benchmark's mix (three
+recalls to one remember) from this process. SQLite writes one transaction at a time across
+all the processes, so a second process adds capacity for recalls, not for writes; PostgreSQL
+writes of different accounts run at once (one account's still one at a time).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _START_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
-def _serve(db: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+def _serve(db: str | Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
     """``memlayer serve --workers N`` on ``db``: yields its URL and pid once every worker
     has started."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAYER_")}
@@ -77,14 +79,14 @@ def _serve(db: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
             proc.wait()
 
 
-def _key(db: Path) -> str:
+def _key(db: str | Path) -> str:
     from datetime import datetime, timezone
 
     from memlayer_integrations.server import Plan, keys
-    from memlayer_integrations.server.db import Database
+    from memlayer_integrations.server.backend import open_backend
     from memlayer_integrations.server.store import iso
 
-    database = Database(db)
+    database = open_backend(db)
     try:
         with database.write() as conn:
             key, _ = keys.create_key(
@@ -112,63 +114,89 @@ def run(ctx: Context) -> dict[str, Any]:
     fresh = gen.memories(2_000)
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="memlayer-bench-workers-") as tmp:
-        db = Path(tmp) / "workers.db"
-        key = _key(db)
-        for workers in (1, 2):
-            with _serve(db, workers, Path(tmp) / f"serve-{workers}.log") as (url, pid):
-                if workers == 1:
-                    with MemLayerClient(api_key=key, base_url=url) as client:
-                        for u in user_ids:
-                            for i in range(0, per_user, 100):
-                                client.remember_many(
-                                    corpus[u][i : i + 100], user_id=u, agent_id=AGENT
-                                )
-                rng = random.Random(workers)
+    ratio: dict[str, float] = {}
+    for backend in ctx.backends.names:
+        with tempfile.TemporaryDirectory(prefix="memlayer-bench-workers-") as tmp:
+            db = ctx.backends.fresh(backend) or Path(tmp) / "workers.db"
+            key = _key(db)
+            mine = []
+            for workers in (1, 2):
+                with _serve(db, workers, Path(tmp) / f"serve-{workers}.log") as (url, pid):
+                    if workers == 1:
+                        with MemLayerClient(api_key=key, base_url=url) as client:
+                            for u in user_ids:
+                                for i in range(0, per_user, 100):
+                                    client.remember_many(
+                                        corpus[u][i : i + 100], user_id=u, agent_id=AGENT
+                                    )
+                    rng = random.Random(workers)
 
-                def step(worker: int, c: Any, rng: random.Random = rng) -> tuple[str, Any]:
-                    user = user_ids[worker % users]
-                    if rng.random() < RECALL_SHARE:
-                        return "recall", c.recall(rng.choice(queries[user]), user_id=user, limit=10)
-                    return "remember", c.remember(rng.choice(fresh), user_id=user, agent_id=AGENT)
+                    def step(worker: int, c: Any, rng: random.Random = rng) -> tuple[str, Any]:
+                        user = user_ids[worker % users]
+                        if rng.random() < RECALL_SHARE:
+                            found = c.recall(rng.choice(queries[user]), user_id=user, limit=10)
+                            return "recall", found
+                        return "remember", c.remember(
+                            rng.choice(fresh), user_id=user, agent_id=AGENT
+                        )
 
-                row = asyncio.run(
-                    drive(url, key, clients, step, seconds=seconds, max_ops=max_ops, server_pid=pid)
-                )
-                row["processes"] = workers
-                rows.append(row)
+                    row = asyncio.run(
+                        drive(
+                            url,
+                            key,
+                            clients,
+                            step,
+                            seconds=seconds,
+                            max_ops=max_ops,
+                            server_pid=pid,
+                        )
+                    )
+                    row["processes"] = workers
+                    row["backend"] = backend
+                    mine.append(row)
+        ratio[backend] = round(mine[1]["requests_per_s"] / max(mine[0]["requests_per_s"], 1e-9), 2)
+        rows += mine
     return {
         "rows": rows,
+        "backends": list(ctx.backends.names),
         "clients": clients,
         "preloaded_memories": users * per_user,
         "seconds_per_level": seconds,
         "max_requests_per_level": max_ops,
         "recall_share": RECALL_SHARE,
-        "ratio": round(rows[1]["requests_per_s"] / max(rows[0]["requests_per_s"], 1e-9), 2),
+        "ratio": ratio,
     }
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, str]]:
     errors = sum(r["errors"] for r in result["rows"])
-    return [
-        {
-            "target": f"{result['clients']} clients on 2 workers: at least {TARGET_RATIO}x the "
-            "requests per second of 1 (SQLite)",
-            "measured": f"{result['ratio']}x ({result['rows'][0]['requests_per_s']:,.0f} -> "
-            f"{result['rows'][1]['requests_per_s']:,.0f} req/s)",
-            "verdict": verdict(result["ratio"] >= TARGET_RATIO),
-        },
+    out = []
+    for backend in result["backends"]:
+        one, two = (r for r in result["rows"] if r["backend"] == backend)
+        ratio = result["ratio"][backend]
+        out.append(
+            {
+                "target": f"{backend}: {result['clients']} clients on 2 workers: at least "
+                f"{TARGET_RATIO}x the requests per second of 1",
+                "measured": f"{ratio}x ({one['requests_per_s']:,.0f} -> "
+                f"{two['requests_per_s']:,.0f} req/s)",
+                "verdict": verdict(ratio >= TARGET_RATIO),
+            }
+        )
+    out.append(
         {
             "target": "no errors with several processes on one database",
             "measured": f"{errors} errors",
             "verdict": verdict(errors == 0),
-        },
-    ]
+        }
+    )
+    return out
 
 
 def render(result: dict[str, Any]) -> str:
     table = md_table(
         [
+            "backend",
             "workers",
             "requests",
             "req/s",
@@ -180,6 +208,7 @@ def render(result: dict[str, Any]) -> str:
         ],
         [
             [
+                r["backend"],
                 r["processes"],
                 r["requests"],
                 r["requests_per_s"],
@@ -194,12 +223,12 @@ def render(result: dict[str, Any]) -> str:
     )
     return "\n".join(
         [
-            f"`memlayer serve --workers N` on one SQLite database of {result['preloaded_memories']:,} "
+            f"`memlayer serve --workers N` on one database of {result['preloaded_memories']:,} "
             f"memories; {result['clients']} clients ({result['recall_share']:.0%} recalls, the rest "
             f"remembers), back to back, for {result['seconds_per_level']:g} s or "
             f"{result['max_requests_per_level']:,} requests per row. Server CPU sums the "
-            "supervisor and its workers, in % of one core; the load runs in this process, on "
-            "the same cores.",
+            "supervisor and its workers, in % of one core (not PostgreSQL's own processes); the "
+            "load runs in this process, on the same cores.",
             "",
             table,
         ]

@@ -1,7 +1,7 @@
 """The storage backends the server tests run on: SQLite and PostgreSQL, one parametrized
 fixture (a ``pytest_plugins`` plugin of ``tests/conftest.py``).
 
-- ``postgres_cluster``: a private PostgreSQL cluster (``tests/_postgres.py``) for the whole
+- ``postgres_cluster``: a private PostgreSQL cluster (``memlayer_integrations/server/postgres/cluster.py``) for the whole
   session, started at first use and stopped at the end, with a migrated template database,
   so each fresh database is a ``CREATE DATABASE ... TEMPLATE`` (milliseconds).
 - ``backend_server``: the session's ``LocalMemLayerServer`` on each backend (ids
@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from memlayer_integrations.server import LocalMemLayerServer
-
-from ._postgres import PostgresCluster
+from memlayer_integrations.server.postgres.cluster import PostgresCluster
 
 BACKENDS = ["sqlite", "postgres"]
 TEMPLATE = "memlayer_template"

@@ -32,6 +32,7 @@ from benchmarks import (
     workers,
 )
 from benchmarks.__main__ import main
+from benchmarks._backends import Backends, database_bytes, for_run
 from benchmarks._harness import Context, CountingTransport, Skip, md_table, percentile, summarize_ms
 from benchmarks._runner import BENCHMARKS
 from benchmarks._text import TextGenerator
@@ -45,6 +46,16 @@ def ctx(local_server: Any) -> Any:
     context = Context(size="tiny", server=local_server)
     yield context
     context.close()
+
+
+@pytest.fixture
+def both_backends(postgres_cluster: Any) -> Any:
+    """SQLite and PostgreSQL (fresh databases in the suite's cluster, dropped afterwards)."""
+    backends = Backends(
+        ("sqlite", "postgres"), postgres_cluster.fresh, postgres_cluster.cluster.drop_database
+    )
+    yield backends
+    backends.close()
 
 
 # Differences that may be negative: two medians within noise, RSS after a collection.
@@ -170,13 +181,25 @@ def test_overhead(ctx: Context) -> None:
         assert r["ratio"] == pytest.approx(r["adapter_median_ms"] / r["bare_median_ms"], rel=1e-3)
 
 
-def test_scale(ctx: Context) -> None:
+def test_scale_runs_on_both_backends_side_by_side(ctx: Context, both_backends: Backends) -> None:
+    ctx.backends = both_backends
     result = scale.run(ctx)
     _check_common(scale, result)
     rows = result["rows"]
-    assert [r["memories"] for r in rows] == [100, 300, 300]
-    assert [r["users"] for r in rows] == [1, 1, 3]
+    assert [(r["backend"], r["memories"], r["users"]) for r in rows] == [
+        ("sqlite", 100, 1),
+        ("sqlite", 300, 1),
+        ("sqlite", 300, 3),
+        ("postgres", 100, 1),
+        ("postgres", 300, 1),
+        ("postgres", 300, 3),
+    ]
+    assert [t["target"].split(":")[0] for t in scale.targets(result)] == ["sqlite"] * 2 + [
+        "postgres"
+    ] * 2
+    assert set(result["growth"]) == {"sqlite", "postgres"}
     for r in rows:
+        assert r["db_bytes"] > 0
         _check_latency(r["recall"])
         _check_latency(r["remember_single"])
         assert r["recall"]["queries_with_results"] > 0.5
@@ -200,10 +223,15 @@ def test_isolation() -> None:
     assert set(result["p99_ratio"]) == {"remember", "recall"}
 
 
-def test_concurrency() -> None:
-    result = concurrency.run(Context(size="tiny", server=None))
+def test_concurrency_runs_on_both_backends(both_backends: Backends) -> None:
+    result = concurrency.run(Context(size="tiny", server=None, backends=both_backends))
     _check_common(concurrency, result)
-    assert [r["workers"] for r in result["rows"]] == [1, 4]
+    assert [(r["backend"], r["workers"]) for r in result["rows"]] == [
+        ("sqlite", 1),
+        ("sqlite", 4),
+        ("postgres", 1),
+        ("postgres", 4),
+    ]
     for r in result["rows"]:
         assert r["errors"] == 0
         assert set(r["by_operation"]) <= {"recall", "remember"}
@@ -212,10 +240,16 @@ def test_concurrency() -> None:
 
 
 @pytest.mark.slow  # starts memlayer serve three times (about 10 s)
-def test_workers() -> None:
-    result = workers.run(Context(size="tiny", server=None))
+def test_workers(both_backends: Backends) -> None:
+    result = workers.run(Context(size="tiny", server=None, backends=both_backends))
     _check_common(workers, result)
-    assert [r["processes"] for r in result["rows"]] == [1, 2]
+    assert [(r["backend"], r["processes"]) for r in result["rows"]] == [
+        ("sqlite", 1),
+        ("sqlite", 2),
+        ("postgres", 1),
+        ("postgres", 2),
+    ]
+    assert set(result["ratio"]) == {"sqlite", "postgres"}
     for r in result["rows"]:
         assert r["errors"] == 0 and r["workers"] == result["clients"]
         assert r["requests"] == sum(s["n"] for s in r["by_operation"].values()) > 0
@@ -462,3 +496,36 @@ def test_store(ctx: Context) -> None:
         assert result["requests_per_operation"][name] == dict.fromkeys(store.OPERATIONS, 1)
     assert set(result["ratios"]["memlayer_in_process/sqlite"]) == set(store.OPERATIONS)
     assert "SqliteStore (WAL)" in store.render(result)
+
+
+def test_a_postgres_url_gets_fresh_databases_that_the_run_drops(postgres_cluster: Any) -> None:
+    import psycopg
+
+    server = postgres_cluster.cluster.url()
+    backends = for_run("postgres", server)
+    assert backends.names == ("postgres",)
+    url = backends.fresh("postgres")
+    assert url is not None and url != server
+    with psycopg.connect(url) as conn:  # the database exists and is empty
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert tables.fetchone() == (0,)
+    assert database_bytes(url) > 0
+    backends.close()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(server) as conn:
+        assert (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None
+        )
+
+
+def test_sqlite_alone_needs_no_postgres() -> None:
+    backends = for_run("sqlite", None)
+    assert backends.names == ("sqlite",) and backends.fresh("sqlite") is None
+    with pytest.raises(RuntimeError, match="no PostgreSQL"):
+        backends.fresh("postgres")
+
+
+def test_command_rejects_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--backend", "oracle"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -1,4 +1,8 @@
-"""A private, throwaway PostgreSQL cluster for the tests that run on PostgreSQL.
+"""A private, throwaway PostgreSQL cluster: what the tests and the benchmarks run on.
+
+The test suite (``tests/_backends.py``) and ``python -m benchmarks --backend postgres``
+(when no ``--postgres-url`` is given) both start one here, so neither needs a PostgreSQL
+server set up beforehand, and the code that starts it exists once.
 
 ``initdb`` + ``pg_ctl`` in a temporary directory: trust authentication, 127.0.0.1 on a free
 port, the unix socket inside the directory, nothing shared with a system cluster. PostgreSQL
@@ -6,7 +10,8 @@ refuses to run as root (CI runs as root), so as root the binaries run as the ``p
 system user (``runuser``) and the directory is handed to it.
 
 Missing binaries are an error, never a skip: a suite that quietly stopped testing
-PostgreSQL would look green. ``.ci/run`` installs them (Debian's ``postgresql``).
+PostgreSQL would look green. ``.ci/run`` installs them (Debian's ``postgresql``). Not for
+production: trust authentication, ``fsync=off``.
 """
 
 from __future__ import annotations
