@@ -337,3 +337,64 @@ def test_a_server_without_embedder_imports_no_numpy(tmp_path: Any) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_cache_warmed_during_concurrent_writes_by_two_servers_misses_no_vector(
+    db_location: Any,
+) -> None:
+    """Two servers on one database (as two processes: each its own cache of the scope's
+    vectors) take writes at once while one of them recalls; its cache must then hold every
+    vector, exactly as a cache built afresh does. The cache reads rows past the last
+    sequence number it holds, so a vector committed after a higher-numbered one would be
+    missed for good: a scope's sequence numbers must grow in commit order, which the
+    account lock every write takes first makes so (on PostgreSQL the scope's counter row,
+    updated by the same transaction, orders them too)."""
+    words = ["tea", "coffee", "sedan", "dog", "cat", "job", "water", "car"]
+    with (
+        LocalMemLayerServer(db_location, embedder=ConceptEmbedder()) as first,
+        LocalMemLayerServer(db_location, embedder=ConceptEmbedder()) as second,
+    ):
+        key = first.create_key(plan="unlimited")
+        clients = [
+            httpx.Client(base_url=s.url + "/v1", headers={"X-API-Key": key}, timeout=60)
+            for s in (first, second)
+        ]
+        stop = threading.Event()
+        write_errors: list[str] = []
+
+        def write(n: int) -> None:
+            for i in range(12):
+                text = f"{words[(n + i) % len(words)]} note {n} {i}"
+                body = {"content": text, "user_id": "u1", "agent_id": "bot"}
+                response = clients[(n + i) % 2].post("/memories", json=body)
+                if response.status_code != 201:
+                    write_errors.append(response.text)
+
+        def read() -> None:
+            while not stop.is_set():
+                recall(clients[0], "a drink", limit=100)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        stop.set()
+        reader.join()
+        assert write_errors == []
+        questions = ["a drink", "my vehicle", "an animal", "work"]
+        warmed = [recall(clients[0], q, limit=100) for q in questions]
+        for client in clients:
+            client.close()
+    with (
+        LocalMemLayerServer(db_location, embedder=ConceptEmbedder()) as fresh,
+        httpx.Client(base_url=fresh.url + "/v1", headers={"X-API-Key": key}) as client,
+    ):
+        built = [recall(client, q, limit=100) for q in questions]
+    assert [len(r) for r in warmed] == [72] * len(questions)
+    for a, b in zip(warmed, built, strict=True):
+        assert [(r["memory"]["id"], r["score"]) for r in a] == [
+            (r["memory"]["id"], r["score"]) for r in b
+        ]
