@@ -75,12 +75,25 @@ def on_server(url: str, names: tuple[str, ...] = ("sqlite", "postgres")) -> Back
 
 
 def private_cluster(names: tuple[str, ...] = ("sqlite", "postgres")) -> Backends:
-    """A throwaway cluster for the run (stopped by :meth:`Backends.close`)."""
+    """A throwaway cluster for the run, started when the first database is asked for (a run
+    of benchmarks that need none starts nothing) and stopped by :meth:`Backends.close`."""
     from memlayer_integrations.server.postgres.cluster import PostgresCluster
 
-    cluster = PostgresCluster().start()
-    backends = Backends(names, cluster.create_database, cluster.drop_database)
-    backends._stop = cluster.stop
+    started: list[PostgresCluster] = []
+
+    def cluster() -> PostgresCluster:
+        if not started:
+            started.append(PostgresCluster().start())
+        return started[0]
+
+    def stop() -> None:
+        while started:
+            started.pop().stop()
+
+    backends = Backends(
+        names, lambda: cluster().create_database(), lambda url: cluster().drop_database(url)
+    )
+    backends._stop = stop
     return backends
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from benchmarks import (
@@ -499,8 +500,6 @@ def test_store(ctx: Context) -> None:
 
 
 def test_a_postgres_url_gets_fresh_databases_that_the_run_drops(postgres_cluster: Any) -> None:
-    import psycopg
-
     server = postgres_cluster.cluster.url()
     backends = for_run("postgres", server)
     assert backends.names == ("postgres",)
@@ -529,3 +528,15 @@ def test_command_rejects_unknown_backend(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["--backend", "oracle"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_without_a_url_the_run_starts_a_private_cluster_and_stops_it() -> None:
+    backends = for_run("both", None)
+    assert backends.names == ("sqlite", "postgres")
+    try:
+        url = backends.fresh("postgres")
+        assert url is not None and database_bytes(url) > 0
+    finally:
+        backends.close()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
