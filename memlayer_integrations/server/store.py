@@ -36,6 +36,7 @@ from .scoring import relevance
 
 __all__ = [
     "FORGET_STEP",
+    "dump_metadata",
     "expiry",
     "forget",
     "forget_all",
@@ -115,7 +116,8 @@ def touch(conn: Any, memories: list[dict[str, Any]], now: datetime) -> None:
             )
 
 
-def _dump(metadata: dict[str, Any] | None) -> str:
+def dump_metadata(metadata: dict[str, Any] | None) -> str:
+    """Metadata as the ``metadata`` column stores it (compact JSON; ``None`` is ``{}``)."""
     return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -254,7 +256,7 @@ def _write(
     written: list[int] = []
     for i, (item, row) in enumerate(zip(items, existing, strict=True)):
         session = item.session_id if item.session_id is not None else session_id
-        metadata = _dump(item.metadata)
+        metadata = dump_metadata(item.metadata)
         expires = expiry(item.ttl, item.expires_at, moment)
         if i in repeats:
             row = conn.execute(
@@ -471,7 +473,7 @@ def update(
     _, _, sets, values = _indexed_text(conn, memory["content"], scope)
     conn.execute(
         f"UPDATE memories SET content = ?, metadata = ?, updated_at = ?{sets} WHERE rowid = ?",
-        (memory["content"], _dump(memory["metadata"]), now, *values, row["rowid"]),
+        (memory["content"], dump_metadata(memory["metadata"]), now, *values, row["rowid"]),
     )
     if (
         embeddings is not None

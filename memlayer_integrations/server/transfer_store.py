@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .backend import dialect_of
+from .store import dump_metadata
 
 __all__ = [
     "counts",
@@ -237,7 +238,7 @@ def insert_memory(conn: Any, memory: dict[str, Any]) -> None:
             memory["session_id"],
             memory["key"],
             memory["content"],
-            json.dumps(memory["metadata"], ensure_ascii=False, separators=(",", ":")),
+            dump_metadata(memory["metadata"]),
             memory["created_at"],
             memory["updated_at"],
             memory["expires_at"],
