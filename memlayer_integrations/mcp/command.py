@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,6 +45,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: One retry after a network blip or a 5xx: a model waits on every tool call, so a second
 #: failure goes back to it as an error result instead.
 _MAX_RETRIES = 1
+# How often the main thread looks for a stop signal while stdio is served (seconds).
+_SIGNAL_POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ async def _serve(
 
 
 def run(options: McpOptions) -> int:
-    """Run the server until its client goes away (stdio) or Ctrl-C (HTTP); the exit status."""
+    """Run the server until its client goes away (stdio), SIGTERM or Ctrl-C; the exit status."""
     scope = _scope(options)
     if isinstance(scope, str):
         print(scope, file=sys.stderr)
@@ -232,33 +235,81 @@ def run(options: McpOptions) -> int:
             f"memlayer mcp: {API_KEY_ENV} is not set; every tool call will say so",
             file=sys.stderr,
         )
-    # MCP clients stop a stdio server by closing its stdin, then with SIGTERM: make SIGTERM
-    # unwind like Ctrl-C, so that --embedded still revokes its key and closes its database.
-    terminated: list[int] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        if options.embedded_db is not None:
-            with embedded_backend(options.embedded_db) as (url, key):
-                local = AsyncMemLayerClient(api_key=key, base_url=url, max_retries=_MAX_RETRIES)
-                anyio.run(_serve, options, scope, local, sock)
-        elif client is not None:
-            anyio.run(_serve, options, scope, client, sock)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if sock is not None:
+    if sock is not None:
+        # uvicorn turns SIGINT and SIGTERM into a graceful shutdown of its own, then raises
+        # the signal again: make that SIGTERM unwind like Ctrl-C, so that --embedded still
+        # revokes its key and closes its database.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            if options.embedded_db is not None:
+                with embedded_backend(options.embedded_db) as (url, key):
+                    local = AsyncMemLayerClient(api_key=key, base_url=url, max_retries=_MAX_RETRIES)
+                    anyio.run(_serve, options, scope, local, sock)
+            elif client is not None:
+                anyio.run(_serve, options, scope, client, sock)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
             sock.close()
-    if terminated and not options.http:
-        # Everything is closed. The SDK reads stdin in a worker thread that only ends when
-        # stdin does, and the interpreter would wait for it; a terminated server should not.
+        return 0
+    signalled = False
+    if options.embedded_db is not None:
+        with embedded_backend(options.embedded_db) as (url, key):
+            local = AsyncMemLayerClient(api_key=key, base_url=url, max_retries=_MAX_RETRIES)
+            signalled = _serve_until_signal(options, scope, local)
+    elif client is not None:
+        signalled = _serve_until_signal(options, scope, client)
+    if signalled:
+        # Everything is closed (--embedded revoked its key above). The thread serving stdio
+        # may still be blocked reading stdin, which ends only when stdin does; a stopped
+        # server should not wait for it.
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(ValueError, OSError):  # the SDK may have closed it
                 stream.flush()
         os._exit(0)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve_until_signal(
+    options: McpOptions, scope: tuple[str, str], client: AsyncMemLayerClient
+) -> bool:
+    """Serve stdio until the client closes stdin (False) or SIGTERM/SIGINT arrives (True).
+
+    MCP clients stop a stdio server by closing its stdin, then with SIGTERM. The SDK reads
+    stdin in a worker thread that cannot be cancelled, so an event loop stopped by a signal
+    would wait for that read forever. The loop therefore runs in a daemon thread, and this
+    (main) thread only waits: a signal returns here at once, so the caller can still revoke
+    an embedded key and close its database whatever the loop was doing.
+    """
+    failures: list[BaseException] = []
+    signals: list[int] = []
+
+    def serve() -> None:
+        try:
+            anyio.run(_serve, options, scope, client, None)
+        except BaseException as exc:  # handed to the main thread below
+            failures.append(exc)
+
+    def note(signum: int, frame: object) -> None:
+        signals.append(signum)  # no locks here: the main thread polls for it
+
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, note) for signum in stops}
+    try:
+        thread = threading.Thread(target=serve, name="memlayer-mcp-stdio", daemon=True)
+        thread.start()
+        while thread.is_alive() and not signals:
+            thread.join(_SIGNAL_POLL)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signals:
+        return True
+    if failures:
+        raise failures[0]
+    return False
