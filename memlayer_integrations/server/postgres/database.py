@@ -24,12 +24,11 @@ import math
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg import IsolationLevel
 from psycopg import errors as pg_errors
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
@@ -50,6 +49,8 @@ __all__ = ["PgConnection", "PostgresDatabase"]
 _MIGRATION_LOCK = 0x6D6C_0000_0001
 _ACCOUNT_LOCKS = 0x6D6C_0001_0000_0000
 _POOL_SIZE = 16
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_BEGIN_WRITE = "BEGIN READ WRITE"
 #: How much wall time of statements counts as one second of the query budget. SQLite's
 #: budget is the CPU time of the serving thread; here the database works in its own
 #: processes, so what the server sees is wall time: the work, the round trips, and any wait
@@ -117,24 +118,44 @@ def _refuse_nul(params: Iterable[Any]) -> None:
 class PgConnection:
     """A psycopg connection running the server's shared SQL (see the module docstring)."""
 
-    def __init__(self, raw: psycopg.Connection[Any], dialect: PostgresDatabase) -> None:
+    def __init__(
+        self,
+        raw: psycopg.Connection[Any],
+        dialect: PostgresDatabase,
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
         self.raw = raw
         self.dialect = dialect
         #: Set by :meth:`PostgresDatabase.guard`: statements are timed against it.
         self.budget: Budget | None = None
+        self._pipeline = pipeline
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        cursor = self.raw.execute(_translate(sql), params)
+        if self._pipeline is not None:
+            # The statement's answer, and those of the statements queued before it, now:
+            # errors, rows and rowcount are the statement's own, as outside a pipeline.
+            self._pipeline.sync()
+        return cursor
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         _refuse_nul(params)
         budget = self.budget
         if budget is None:
-            return self.raw.execute(_translate(sql), params)
+            return self._run(sql, params)
         started = time.perf_counter()
         try:
-            return self.raw.execute(_translate(sql), params)
+            return self._run(sql, params)
         finally:
             budget.spent_seconds += (time.perf_counter() - started) / WALL_TIME_FACTOR
             if budget.exhausted:
                 raise budget.too_expensive()
+
+    def queue(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose answer nobody reads (a lock, a setting) with the next one:
+        in a pipelined transaction it travels with the next statement's round trip (an
+        error in it is raised there, or at the commit)."""
+        self.raw.execute(_translate(sql), params)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any:
         rows = [tuple(p) for p in params]
@@ -143,6 +164,8 @@ class PgConnection:
         cursor = self.raw.cursor()
         if rows:
             cursor.executemany(_translate(sql), rows)
+            if self._pipeline is not None:
+                self._pipeline.sync()
         return cursor
 
 
@@ -181,6 +204,8 @@ class PostgresDatabase(Backend):
     # -- connections -----------------------------------------------------------------
 
     def _configure(self, raw: psycopg.Connection[Any]) -> None:
+        # Transactions are begun and ended by their own statements (see _transaction).
+        raw.autocommit = True
         raw.adapters.register_loader("numeric", _NumberLoader)
         raw.row_factory = _row_factory
 
@@ -247,12 +272,25 @@ class PostgresDatabase(Backend):
         if self._pool is None:
             self.open()
         assert self._pool is not None
-        with self._pool.connection() as raw:
-            # Said in the transaction's BEGIN (no extra round trip): a read is one snapshot.
-            raw.read_only = read_only
-            raw.isolation_level = IsolationLevel.REPEATABLE_READ if read_only else None
-            with raw.transaction():
-                yield PgConnection(raw, self)
+        with self._pool.connection() as raw, raw.pipeline() as pipeline:
+            # Pipelined, with BEGIN and COMMIT sent as statements (psycopg's own
+            # transaction() waits for its BEGIN): BEGIN and what PgConnection.queue queued
+            # travel with the first statement, COMMIT with the last queued ones. A read is
+            # one snapshot.
+            raw.execute(_BEGIN_READ if read_only else _BEGIN_WRITE)
+            try:
+                yield PgConnection(raw, self, pipeline)
+            except BaseException:
+                with suppress(psycopg.Error):
+                    # Answers of queued statements first: an error among them would make
+                    # PostgreSQL skip the ROLLBACK.
+                    pipeline.sync()
+                with suppress(psycopg.Error):
+                    raw.execute("ROLLBACK")
+                    pipeline.sync()
+                raise
+            # Its answer comes with the pipeline's last sync: a failed COMMIT raises there.
+            raw.execute("COMMIT")
 
     def write(self) -> Any:
         return self._transaction(read_only=False)
@@ -263,7 +301,8 @@ class PostgresDatabase(Backend):
     # -- the dialect -----------------------------------------------------------------
 
     def lock_account(self, conn: Any, account_id: int) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(?::bigint)", (_ACCOUNT_LOCKS + account_id,))
+        # Queued: the lock is taken before the next statement runs, in its round trip.
+        conn.queue("SELECT pg_advisory_xact_lock(?::bigint)", (_ACCOUNT_LOCKS + account_id,))
 
     def compile_filters(
         self, filters: dict[str, Any] | None, prefix: str = "filters"
@@ -290,7 +329,7 @@ class PostgresDatabase(Backend):
             raise budget.too_expensive()
         left = (budget.seconds - budget.spent_seconds) * WALL_TIME_FACTOR
         remaining = max(1, math.ceil(left * 1000))
-        conn.execute("SELECT set_config('statement_timeout', ?, true)", (f"{remaining}ms",))
+        conn.queue("SELECT set_config('statement_timeout', ?, true)", (f"{remaining}ms",))
         conn.budget = budget
         try:
             yield
@@ -300,4 +339,4 @@ class PostgresDatabase(Backend):
         finally:
             conn.budget = None
             if conn.raw.info.transaction_status == TransactionStatus.INTRANS:
-                conn.execute("SET LOCAL statement_timeout TO DEFAULT")
+                conn.queue("SET LOCAL statement_timeout TO DEFAULT")
