@@ -92,6 +92,10 @@ class TextIndex(ABC):
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
         """How many memories of the scope match ``query`` (expired ones too), up to ``cap``."""
 
+    def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
+        """:meth:`count` of each of ``queries`` (a database may answer them in one statement)."""
+        return [self.count(conn, query, cap) for query in queries]
+
     @abstractmethod
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int

@@ -100,7 +100,9 @@ def _anchored(
     def scoped(word: str) -> TextQuery:
         return TextQuery(account_id, user_id, agent_id, [word])
 
-    counts = {term: text.count(conn, scoped(term), cap + 1) for term in query_terms(query)}
+    terms = query_terms(query)
+    found = text.counts(conn, [scoped(t) for t in terms], cap + 1)
+    counts = dict(zip(terms, found, strict=True))
     anchors = {t: math.log1p(size / n) for t, n in counts.items() if 0 < n <= cap}
     total = sum(anchors.values())
     held: dict[int, float] = {}

@@ -481,7 +481,8 @@ def ranked(
     def scoped(words: Sequence[str], choose: Sequence[str] | None = None) -> TextQuery:
         return TextQuery(account_id, user_id, agent_id, words, choose)
 
-    counts = {term: text.count(conn, scoped([term]), POSTINGS_BUDGET + 1) for term in terms}
+    found = text.counts(conn, [scoped([term]) for term in terms], POSTINGS_BUDGET + 1)
+    counts = dict(zip(terms, found, strict=True))
     since = 0
     chosen: tuple[list[str], list[str] | None] | None
     if stats.size <= POSTINGS_BUDGET:

@@ -104,6 +104,19 @@ class TsvectorIndex(TextIndex):
         )
         return int(conn.execute(sql, (text, cap)).fetchone()[0])
 
+    def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
+        # One statement for all the words of a question: one round trip, not one a word.
+        texts = [tsquery(query) for query in queries]
+        asked = [text for text in texts if text is not None]
+        if not asked:
+            return [0] * len(texts)
+        sql = (
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE tsv @@ q.text::tsquery"
+            " LIMIT ?) AS hits) FROM unnest(?::text[]) WITH ORDINALITY AS q(text, i) ORDER BY q.i"
+        )
+        found = iter([int(r[0]) for r in conn.execute(sql, [cap, asked])])
+        return [0 if text is None else next(found) for text in texts]
+
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
     ) -> list[Any]:
