@@ -195,6 +195,66 @@ CREATE TRIGGER memory_vectors_ad AFTER DELETE ON memory_vectors
     FOR EACH ROW EXECUTE FUNCTION memlayer_vectors_ad();
 """
 
+# memories_newest: a user's memories newest first, for recall's walk back through a scope
+# when a question's rarest word is in a large share of it (text.py, window_start).
+# Per-scope word counts: how many memories of a scope hold each token (the lexemes of
+# memories.tsv but the scope's own), so recall counts a question's words with one index
+# lookup each instead of a GIN intersection and a heap visit per match. Kept by triggers, in
+# lexeme order (the order of a tsvector), so concurrent writers lock rows in one order.
+_V2 = r"""
+CREATE INDEX memories_newest ON memories(account_id, user_id, rowid);
+
+CREATE TABLE scope_words (
+    account_id  BIGINT NOT NULL REFERENCES accounts(id),
+    user_id     TEXT COLLATE "C" NOT NULL,
+    word        TEXT COLLATE "C" NOT NULL,
+    agent_id    TEXT COLLATE "C" NOT NULL,
+    memories    BIGINT NOT NULL,
+    PRIMARY KEY (account_id, user_id, word, agent_id)
+);
+INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
+    SELECT m.account_id, m.user_id, w.lexeme, m.agent_id, count(*)
+    FROM memories AS m, unnest(m.tsv) AS w
+    WHERE left(w.lexeme, 1) <> '#'
+    GROUP BY m.account_id, m.user_id, w.lexeme, m.agent_id;
+
+CREATE FUNCTION memlayer_words_add(account BIGINT, usr TEXT, agent TEXT, words TSVECTOR, n INTEGER)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
+        SELECT account, usr, w.lexeme, agent, n FROM unnest(words) AS w
+        WHERE left(w.lexeme, 1) <> '#'
+        ON CONFLICT (account_id, user_id, word, agent_id) DO UPDATE
+        SET memories = scope_words.memories + n;
+$$;
+
+CREATE FUNCTION memlayer_words_ai() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM memlayer_words_add(NEW.account_id, NEW.user_id, NEW.agent_id, NEW.tsv, 1);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memories_words_ai AFTER INSERT ON memories
+    FOR EACH ROW EXECUTE FUNCTION memlayer_words_ai();
+
+CREATE FUNCTION memlayer_words_ad() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM memlayer_words_add(OLD.account_id, OLD.user_id, OLD.agent_id, OLD.tsv, -1);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memories_words_ad AFTER DELETE ON memories
+    FOR EACH ROW EXECUTE FUNCTION memlayer_words_ad();
+
+CREATE FUNCTION memlayer_words_au() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.tsv IS DISTINCT FROM NEW.tsv THEN
+        PERFORM memlayer_words_add(OLD.account_id, OLD.user_id, OLD.agent_id, OLD.tsv, -1);
+        PERFORM memlayer_words_add(NEW.account_id, NEW.user_id, NEW.agent_id, NEW.tsv, 1);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memories_words_au AFTER UPDATE OF tsv ON memories
+    FOR EACH ROW EXECUTE FUNCTION memlayer_words_au();
+"""
+
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -32,6 +32,11 @@ __all__ = ["TsvectorIndex", "document", "scope_lexemes", "tsquery"]
 _MAX_POSITION = 16383
 _MAX_POSITIONS = 256
 _MAX_LEXEME_BYTES = 2046
+#: Newest first, in an order no index provides: the matches come from the GIN index (what
+#: the scope's words hold, then a top-N sort), never from walking the primary key backwards
+#: and testing every row of every account until enough match, which the planner picks when
+#: it misjudges how many match (always, in a generic plan of a prepared statement).
+_NEWEST_FIRST = "m.rowid + 0 DESC"
 
 
 def _lexeme(token: str) -> str:
@@ -60,6 +65,16 @@ def document(content: str, scope: tuple[int, str, str]) -> str:
     parts = [f"{_lexeme(t)}:{','.join(map(str, sorted(set(p))))}" for t, p in positions.items()]
     parts += [f"{_lexeme(word)}:1" for word in scope_lexemes(*scope)]
     return " ".join(parts)
+
+
+def _single_token(query: TextQuery) -> str | None:
+    """The one token a query of one word, without a choice, asks for (``None``: not that)."""
+    if query.choose is not None or len(query.terms) != 1:
+        return None
+    (stem,) = stems(list(query.terms))
+    if len(stem) != 1 or len(stem[0].encode()) > _MAX_LEXEME_BYTES:
+        return None
+    return stem[0]
 
 
 def _any(terms: Sequence[str]) -> str | None:
@@ -96,26 +111,48 @@ class TsvectorIndex(TextIndex):
     """:class:`~..backend.TextIndex` on ``memories.tsv``."""
 
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
-        text = tsquery(query)
-        if text is None:
-            return 0
-        sql = (
-            "SELECT count(*) FROM (SELECT 1 FROM memories WHERE tsv @@ ?::tsquery LIMIT ?) AS hits"
-        )
-        return int(conn.execute(sql, (text, cap)).fetchone()[0])
+        return self.counts(conn, [query], cap)[0]
 
     def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
-        # One statement for all the words of a question: one round trip, not one a word.
-        texts = [tsquery(query) for query in queries]
-        asked = [text for text in texts if text is not None]
-        if not asked:
-            return [0] * len(texts)
-        sql = (
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE tsv @@ q.text::tsquery"
-            " LIMIT ?) AS hits) FROM unnest(?::text[]) WITH ORDINALITY AS q(text, i) ORDER BY q.i"
-        )
-        found = iter([int(r[0]) for r in conn.execute(sql, [cap, asked])])
-        return [0 if text is None else next(found) for text in texts]
+        # A one-token word is looked up in scope_words (kept by triggers, schema.py): one
+        # index probe, where the index would intersect postings and visit a heap page per
+        # match. Anything else (a phrase, several words) asks the index, all in one statement.
+        found: list[int | None] = [None] * len(queries)
+        by_word: dict[tuple[int, str, str | None], dict[str, list[int]]] = {}
+        asked: list[tuple[int, str]] = []
+        for i, query in enumerate(queries):
+            word = _single_token(query)
+            if word is not None:
+                scope = (query.account_id, query.user_id, query.agent_id)
+                by_word.setdefault(scope, {}).setdefault(word, []).append(i)
+                continue
+            text = tsquery(query)
+            if text is None:
+                found[i] = 0
+            else:
+                asked.append((i, text))
+        for (account_id, user_id, agent_id), words in by_word.items():
+            sql = (
+                "SELECT word, sum(memories) FROM scope_words"
+                " WHERE account_id = ? AND user_id = ? AND word = ANY(?::text[])"
+            )
+            params: list[Any] = [account_id, user_id, list(words)]
+            if agent_id is not None:
+                sql += " AND agent_id = ?"
+                params.append(agent_id)
+            counted = dict(conn.execute(sql + " GROUP BY word", params).fetchall())
+            for word, indexes in words.items():
+                for i in indexes:
+                    found[i] = min(cap, int(counted.get(word) or 0))
+        if asked:
+            sql = (
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE tsv @@ q.text::tsquery"
+                " LIMIT ?) AS hits) FROM unnest(?::text[]) WITH ORDINALITY AS q(text, i) ORDER BY q.i"
+            )
+            rows = conn.execute(sql, [cap, [text for _, text in asked]]).fetchall()
+            for (i, _), row in zip(asked, rows, strict=True):
+                found[i] = int(row[0])
+        return [0 if n is None else n for n in found]
 
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
@@ -126,7 +163,7 @@ class TsvectorIndex(TextIndex):
         sql = (
             "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
             f" FROM memories AS m WHERE m.tsv @@ ?::tsquery AND m.rowid >= ? AND {where.sql}"
-            " ORDER BY m.rowid DESC LIMIT ?"
+            f" ORDER BY {_NEWEST_FIRST} LIMIT ?"
         )
         return list(conn.execute(sql, [text, since, *where.params, limit]).fetchall())
 
@@ -134,11 +171,54 @@ class TsvectorIndex(TextIndex):
         text = tsquery(query)
         if text is None:
             return 0
+        # Two ways to the newest `size` matches: the index's matches, sorted (it visits
+        # every memory holding the word), or the scope's memories newest first, tested one
+        # by one (about size * scope / holding of them). The cheaper one, by the counts.
+        walk = self._walk_length(conn, query, size)
+        if walk is not None:
+            # The inner LIMIT keeps the walk an ordered index scan of the scope.
+            row = conn.execute(
+                "SELECT rowid FROM (SELECT m.rowid, m.tsv FROM memories AS m"
+                " WHERE m.account_id = ? AND m.user_id = ?"
+                " ORDER BY m.account_id DESC, m.user_id DESC, m.rowid DESC LIMIT ?) AS newest"
+                " WHERE tsv @@ ?::tsquery ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                [query.account_id, query.user_id, walk, text, size - 1],
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            # Not within the walk (the word is rarer among the newest): ask the index.
         row = conn.execute(
-            "SELECT rowid FROM memories WHERE tsv @@ ?::tsquery ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+            "SELECT rowid FROM memories AS m WHERE tsv @@ ?::tsquery"
+            f" ORDER BY {_NEWEST_FIRST} LIMIT 1 OFFSET ?",
             (text, size - 1),
         ).fetchone()
         return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _walk_length(conn: Any, query: TextQuery, size: int) -> int | None:
+        """How many of the scope's newest memories to walk to find ``size`` matches of the
+        query's word, or ``None`` if asking the index is cheaper."""
+        word = _single_token(query)
+        if word is None:
+            return None
+        agent = "" if query.agent_id is None else " AND agent_id = ?"
+        scope: list[Any] = [query.account_id, query.user_id]
+        scope += [] if query.agent_id is None else [query.agent_id]
+        holding, memories = conn.execute(
+            "SELECT (SELECT coalesce(sum(memories), 0) FROM scope_words"
+            f" WHERE account_id = ? AND user_id = ? AND word = ?{agent}),"
+            " (SELECT coalesce(sum(memories), 0) FROM scope_sizes"
+            f" WHERE account_id = ? AND user_id = ?{agent})",
+            [*scope[:2], word, *scope[2:], *scope],
+        ).fetchone()
+        holding, memories = int(holding), int(memories)
+        if holding == 0:
+            return None
+        expected = size * memories // holding
+        # Measured at 100k memories: a row tested on the walk (the newest rows, side by
+        # side on few pages) costs about a quarter of one the index hands over (a page
+        # each). Walk while that is cheaper, with a margin; then up to twice the expected.
+        return 2 * expected if expected < 3 * holding else None
 
     def holding(self, conn: Any, query: TextQuery) -> list[int]:
         text = tsquery(query)

@@ -1,0 +1,151 @@
+"""Recall's index on PostgreSQL (``server/postgres/text.py``): the per-scope word counts kept
+by triggers agree with the index, and both ways to a window of the newest matches find the
+same memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from memlayer_integrations import MemLayerClient
+from memlayer_integrations.server import LocalMemLayerServer
+from memlayer_integrations.server.backend import TextQuery
+from memlayer_integrations.server.postgres import PostgresDatabase
+from memlayer_integrations.server.postgres.schema import MIGRATIONS
+from memlayer_integrations.server.postgres.text import TsvectorIndex, document, tsquery
+
+RECOUNT = (
+    "SELECT m.account_id, m.user_id, w.lexeme, m.agent_id, count(*) FROM memories AS m,"
+    " unnest(m.tsv) AS w WHERE left(w.lexeme, 1) <> '#' GROUP BY 1, 2, 3, 4"
+)
+KEPT = "SELECT account_id, user_id, word, agent_id, memories FROM scope_words WHERE memories <> 0"
+
+
+@pytest.fixture
+def pg_url(postgres_cluster: Any) -> Iterator[str]:
+    url: str = postgres_cluster.fresh()
+    yield url
+    postgres_cluster.cluster.drop_database(url)
+
+
+def _rows(url: str, sql: str) -> set[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return set(conn.execute(sql).fetchall())
+
+
+def test_scope_word_counts_follow_every_write(pg_url):
+    with LocalMemLayerServer(pg_url) as server:
+        key = server.create_key(plan="unlimited")
+        with MemLayerClient(api_key=key, base_url=server.url) as client:
+            client.remember_many(
+                ["likes tea", "tea and plans", "plans, plans"], user_id="u", agent_id="default"
+            )
+            kept = client.remember("likes coffee", user_id="u", agent_id="other", key="drink")
+            client.remember("likes green tea", user_id="u", agent_id="other", key="drink")
+            client.remember("café-latte at noon", user_id="v", agent_id="a")
+            gone = client.remember("forget me soon", user_id="v", agent_id="a")
+            client.forget(gone.id)
+            assert kept.id
+    counted = _rows(pg_url, KEPT)
+    assert counted == _rows(pg_url, RECOUNT)
+    assert ("u", "tea", "default", 2) in {row[1:] for row in counted}
+
+
+def test_the_migration_counts_the_words_of_memories_already_stored(empty_pg_url):
+    with psycopg.connect(empty_pg_url) as conn:
+        conn.execute(MIGRATIONS[0])
+        conn.execute("CREATE TABLE memlayer_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO memlayer_schema VALUES (1)")
+        conn.execute("INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 'x')")
+        for i, text in enumerate(["likes tea", "tea, tea and plans"]):
+            conn.execute(
+                "INSERT INTO memories (id, account_id, user_id, agent_id, content, created_at,"
+                " updated_at, tsv) VALUES (%s, 1, 'u', 'a', %s, 'x', 'x', %s::tsvector)",
+                (f"m{i}", text, document(text, (1, "u", "a"))),
+            )
+    db = PostgresDatabase(empty_pg_url)
+    try:
+        assert db.migrate() == (1, len(MIGRATIONS))
+    finally:
+        db.close()
+    assert _rows(empty_pg_url, KEPT) == _rows(empty_pg_url, RECOUNT)
+    assert (1, "u", "tea", "a", 2) in _rows(empty_pg_url, KEPT)
+
+
+@pytest.fixture
+def empty_pg_url(postgres_cluster: Any) -> Iterator[str]:
+    url: str = postgres_cluster.cluster.create_database()
+    yield url
+    postgres_cluster.cluster.drop_database(url)
+
+
+def _scope_of_400(url: str) -> int:
+    """400 memories of user ``u``: ``common`` in every other one, ``rare`` in 8 spread out,
+    ``old`` in the oldest 100 only; the account's id."""
+    texts = []
+    for i in range(400):
+        words = [f"memory number {i}"]
+        words += ["common"] if i % 2 else []
+        words += ["rare"] if i % 50 == 7 else []
+        words += ["old"] if i < 100 else []
+        texts.append(" ".join(words))
+    with LocalMemLayerServer(url) as server:
+        key = server.create_key(plan="unlimited")
+        with MemLayerClient(api_key=key, base_url=server.url) as client:
+            for i in range(0, 400, 100):
+                client.remember_many(texts[i : i + 100], user_id="u", agent_id="a")
+            client.remember_many(["common elsewhere"] * 5, user_id="w", agent_id="a")
+    return int(next(iter(_rows(url, "SELECT account_id FROM memories LIMIT 1")))[0])
+
+
+@pytest.mark.parametrize("agent_id", [None, "a"])
+def test_counts_and_windows_agree_with_the_index_however_they_are_found(pg_url, agent_id):
+    account = _scope_of_400(pg_url)
+    index = TsvectorIndex()
+    words = ["common", "rare", "old", "café-latte", "absent", "number"]
+    db = PostgresDatabase(pg_url)
+    try:
+        with db.read() as conn:
+            queries = [TextQuery(account, "u", agent_id, [word]) for word in words]
+            truth = []
+            for query in queries:
+                text = tsquery(query)
+                sql = "SELECT count(*) FROM memories WHERE tsv @@ %s::tsquery"
+                truth.append(0 if text is None else conn.raw.execute(sql, (text,)).fetchone()[0])
+            assert truth[:3] == [200, 8, 100]
+            assert index.counts(conn, queries, 150) == [min(150, n) for n in truth]
+            assert index.count(conn, queries[0], 1000) == 200
+            for query in queries:
+                for size in (1, 10, 50, 150):
+                    text = tsquery(query)
+                    expected = 0
+                    if text is not None:
+                        newest = conn.raw.execute(
+                            "SELECT rowid FROM memories WHERE tsv @@ %s::tsquery"
+                            " ORDER BY rowid DESC LIMIT 1 OFFSET %s",
+                            (text, size - 1),
+                        ).fetchone()
+                        expected = 0 if newest is None else newest[0]
+                    assert index.window_start(conn, query, size) == expected, (query, size)
+    finally:
+        db.close()
+
+
+def test_the_walk_through_a_scope_is_chosen_only_where_it_is_cheaper(pg_url):
+    account = _scope_of_400(pg_url)
+    db = PostgresDatabase(pg_url)
+    try:
+        with db.read() as conn:
+
+            def walk(word: str, size: int) -> int | None:
+                return TsvectorIndex._walk_length(conn, TextQuery(account, "u", None, [word]), size)
+
+            assert walk("common", 10) == 40  # 20 expected of 400, half of them hold it
+            assert walk("rare", 10) is None  # 500 to walk for 8 the index hands over
+            assert walk("absent", 10) is None
+            assert walk("café-latte", 10) is None  # a phrase: only the index knows
+    finally:
+        db.close()
