@@ -13,6 +13,14 @@ user's, and the user's with the agent), and every query ANDs the scope's one: GI
 intersects the question's postings with that scope's, and what a recall counts never
 depends on other scopes or accounts, exactly as on SQLite.
 
+What recall's cost control asks of the index (``search.py``) is answered without visiting a
+memory per match where it can be: how many memories of the scope hold a word comes from
+``scope_words`` (per-scope counts of each lexeme, kept by triggers, ``schema.py``); the
+newest matches come from the GIN index and a sort, or, when a word is in a large share of
+the scope, from walking the scope's memories newest first (whichever the counts say is
+cheaper; never from walking the whole table backwards, which the planner would choose when
+it misjudges how many match).
+
 Limits of ``tsvector``: positions stop at 16383 and at 256 per lexeme (phrases are matched
 within them), and a token over 2046 bytes is not indexed.
 """
@@ -165,7 +173,9 @@ class TsvectorIndex(TextIndex):
             f" FROM memories AS m WHERE m.tsv @@ ?::tsquery AND m.rowid >= ? AND {where.sql}"
             f" ORDER BY {_NEWEST_FIRST} LIMIT ?"
         )
-        return list(conn.execute(sql, [text, since, *where.params, limit]).fetchall())
+        # Plain tuples: recall reads these up to thousands of rows by position, which a
+        # plain tuple does in C (the connection's rows also answer to column names).
+        return [tuple(r) for r in conn.execute(sql, [text, since, *where.params, limit])]
 
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
         text = tsquery(query)
