@@ -5,7 +5,7 @@ One user's scope is filled to 1k, 10k and 100k memories with ``remember_many`` b
 recalled (limit 10) and single ``remember`` calls are timed. Then a fresh server holds 100k
 memories spread over 1,000 users, to show that one big account does not slow down the
 others. On PostgreSQL, a last server holds issue #15's 1,000,000 memories over 10,000 users
-(at ``--size full``; 2,000 over 20 at ``tiny``, 20,000 over 200 at ``quick``): too many to
+(at ``--size full``; 2,000 over 20 at ``tiny``, 5,000 over 50 at ``quick``): too many to
 send through HTTP in reasonable time, so they are loaded by ``memlayer import``'s code
 (``_bulk_load.py``), then recall, single remember and list are measured through HTTP. The server runs in a child process (as ``memlayer serve`` would), so its latency
 is not shared with the client's interpreter lock; memory is that process's RSS.
@@ -187,7 +187,7 @@ def _lists(client: Any, users: list[str], rng: Any, n: int) -> dict[str, Any]:
 
 def _many_users(ctx: Context) -> dict[str, Any]:
     """Issue #15's many-users row on PostgreSQL: a bulk import, then HTTP measurements."""
-    total, n_users = ctx.pick((2_000, 20), (20_000, 200), (1_000_000, 10_000))
+    total, n_users = ctx.pick((2_000, 20), (5_000, 50), (1_000_000, 10_000))
     n_queries = ctx.pick(10, 50, 300)
     n_singles = ctx.pick(10, 30, 200)
     per_user = total // n_users
