@@ -218,18 +218,15 @@ INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
     WHERE left(w.lexeme, 1) <> '#'
     GROUP BY m.account_id, m.user_id, w.lexeme, m.agent_id;
 
-CREATE FUNCTION memlayer_words_add(account BIGINT, usr TEXT, agent TEXT, words TSVECTOR, n INTEGER)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
-        SELECT account, usr, w.lexeme, agent, n FROM unnest(words) AS w
-        WHERE left(w.lexeme, 1) <> '#'
-        ON CONFLICT (account_id, user_id, word, agent_id) DO UPDATE
-        SET memories = scope_words.memories + n;
-$$;
-
+-- The statement in each trigger's own body (not a shared SQL function): PL/pgSQL keeps its
+-- plan for the session, where a SQL function would plan it again on every row.
 CREATE FUNCTION memlayer_words_ai() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM memlayer_words_add(NEW.account_id, NEW.user_id, NEW.agent_id, NEW.tsv, 1);
+    INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
+        SELECT NEW.account_id, NEW.user_id, w.lexeme, NEW.agent_id, 1 FROM unnest(NEW.tsv) AS w
+        WHERE left(w.lexeme, 1) <> '#'
+        ON CONFLICT (account_id, user_id, word, agent_id) DO UPDATE
+        SET memories = scope_words.memories + 1;
     RETURN NULL;
 END $$;
 CREATE TRIGGER memories_words_ai AFTER INSERT ON memories
@@ -237,7 +234,9 @@ CREATE TRIGGER memories_words_ai AFTER INSERT ON memories
 
 CREATE FUNCTION memlayer_words_ad() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM memlayer_words_add(OLD.account_id, OLD.user_id, OLD.agent_id, OLD.tsv, -1);
+    UPDATE scope_words AS s SET memories = s.memories - 1 FROM unnest(OLD.tsv) AS w
+        WHERE s.account_id = OLD.account_id AND s.user_id = OLD.user_id
+        AND s.word = w.lexeme AND s.agent_id = OLD.agent_id;
     RETURN NULL;
 END $$;
 CREATE TRIGGER memories_words_ad AFTER DELETE ON memories
@@ -246,8 +245,14 @@ CREATE TRIGGER memories_words_ad AFTER DELETE ON memories
 CREATE FUNCTION memlayer_words_au() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.tsv IS DISTINCT FROM NEW.tsv THEN
-        PERFORM memlayer_words_add(OLD.account_id, OLD.user_id, OLD.agent_id, OLD.tsv, -1);
-        PERFORM memlayer_words_add(NEW.account_id, NEW.user_id, NEW.agent_id, NEW.tsv, 1);
+        UPDATE scope_words AS s SET memories = s.memories - 1 FROM unnest(OLD.tsv) AS w
+            WHERE s.account_id = OLD.account_id AND s.user_id = OLD.user_id
+            AND s.word = w.lexeme AND s.agent_id = OLD.agent_id;
+        INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
+            SELECT NEW.account_id, NEW.user_id, w.lexeme, NEW.agent_id, 1
+            FROM unnest(NEW.tsv) AS w WHERE left(w.lexeme, 1) <> '#'
+            ON CONFLICT (account_id, user_id, word, agent_id) DO UPDATE
+            SET memories = scope_words.memories + 1;
     END IF;
     RETURN NULL;
 END $$;
