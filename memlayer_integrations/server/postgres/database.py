@@ -12,6 +12,10 @@ across them is made so by the database, never by a lock in one process:
 The server's shared SQL uses ``?`` placeholders and reads rows by index and by column name
 (SQLite's ``sqlite3.Row``); :class:`PgConnection` translates the one and builds the other.
 Reads run in a ``REPEATABLE READ READ ONLY`` transaction (one snapshot, as SQLite's).
+Transactions are pipelined: ``BEGIN``, and statements nobody reads the answer of (the
+account lock, the statement timeout; :meth:`PgConnection.queue`), go with the next
+statement's round trip, and ``COMMIT`` is acknowledged before the block returns, so a
+request makes one round trip per statement whose answer the server reads.
 The query budget is ``statement_timeout`` (``SET LOCAL``) plus the wall time of the
 request's budgeted statements (:data:`WALL_TIME_FACTOR` seconds of it are one second of
 budget); ``query_budget_steps`` counts SQLite's virtual-machine steps and has no meaning
