@@ -7,19 +7,18 @@
 * **LoCoMo**: the ``locomo`` benchmark run again on a server with the embedder.
 * **scale**: recall latency (p50/p95, at the client, limit 10) in one scope of 1k / 10k /
   100k memories, with the embedder, against a server in its own process (as ``memlayer
-  serve`` runs: the client's interpreter lock is not the server's). The memories are stored
-  through the server's own write path: one ``remember_many`` of all the texts a size adds,
-  which the client sends as ``/batch`` requests of up to 1,000 (100k in two to three
-  minutes on a busy 2-core machine; requests of 100 took 20-40% longer, and a server in the
-  client's own process longer still). That server has no embedder; the memories are then given random unit vectors of the
-  model's dimension, written straight through the server's vector storage
-  (``TableVectors.put``, the call a server with an embedder makes): embedding 100k texts
-  with a CPU model takes an hour here, and the cost of a recall does not depend on the
-  values of the stored vectors. Each question is embedded by the real model in the server,
-  so its time is in the figure; it is also reported alone, with the server's CPU time per
-  recall (all its threads: a figure load changes less than latency). The questions are
-  distinct: the server keeps the vectors of recent questions, and a repeated one would not
-  be embedded again.
+  serve`` runs: the client's interpreter lock is not the server's). The memories are loaded
+  as ``memlayer import`` loads a dump (``_bulk_load.py``), through the server's own write
+  path for imports: the dump's checks, the full-text column, the counting triggers (100k in
+  about 20 s here, where one ``remember_many`` over HTTP took two and a half minutes on a
+  busy machine). They are then given random unit vectors of the model's dimension, written
+  through the server's vector storage (``TableVectors.put``, the call a server with an
+  embedder makes): embedding 100k texts with a CPU model takes an hour here, and the cost of
+  a recall does not depend on the values of the stored vectors. Each question is embedded by
+  the real model in the server, so its time is in the figure; it is also reported alone,
+  with the server's CPU time per recall (all its threads: a figure load changes less than
+  latency). The questions are distinct: the server keeps the vectors of recent questions,
+  and a repeated one would not be embedded again.
 * **remember throughput with the embedder**: ``remember_many`` batches of about 32 and
   single ``remember`` calls, each embedding its texts.
 
@@ -41,6 +40,8 @@ import httpx
 from memlayer_integrations import MemLayerClient
 
 from . import locomo
+from ._bulk_load import account_of_only_key, texts_of
+from ._bulk_load import load as bulk_load
 from ._harness import Context, Skip, env_path, md_table, summarize_ms, verdict
 from ._serve import child_server
 from ._text import TextGenerator
@@ -135,12 +136,12 @@ def _fill_vectors(db_path: Path, embedder: Any, dim: int) -> None:
 
 
 def _fill_texts(db_path: Path, key_file: Path, gen: TextGenerator, have: int, size: int) -> None:
-    """Store ``size - have`` more memories in the scope through the API (see the docstring)."""
-    with child_server(keys=0 if key_file.exists() else 1, db=str(db_path)) as words:
-        if not key_file.exists():
-            key_file.write_text(words.keys[0])
-        with MemLayerClient(api_key=key_file.read_text(), base_url=words.url, timeout=600) as c:
-            c.remember_many(gen.memories(size - have), user_id="big", agent_id=AGENT)
+    """Bring the scope from ``have`` to ``size`` memories, as an import (see the docstring)."""
+    db = str(db_path)
+    if not key_file.exists():
+        with child_server(keys=1, db=db) as server:  # makes the database and its one key
+            key_file.write_text(server.keys[0])
+    bulk_load(db, account_of_only_key(db), AGENT, ["big"], texts_of(gen, 1, size - have))
 
 
 def _scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
