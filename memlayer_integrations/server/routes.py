@@ -38,7 +38,13 @@ from .schemas import (
 )
 from .service import Incoming, Operation, Outcome, Service
 
-__all__ = ["REQUEST_MODELS", "build_router"]
+__all__ = ["CALLER_THREAD", "REQUEST_MODELS", "build_router"]
+
+#: The ASGI scope extension an in-process transport sets when the app runs on its caller's
+#: own thread (``in_process.py``): the endpoint then runs the service there, without a hop
+#: to a worker thread, and the request is not one of the server loop's. No HTTP request can
+#: set it: the ASGI server builds the scope.
+CALLER_THREAD = "memlayer.caller_thread"
 
 #: Request bodies parsed by hand; their schemas are added to the OpenAPI components.
 REQUEST_MODELS = (RememberRequest, RememberManyRequest, RecallRequest, UpdateRequest, BatchRequest)
@@ -176,7 +182,8 @@ def build_router(service: Service) -> APIRouter:
     takes. Requests arriving meanwhile wait for it to finish, as they would wait for the
     write lock or the interpreter lock anyway; an operation that grows with what is stored
     (``forget_all``, ``scopes``, a ``batch`` holding a recall or a listing) always goes to a
-    thread.
+    thread. A request of an in-process caller that runs the app on its own thread
+    (:data:`CALLER_THREAD`) runs there, whatever it is: that thread waits for it anyway.
     """
     router = APIRouter(prefix="/v1")
     in_flight = _InFlight()
@@ -201,7 +208,9 @@ def build_router(service: Service) -> APIRouter:
             if body:
                 refused.headers["Connection"] = "close"
             return refused
-        in_flight.count += 1
+        caller_thread = CALLER_THREAD in request.scope.get("extensions", ())
+        if not caller_thread:
+            in_flight.count += 1
         try:
             try:
                 raw = await _read_body(request, service.settings.max_body_bytes) if body else b""
@@ -220,12 +229,16 @@ def build_router(service: Service) -> APIRouter:
             )
             # An operation that embeds (with an embedder) runs the model: never on the loop.
             embeds = op.prepare is not None and service.index is not None
-            if in_flight.count == 1 and not embeds and op.bounded_for(incoming):
+            inline = caller_thread or (
+                in_flight.count == 1 and not embeds and op.bounded_for(incoming)
+            )
+            if inline:
                 outcome = service.execute(incoming, op, account)
             else:
                 outcome = await run_in_threadpool(service.execute, incoming, op, account)
         finally:
-            in_flight.count -= 1
+            if not caller_thread:
+                in_flight.count -= 1
         return answer(request, outcome)
 
     @router.get("/health", response_model=HealthResponse, summary="Health check (no key needed)")
