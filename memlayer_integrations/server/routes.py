@@ -406,7 +406,7 @@ class DirectRoutes:
                 continue
             if list(inspect.signature(route.endpoint).parameters) != ["request"]:
                 continue  # an endpoint that FastAPI fills in (/health takes nothing)
-            for method in route.methods:
+            for method in route.methods or ():
                 self.routes[(method, route.path)] = route.endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
