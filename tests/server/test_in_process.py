@@ -119,3 +119,27 @@ def test_after_stop_a_client_cannot_connect() -> None:
         client.usage()  # its transport's server stopped
     with pytest.raises(APIConnectionError):
         MemLayerClient(api_key=key, base_url=url, max_retries=0).usage()  # nothing at the URL
+
+
+def test_a_sync_client_runs_the_request_on_its_own_thread(server, monkeypatch) -> None:
+    service = server._app.state.service
+    ran_on: list[threading.Thread] = []
+    execute = service.execute
+
+    def recording(*args, **kwargs):
+        ran_on.append(threading.current_thread())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(service, "execute", recording)
+    key = server.create_key()
+    with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
+        client.usage()
+
+        async def inside_a_loop() -> None:
+            client.usage()  # a sync call inside a running loop: handed to the server's loop
+
+        done = threading.Thread(target=asyncio.run, args=(inside_a_loop(),))
+        done.start()
+        done.join()
+    assert ran_on[0] is threading.current_thread()
+    assert ran_on[1] not in (done, threading.current_thread())
