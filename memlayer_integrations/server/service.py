@@ -260,7 +260,7 @@ class Service:
     def _forget(self, account: Account) -> None:
         for digest, known in list(self._known.items()):
             if known.key_id == account.key_id:
-                del self._known[digest]
+                self._known.pop(digest, None)  # another thread may have dropped it already
 
     def _consume(self, conn: Any, account: Account, now: datetime, quota: _Quota) -> _Quota:
         if quota.limit is not None and quota.used >= quota.limit:
