@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import weakref
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -153,23 +154,39 @@ def _in_event_loop() -> bool:
     return True
 
 
+class _ThreadLoop:
+    """An event loop of one caller's thread, closed when the thread ends (its thread-local
+    data goes) or the transport closes, whichever comes first: a client shared by many
+    short-lived threads does not keep a loop (and its file descriptors) per thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def close(self) -> None:
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class InProcessTransport(httpx.BaseTransport):
     """A sync transport to the app, on the caller's thread when it can (module docstring)."""
 
     def __init__(self, app_loop: _AppLoop) -> None:
         self._app = app_loop
         self._local = threading.local()
-        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._loops: weakref.WeakSet[_ThreadLoop] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
-        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = asyncio.new_event_loop()
-            self._local.loop = loop
+        own: _ThreadLoop | None = getattr(self._local, "own", None)
+        if own is None or own.loop.is_closed():
+            own = _ThreadLoop()
+            self._local.own = own
             with self._lock:
-                self._loops.append(loop)
-        return loop
+                self._loops.add(own)
+        return own.loop
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()  # the body as bytes, whichever loop then reads it
@@ -191,10 +208,9 @@ class InProcessTransport(httpx.BaseTransport):
     def close(self) -> None:
         """Close the event loops this transport made for its callers' threads."""
         with self._lock:
-            loops, self._loops = self._loops, []
-        for loop in loops:
-            if not loop.is_running():
-                loop.close()
+            loops = list(self._loops)
+        for own in loops:
+            own.close()
 
 
 class AsyncInProcessTransport(httpx.AsyncBaseTransport):

@@ -4,6 +4,7 @@ without a socket."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 
@@ -143,3 +144,22 @@ def test_a_sync_client_runs_the_request_on_its_own_thread(server, monkeypatch) -
         done.join()
     assert ran_on[0] is threading.current_thread()
     assert ran_on[1] not in (done, threading.current_thread())
+
+
+def test_a_thread_that_ends_leaves_no_event_loop_behind(server) -> None:
+    key = server.create_key()
+    with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
+        transport = client._http._transport
+
+        def call() -> None:
+            client.usage()
+
+        for _ in range(5):
+            t = threading.Thread(target=call)
+            t.start()
+            t.join()
+        gc.collect()
+        assert len(transport._loops) == 0  # each thread's loop closed with its thread
+        client.usage()
+        (own,) = transport._loops
+    assert own.loop.is_closed()  # and the client's own when it closed
