@@ -4,7 +4,10 @@ One user's scope is filled to 1k, 10k and 100k memories with ``remember_many`` b
 100 (the loading throughput is measured on the way); at each size, realistic queries are
 recalled (limit 10) and single ``remember`` calls are timed. Then a fresh server holds 100k
 memories spread over 1,000 users, to show that one big account does not slow down the
-others. The server runs in a child process (as ``memlayer serve`` would), so its latency
+others. On PostgreSQL, a last server holds issue #15's 1,000,000 memories over 10,000 users
+(at ``--size full``; 2,000 over 20 at ``tiny``, 5,000 over 50 at ``quick``): too many to
+send through HTTP in reasonable time, so they are loaded by ``memlayer import``'s code
+(``_bulk_load.py``), then recall, single remember and list are measured through HTTP. The server runs in a child process (as ``memlayer serve`` would), so its latency
 is not shared with the client's interpreter lock; memory is that process's RSS.
 
 Each of the run's backends (``_backends.py``: SQLite, and PostgreSQL when there is one) gets
@@ -21,6 +24,8 @@ from typing import Any
 from memlayer_integrations import MemLayerClient
 
 from ._backends import database_bytes
+from ._bulk_load import account_of_only_key, texts_of
+from ._bulk_load import load as bulk_load
 from ._harness import Context, md_table, summarize_ms, verdict
 from ._serve import ChildServer, child_server
 from ._text import TextGenerator
@@ -167,6 +172,56 @@ def _rows(ctx: Context, backend: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _lists(client: Any, users: list[str], rng: Any, n: int) -> dict[str, Any]:
+    """List every memory of ``n`` random users (a page of up to 100 each)."""
+    times, listed = [], 0
+    for _ in range(n):
+        user = users[rng.randrange(len(users))]
+        t0 = time.perf_counter()
+        listed += len(list(client.list_memories(user_id=user, agent_id=AGENT, page_size=100)))
+        times.append(time.perf_counter() - t0)
+    out = summarize_ms(times)
+    out["memories_per_list"] = round(listed / n, 1)
+    return out
+
+
+def _many_users(ctx: Context) -> dict[str, Any]:
+    """Issue #15's many-users row on PostgreSQL: a bulk import, then HTTP measurements."""
+    total, n_users = ctx.pick((2_000, 20), (5_000, 50), (1_000_000, 10_000))
+    n_queries = ctx.pick(10, 50, 300)
+    n_singles = ctx.pick(10, 30, 200)
+    per_user = total // n_users
+    gen = TextGenerator(seed=15)
+    users = [f"user_{i:05d}" for i in range(n_users)]
+    texts = texts_of(gen, n_users, per_user)
+    db = ctx.backends.fresh("postgres")
+    if db is None:  # only SQLite's is a temporary file
+        raise RuntimeError("the many-users row needs a PostgreSQL database")
+    with child_server(keys=1, db=db) as server, _client(server) as client:
+        rss_start = server.rss_mib()
+        load = bulk_load(db, account_of_only_key(db), AGENT, users, texts)
+        _warm_up(client, gen)
+        queries = []
+        for _ in range(n_queries):
+            u = gen.rng.randrange(n_users)
+            queries.append((users[u], gen.queries(1, texts[u])[0]))
+        recall = _recall(client, queries)
+        lists = _lists(client, users, gen.rng, n_queries)
+        singles = _singles(client, gen, users[gen.rng.randrange(n_users)], n_singles)
+        return {
+            "backend": "postgres",
+            "memories": total,
+            "users": n_users,
+            "load": load,
+            "recall": recall,
+            "list": lists,
+            "remember_single": singles,
+            "rss_start_mib": rss_start,
+            "rss_mib": server.rss_mib(),
+            "db_bytes": database_bytes(db),
+        }
+
+
 def run(ctx: Context) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     growth: dict[str, dict[str, float]] = {}
@@ -181,6 +236,7 @@ def run(ctx: Context) -> dict[str, Any]:
         rows += mine
     return {
         "rows": rows,
+        "many_users": _many_users(ctx) if "postgres" in ctx.backends.names else None,
         "backends": list(ctx.backends.names),
         "growth": growth,
         "queries_per_size": ctx.pick(10, 50, 300),
@@ -193,8 +249,23 @@ def run(ctx: Context) -> dict[str, Any]:
 RECALL_P50_TARGET_MS = {"sqlite": 10.0, "postgres": 15.0}
 
 
+#: The many-users load: 1,000,000 memories in at most five minutes.
+LOAD_PER_S_TARGET = 1_000_000 / 300
+
+
 def targets(result: dict[str, Any]) -> list[dict[str, str]]:
     out = []
+    many = result.get("many_users")
+    if many is not None:
+        rate = many["load"]["memories_per_s"]
+        out.append(
+            {
+                "target": f"postgres: {many['memories']:,} memories over {many['users']:,} users "
+                f"imported at >= {LOAD_PER_S_TARGET:,.0f} memories/s (1M in 5 min)",
+                "measured": f"{rate:,.0f} memories/s ({many['load']['seconds']:g} s)",
+                "verdict": verdict(rate >= LOAD_PER_S_TARGET),
+            }
+        )
     for backend in result["backends"]:
         one_user = [r for r in result["rows"] if r["users"] == 1 and r["backend"] == backend]
         biggest = one_user[-1]
@@ -259,6 +330,70 @@ def render(result: dict[str, Any]) -> str:
     )
     return "\n".join(
         [
+            _render_intro(result),
+            "",
+            table,
+            "",
+            f"From the smallest to the largest single-user scope: {growth}.",
+            *_render_many_users(result.get("many_users")),
+        ]
+    )
+
+
+def _render_many_users(many: dict[str, Any] | None) -> list[str]:
+    if many is None:
+        return []
+    load = many["load"]
+    table = md_table(
+        [
+            "backend",
+            "memories",
+            "users",
+            "load s",
+            "load memories/s",
+            "recall p50 ms",
+            "recall p95 ms",
+            "queries with results",
+            "single remember p50 ms",
+            "list p50 ms",
+            "memories per list",
+            "RSS MiB",
+            "database MiB",
+        ],
+        [
+            [
+                many["backend"],
+                many["memories"],
+                many["users"],
+                load["seconds"],
+                load["memories_per_s"],
+                many["recall"]["p50_ms"],
+                many["recall"]["p95_ms"],
+                many["recall"]["queries_with_results"],
+                many["remember_single"]["p50_ms"],
+                many["list"]["p50_ms"],
+                many["list"]["memories_per_list"],
+                many["rss_mib"],
+                round(many["db_bytes"] / 2**20, 1),
+            ]
+        ],
+    )
+    return [
+        "",
+        f"**{many['memories']:,} memories over {many['users']:,} users** (issue #15): loaded "
+        f"as a dump by `memlayer import`'s code ({load['imports']:,} imports of about "
+        f"{load['memories'] // max(load['imports'], 1):,} memories, each one transaction; not "
+        "through HTTP), into the database of the running server; then recall (a random "
+        "user each, limit 10), list (all of a random user's memories) and single remember are "
+        "measured through HTTP, as above.",
+        "",
+        table,
+    ]
+
+
+def _render_intro(result: dict[str, Any]) -> str:
+    return "".join(
+        [
             f"{result['queries_per_size']} queries per size (80 % about something stored), recall "
             f"limit {result['recall_limit']}; texts are seeded English-like sentences with Zipfian "
             f'word frequencies. "batch load /s" is the throughput of `remember_many` '
@@ -269,9 +404,5 @@ def render(result: dict[str, Any]) -> str:
             "its WAL, or PostgreSQL's `pg_database_size`. Each backend gets the same data and "
             "queries; on PostgreSQL the server process talks to a PostgreSQL server on the same "
             "machine, which shares its cores.",
-            "",
-            table,
-            "",
-            f"From the smallest to the largest single-user scope: {growth}.",
         ]
     )

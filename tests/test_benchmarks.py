@@ -195,9 +195,9 @@ def test_scale_runs_on_both_backends_side_by_side(ctx: Context, both_backends: B
         ("postgres", 300, 1),
         ("postgres", 300, 3),
     ]
-    assert [t["target"].split(":")[0] for t in scale.targets(result)] == ["sqlite"] * 2 + [
-        "postgres"
-    ] * 2
+    assert [t["target"].split(":")[0] for t in scale.targets(result)] == ["postgres"] + [
+        "sqlite"
+    ] * 2 + ["postgres"] * 2
     assert set(result["growth"]) == {"sqlite", "postgres"}
     for r in rows:
         assert r["db_bytes"] > 0
@@ -206,6 +206,23 @@ def test_scale_runs_on_both_backends_side_by_side(ctx: Context, both_backends: B
         assert r["recall"]["queries_with_results"] > 0.5
         assert r["load"]["requests"] == math.ceil(r["load"]["memories"] / 100)
         assert r["rss_mib"] > 0
+    many = result["many_users"]
+    assert (many["backend"], many["memories"], many["users"]) == ("postgres", 2_000, 20)
+    assert many["load"]["memories"] == 2_000
+    assert many["load"]["imports"] == 4  # 20 users of 100 memories, in imports of 500
+    assert many["list"]["memories_per_list"] == 100  # every user holds exactly its share
+    assert many["recall"]["queries_with_results"] > 0.5
+    for stats in (many["recall"], many["list"], many["remember_single"]):
+        _check_latency(stats)
+    assert many["db_bytes"] > 0
+    assert "2,000 memories over 20 users" in scale.render(result)
+
+
+def test_scale_without_postgres_has_no_many_users_row(ctx: Context) -> None:
+    result = scale.run(ctx)
+    assert result["many_users"] is None
+    assert {r["backend"] for r in result["rows"]} == {"sqlite"}
+    assert "users**" not in scale.render(result)
 
 
 def test_bulk(ctx: Context) -> None:

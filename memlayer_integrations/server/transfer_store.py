@@ -11,27 +11,32 @@ caller's write transaction (one for a whole import, so an import is all or nothi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .backend import dialect_of
 from .store import dump_metadata
 
 __all__ = [
+    "BATCH",
     "counts",
     "find_account",
     "find_key",
-    "find_memory",
+    "find_memories",
     "find_usage",
     "insert_account",
     "insert_key",
-    "insert_memory",
+    "insert_memories",
     "read_accounts",
     "read_keys",
     "read_memories",
     "read_usage",
     "write_usage",
 ]
+
+#: Most memories :func:`find_memories` looks up at once: SQLite's oldest limit is 999
+#: parameters a statement.
+BATCH = 500
 
 _LIVE = "expires_at IS NULL OR expires_at > ?"
 
@@ -199,50 +204,74 @@ def write_usage(conn: Any, account_id: int, day: str, requests: int) -> None:
     )
 
 
-def find_memory(conn: Any, memory: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """``(the memory stored under memory's id, the id of another memory holding its key)``.
+def find_memories(
+    conn: Any, memories: Sequence[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """What the database holds for a batch of dumped memories (ids all different).
 
-    The second is set only when the dumped memory has a ``key`` and a different memory of
-    its scope already holds that key.
+    Returns ``(stored, key_holders)``: the memories stored under the batch's ids, by id, and
+    for each dumped memory with a ``key`` that another memory of its scope already holds,
+    that memory's id. The ids are looked up in one statement (a batch is at most
+    :data:`BATCH` memories: SQLite allows 999 parameters); keys, which bulk data seldom
+    has, one memory at a time.
     """
-    row = conn.execute(
-        f"SELECT {_MEMORY_FIELDS} FROM memories WHERE id = ?", (memory["id"],)
-    ).fetchone()
-    other = None
-    if memory["key"] is not None:
+    if len(memories) > BATCH:
+        raise ValueError(f"at most {BATCH} memories a batch ({len(memories)} given)")
+    stored: dict[str, dict[str, Any]] = {}
+    if memories:
+        marks = ", ".join("?" * len(memories))
+        sql = f"SELECT {_MEMORY_FIELDS} FROM memories WHERE id IN ({marks})"
+        for row in conn.execute(sql, [m["id"] for m in memories]):
+            stored[row["id"]] = _memory(row)
+    holders: dict[str, str] = {}
+    for memory in memories:
+        if memory["key"] is None:
+            continue
         holder = conn.execute(
             "SELECT id FROM memories WHERE account_id = ? AND user_id = ? AND agent_id = ?"
             " AND key = ? AND id != ?",
             (memory["account"], memory["user_id"], memory["agent_id"], memory["key"], memory["id"]),
         ).fetchone()
-        other = None if holder is None else str(holder[0])
-    return (None if row is None else _memory(row)), other
+        if holder is not None:
+            holders[memory["id"]] = str(holder[0])
+    return stored, holders
 
 
-def insert_memory(conn: Any, memory: dict[str, Any]) -> None:
-    """Store a dumped memory as it was (the triggers of ``db.py`` keep every count), with
-    what the backend's full-text index needs written beside it (``Dialect.text_column``)."""
-    scope = (memory["account"], memory["user_id"], memory["agent_id"])
-    text = dialect_of(conn).text_column(memory["content"], scope)
-    column, mark, extra = (
-        ("", "", []) if text is None else (f", {text[0]}", f", {text[1]}", [text[2]])
-    )
-    conn.execute(
+def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
+    """Store dumped memories as they were, in their order, in one ``executemany`` (one
+    round trip on PostgreSQL, whose driver pipelines it). The triggers of ``db.py`` keep
+    every count; what the backend's full-text index needs is written beside each memory
+    (``Dialect.text_column``)."""
+    if not memories:
+        return
+    dialect = dialect_of(conn)
+    rows = []
+    column = mark = ""
+    for memory in memories:
+        scope = (memory["account"], memory["user_id"], memory["agent_id"])
+        text = dialect.text_column(memory["content"], scope)
+        extra = [] if text is None else [text[2]]
+        if text is not None:
+            column, mark = f", {text[0]}", f", {text[1]}"
+        rows.append(
+            (
+                memory["id"],
+                memory["account"],
+                memory["user_id"],
+                memory["agent_id"],
+                memory["session_id"],
+                memory["key"],
+                memory["content"],
+                dump_metadata(memory["metadata"]),
+                memory["created_at"],
+                memory["updated_at"],
+                memory["expires_at"],
+                memory["ttl"],
+                *extra,
+            )
+        )
+    conn.executemany(
         f"INSERT INTO memories ({_MEMORY_FIELDS}{column})"
         f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{mark})",
-        (
-            memory["id"],
-            memory["account"],
-            memory["user_id"],
-            memory["agent_id"],
-            memory["session_id"],
-            memory["key"],
-            memory["content"],
-            dump_metadata(memory["metadata"]),
-            memory["created_at"],
-            memory["updated_at"],
-            memory["expires_at"],
-            memory["ttl"],
-            *extra,
-        ),
+        rows,
     )

@@ -219,6 +219,50 @@ def test_a_record_that_differs_from_the_database_is_a_conflict_never_overwritten
     assert dump_of(target) == dump
 
 
+def _with_header_count(dump: bytes, extra: bytes) -> bytes:
+    """``dump`` with ``extra`` memory lines appended and the header's count raised."""
+    lines = dump.splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["counts"]["memories"] += extra.count(b"\n")
+    return json.dumps(header).encode() + b"\n" + b"".join(lines[1:]) + extra
+
+
+@pytest.mark.parametrize("batch", [1, 2, 500])
+def test_memories_imported_in_batches_round_trip_exactly(source, tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(transfer.store, "BATCH", batch)
+    dump = dump_of(source[0])
+    target = tmp_path / "b.db"
+    assert load(target, dump).added["memories"] == 5
+    assert dump_of(target) == dump
+    again = load(target, dump)
+    assert again.unchanged["memories"] == 5 and not again.changed_anything
+
+
+def test_a_memory_repeated_within_a_batch_is_skipped_or_a_conflict(source, tmp_path):
+    dump = dump_of(source[0])
+    last = dump.splitlines(keepends=True)[-1]
+    report = load(tmp_path / "same.db", _with_header_count(dump, last))
+    assert (report.added["memories"], report.unchanged["memories"]) == (5, 1)
+    differs = json.dumps({**json.loads(last), "content": "changed"}).encode() + b"\n"
+    with pytest.raises(DumpError, match=r"^line 15: memory mem_\w+ is already in this database"):
+        load(tmp_path / "other.db", _with_header_count(dump, differs))
+    assert dump_of(tmp_path / "other.db") == dump_of(tmp_path / "never-written.db")
+    keyed = json.loads(dump.splitlines()[11])  # the memory holding key "flat"
+    taken = json.dumps({**keyed, "id": "mem_" + "1" * 32}).encode() + b"\n"
+    with pytest.raises(DumpError, match=r"^line 15: .* its key 'flat' is already held by"):
+        load(tmp_path / "key.db", _with_header_count(dump, taken))
+
+
+def test_a_conflict_on_an_earlier_line_is_reported_before_a_later_bad_line(source, tmp_path):
+    dump = dump_of(source[0])
+    target = tmp_path / "b.db"
+    load(target, dump)
+    both = _corrupt(_edit(dump, 10, content="something else"), 13, b"not json\n")
+    with pytest.raises(DumpError, match=r"^line 10: memory mem_\w+ is already in this database"):
+        load(target, both)
+    assert dump_of(target) == dump
+
+
 def test_a_lower_request_count_never_lowers_the_database_s(source, tmp_path):
     dump = dump_of(source[0])
     target = tmp_path / "b.db"

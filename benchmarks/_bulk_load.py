@@ -1,0 +1,127 @@
+"""Fill a server's database with many users' memories through ``memlayer import``'s code.
+
+Through HTTP, a million memories take too long on a small machine (a ``remember_many``
+request of 100 is a few hundred milliseconds of server work), so ``scale``'s many-users row
+loads them the way an operator moving a server would: as a dump (``docs/export-format.md``)
+given to :func:`~memlayer_integrations.server.transfer.import_dump`, the code behind
+``memlayer import``. Every memory goes through the server's own write path for imports:
+the dump's checks, the full-text column written beside it, the counting triggers.
+
+The texts are seeded (``_text.py``). Generating a million distinct sentences costs half a
+minute of this process's time, and the index only cares about word statistics, so a pool of
+at most :data:`POOL` sentences is dealt out to the users in turn (each user's memories are
+consecutive sentences of the pool, so a user never holds one twice).
+
+The dump is imported in parts of about :data:`PART` memories, each its own transaction (an
+import is all or nothing). On PostgreSQL, the account's memory counter is kept by a
+row-level trigger, and every memory of a transaction adds a version of that one row which
+the next update must step over, so a transaction's cost grows with the square of its
+memories: COPY of 10,000 memories in one transaction ran at 635/s with the trigger and
+4,500/s without it; one import of 20,000 memories at about 340/s, in parts of 2,000 at
+about 1,100/s, in parts of 200 at 1,000-1,800/s (a loaded machine).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from memlayer_integrations.server.backend import open_backend
+from memlayer_integrations.server.store import iso
+from memlayer_integrations.server.transfer import FORMAT, VERSION, import_dump
+
+from ._text import TextGenerator
+
+__all__ = ["PART", "POOL", "account_of_only_key", "load", "texts_of"]
+
+#: Most distinct sentences generated; users beyond it get the pool's sentences again.
+POOL = 50_000
+#: About how many memories one import (one transaction) holds.
+PART = 500
+
+_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def texts_of(gen: TextGenerator, users: int, per_user: int) -> list[list[str]]:
+    """Each user's memory texts: ``per_user`` consecutive sentences of a seeded pool."""
+    pool = gen.memories(min(users * per_user, max(POOL, per_user)))
+    out = []
+    for u in range(users):
+        start = (u * per_user) % (len(pool) - per_user + 1)
+        out.append(pool[start : start + per_user])
+    return out
+
+
+def account_of_only_key(db: str) -> int:
+    """The account of the one API key a fresh server database holds."""
+    backend = open_backend(db)
+    try:
+        with backend.read() as conn:
+            [row] = conn.execute("SELECT DISTINCT account_id FROM api_keys").fetchall()
+            return int(row[0])
+    finally:
+        backend.close()
+
+
+def _dump(
+    account: int, agent: str, users: list[str], texts: list[list[str]], first: int
+) -> Iterator[bytes]:
+    """A dump of these users' memories: the header, then one line per memory."""
+    count = sum(len(t) for t in texts)
+    header = {"format": FORMAT, "version": VERSION, "with_keys": False}
+    yield json.dumps({**header, "counts": {"memories": count}}).encode()
+    n = first
+    for user, own in zip(users, texts, strict=True):
+        for text in own:
+            # Distinct, increasing times, as a server that stored them one by one wrote them.
+            moment = iso(_EPOCH + timedelta(milliseconds=n))
+            n += 1
+            record = {
+                "type": "memory",
+                "id": "mem_" + uuid.uuid4().hex,
+                "account": account,
+                "user_id": user,
+                "agent_id": agent,
+                "session_id": None,
+                "key": None,
+                "content": text,
+                "metadata": {},
+                "created_at": moment,
+                "updated_at": moment,
+                "expires_at": None,
+                "ttl": None,
+            }
+            yield json.dumps(record, separators=(",", ":")).encode()
+
+
+def load(
+    db: str, account: int, agent: str, users: list[str], texts: list[list[str]]
+) -> dict[str, Any]:
+    """Import every user's ``texts`` into ``db`` for ``account``; time it."""
+    per_user = max(1, max(len(t) for t in texts))
+    users_per_part = max(1, PART // per_user)
+    backend = open_backend(db)
+    stored = parts = 0
+    start = time.perf_counter()
+    try:
+        for at in range(0, len(users), users_per_part):
+            part = slice(at, at + users_per_part)
+            report = import_dump(backend, _dump(account, agent, users[part], texts[part], stored))
+            stored += report.added["memories"]
+            parts += 1
+    finally:
+        backend.close()
+    elapsed = time.perf_counter() - start
+    expected = sum(len(t) for t in texts)
+    if stored != expected:
+        raise RuntimeError(f"the import stored {stored} memories of {expected}")
+    return {
+        "memories": stored,
+        "imports": parts,
+        "seconds": round(elapsed, 1),
+        "memories_per_s": round(stored / elapsed, 1) if elapsed else None,
+    }
