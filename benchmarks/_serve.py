@@ -39,12 +39,16 @@ class ChildServer:
 
 @contextlib.contextmanager
 def child_server(
-    keys: int = 1, plans: tuple[str, ...] = (), db: str | None = None
+    keys: int = 1,
+    plans: tuple[str, ...] = (),
+    db: str | None = None,
+    embedder: str | None = None,
 ) -> Iterator[ChildServer]:
     """Start a server process, yield its address and keys, stop it on exit.
 
-    ``keys`` unlimited keys, then one key on each of ``plans``; ``db`` is a PostgreSQL URL,
-    or ``None`` for a temporary SQLite file."""
+    ``keys`` unlimited keys, then one key on each of ``plans``; ``db`` is a PostgreSQL URL
+    or a SQLite file, or ``None`` for a temporary SQLite file; ``embedder`` a spec for
+    ``LocalMemLayerServer(embedder=...)``, loaded in the child."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -53,6 +57,7 @@ def child_server(
             str(keys),
             *plans,
             *(["--db", db] if db else []),
+            *(["--embedder", embedder] if embedder else []),
         ],
         cwd=_ROOT,
         stdin=subprocess.PIPE,
@@ -83,12 +88,13 @@ def _main() -> None:
     from memlayer_integrations.server import LocalMemLayerServer
 
     args = sys.argv[1:]
-    db = None
-    if "--db" in args:
-        at = args.index("--db")
-        db, args = args[at + 1], args[:at] + args[at + 2 :]
+    options: dict[str, str | None] = {"--db": None, "--embedder": None}
+    for name in options:
+        if name in args:
+            at = args.index(name)
+            options[name], args = args[at + 1], args[:at] + args[at + 2 :]
     n = int(args[0]) if args else 1
-    with LocalMemLayerServer(db_path=db) as server:
+    with LocalMemLayerServer(db_path=options["--db"], embedder=options["--embedder"]) as server:
         keys = [server.create_key(plan="unlimited") for _ in range(n)]
         keys += [server.create_key(plan=plan) for plan in args[1:]]
         info = {"url": server.url, "keys": keys, "db_path": str(server.settings.db_path)}

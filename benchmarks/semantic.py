@@ -6,13 +6,19 @@
   names a rare word, name, number or id of it.
 * **LoCoMo**: the ``locomo`` benchmark run again on a server with the embedder.
 * **scale**: recall latency (p50/p95, at the client, limit 10) in one scope of 1k / 10k /
-  100k memories, with the embedder. The memories are stored through the API by a server
-  without an embedder, then given random unit vectors of the model's dimension straight in
-  the database: embedding 100k texts with a CPU model takes hours here, and the cost of a
-  recall does not depend on the values of the stored vectors. Each question is embedded
-  by the real model, so its time is in the figure; it is also reported alone. The questions
-  are distinct: the server keeps the vectors of recent questions, and a repeated one would
-  not be embedded again.
+  100k memories, with the embedder, against a server in its own process (as ``memlayer
+  serve`` runs: the client's interpreter lock is not the server's). The memories are loaded
+  as ``memlayer import`` loads a dump (``_bulk_load.py``), through the server's own write
+  path for imports: the dump's checks, the full-text column, the counting triggers (100k in
+  about 20 s here, where one ``remember_many`` over HTTP took two and a half minutes on a
+  busy machine). They are then given random unit vectors of the model's dimension, written
+  through the server's vector storage (``TableVectors.put``, the call a server with an
+  embedder makes): embedding 100k texts with a CPU model takes an hour here, and the cost of
+  a recall does not depend on the values of the stored vectors. Each question is embedded by
+  the real model in the server, so its time is in the figure; it is also reported alone,
+  with the server's CPU time per recall (all its threads: a figure load changes less than
+  latency). The questions are distinct: the server keeps the vectors of recent questions,
+  and a repeated one would not be embedded again.
 * **remember throughput with the embedder**: ``remember_many`` batches of about 32 and
   single ``remember`` calls, each embedding its texts.
 
@@ -34,7 +40,10 @@ import httpx
 from memlayer_integrations import MemLayerClient
 
 from . import locomo
+from ._bulk_load import account_of_only_key, texts_of
+from ._bulk_load import load as bulk_load
 from ._harness import Context, Skip, env_path, md_table, summarize_ms, verdict
+from ._serve import child_server
 from ._text import TextGenerator
 
 NAME = "semantic"
@@ -110,8 +119,9 @@ def _fill_vectors(db_path: Path, embedder: Any, dim: int) -> None:
     rng = np.random.default_rng(0)
     try:
         with db.read() as conn:
-            rows = conn.execute(
-                "SELECT rowid, account_id, user_id, agent_id FROM memories"
+            rows = conn.execute(  # those of the sizes before have theirs
+                "SELECT rowid, account_id, user_id, agent_id FROM memories WHERE rowid NOT IN"
+                " (SELECT memory_rowid FROM memory_vectors)"
             ).fetchall()
         for start in range(0, len(rows), 5_000):
             chunk = rows[start : start + 5_000]
@@ -125,8 +135,18 @@ def _fill_vectors(db_path: Path, embedder: Any, dim: int) -> None:
         db.close()
 
 
+def _fill_texts(db_path: Path, key_file: Path, gen: TextGenerator, have: int, size: int) -> None:
+    """Bring the scope from ``have`` to ``size`` memories, as an import (see the docstring)."""
+    db = str(db_path)
+    if not key_file.exists():
+        with child_server(keys=1, db=db) as server:  # makes the database and its one key
+            key_file.write_text(server.keys[0])
+    bulk_load(db, account_of_only_key(db), AGENT, ["big"], texts_of(gen, 1, size - have))
+
+
 def _scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
-    from memlayer_integrations.server import LocalMemLayerServer
+    import psutil
+
     from memlayer_integrations.server.embedders import load_embedder
 
     out = []
@@ -134,21 +154,15 @@ def _scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
     assert embedder is not None
     dim = int(embedder.embed_query("dimension").shape[0])
     with tempfile.TemporaryDirectory(prefix="memlayer-semantic-") as tmp:
-        db_path = Path(tmp) / "scale.db"
+        db_path, key_file = Path(tmp) / "scale.db", Path(tmp) / "key"
         gen = TextGenerator(seed=3)
         stored = 0
         for size in sizes:
-            with LocalMemLayerServer(db_path) as words:
-                key_file = Path(tmp) / "key"
-                if not key_file.exists():
-                    key_file.write_text(words.create_key(plan="unlimited"))
-                key = key_file.read_text()
-                with MemLayerClient(api_key=key, base_url=words.url, timeout=120) as client:
-                    while stored < size:
-                        batch = gen.memories(min(100, size - stored))
-                        client.remember_many(batch, user_id="big", agent_id=AGENT)
-                        stored += len(batch)
+            t0 = time.perf_counter()
+            _fill_texts(db_path, key_file, gen, stored, size)
             _fill_vectors(db_path, embedder, dim)
+            fill_s = time.perf_counter() - t0
+            stored = size
             queries: list[str] = []
             while len(queries) < n_queries:  # distinct: the server keeps recent questions' vectors
                 question = gen.query()
@@ -160,24 +174,30 @@ def _scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
                 embedder.embed_query(q)
                 embed_times.append(time.perf_counter() - t0)
             with (
-                LocalMemLayerServer(db_path, embedder=embedder) as server,
-                MemLayerClient(api_key=key, base_url=server.url, timeout=120) as client,
+                child_server(keys=0, db=str(db_path), embedder=_embedder()) as server,
+                MemLayerClient(api_key=key_file.read_text(), base_url=server.url, timeout=120) as c,
             ):
                 t0 = time.perf_counter()
                 # loads the scope's vectors (a question not asked again: see the docstring)
-                client.recall("first recall", user_id="big", limit=10)
+                c.recall("first recall", user_id="big", limit=10)
                 first = time.perf_counter() - t0
+                process = psutil.Process(server.pid)
+                cpu0 = sum(process.cpu_times()[:2])
                 times = []
                 for q in queries:
                     t0 = time.perf_counter()
-                    client.recall(q, user_id="big", limit=10)
+                    c.recall(q, user_id="big", limit=10)
                     times.append(time.perf_counter() - t0)
+                cpu = sum(process.cpu_times()[:2]) - cpu0
             out.append(
                 {
                     "memories": size,
+                    "fill_s": round(fill_s, 1),
                     "recall": summarize_ms(times),
+                    "server_cpu_ms_per_recall": round(cpu / len(queries) * 1000, 1),
                     "first_recall_ms": round(first * 1000, 1),
                     "embed_query_p50_ms": round(statistics.median(embed_times) * 1000, 2),
+                    "load_average": round(os.getloadavg()[0], 2),
                 }
             )
     embedder.close()
@@ -309,7 +329,10 @@ def render(result: dict[str, Any]) -> str:
             s["recall"]["p50_ms"],
             s["recall"]["p95_ms"],
             s["embed_query_p50_ms"],
+            s.get("server_cpu_ms_per_recall", "-"),
             s["first_recall_ms"],
+            s.get("fill_s", "-"),
+            s.get("load_average", "-"),
         ]
         for s in result["scale"]
     ]
@@ -317,7 +340,17 @@ def render(result: dict[str, Any]) -> str:
         "Recall in one scope with the embedder (stored vectors random, questions embedded by the model):",
         "",
         md_table(
-            ["memories", "p50 ms", "p95 ms", "embed question p50 ms", "first recall ms"], rows
+            [
+                "memories",
+                "p50 ms",
+                "p95 ms",
+                "embed question p50 ms",
+                "server CPU ms/recall",
+                "first recall ms",
+                "fill s",
+                "load",
+            ],
+            rows,
         ),
         "",
         f"Remember with the embedder: remember_many {result['paraphrase_with']['remember_many_memories_per_s']} "

@@ -28,7 +28,7 @@ from .._version import __version__
 from .backend import open_backend
 from .console import mount_pages
 from .errors import ApiError, error_body, new_request_id
-from .routes import REQUEST_MODELS, build_router
+from .routes import REQUEST_MODELS, DirectRoutes, build_router
 from .service import Service
 from .settings import ServerSettings
 
@@ -218,8 +218,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.index = index
     app.state.service = Service(settings, db, index)
-    app.include_router(build_router(app.state.service))
+    router = build_router(app.state.service)
+    app.include_router(router)
     mount_pages(app, console=settings.console)
+    app.add_middleware(DirectRoutes, router=router)  # inside RequestIdMiddleware, added next
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -25,6 +25,7 @@ Vectors are float32 bytes in a table on both (``vectors.TableVectors``, the same
 
 from __future__ import annotations
 
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -188,9 +189,13 @@ class Backend(Dialect):
 
 def dialect_of(conn: Any) -> Dialect:
     """The dialect of a connection: its own, or SQLite's for a plain ``sqlite3`` connection."""
-    found = getattr(conn, "dialect", None)
-    if found is not None:
-        return found  # type: ignore[no-any-return]
+    # A sqlite3 connection is answered without asking it for an attribute it does not have
+    # (the AttributeError behind getattr's default costs more than the rest: a batch of
+    # puts asks once per item).
+    if not isinstance(conn, sqlite3.Connection):
+        found = getattr(conn, "dialect", None)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     from .sqlite_text import SQLITE
 
     return SQLITE

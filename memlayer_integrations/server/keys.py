@@ -30,6 +30,7 @@ __all__ = [
     "find_key",
     "generate_key",
     "list_keys",
+    "recheck",
     "revoke_key",
     "set_suspended",
 ]
@@ -44,13 +45,14 @@ class KeyNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class Account:
-    """The account a request was authenticated as."""
+    """The account a request was authenticated as (and, when known, by which key)."""
 
     id: int
     plan: str
     memory_limit: int | None
     request_limit: int | None
     suspended: bool
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,30 @@ def authenticate(conn: Any, key: str) -> Account | None:
         row["memory_limit"],
         row["request_limit"],
         bool(row["suspended"]),
+        row["id"],
     )
+
+
+def recheck(conn: Any, account: Account, day: str) -> tuple[Account | None, int]:
+    """``account`` as its key's rows say now, with its requests counted on ``day``: in one
+    statement, inside the request's transaction.
+
+    The account is ``None`` if the key was revoked (or deleted) since it was authenticated.
+    This is what lets a process keep authenticated keys in memory (``Service.authenticate``):
+    a key revoked or an account suspended by another process is refused at its next request
+    all the same, in the read the quota needs anyway.
+    """
+    row = conn.execute(
+        "SELECT k.revoked_at, a.plan, a.memory_limit, a.request_limit, a.suspended,"
+        " (SELECT c.requests FROM request_counts c WHERE c.account_id = a.id AND c.day = ?)"
+        " FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+        " WHERE k.id = ? AND a.id = ?",
+        (day, account.key_id, account.id),
+    ).fetchone()
+    if row is None or row[0] is not None:
+        return None, 0
+    fresh = Account(account.id, row[1], row[2], row[3], bool(row[4]), account.key_id)
+    return fresh, int(row[5] or 0)
 
 
 def find_key(conn: Any, key_or_id: str) -> str:

@@ -1,6 +1,10 @@
 """What every authenticated request goes through, in order.
 
-1. **Authenticate** the ``X-API-Key`` header (401/403), before anything else.
+1. **Authenticate** the ``X-API-Key`` header (401/403), before anything else. A key this
+   process has authenticated before is found in memory (by a digest of it, never the key
+   itself), and its row is read again with the quota in step 3, in the request's
+   transaction: a key revoked or an account suspended by any process is refused there,
+   nothing counted, as it would have been here.
 2. **Replay**: an ``Idempotency-Key`` already answered for this account returns the stored
    answer; nothing runs and no quota is spent. Only writes keep answers (up to
    ``max_idempotent_answer_bytes``), and forgetting a memory drops the answers showing it.
@@ -67,6 +71,8 @@ __all__ = [
 ]
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+#: Authenticated keys kept per process (by digest); past it the cache starts afresh.
+AUTH_CACHE_SIZE = 4096
 _UNPARSED: Any = object()
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
@@ -199,6 +205,8 @@ class Service:
         self.cpu_share = CpuShare(
             settings.cpu_share_rate, settings.cpu_share_burst, settings.cpu_free_seconds
         )
+        #: SHA-256 of a key -> its account when last authenticated (see step 1).
+        self._known: dict[bytes, Account] = {}
 
     # -- the steps -------------------------------------------------------------------
 
@@ -224,24 +232,37 @@ class Service:
         key = header_values[0]
         if not KEY_PATTERN.fullmatch(key):
             raise ApiError(401, "wrong_key_format", WRONG_KEY_FORMAT_MESSAGE)
-        with self.db.read() as conn:
-            account = keys_module.authenticate(conn, key)
+        digest = hashlib.sha256(key.encode()).digest()
+        account = self._known.get(digest)
         if account is None:
-            raise ApiError(401, "invalid_api_key", UNKNOWN_KEY_MESSAGE)
-        if account.suspended:
-            raise ApiError(403, "account_suspended", "account suspended")
+            with self.db.read() as conn:
+                account = keys_module.authenticate(conn, key)
+            if account is None:
+                raise ApiError(401, "invalid_api_key", UNKNOWN_KEY_MESSAGE)
+            if not account.suspended:  # a suspended account is read afresh until reinstated
+                if len(self._known) >= AUTH_CACHE_SIZE:
+                    self._known.clear()
+                self._known[digest] = account
+        _refuse(account)
         return account
 
-    @staticmethod
-    def _quota_state(conn: Any, account: Account, now: datetime) -> _Quota:
-        row = conn.execute(
-            "SELECT requests FROM request_counts WHERE account_id = ? AND day = ?",
-            (account.id, now.date().isoformat()),
-        ).fetchone()
-        return _Quota(account.request_limit, row[0] if row else 0, next_midnight(now))
+    def _recheck(self, conn: Any, account: Account, now: datetime) -> tuple[Account, _Quota]:
+        """The account as its key's rows say now, and its quota (step 3's one read)."""
+        fresh, used = keys_module.recheck(conn, account, now.date().isoformat())
+        if fresh is None:
+            self._forget(account)
+            raise ApiError(401, "invalid_api_key", UNKNOWN_KEY_MESSAGE)
+        if fresh != account:  # suspended, reinstated or another plan: remembered as it is now
+            self._forget(account)
+        _refuse(fresh)
+        return fresh, _Quota(fresh.request_limit, used, next_midnight(now))
 
-    def _consume(self, conn: Any, account: Account, now: datetime) -> _Quota:
-        quota = self._quota_state(conn, account, now)
+    def _forget(self, account: Account) -> None:
+        for digest, known in list(self._known.items()):
+            if known.key_id == account.key_id:
+                self._known.pop(digest, None)  # another thread may have dropped it already
+
+    def _consume(self, conn: Any, account: Account, now: datetime, quota: _Quota) -> _Quota:
         if quota.limit is not None and quota.used >= quota.limit:
             retry_after = max(1, math.ceil((quota.reset - now).total_seconds()))
             raise ApiError(
@@ -313,8 +334,9 @@ class Service:
                 [(account.id, key, memory_id) for memory_id in ids],
             )
 
-    def _replay(self, conn: Any, account: Account, stored: Any, now: datetime) -> Outcome:
-        headers = self._quota_state(conn, account, now).headers()
+    @staticmethod
+    def _replay(stored: Any, quota: _Quota) -> Outcome:
+        headers = quota.headers()
         headers["Idempotent-Replayed"] = "true"
         if not stored["kept"]:
             error = ApiError(
@@ -375,6 +397,7 @@ class Service:
                 # Across server processes too: this account's quota count, memory cap and
                 # idempotency records are read and written by one request at a time.
                 self.db.lock_account(conn, account.id)
+                account, quota = self._recheck(conn, account, now)
                 if idem is not None:
                     stored = conn.execute(
                         "SELECT fingerprint, status, body, kept FROM idempotency"
@@ -382,7 +405,7 @@ class Service:
                         (account.id, idem, time.time() - IDEMPOTENCY_TTL_SECONDS),
                     ).fetchone()
                     if stored is not None and stored["fingerprint"] == fingerprint:
-                        return self._replay(conn, account, stored, now)
+                        return self._replay(stored, quota)
                     if stored is not None:
                         error = ApiError(
                             409,
@@ -390,7 +413,7 @@ class Service:
                             "this Idempotency-Key was used for a different request (method, path or body)",
                             "Idempotency-Key",
                         )
-                quota = self._consume(conn, account, now)
+                quota = self._consume(conn, account, now, quota)
                 if error is None:
                     sweep_expired(conn, account, iso(now))
                 wait = self.cpu_share.wait(account.id)
@@ -482,6 +505,11 @@ class Service:
                         conn, first.account, idem, fingerprint, answer.status, answer
                     )
                 return answer
+
+
+def _refuse(account: Account) -> None:
+    if account.suspended:
+        raise ApiError(403, "account_suspended", "account suspended")
 
 
 @dataclass

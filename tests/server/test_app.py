@@ -115,3 +115,36 @@ def test_a_lone_bounded_request_runs_on_the_event_loop_and_others_on_threads(tmp
     assert ran_on[2][1] == loop_thread  # alone again: no thread hop
     assert ran_on[3][1] != loop_thread
     assert ran_on[4][1] != loop_thread
+
+
+def test_the_fixed_api_paths_go_straight_to_their_endpoints_and_the_rest_to_the_router(
+    tmp_path, monkeypatch
+):
+    from fastapi.routing import APIRoute
+
+    app = create_app(ServerSettings(db_path=tmp_path / "a.db"))
+    routed: list[str] = []
+    handle = APIRoute.handle
+
+    async def recording(self, scope, receive, send):
+        routed.append(scope["path"])
+        await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(APIRoute, "handle", recording)
+    with TestClient(app) as client:
+        with app.state.db.write() as conn:
+            secret, _ = keys.create_key(
+                conn, plan_name="unlimited", plan=Plan(), name=None, now="t"
+            )
+        headers = {"X-API-Key": secret}
+        usage = client.get("/v1/usage", headers=headers)
+        batch = client.post("/v1/batch", json={"operations": [{"op": "usage"}]}, headers=headers)
+        wrong_method = client.put("/v1/usage", headers=headers)
+        by_id = client.get("/v1/memories/mem_" + "0" * 32, headers=headers)
+        health = client.get("/v1/health")
+    assert (usage.status_code, batch.status_code) == (200, 200)
+    assert usage.headers["x-request-id"].startswith("req_")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"]
+    assert (by_id.status_code, health.status_code) == (404, 200)
+    # Only the wrong method (its 405), the path with an id and /health reached the router.
+    assert routed == ["/v1/usage", "/v1/memories/mem_" + "0" * 32, "/v1/health"]

@@ -4,6 +4,7 @@ without a socket."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 
@@ -119,3 +120,46 @@ def test_after_stop_a_client_cannot_connect() -> None:
         client.usage()  # its transport's server stopped
     with pytest.raises(APIConnectionError):
         MemLayerClient(api_key=key, base_url=url, max_retries=0).usage()  # nothing at the URL
+
+
+def test_a_sync_client_runs_the_request_on_its_own_thread(server, monkeypatch) -> None:
+    service = server._app.state.service
+    ran_on: list[threading.Thread] = []
+    execute = service.execute
+
+    def recording(*args, **kwargs):
+        ran_on.append(threading.current_thread())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(service, "execute", recording)
+    key = server.create_key()
+    with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
+        client.usage()
+
+        async def inside_a_loop() -> None:
+            client.usage()  # a sync call inside a running loop: handed to the server's loop
+
+        done = threading.Thread(target=asyncio.run, args=(inside_a_loop(),))
+        done.start()
+        done.join()
+    assert ran_on[0] is threading.current_thread()
+    assert ran_on[1] not in (done, threading.current_thread())
+
+
+def test_a_thread_that_ends_leaves_no_event_loop_behind(server) -> None:
+    key = server.create_key()
+    with MemLayerClient(api_key=key, base_url=server.in_process_url) as client:
+        transport = client._http._transport
+
+        def call() -> None:
+            client.usage()
+
+        for _ in range(5):
+            t = threading.Thread(target=call)
+            t.start()
+            t.join()
+        gc.collect()
+        assert len(transport._loops) == 0  # each thread's loop closed with its thread
+        client.usage()
+        (own,) = transport._loops
+    assert own.loop.is_closed()  # and the client's own when it closed

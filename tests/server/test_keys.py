@@ -1,12 +1,14 @@
-"""keys.add_key: another key to an existing account, which sees the account's memories."""
+"""keys.add_key: another key to an existing account, which sees the account's memories; a
+key the server knows is refused as soon as it is revoked or its account suspended."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
-from memlayer_integrations import AuthenticationError, MemLayerClient
+from memlayer_integrations import AuthenticationError, MemLayerClient, PermissionDeniedError
 from memlayer_integrations.server import LocalMemLayerServer, keys
 from memlayer_integrations.server.db import Database
 
@@ -43,3 +45,33 @@ def test_a_second_key_opens_the_same_account_and_outlives_the_first(tmp_path: Pa
             pytest.raises(AuthenticationError),
         ):
             client.get(stored.id)
+
+
+def test_a_known_key_is_refused_at_its_next_request_once_revoked_or_suspended_elsewhere(
+    local_server: LocalMemLayerServer,
+) -> None:
+    # LocalMemLayerServer's key commands write the database directly, past the serving
+    # process's memory of the keys it authenticated, as another process would.
+    key = local_server.create_key(plan="free")
+    with MemLayerClient(key, base_url=local_server.url, max_retries=0) as client:
+        client.usage()
+        local_server.suspend_key(key)
+        with pytest.raises(PermissionDeniedError):
+            client.usage()
+        with pytest.raises(PermissionDeniedError):
+            client.usage()
+        local_server.unsuspend_key(key)
+        client.usage()
+        with local_server._db().write() as conn:
+            conn.execute(
+                "UPDATE accounts SET request_limit = 7 WHERE id = (SELECT account_id FROM"
+                " api_keys WHERE id = ?)",
+                (keys.find_key(conn, key),),
+            )
+        headers = {"X-API-Key": key}
+        answer = httpx.get(local_server.url + "/v1/usage", headers=headers)
+        assert answer.headers["X-RateLimit-Limit"] == "7"
+        local_server.revoke_key(key)
+        for _ in range(2):
+            with pytest.raises(AuthenticationError):
+                client.usage()
