@@ -196,9 +196,16 @@ def dialect_of(conn: Any) -> Dialect:
         found = getattr(conn, "dialect", None)
         if found is not None:
             return found  # type: ignore[no-any-return]
-    from .sqlite_text import SQLITE
+    if not _SQLITE:
+        # Imported on first use (sqlite_text imports this module), then kept: an import
+        # statement run again still costs a lookup through the import machinery.
+        from .sqlite_text import SQLITE
 
-    return SQLITE
+        _SQLITE.append(SQLITE)
+    return _SQLITE[0]
+
+
+_SQLITE: list[Dialect] = []
 
 
 def is_postgres_url(value: str | Path) -> bool:

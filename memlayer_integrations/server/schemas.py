@@ -86,15 +86,31 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+class EncodedMetadata(dict):  # type: ignore[type-arg]
+    """A validated metadata object that keeps the compact JSON it was measured by.
+
+    Checking the size needs the encoding the ``metadata`` column stores
+    (``store.dump_metadata``), so it is kept rather than made again for every item of a
+    batch. Nothing changes the object after validation: it is only stored and answered.
+    """
+
+    __slots__ = ("encoded",)
+
+    encoded: str
+
+
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     if _deeper_than(value, MAX_METADATA_DEPTH):
         raise _error("too_deep", f"must not be nested more than {MAX_METADATA_DEPTH} levels deep")
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    size = len(encoded.encode())
     if size > MAX_METADATA_BYTES:
         raise _error(
             "too_large", f"must be at most {MAX_METADATA_BYTES} bytes serialized, got {size}"
         )
-    return value
+    checked = EncodedMetadata(value)
+    checked.encoded = encoded
+    return checked
 
 
 def _check_memory_id(value: str) -> str:

@@ -10,7 +10,7 @@ id belonging to another account answer 404, exactly as an id that never existed.
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from .explain import explain
 from .filters import agent_prefix_condition, agent_prefix_params, scope_condition
 from .keys import Account
 from .schemas import (
+    EncodedMetadata,
     ForgetAllQuery,
     ListQuery,
     RecallRequest,
@@ -118,6 +119,8 @@ def touch(conn: Any, memories: list[dict[str, Any]], now: datetime) -> None:
 
 def dump_metadata(metadata: dict[str, Any] | None) -> str:
     """Metadata as the ``metadata`` column stores it (compact JSON; ``None`` is ``{}``)."""
+    if isinstance(metadata, EncodedMetadata):
+        return metadata.encoded
     return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -265,7 +268,9 @@ def _write(
             ).fetchone()
         columns, marks, sets, values = _indexed_text(conn, item.content, scope)
         if row is None:
-            memory_id = "mem_" + uuid.uuid4().hex
+            # 128 random bits as 32 hex digits, as uuid4().hex gave, without building a UUID
+            # object for each item of a batch.
+            memory_id = "mem_" + os.urandom(16).hex()
             cursor = conn.execute(
                 "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, key, content, metadata,"
                 f" created_at, updated_at, expires_at, ttl{columns})"
