@@ -81,6 +81,9 @@ class _NotGiven:
 
 NOT_GIVEN: Any = _NotGiven()
 
+#: Paths whose parsed URL a client keeps (``BaseClient._url``).
+_URL_CACHE_SIZE = 64
+
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
@@ -175,7 +178,13 @@ class BaseClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
         self._default_headers = dict(default_headers or {})
-        self._rate_limit: RateLimitInfo | None = None
+        #: The last response's ``X-RateLimit-*`` values (limit, remaining, reset), read into
+        #: a :class:`RateLimitInfo` only when :attr:`rate_limit` is asked for.
+        self._rate_limit_headers: tuple[str | None, str | None, str | None] | None = None
+        #: The key as last checked by :meth:`_check_key` (so it is matched once, not per call).
+        self._checked_key: str | None = None
+        #: Parsed URLs of the paths called so far (see :meth:`_url`).
+        self._urls: dict[str, httpx.URL] = {}
 
     # -- identity --------------------------------------------------------------------
 
@@ -192,7 +201,22 @@ class BaseClient:
     @property
     def rate_limit(self) -> RateLimitInfo | None:
         """The ``X-RateLimit-*`` headers of the last response, or ``None`` before any."""
-        return self._rate_limit
+        if self._rate_limit_headers is None:
+            return None
+        limit, remaining, reset_header = self._rate_limit_headers
+
+        def number(value: str | None) -> int | None:
+            try:
+                return int(value) if value is not None else None
+            except ValueError:  # "unlimited"
+                return None
+
+        reset = number(reset_header)
+        return RateLimitInfo(
+            limit=number(limit),
+            remaining=number(remaining),
+            reset_at=datetime.fromtimestamp(reset, timezone.utc) if reset is not None else None,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={mask_key(self._api_key)!r})"
@@ -200,6 +224,8 @@ class BaseClient:
     def _check_key(self) -> str:
         """Refuse a missing or malformed key before sending, so it costs no request."""
         key = self._api_key
+        if key is not None and key is self._checked_key:
+            return key
         if not key:
             raise AuthenticationError(
                 f"invalid or missing API key: no key was given; pass api_key=... or set the {C.API_KEY_ENV} environment variable",
@@ -210,6 +236,7 @@ class BaseClient:
                 f"{C.WRONG_KEY_FORMAT_MESSAGE}; pass api_key=... or set {C.API_KEY_ENV}",
                 code="wrong_key_format",
             )
+        self._checked_key = key
         return key
 
     # -- request building ------------------------------------------------------------
@@ -240,12 +267,23 @@ class BaseClient:
             ).encode()
         return http.build_request(
             call.method,
-            self.base_url + C.API_PREFIX + call.path,
+            self._url(call.path),
             params=tuple(call.params) if call.params is not None else None,
             content=content,
             headers=self._headers(call),
             timeout=timeout,
         )
+
+    def _url(self, path: str) -> httpx.URL:
+        """The URL of an API path, parsed once: parsing a URL is a good part of what
+        building a small request costs. Paths naming a memory are many; past
+        ``_URL_CACHE_SIZE`` paths the rest are parsed each time."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self.base_url + C.API_PREFIX + path)
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[path] = url
+        return url
 
     @staticmethod
     def _call(method: str, path: str, parse: Callable[[Any], T], **kwargs: Any) -> Call[T]:
@@ -412,22 +450,15 @@ class BaseClient:
     # -- responses and retries -------------------------------------------------------
 
     def _record_rate_limit(self, response: httpx.Response) -> None:
+        # Kept as text: every response carries them, few callers look (see rate_limit).
         h = response.headers
-        if "x-ratelimit-limit" not in h:
-            return
-
-        def number(value: str | None) -> int | None:
-            try:
-                return int(value) if value is not None else None
-            except ValueError:  # "unlimited"
-                return None
-
-        reset = number(h.get("x-ratelimit-reset"))
-        self._rate_limit = RateLimitInfo(
-            limit=number(h.get("x-ratelimit-limit")),
-            remaining=number(h.get("x-ratelimit-remaining")),
-            reset_at=datetime.fromtimestamp(reset, timezone.utc) if reset is not None else None,
-        )
+        limit = h.get("x-ratelimit-limit")
+        if limit is not None:
+            self._rate_limit_headers = (
+                limit,
+                h.get("x-ratelimit-remaining"),
+                h.get("x-ratelimit-reset"),
+            )
 
     def _process_response(self, call: Call[T], response: httpx.Response) -> T | MemLayerError:
         """Parse a success into the call's result, or return the error to raise or retry."""

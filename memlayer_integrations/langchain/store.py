@@ -353,8 +353,9 @@ class MemLayerStore(BaseStore):
                 last[(op.namespace, op.key)] = op
         deletes: dict[Scope, list[str]] = {}
         puts: dict[Scope, list[dict[str, Any]]] = {}
+        scope_of: dict[tuple[str, ...], Scope] = {}  # a batch's puts share few namespaces
         for (ns, key), op in last.items():
-            scope = self._scope(ns)
+            scope = scope_of.get(ns) or scope_of.setdefault(ns, self._scope(ns))
             if op.value is None:
                 deletes.setdefault(scope, []).append(key)
             else:
