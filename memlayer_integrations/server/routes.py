@@ -205,8 +205,9 @@ def build_router(service: Service) -> APIRouter:
     async def handle(request: Request, op: Operation, *, body: bool = False) -> Response:
         # The key first, before a byte of the body is read: a client without a valid key
         # is answered at once, and the connection closed, whatever it says it will send.
+        api_keys = _header_values(request, "x-api-key")
         try:
-            account = service.authenticate(_header_values(request, "x-api-key"))
+            account = service.authenticate(api_keys)
         except ApiError as exc:
             refused = answer(request, Outcome(exc.status, None, exc.headers, exc))
             if body:
@@ -220,12 +221,15 @@ def build_router(service: Service) -> APIRouter:
                 raw = await _read_body(request, service.settings.max_body_bytes) if body else b""
             except ClientDisconnect:  # gone, or cut off by the body timeout: no one to answer
                 return Response(status_code=408)
+            # Read from the ASGI scope: a request's URL object, and its query parsed when
+            # there is none, cost more than the rest of building this.
+            raw_query = request.scope.get("query_string", b"")
             incoming = Incoming(
                 method=request.method,
-                path=request.url.path,
-                raw_query=request.scope.get("query_string", b""),
-                query=request.query_params.multi_items(),
-                api_keys=_header_values(request, "x-api-key"),
+                path=request.scope["path"],
+                raw_query=raw_query,
+                query=request.query_params.multi_items() if raw_query else [],
+                api_keys=api_keys,
                 idempotency_key=_header(request, "idempotency-key"),
                 body=raw,
                 content_type=_header(request, "content-type"),
