@@ -24,6 +24,10 @@ __all__ = ["check_memory_id", "parse_json_body", "query_to_dict", "validate"]
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: A ``\uD800``-``\uDFFF`` escape: the only way a surrogate gets into parsed JSON (UTF-8
+#: cannot carry one, and json joins an escaped pair into one character). A body without
+#: one is not walked for them (an escaped backslash before "ud8.." only costs the walk).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _BadJSON(ValueError):
@@ -31,6 +35,17 @@ class _BadJSON(ValueError):
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _BadJSON(f"duplicate key {k!r}")
+            seen.add(k)
+    return out
+
+
+def _pairs_and_surrogates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
@@ -83,10 +98,15 @@ def parse_json_body(raw: bytes | None, content_type: str | None, max_bytes: int)
     if not text.strip():
         raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
     try:
+        surrogates = _SURROGATE_ESCAPE.search(text) is not None
         value = json.loads(
-            text, object_pairs_hook=_pairs, parse_float=_float, parse_constant=_constant
+            text,
+            object_pairs_hook=_pairs_and_surrogates if surrogates else _pairs,
+            parse_float=_float,
+            parse_constant=_constant,
         )
-        _check_strings(value)
+        if surrogates:
+            _check_strings(value)
     except RecursionError:
         raise validation_error("JSON is nested too deeply", None) from None
     except _BadJSON as exc:

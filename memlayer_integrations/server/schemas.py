@@ -75,14 +75,16 @@ def _deeper_than(value: Any, limit: int) -> bool:
     Walked with an explicit stack, not recursion: JSON a few hundred levels deep parses
     fine but would exhaust Python's recursion limit here, a 500 from client input.
     """
-    stack = [(value, 0)]
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]  # only objects and arrays are stacked, each with its depth
     while stack:
         item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if isinstance(item, (dict, list)):
-            if depth + 1 > limit:
-                return True
-            stack.extend((child, depth + 1) for child in children)
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return False
 
 

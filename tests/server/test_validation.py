@@ -45,6 +45,33 @@ def test_limits_are_inclusive(http):
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        r'"content": "c\ud800"',  # a lone high surrogate in a value
+        r'"content": "c", "metadata": {"a": ["\uDFFF"]}',  # a lone low one, nested
+        r'"content": "c", "metadata": {"k\udc00": 1}',  # in a key
+        r'"content": "\ude00\ud83d"',  # a pair in the wrong order
+    ],
+)
+def test_unpaired_surrogate_escapes_are_invalid_json(http, raw):
+    body = '{"user_id": "u", "agent_id": "a", ' + raw + "}"
+    response = http.post(
+        "/memories", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "invalid_json")
+
+
+def test_escapes_that_are_no_lone_surrogate_are_stored_as_written(http):
+    # A pair is one character; an escaped backslash before "ud800" is text.
+    body = r'{"user_id": "u", "agent_id": "a", "content": "\ud83d\ude00 and \\ud800"}'
+    response = http.post(
+        "/memories", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201
+    assert response.json()["content"] == "\U0001f600 and \\ud800"
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"query": "", "user_id": "u"}, "query"),
