@@ -110,6 +110,28 @@ def test_repeats_within_one_batch_are_one_memory_and_do_not_count_twice(api):
     ]
 
 
+def test_a_batch_of_100_stores_each_item_once_across_insert_statements(http):
+    # New memories go in up to 64 rows a statement: a repeat of an item whose statement is
+    # still being gathered refreshes that item's memory, and a stored key is replaced.
+    remember(http, "kept", key="k-kept")
+    items = [{"content": f"item {i}", "metadata": {"i": i}} for i in range(98)]
+    items.append({"content": "item 70", "metadata": {"again": True}})  # repeats item 70
+    items.append({"content": "replaced", "key": "k-kept"})
+    r = http.post("/memories/batch", json={"user_id": "u1", "agent_id": "bot", "items": items})
+    assert r.status_code == 201, r.text
+    memories = r.json()["memories"]
+    assert memories[98]["id"] == memories[70]["id"]
+    assert len({m["id"] for m in memories}) == 99
+    stored = {m["id"]: m for m in listed(http, limit=100)}
+    assert len(stored) == 99
+    assert stored[memories[70]["id"]]["metadata"] == {"again": True}
+    assert stored[memories[99]["id"]]["content"] == "replaced"
+    assert all(
+        stored[m["id"]]["content"] == f"item {i}" for i, m in enumerate(memories[:98]) if i != 70
+    )
+    assert http.get("/usage").json()["memories_stored"] == 99
+
+
 def test_refreshing_does_not_count_against_the_memory_limit(api):
     for text in ("a", "b", "c"):
         remember(api, text)
