@@ -202,7 +202,9 @@ class Scorer:
     def __init__(self, terms: Sequence[str], frequencies: Sequence[int], stats: ScopeStats):
         self._weights: dict[tuple[str, ...], float] = {}
         n = max(stats.size, 1)
-        for stem, df in zip(stems(terms), frequencies, strict=True):
+        # A query word holds no whitespace: it is one chunk, most often tokenized already.
+        known = _tokenized(set(terms)).tokens
+        for stem, df in zip([known[t] for t in terms], frequencies, strict=True):
             if stem and df > 0:
                 self._weights[stem] = math.log(1 + (n - df + 0.5) / (df + 0.5))
         self._avg = stats.avg_length or 1.0

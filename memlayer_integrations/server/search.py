@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from .backend import TextQuery, dialect_of
@@ -363,7 +364,10 @@ def _matches(
     rows = dialect_of(conn).text.matches(conn, query, where, since, MAX_SCORED)
     raw = scorer.raw_all([(r[1], r[2]) for r in rows])
     scored = [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
-    return sorted(scored, key=lambda hit: (-hit[1], hit[0]))
+    # Best first, ties oldest first: by rowid, then (stable, so ties keep it) by score.
+    scored.sort(key=itemgetter(0))
+    scored.sort(key=itemgetter(1), reverse=True)
+    return scored
 
 
 def _smoothed(
