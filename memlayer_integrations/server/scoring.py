@@ -201,6 +201,32 @@ class Scorer:
         """The BM25 score of one memory: its content and its length in characters."""
         return self.raw_all([(text, length)])[0]
 
+    @property
+    def counted(self) -> tuple[str, ...] | None:
+        """The tokens :meth:`raw_counts` scores from, in order: one per weighed word of the
+        query. ``None`` when a word is a phrase (several tokens): how often a memory holds
+        it depends on the order of its tokens, so it is scored from its content."""
+        if self._phrases:
+            return None
+        return tuple(stem[0] for stem in self._weights)
+
+    def raw_counts(self, memories: Sequence[tuple[Sequence[int], int]]) -> list[float]:
+        """The BM25 score of each memory, given as how often it holds each of
+        :attr:`counted` and its length in characters: what :meth:`raw_all` scores from its
+        content, equal to the last bit, without the content (an index that stores each
+        memory's tokens can count them where they are)."""
+        weights = list(self._weights.values())
+        avg = self._avg
+        scores = []
+        for counts, length in memories:
+            norm = K1 * (1 - B + B * length / avg)
+            score = 0.0
+            for weight, tf in zip(weights, counts, strict=True):  # raw_all's order and sums
+                if tf:
+                    score += weight * tf * (K1 + 1) / (tf + norm)
+            scores.append(score)
+        return scores
+
     def _raw(self, text: str, length: int) -> float | None:
         """:meth:`raw`, or ``None`` if a chunk of ``text`` was never tokenized."""
         keys = self._keys
