@@ -210,20 +210,20 @@ class Scorer:
             return None
         return tuple(stem[0] for stem in self._weights)
 
-    def raw_counts(self, memories: Sequence[tuple[Sequence[int], int]]) -> list[float]:
-        """The BM25 score of each memory, given as how often it holds each of
-        :attr:`counted` and its length in characters: what :meth:`raw_all` scores from its
+    def raw_counts(self, memories: Sequence[tuple[Sequence[tuple[int, int]], int]]) -> list[float]:
+        """The BM25 score of each memory, given as how often it holds the tokens of
+        :attr:`counted` it holds (``(place in counted, count)`` pairs, in the order of
+        ``counted``) and its length in characters: what :meth:`raw_all` scores from its
         content, equal to the last bit, without the content (an index that stores each
         memory's tokens can count them where they are)."""
         weights = list(self._weights.values())
         avg = self._avg
         scores = []
-        for counts, length in memories:
+        for held, length in memories:
             norm = K1 * (1 - B + B * length / avg)
             score = 0.0
-            for weight, tf in zip(weights, counts, strict=True):  # raw_all's order and sums
-                if tf:
-                    score += weight * tf * (K1 + 1) / (tf + norm)
+            for place, tf in held:  # raw_all's terms, in its order: the same sums
+                score += weights[place] * tf * (K1 + 1) / (tf + norm)
             scores.append(score)
         return scores
 

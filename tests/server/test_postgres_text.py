@@ -17,7 +17,7 @@ from memlayer_integrations.server.filters import scope_condition
 from memlayer_integrations.server.postgres import PostgresDatabase
 from memlayer_integrations.server.postgres.schema import MIGRATIONS
 from memlayer_integrations.server.postgres.text import TsvectorIndex, _counts, document, tsquery
-from memlayer_integrations.server.scoring import Scorer, ScopeStats, scope_stats
+from memlayer_integrations.server.scoring import ScopeStats, Scorer, scope_stats
 
 RECOUNT = (
     "SELECT m.account_id, m.user_id, w.lexeme, m.agent_id, count(*) FROM memories AS m,"
@@ -195,13 +195,13 @@ def test_scores_counted_in_the_tsvector_equal_scores_of_the_content(pg_url):
 
 
 def test_counts_are_read_from_the_query_lexemes_of_a_tsvector():
-    slots = {"'plan'": 0, "'tea'": 1}
-    assert _counts("'plan':3A,7A 'tea':2A", slots) == [2, 1]
-    assert _counts("'tea':2A", slots) == [0, 1]
-    assert _counts("", slots) == [0, 0]
+    places = {"'tea'": 0, "'plan'": 1}
+    assert _counts("'plan':3A,7A 'tea':2A", places) == [(0, 1), (1, 2)]
+    assert _counts("'plan':2A", places) == [(1, 1)]
+    assert _counts("", places) == []
     # A count at a cap may be short: the caller reads the content instead.
-    assert _counts("'tea':" + ",".join(f"{i}A" for i in range(1, 257)), slots) is None
-    assert _counts("'plan':1A,16383A", slots) is None
+    assert _counts("'tea':" + ",".join(f"{i}A" for i in range(1, 257)), places) is None
+    assert _counts("'plan':1A,16383A", places) is None
 
 
 def test_a_scorer_scores_counts_as_it_scores_the_content():
@@ -209,7 +209,7 @@ def test_a_scorer_scores_counts_as_it_scores_the_content():
     scorer = Scorer(["plans", "tea", "zebra"], [4, 9, 0], stats)
     assert scorer.counted == ("plan", "tea")
     texts = ["Plans, plans and tea", "tea", "nothing here", "PLAN " * 40]
-    counts = [[2, 1], [0, 1], [0, 0], [40, 0]]
+    counts = [[(0, 2), (1, 1)], [(1, 1)], [], [(0, 40)]]
     assert scorer.raw_counts(
         [(c, len(t)) for c, t in zip(counts, texts, strict=True)]
     ) == scorer.raw_all([(t, len(t)) for t in texts])

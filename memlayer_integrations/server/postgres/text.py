@@ -83,19 +83,21 @@ def _indexable(tokens: Sequence[str]) -> bool:
     return all(len(token.encode()) <= _MAX_LEXEME_BYTES for token in tokens)
 
 
-def _counts(held: str, slots: dict[str, int]) -> list[int] | None:
-    """How often a memory holds each token, from the ``tsvector`` text of its lexemes among
-    them (``'plan':3A,7A 'tea':2A``; ``slots``: each token's :func:`_lexeme` -> its place),
-    or ``None`` where a count reached a cap of positions (it may be short)."""
-    counts = [0] * len(slots)
-    if held:
-        for part in held.split(" "):
-            lexeme, _, positions = part.rpartition(":")
-            n = positions.count(",") + 1
-            if n >= _MAX_POSITIONS or _LAST_POSITION in positions:
-                return None
-            counts[slots[lexeme]] = n
-    return counts
+def _counts(held: str, places: dict[str, int]) -> Sequence[tuple[int, int]] | None:
+    """``(place, count)`` of each token a memory holds, in the order of the places, from
+    the ``tsvector`` text of its lexemes among them (``'plan':3A,7A 'tea':2A``; ``places``:
+    each token's :func:`_lexeme` -> its place), or ``None`` where a count reached a cap of
+    positions (it may be short)."""
+    found = []
+    for part in held.split(" ") if held else ():
+        lexeme, _, positions = part.rpartition(":")
+        n = positions.count(",") + 1
+        if n >= _MAX_POSITIONS or _LAST_POSITION in positions:
+            return None
+        found.append((places[lexeme], n))
+    if len(found) > 1:
+        found.sort()  # the tsvector's order is the lexemes'
+    return found
 
 
 def _single_token(query: TextQuery) -> str | None:
@@ -223,11 +225,16 @@ class TsvectorIndex(TextIndex):
         )
         rows = conn.execute(sql, [list(wanted), text, since, *where.params, limit]).fetchall()
         counted: list[tuple[int, bool]] = []
-        counts: list[tuple[list[int], int]] = []
+        counts: list[tuple[Sequence[tuple[int, int]], int]] = []
         capped: dict[int, tuple[int, bool]] = {}
-        slots = {_lexeme(token): i for i, token in enumerate(wanted)}
+        places = {_lexeme(token): i for i, token in enumerate(wanted)}
+        # The same lexemes at the same positions are common ("'noah':1A"): each once.
+        parsed: dict[str, Sequence[tuple[int, int]] | None] = {}
         for rowid, length, in_session, held in rows:
-            found = _counts(held, slots)
+            if held in parsed:
+                found = parsed[held]
+            else:
+                found = parsed[held] = _counts(held, places)
             if found is None:
                 capped[rowid] = (length, in_session)
             else:
