@@ -16,7 +16,8 @@ memories, or the user's with one agent):
 - ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, positive however common the word
   (Lucene's variant), and ``tf``, how often the memory holds the word, read from FTS5's
   memory's text, tokenized by the index's own tokenizer (each distinct whitespace-separated
-  chunk once per process, :func:`_chunk_tokens`).
+  chunk once per process, :func:`_chunk_tokens`), or counted by an index that keeps each
+  memory's tokens (:meth:`Scorer.raw_counts`, the same scores).
 
 ``raw = sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_length)))`` ranks;
 :func:`relevance` turns it into the ``score`` of the contract, ``1 - e^-raw``: in (0, 1),

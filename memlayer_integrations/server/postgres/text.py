@@ -21,6 +21,12 @@ the scope, from walking the scope's memories newest first (whichever the counts 
 cheaper; never from walking the whole table backwards, which the planner would choose when
 it misjudges how many match).
 
+Scoring reads no content (:meth:`TsvectorIndex.scored`): how often a match holds a word
+of the question is how many positions its lexeme has in the tsvector, so the database
+hands over only those lexemes of each match and ``Scorer.raw_counts`` scores them, to the
+last bit as ``Scorer.raw_all`` scores the content. The content is read where a count may
+be short (a cap below) and for a question with a phrase.
+
 Limits of ``tsvector``: positions stop at 16383 and at 256 per lexeme (phrases are matched
 within them), and a token over 2046 bytes is not indexed.
 """
