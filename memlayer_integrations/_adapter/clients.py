@@ -11,7 +11,9 @@ the same account. Nothing here sends a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .._client import AsyncMemLayerClient, MemLayerClient
@@ -39,6 +41,32 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+async def _close_at_loop_exit(client: AsyncMemLayerClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def _close_with_running_loop(client: AsyncMemLayerClient) -> AsyncGenerator[None, None]:
+    """Have the running event loop close ``client`` when it shuts down; keep what it returns.
+
+    httpx keeps an async client's connections in the loop that opened them. When a
+    framework runs async code from a sync method with ``asyncio.run``, that loop is closed
+    right after, and a client left open there would hold its sockets until the garbage
+    collector found them (a ``ResourceWarning`` each). ``asyncio.run`` finalizes the loop's
+    async generators before closing it, so a generator started in that loop and suspended at
+    its ``yield`` gets to ``await client.aclose()`` on the way out. The loop holds its
+    generators weakly: the caller keeps the one returned. Dropped while its loop still runs,
+    it is finalized (and the client closed) in that loop; dropped after, it does nothing.
+    """
+    closer = _close_at_loop_exit(client)
+    # Runs it to its ``yield`` (StopIteration); the loop's first-iteration hook registers it.
+    with contextlib.suppress(StopIteration):
+        closer.asend(None).send(None)
+    return closer
 
 
 class ClientPair:
@@ -75,6 +103,7 @@ class ClientPair:
         self._owned: list[MemLayerClient | AsyncMemLayerClient] = []
         self._lock = threading.Lock()
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_closer: AsyncGenerator[None, None] | None = None
         self._closed = False
         if client is None and async_client is None:
             # Building a client sends nothing; it only resolves the key and URL.
@@ -128,14 +157,18 @@ class ClientPair:
                 # httpx pools connections per event loop: a client built inside one
                 # ``asyncio.run`` cannot be used from the next (frameworks' sync methods run
                 # async code that way), so a client this pair built is rebuilt for the new loop.
+                # The old loop closes the old one (``_close_with_running_loop``).
                 self._owned.remove(self._async)
                 self._async = None
+                self._loop_closer = None
             if self._async is None:
                 source = self._sync if self._sync is not None else None
                 assert source is not None
                 self._async = AsyncMemLayerClient(**source._settings())
                 self._owned.append(self._async)
                 self._async_loop = loop
+                if loop is not None:
+                    self._loop_closer = _close_with_running_loop(self._async)
             return self._async
 
     def close(self) -> None:

@@ -4,6 +4,9 @@ keeps working across separate ``asyncio.run`` calls (frameworks' sync methods do
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
+import warnings
 
 import pytest
 
@@ -56,3 +59,43 @@ async def test_a_closed_pair_raises_a_memlayer_error_naming_its_owner(api_key, b
     with pytest.raises(MemLayerError, match="is closed"):
         await pair.async_.usage()
     pair.close()  # closing again is harmless
+
+
+def test_a_client_built_in_a_loop_is_closed_when_that_loop_shuts_down(api_key, base_url):
+    # Sync framework methods run async code with asyncio.run, one loop per call: each
+    # loop's client must not outlive it holding a socket until the garbage collector.
+    pair = ClientPair(api_key=api_key, base_url=base_url)
+    built = []
+
+    async def turn(n: int) -> None:
+        built.append(pair.async_)
+        await pair.async_.remember(f"fact {n}", user_id="u1", agent_id="bot")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        for n in range(3):
+            asyncio.run(turn(n))
+            assert built[-1]._http.is_closed
+        gc.collect()
+    assert len({id(c) for c in built}) == 3
+    pair.close()
+
+
+def test_a_loop_closed_without_shutting_down_leaves_nothing_to_finalize(api_key, base_url):
+    pair = ClientPair(api_key=api_key, base_url=base_url)
+    unraisable = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+
+        async def turn() -> None:
+            await pair.async_.usage()
+
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(turn())
+        loop.close()  # no shutdown_asyncgens: the first client stays open
+        asyncio.run(turn())  # a new loop: the pair builds a new client, forgets the old
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert [u.exc_value for u in unraisable if u.exc_type is not ResourceWarning] == []
+    pair.close()
