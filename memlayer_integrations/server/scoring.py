@@ -16,7 +16,8 @@ memories, or the user's with one agent):
 - ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, positive however common the word
   (Lucene's variant), and ``tf``, how often the memory holds the word, read from FTS5's
   memory's text, tokenized by the index's own tokenizer (each distinct whitespace-separated
-  chunk once per process, :class:`_Chunks`).
+  chunk once per process, :class:`_Chunks`), or counted by an index that keeps each
+  memory's tokens (:meth:`Scorer.raw_counts`, the same scores).
 
 ``raw = sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_length)))`` ranks;
 :func:`relevance` turns it into the ``score`` of the contract, ``1 - e^-raw``: in (0, 1),
@@ -252,6 +253,32 @@ class Scorer:
     def raw(self, text: str, length: int) -> float:
         """The BM25 score of one memory: its content and its length in characters."""
         return self.raw_all([(text, length)])[0]
+
+    @property
+    def counted(self) -> tuple[str, ...] | None:
+        """The tokens :meth:`raw_counts` scores from, in order: one per weighed word of the
+        query. ``None`` when a word is a phrase (several tokens): how often a memory holds
+        it depends on the order of its tokens, so it is scored from its content."""
+        if self._phrases:
+            return None
+        return tuple(stem[0] for stem in self._weights)
+
+    def raw_counts(self, memories: Sequence[tuple[Sequence[tuple[int, int]], int]]) -> list[float]:
+        """The BM25 score of each memory, given as how often it holds the tokens of
+        :attr:`counted` it holds (``(place in counted, count)`` pairs, in the order of
+        ``counted``) and its length in characters: what :meth:`raw_all` scores from its
+        content, equal to the last bit, without the content (an index that stores each
+        memory's tokens can count them where they are)."""
+        weights = list(self._weights.values())
+        avg = self._avg
+        scores = []
+        for held, length in memories:
+            norm = K1 * (1 - B + B * length / avg)
+            score = 0.0
+            for place, tf in held:  # raw_all's terms, in its order: the same sums
+                score += weights[place] * tf * (K1 + 1) / (tf + norm)
+            scores.append(score)
+        return scores
 
     def _terms(
         self, found: tuple[str, ...], keys: dict[str, tuple[tuple[str, ...], ...]]
