@@ -55,75 +55,18 @@ def match_expression(terms: Sequence[str], choose: Sequence[str] | None = None) 
     return f"({' OR '.join(quote(t) for t in choose)}) AND ({everything})"
 
 
-def _scoped(query: TextQuery, whole: bool = False) -> str:
-    """The MATCH expression of ``query``: its words, in its scope (``whole``: the index holds
-    nothing else, see :func:`_holds_only`)."""
-    expression = f"content : ({match_expression(query.terms, query.choose)})"
-    if whole:
-        return expression
+def _scoped(query: TextQuery) -> str:
+    expression = match_expression(query.terms, query.choose)
     scope = quote(scope_word(query.account_id, query.user_id, query.agent_id))
-    return f"scope_terms : {scope} AND {expression}"
-
-
-def _varint(data: bytes) -> int | None:
-    """The SQLite varint ``data`` starts with (big-endian 7-bit groups, the 9th byte whole),
-    or ``None`` if ``data`` ends inside it."""
-    value = 0
-    for i, byte in enumerate(data[:9]):
-        if i == 8:
-            return (value << 8) | byte
-        value = (value << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            return value
-    return None
-
-
-# FTS5 keeps the number of rows it indexes as the first varint of its "averages" record,
-# row 1 of its data table (the ``xRowCount`` that ``bm25()`` reads).
-_INDEX_ROWS = "SELECT block FROM memories_fts_data WHERE id = 1"
-
-
-def _holds_only(conn: Any, query: TextQuery) -> bool:
-    """Whether every memory ``memories_fts`` indexes is in ``query``'s scope.
-
-    Then the scope's word matches every row, and ANDing it with a query changes nothing but
-    its cost: FTS5 seeks into the word's postings (every memory) at each match, which at
-    100k memories costs several times the query itself. The test is exact: the scope's
-    size (``scope_sizes``, kept by the triggers that keep the index) equals the number of
-    rows indexed, and the scope's memories are all among them.
-    """
-    sql = (
-        f"SELECT ({_INDEX_ROWS}), (SELECT coalesce(sum(memories), 0) FROM scope_sizes"
-        " WHERE account_id = ? AND user_id = ?"
-    )
-    params: list[object] = [query.account_id, query.user_id]
-    if query.agent_id is not None:
-        sql += " AND agent_id = ?"
-        params.append(query.agent_id)
-    block, size = conn.execute(sql + ")", params).fetchone()
-    if not isinstance(block, bytes) or not size:
-        return False
-    return bool(_varint(block) == size)
-
-
-def _same_scope(a: TextQuery, b: TextQuery) -> bool:
-    return (a.account_id, a.user_id, a.agent_id) == (b.account_id, b.user_id, b.agent_id)
+    return f"scope_terms : {scope} AND content : ({expression})"
 
 
 class FtsIndex(TextIndex):
     """:class:`~.backend.TextIndex` on ``memories_fts``."""
 
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
-        return self.counts(conn, [query], cap)[0]
-
-    def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
         sql = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-        whole = bool(queries) and _holds_only(conn, queries[0])
-        found = []
-        for query in queries:
-            holds_only = whole and _same_scope(query, queries[0])
-            found.append(int(conn.execute(sql, (_scoped(query, holds_only), cap)).fetchone()[0]))
-        return found
+        return int(conn.execute(sql, (_scoped(query), cap)).fetchone()[0])
 
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
@@ -136,20 +79,18 @@ class FtsIndex(TextIndex):
             f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
             " ORDER BY memories_fts.rowid DESC LIMIT ?"
         )
-        expression = _scoped(query, _holds_only(conn, query))
-        return list(conn.execute(sql, [expression, since, *where.params, limit]).fetchall())
+        return list(conn.execute(sql, [_scoped(query), since, *where.params, limit]).fetchall())
 
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
         row = conn.execute(
             "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-            (_scoped(query, _holds_only(conn, query)), size - 1),
+            (_scoped(query), size - 1),
         ).fetchone()
         return 0 if row is None else int(row[0])
 
     def holding(self, conn: Any, query: TextQuery) -> list[int]:
         sql = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?"
-        expression = _scoped(query, _holds_only(conn, query))
-        return [r[0] for r in conn.execute(sql, (expression,))]
+        return [r[0] for r in conn.execute(sql, (_scoped(query),))]
 
     def matching(self, conn: Any, terms: Sequence[str], rowids: Sequence[int]) -> set[int]:
         if not rowids or not terms:
