@@ -23,8 +23,7 @@ Scope: a query, and every word count, is ANDed with the word naming its scope (c
 (or that user and agent's) memories and counts words there. Which memories are candidates,
 and how they score, never depends on what other scopes or accounts store: a tenant cannot
 learn another's words from its own results. The SQL conditions on the ids decide what is
-returned. (When the index holds nothing but that scope, SQLite leaves the word out: it
-matches every row then, and only costs a seek into its postings at each match.)
+returned.
 
 Cost control: FTS5 scores every memory that matches, so one very common word would make an
 OR query as slow as the whole scope. In a scope of more than ``POSTINGS_BUDGET`` memories,
