@@ -102,15 +102,26 @@ def load(
     db: str, account: int, agent: str, users: list[str], texts: list[list[str]]
 ) -> dict[str, Any]:
     """Import every user's ``texts`` into ``db`` for ``account``; time it."""
-    per_user = max(1, max(len(t) for t in texts))
-    users_per_part = max(1, PART // per_user)
+    # On PostgreSQL a user with more than PART memories is imported in several parts (one
+    # import of a large scope would be one long, quadratic transaction); SQLite imports a
+    # scope of 20,000 twice as fast in one part as in 40.
+    cut = PART if db.startswith(("postgres://", "postgresql://")) else None
+    pieces = [
+        (user, own[at : at + (cut or len(own))])
+        for user, own in zip(users, texts, strict=True)
+        for at in range(0, len(own), cut or max(1, len(own)))
+    ]
+    per_piece = max(1, max(len(t) for _, t in pieces))
+    pieces_per_part = max(1, PART // per_piece)
     backend = open_backend(db)
     stored = parts = 0
     start = time.perf_counter()
     try:
-        for at in range(0, len(users), users_per_part):
-            part = slice(at, at + users_per_part)
-            report = import_dump(backend, _dump(account, agent, users[part], texts[part], stored))
+        for at in range(0, len(pieces), pieces_per_part):
+            part = pieces[at : at + pieces_per_part]
+            part_users = [user for user, _ in part]
+            part_texts = [own for _, own in part]
+            report = import_dump(backend, _dump(account, agent, part_users, part_texts, stored))
             stored += report.added["memories"]
             parts += 1
     finally:

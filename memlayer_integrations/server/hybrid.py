@@ -43,7 +43,7 @@ from this order do not overlap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from . import search as search_module
@@ -116,7 +116,7 @@ def search(
     conn: Any,
     account_id: int,
     query: str,
-    query_vector: Callable[[], Any],
+    query_vector: Future[Any],
     index: SemanticIndex,
     *,
     user_id: str,
@@ -130,13 +130,20 @@ def search(
 ) -> list[tuple[Any, float]]:
     """Memories of one scope by words and meaning, best first, each with a score in (0, 1].
 
-    Same arguments and rows as :func:`search.search`, plus ``query_vector``, which returns
-    the question's vector: it is asked for only once the words are searched, so that a
-    question still being embedded on another thread (``vectors.Embeddings``) is embedded
-    meanwhile. Memories expired at ``now`` are left out (the request's sweep has usually
-    deleted them already).
+    Same arguments and rows as :func:`search.search`, plus ``query_vector``, the future of
+    the question's vector. Without a session or metadata condition, the vectors are
+    scanned on the index's worker thread once the question is embedded there
+    (:meth:`SemanticIndex.start_nearest`), while this thread searches the words; with one,
+    the scan waits for the memories that meet it. Memories expired at ``now`` are left
+    out (the request's sweep has usually deleted them already).
     """
     pool = max(POOL, offset + limit)
+    conditioned = session_id is not None or filters is not None or agent_prefix is not None
+    scan = (
+        None
+        if conditioned
+        else index.start_nearest(conn, account_id, user_id, agent_id, query_vector, pool)
+    )
     lexical = search_module.ranked(  # rowids: only the page's rows are read, at the end
         conn,
         account_id,
@@ -160,7 +167,7 @@ def search(
         agent_prefix=agent_prefix,
     )
     allowed = None
-    if session_id is not None or filters is not None or agent_prefix is not None:
+    if conditioned:
         allowed = [
             r[0]
             for r in conn.execute(
@@ -175,10 +182,13 @@ def search(
         meets = {r[0] for r in conn.execute(sql, [*ids.params, *where.params])}
         anchored = {rowid: share for rowid, share in anchored.items() if rowid in meets}
     try:
-        vector = query_vector()
+        if scan is not None:
+            near = scan.result()
+        else:
+            vector = query_vector.result()
+            near = index.nearest(conn, account_id, user_id, agent_id, vector, pool, allowed)
     except EmbedderError as exc:  # a local model failing while the words were searched
         raise ApiError(503, "embedder_unavailable", f"the embedder failed: {exc}") from exc
-    near = index.nearest(conn, account_id, user_id, agent_id, vector, pool, allowed)
 
     best_words = max((score for _, score in lexical), default=0.0)
     words = {rowid: score / best_words for rowid, score in lexical} if best_words else {}

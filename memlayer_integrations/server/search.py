@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from .backend import TextQuery, dialect_of
@@ -360,10 +361,11 @@ def _matches(
     ``since`` on, best first (ties: oldest first). At most ``MAX_SCORED`` of them, the newest:
     the candidates are chosen to be far fewer (module docstring); only a fallback to every
     match of a large scope reaches it."""
-    rows = dialect_of(conn).text.matches(conn, query, where, since, MAX_SCORED)
-    raw = scorer.raw_all([(r[1], r[2]) for r in rows])
-    scored = [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
-    return sorted(scored, key=lambda hit: (-hit[1], hit[0]))
+    scored = dialect_of(conn).text.scored(conn, query, where, since, MAX_SCORED, scorer)
+    # Best first, ties oldest first: by rowid, then (stable, so ties keep it) by score.
+    scored.sort(key=itemgetter(0))
+    scored.sort(key=itemgetter(1), reverse=True)
+    return scored
 
 
 def _smoothed(

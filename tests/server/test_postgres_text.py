@@ -1,6 +1,6 @@
 """Recall's index on PostgreSQL (``server/postgres/text.py``): the per-scope word counts kept
-by triggers agree with the index, and both ways to a window of the newest matches find the
-same memory."""
+by triggers agree with the index, both ways to a window of the newest matches find the
+same memory, and matches scored from the tsvector's counts score as from their content."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 
 from memlayer_integrations import MemLayerClient
 from memlayer_integrations.server import LocalMemLayerServer
-from memlayer_integrations.server.backend import TextQuery
+from memlayer_integrations.server.backend import TextIndex, TextQuery
+from memlayer_integrations.server.filters import scope_condition
 from memlayer_integrations.server.postgres import PostgresDatabase
 from memlayer_integrations.server.postgres.schema import MIGRATIONS
-from memlayer_integrations.server.postgres.text import TsvectorIndex, document, tsquery
+from memlayer_integrations.server.postgres.text import TsvectorIndex, _counts, document, tsquery
+from memlayer_integrations.server.scoring import ScopeStats, Scorer, scope_stats
 
 RECOUNT = (
     "SELECT m.account_id, m.user_id, w.lexeme, m.agent_id, count(*) FROM memories AS m,"
@@ -149,3 +151,66 @@ def test_the_walk_through_a_scope_is_chosen_only_where_it_is_cheaper(pg_url):
             assert walk("café-latte", 10) is None  # a phrase: only the index knows
     finally:
         db.close()
+
+
+def _scored_both_ways(conn: Any, account: int, words: list[str]) -> tuple[list[Any], list[Any]]:
+    """The matches of ``words`` in user ``u``'s memories, scored from the tsvector's counts
+    and from the content: ``(counted, read)``, each sorted by rowid."""
+    index = TsvectorIndex()
+    query = TextQuery(account, "u", None, words)
+    frequencies = index.counts(conn, [TextQuery(account, "u", None, [w]) for w in words], 1001)
+    scorer = Scorer(words, frequencies, scope_stats(conn, account, "u", None))
+    where = scope_condition(account, "u", None, None)
+    counted = index.scored(conn, query, where, 0, 100, scorer)
+    read = TextIndex.scored(index, conn, query, where, 0, 100, scorer)
+    return sorted(counted), sorted(read)
+
+
+def test_scores_counted_in_the_tsvector_equal_scores_of_the_content(pg_url):
+    texts = [
+        "tea and green tea",
+        "green plans",
+        "tea " * 300,  # past the 256 positions a lexeme keeps
+        "1 " * 16382 + "tea",  # "tea" at the last position a tsvector keeps
+        "café-latte with tea",
+        "Plans, plans and more PLANS for tea",
+    ]
+    with LocalMemLayerServer(pg_url) as server:
+        key = server.create_key(plan="unlimited")
+        with MemLayerClient(api_key=key, base_url=server.url) as client:
+            client.remember_many(texts, user_id="u", agent_id="a")
+            client.remember_many(["tea elsewhere"] * 3, user_id="w", agent_id="a")
+    account = int(next(iter(_rows(pg_url, "SELECT account_id FROM memories LIMIT 1")))[0])
+    db = PostgresDatabase(pg_url)
+    try:
+        with db.read() as conn:
+            for words in (["tea"], ["green", "tea"], ["plans", "tea", "absent"], ["café-latte"]):
+                counted, read = _scored_both_ways(conn, account, words)
+                assert counted == read, words
+                assert counted and all(score > 0 for _, score, _ in counted)
+            counted, _ = _scored_both_ways(conn, account, ["tea"])
+            assert len(counted) == 5
+    finally:
+        db.close()
+
+
+def test_counts_are_read_from_the_query_lexemes_of_a_tsvector():
+    places = {"'tea'": 0, "'plan'": 1}
+    assert _counts("'plan':3A,7A 'tea':2A", places) == [(0, 1), (1, 2)]
+    assert _counts("'plan':2A", places) == [(1, 1)]
+    assert _counts("", places) == []
+    # A count at a cap may be short: the caller reads the content instead.
+    assert _counts("'tea':" + ",".join(f"{i}A" for i in range(1, 257)), places) is None
+    assert _counts("'plan':1A,16383A", places) is None
+
+
+def test_a_scorer_scores_counts_as_it_scores_the_content():
+    stats = ScopeStats(size=50, avg_length=30.0)
+    scorer = Scorer(["plans", "tea", "zebra"], [4, 9, 0], stats)
+    assert scorer.counted == ("plan", "tea")
+    texts = ["Plans, plans and tea", "tea", "nothing here", "PLAN " * 40]
+    counts = [[(0, 2), (1, 1)], [(1, 1)], [], [(0, 40)]]
+    assert scorer.raw_counts(
+        [(c, len(t)) for c, t in zip(counts, texts, strict=True)]
+    ) == scorer.raw_all([(t, len(t)) for t in texts])
+    assert Scorer(["café-latte"], [3], stats).counted is None  # a phrase: scored from text

@@ -239,6 +239,54 @@ def test_a_local_models_question_is_embedded_on_the_worker_while_the_words_are_s
             assert contents(recall(http, "which vehicle?"))[0] == FACTS[1]
 
 
+def test_the_vectors_are_scanned_on_the_worker_after_the_question_as_nearest_scans_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = LocalConceptEmbedder()
+    with LocalMemLayerServer(tmp_path / "m.db", embedder=embedder) as srv:
+        key = srv.create_key(plan="unlimited")
+        with httpx.Client(base_url=srv.url + "/v1", headers={"X-API-Key": key}) as http:
+            load(http)
+    scans: list[str] = []
+    scan = vectors_module._scan
+
+    def recording_scan(*args: Any) -> Any:
+        scans.append(threading.current_thread().name)
+        return scan(*args)
+
+    monkeypatch.setattr(vectors_module, "_scan", recording_scan)
+    index = vectors_module.SemanticIndex(embedder)
+    db = open_backend(tmp_path / "m.db")
+    try:
+        with db.read() as conn:
+            account = conn.execute("SELECT account_id FROM memory_vectors").fetchone()[0]
+            question = index.start_query("what does she drink?")
+            later = index.start_nearest(conn, account, "u1", None, question, 3)
+            expected = index.nearest(conn, account, "u1", "bot", question.result(), 3)
+            assert later.result() == expected and len(expected) == 3
+    finally:
+        db.close()
+        index.close()
+    # One scan on the worker (start_nearest), one on this thread (nearest), in either order.
+    assert sorted(name.startswith("memlayer-embed") for name in scans) == [False, True]
+    assert threading.current_thread().name in scans
+
+
+def test_a_scopes_snapshot_keeps_its_rows_while_the_scope_grows() -> None:
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((70, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    blobs = [r.tobytes() for r in rows]
+    index = vectors_module.SemanticIndex(ConceptEmbedder())
+    scope = index._append(None, (64, 0), list(range(1, 65)), list(range(1, 65)), blobs[:64])
+    snapshot = index._snapshot(scope)
+    before = vectors_module._top(snapshot, rows[66], 5, None)
+    index._append(scope, (70, 0), list(range(65, 71)), list(range(65, 71)), blobs[64:])
+    assert scope.size == 70 and snapshot.size == 64
+    assert vectors_module._top(snapshot, rows[66], 5, None) == before
+    assert vectors_module._top(scope, rows[66], 1, None)[0][0] == 67
+
+
 def test_a_repeated_question_is_embedded_once(
     http: httpx.Client, embedder: ConceptEmbedder
 ) -> None:

