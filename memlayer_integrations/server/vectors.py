@@ -315,9 +315,7 @@ class SemanticIndex:
         ``result``.
         """
         scopes = [
-            self._snapshot(scope)
-            for agent in self._agents(conn, account_id, user_id, agent_id)
-            if (scope := self._current(conn, (account_id, user_id, agent))) is not None
+            self._snapshot(scope) for scope in self._scopes_of(conn, account_id, user_id, agent_id)
         ]
 
         def scan() -> list[tuple[int, float]]:
@@ -375,10 +373,19 @@ class SemanticIndex:
         with self._lock:
             return dataclasses.replace(scope)
 
-    def _agents(self, conn: Any, account_id: int, user_id: str, agent_id: str | None) -> list[str]:
-        if agent_id is not None:
-            return [agent_id]
-        return self.storage.agents(conn, account_id, user_id)
+    def _scopes_of(
+        self, conn: Any, account_id: int, user_id: str, agent_id: str | None
+    ) -> list[_Scope]:
+        """The cached matrices of a scope (each of the user's agents when ``agent_id`` is
+        ``None``), brought up to ``conn``'s snapshot; empty ones left out."""
+        agents = (
+            [agent_id] if agent_id is not None else self.storage.agents(conn, account_id, user_id)
+        )
+        return [
+            scope
+            for agent in agents
+            if (scope := self._current(conn, (account_id, user_id, agent))) is not None
+        ]
 
     @staticmethod
     def _compact(scope: _Scope, keep: Any) -> _Scope:
@@ -442,8 +449,7 @@ class SemanticIndex:
         A recall calls it before its work is budgeted: filling the cache of a large scope
         (100k vectors: seconds) is done once for every later recall, not by one of them.
         """
-        for agent in self._agents(conn, account_id, user_id, agent_id):
-            self._current(conn, (account_id, user_id, agent))
+        self._scopes_of(conn, account_id, user_id, agent_id)
 
     # -- search --------------------------------------------------------------------
 
@@ -463,11 +469,7 @@ class SemanticIndex:
         (the memories that meet a session or metadata condition).
         """
         wanted = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
-        scopes = [
-            scope
-            for agent in self._agents(conn, account_id, user_id, agent_id)
-            if (scope := self._current(conn, (account_id, user_id, agent))) is not None
-        ]
+        scopes = self._scopes_of(conn, account_id, user_id, agent_id)
         return _scan(scopes, np.asarray(query, dtype=np.float32), k, wanted)
 
 

@@ -111,7 +111,7 @@ def _single_token(query: TextQuery) -> str | None:
     if query.choose is not None or len(query.terms) != 1:
         return None
     (stem,) = stems(list(query.terms))
-    if len(stem) != 1 or len(stem[0].encode()) > _MAX_LEXEME_BYTES:
+    if len(stem) != 1 or not _indexable(stem):
         return None
     return stem[0]
 
