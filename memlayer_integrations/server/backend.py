@@ -90,6 +90,10 @@ class TextIndex(ABC):
     a word matches the same memories, and scores the same, whichever database holds them.
     """
 
+    #: A scope of at most this many memories is recalled by reading its rows instead of
+    #: through the index (``scan.py``: the same answers); 0, never.
+    scans_up_to: int = 0
+
     @abstractmethod
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
         """How many memories of the scope match ``query`` (expired ones too), up to ``cap``."""

@@ -319,3 +319,53 @@ class Scorer:
         for numerator, tf in terms:
             score += numerator / (tf + norm)
         return score
+
+
+def held(
+    texts: Sequence[str], stems: Iterable[tuple[str, ...]]
+) -> list[dict[tuple[str, ...], int]]:
+    """How often each of ``texts`` holds each of ``stems`` (a word's tokens, one after the
+    other), counted as FTS5 counts a phrase: what a memory matches, without the index.
+
+    Tokens come from the chunk cache (:class:`_Chunks`), as :class:`Scorer` reads them; a
+    text lacking a stem has no entry for it, and an empty stem (a word the tokenizer drops)
+    is held by none, as FTS5's empty phrase matches nothing.
+
+    Example:
+        >>> held(["Plans and plans", "a plan for tea"], [("plan",), ("plan", "for")])
+        [{('plan',): 2}, {('plan',): 1, ('plan', 'for'): 1}]
+    """
+    stems = [stem for stem in dict.fromkeys(stems) if stem]
+    split = [text.split() for text in texts]
+    if not stems:
+        return [{} for _ in split]
+    chunks: set[str] = set().union(*split)
+    cache = _tokenized(chunks)
+    singles = {stem[0] for stem in stems if len(stem) == 1}
+    phrases = [stem for stem in stems if len(stem) > 1]
+    wanted = singles.union(*phrases)
+    # The chunks holding a wanted token -> those tokens (the single words), once per time.
+    keys = {
+        chunk: tuple(t for t in cache.tokens[chunk] if t in singles)
+        for chunk in cache.holding(wanted) & chunks
+    }
+    found: list[dict[tuple[str, ...], int]] = []
+    for words in split:
+        counts: dict[tuple[str, ...], int] = {}
+        inside = [chunk for chunk in words if chunk in keys]
+        for chunk in inside:
+            for token in keys[chunk]:
+                counts[(token,)] = counts.get((token,), 0) + 1
+        if phrases and inside:
+            sequence = [token for chunk in words for token in cache.tokens[chunk]]
+            for phrase in phrases:
+                size = len(phrase)
+                n = sum(
+                    1
+                    for i in range(len(sequence) - size + 1)
+                    if tuple(sequence[i : i + size]) == phrase
+                )
+                if n:
+                    counts[phrase] = n
+        found.append(counts)
+    return found

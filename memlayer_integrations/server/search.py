@@ -58,6 +58,7 @@ from typing import Any
 from .backend import TextQuery, dialect_of
 from .db import MEMORY_COLUMNS
 from .filters import Filter, scope_condition
+from .scan import ScopeScan
 from .scoring import Scorer, scope_stats
 from .sqlite_text import match_expression, scope_word
 
@@ -361,7 +362,12 @@ def _matches(
     ``since`` on, best first (ties: oldest first). At most ``MAX_SCORED`` of them, the newest:
     the candidates are chosen to be far fewer (module docstring); only a fallback to every
     match of a large scope reaches it."""
-    scored = dialect_of(conn).text.scored(conn, query, where, since, MAX_SCORED, scorer)
+    return _best_first_sorted(
+        dialect_of(conn).text.scored(conn, query, where, since, MAX_SCORED, scorer)
+    )
+
+
+def _best_first_sorted(scored: list[tuple[int, float, bool]]) -> list[tuple[int, float, bool]]:
     # Best first, ties oldest first: by rowid, then (stable, so ties keep it) by score.
     scored.sort(key=itemgetter(0))
     scored.sort(key=itemgetter(1), reverse=True)
@@ -369,21 +375,24 @@ def _matches(
 
 
 def _smoothed(
-    conn: Any, head: list[tuple[int, float, bool]], where: Filter
+    conn: Any, head: list[tuple[int, float, bool]], where: Filter, scan: ScopeScan | None = None
 ) -> list[tuple[int, float]]:
     """``head`` rescored with what their neighbours lend, plus the neighbours lifted, best first.
 
     A neighbour outside ``head`` is lifted only when the share lent to it beats the lowest
     BM25 score in ``head``: neighbours move ahead of weaker matches, they never pad a short
     result. It scores that share, and must meet every condition of the request. Only
-    memories in a session have neighbours.
+    memories in a session have neighbours. With ``scan`` (the whole scope, read), the
+    neighbours and the conditions are looked up in it instead of in SQL.
     """
     scores = {rowid: score for rowid, score, _ in head}
     lent: dict[int, float] = {}  # the largest share any candidate lends to a memory
     in_session = [rowid for rowid, _, session in head if session]
     dialect = dialect_of(conn)
     neighbours: Any = []
-    if in_session:
+    if in_session and scan is not None:
+        neighbours = scan.neighbours(in_session, NEIGHBOUR_REACH)
+    elif in_session:
         ids = dialect.one_of("c.rowid", in_session)
         neighbours = conn.execute(_NEIGHBOURS_SQL.format(ids=ids.sql), ids.params)
     for rowid, *around in neighbours:
@@ -394,7 +403,9 @@ def _smoothed(
     ranked = [(rowid, score + lent.get(rowid, 0.0)) for rowid, score, _ in head]
     lowest = head[-1][1]
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
-    if lifted:
+    if lifted and scan is not None:
+        ranked += [(rowid, lent[rowid]) for rowid in scan.meeting(lifted)]
+    elif lifted:
         ids = dialect.one_of("m.rowid", lifted)
         sql = f"SELECT m.rowid FROM {dialect.by_rowid} WHERE {ids.sql} AND {where.sql}"
         ranked += [(r[0], lent[r[0]]) for r in conn.execute(sql, [*ids.params, *where.params])]
@@ -479,11 +490,28 @@ def ranked(
     text = dialect_of(conn).text
     stats = scope_stats(conn, account_id, user_id, agent_id)
     terms = query_terms(query)
+    if not terms:
+        return []
+    where = scope_condition(
+        account_id,
+        user_id,
+        agent_id,
+        session_id,
+        filters=filters,
+        live_at=now,
+        agent_prefix=agent_prefix,
+    )
 
     def scoped(words: Sequence[str], choose: Sequence[str] | None = None) -> TextQuery:
         return TextQuery(account_id, user_id, agent_id, words, choose)
 
-    found = text.counts(conn, [scoped([term]) for term in terms], POSTINGS_BUDGET + 1)
+    scan = None
+    if stats.size <= min(text.scans_up_to, POSTINGS_BUDGET):
+        # A small scope: read whole, searched here (scan.py), the same answers.
+        scan = ScopeScan.read(conn, account_id, user_id, agent_id, where, terms)
+        found = scan.counts()
+    else:
+        found = text.counts(conn, [scoped([term]) for term in terms], POSTINGS_BUDGET + 1)
     counts = dict(zip(terms, found, strict=True))
     since = 0
     chosen: tuple[list[str], list[str] | None] | None
@@ -501,16 +529,10 @@ def ranked(
     if chosen is None:
         return []
     scorer = Scorer(list(counts), list(counts.values()), stats)
-    where = scope_condition(
-        account_id,
-        user_id,
-        agent_id,
-        session_id,
-        filters=filters,
-        live_at=now,
-        agent_prefix=agent_prefix,
-    )
-    matches = _matches(conn, scoped(*chosen), where, scorer, since)
+    if scan is not None:
+        matches = _best_first_sorted(scan.scored(scorer))
+    else:
+        matches = _matches(conn, scoped(*chosen), where, scorer, since)
     if not matches and (since or chosen[1] is not None):
         # The candidates met none of the request's conditions (filters, a session): rank
         # every match.
@@ -518,7 +540,7 @@ def ranked(
     if not matches:
         return []
     head, rest = matches[:CANDIDATES], matches[CANDIDATES:]
-    order = _smoothed(conn, head, where)
+    order = _smoothed(conn, head, where, scan)
     end = offset + limit
     if rest and len(order) < end:
         # The rest of the matches, in BM25 order: each scores at most the head's lowest,

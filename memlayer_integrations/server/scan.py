@@ -1,0 +1,132 @@
+"""Recall in a small scope: the scope's memories read by its index, their words found here.
+
+Through the full-text index a recall costs several statements, each intersecting the
+scope word's postings with a word's (``search.py``): one count per word of the question,
+then the matches, then their conversation neighbours. A scope of a few hundred memories
+(a LangGraph namespace holds tens to hundreds) is cheaper to read whole, by the scope's
+own index (``memories_scope``), in one statement, and to search in Python: the words of
+each memory come from the process's chunk cache (:func:`.scoring.held`), which scoring
+reads anyway, and the neighbours are the memories before and after in the rows read.
+
+So a scope of at most ``TextIndex.scans_up_to`` memories (``SCAN_LIMIT`` on SQLite) is
+recalled from a :class:`ScopeScan`, and gives the answers the index gives, bit for bit:
+
+- a word matches a memory as FTS5's phrase of the word's tokens does (the same tokenizer);
+- a word's count is over every memory of the scope, expired ones and those the request's
+  conditions leave out included, as the index counts;
+- a memory meets the request's conditions when the same SQL condition holds for its row
+  (evaluated in the one statement, so the query budget counts it);
+- matches are scored by the same :class:`.scoring.Scorer`, from counts where the index
+  would have been read for content (:meth:`.Scorer.raw_counts`, the same floats).
+
+``tests/server/test_scan.py`` runs random recalls both ways and compares the answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .filters import Filter, scope_condition
+from .scoring import Scorer, held, tokens
+
+__all__ = ["SCAN_LIMIT", "ScopeScan"]
+
+#: Largest scope recalled by reading it (on SQLite): past it, the index costs less.
+SCAN_LIMIT = 400
+
+_READ = (
+    "SELECT m.rowid, m.content, length(m.content), m.agent_id, m.session_id,"
+    " CASE WHEN {meets} THEN 1 ELSE 0 END FROM memories AS m WHERE {scope}"
+)
+
+
+class ScopeScan:
+    """Every memory of one scope, and a question's words in them (module docstring).
+
+    Args:
+        rows: ``(rowid, content, length, agent_id, session_id, meets the request)`` of each
+            memory of the scope, as :meth:`read` reads them.
+        terms: the question's words (``search.query_terms``).
+    """
+
+    def __init__(self, rows: Sequence[Any], terms: Sequence[str]) -> None:
+        self._rows = rows
+        self._terms = list(terms)
+        self._stems = {term: tuple(tokens(term)) for term in self._terms}
+        self._held = held([row[1] for row in rows], self._stems.values())
+        self._meets = {row[0]: bool(row[5]) for row in rows}
+
+    @classmethod
+    def read(
+        cls,
+        conn: Any,
+        account_id: int,
+        user_id: str,
+        agent_id: str | None,
+        where: Filter,
+        terms: Sequence[str],
+    ) -> ScopeScan:
+        """The scope's memories (all the user's agents when ``agent_id`` is None), each
+        marked with whether it meets ``where``: one statement."""
+        scope = scope_condition(account_id, user_id, agent_id)
+        sql = _READ.format(meets=where.sql, scope=scope.sql)
+        return cls(conn.execute(sql, [*where.params, *scope.params]).fetchall(), terms)
+
+    def counts(self) -> list[int]:
+        """How many memories of the scope hold each word, in the order of the words."""
+        return [
+            sum(1 for found in self._held if stem in found) if stem else 0
+            for stem in (self._stems[term] for term in self._terms)
+        ]
+
+    def scored(self, scorer: Scorer) -> list[tuple[int, float, bool]]:
+        """``(rowid, raw score, in a session)`` of the memories holding a word of the
+        question and meeting the request, unordered (``search._matches`` orders them)."""
+        stems = [stem for stem in dict.fromkeys(self._stems.values()) if stem]
+        rows, counts = [], []
+        for row, found in zip(self._rows, self._held, strict=True):
+            if row[5] and any(stem in found for stem in stems):
+                rows.append(row)
+                counts.append(found)
+        counted = scorer.counted
+        if counted is None:  # a word is a phrase: scored from the content, as the index's are
+            raw = scorer.raw_all([(row[1], row[2]) for row in rows])
+        else:
+            keys = [(token,) for token in counted]
+            raw = scorer.raw_counts(
+                [
+                    (
+                        [(place, found[key]) for place, key in enumerate(keys) if key in found],
+                        row[2],
+                    )
+                    for row, found in zip(rows, counts, strict=True)
+                ]
+            )
+        return [(row[0], score, row[4] is not None) for row, score in zip(rows, raw, strict=True)]
+
+    def neighbours(self, rowids: Iterable[int], reach: int) -> list[tuple[int | None, ...]]:
+        """``(rowid, before, after, 2 before, 2 after, ...)`` up to ``reach`` turns away, for
+        each of ``rowids`` (memories in a session): the memories of the same agent and
+        session next to it by rowid, whatever the request's conditions (``None``: none)."""
+        conversations: dict[tuple[str, str], list[int]] = {}
+        for row in self._rows:
+            if row[4] is not None:
+                conversations.setdefault((row[3], row[4]), []).append(row[0])
+        place: dict[int, tuple[list[int], int]] = {}
+        for turns in conversations.values():
+            turns.sort()
+            place.update((rowid, (turns, i)) for i, rowid in enumerate(turns))
+        around: list[tuple[int | None, ...]] = []
+        for rowid in rowids:
+            turns, i = place[rowid]
+            lent: list[int | None] = [rowid]
+            for distance in range(1, reach + 1):
+                lent.append(turns[i - distance] if i >= distance else None)
+                lent.append(turns[i + distance] if i + distance < len(turns) else None)
+            around.append(tuple(lent))
+        return around
+
+    def meeting(self, rowids: Iterable[int]) -> list[int]:
+        """Those of ``rowids`` that meet the request's conditions."""
+        return [rowid for rowid in rowids if self._meets[rowid]]
