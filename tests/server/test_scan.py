@@ -1,0 +1,186 @@
+"""Recall in a small scope (``scan.py``) answers exactly as recall through the index does.
+
+Random scopes of just below and just above the scan limit, and random questions of every
+kind (one word, several, stop words only, unknown words, words the tokenizer cuts in
+two or drops, stemmed forms), with session, metadata, expiry and agent-prefix conditions,
+are recalled both ways: the same memories, in the same order, with the same scores bit
+for bit, and the same explanations.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benchmarks._text import TextGenerator
+from memlayer_integrations.server import search as search_module
+from memlayer_integrations.server.db import migrate
+from memlayer_integrations.server.explain import explain
+from memlayer_integrations.server.filters import compile_filters
+from memlayer_integrations.server.scan import SCAN_LIMIT
+from memlayer_integrations.server.search import POSTINGS_BUDGET
+from memlayer_integrations.server.sqlite_text import FtsIndex
+
+NOW = "2026-06-01T00:00:00.000000Z"
+# Words that stem alike, words cut in two ("a\u19b0b": the tokenizer's Unicode has no
+# \u19b0) or dropped altogether ("\u19b0"), accents folded, digits, stop words.
+TRICKY = [
+    "plan",
+    "plans",
+    "planning",
+    "café",
+    "cafe",
+    "CAFÉ",
+    "tea\u19b0time",
+    "tea",
+    "time",
+    "\u19b0",
+    "\u19b1\u19b2",
+    "3",
+    "42",
+    "x",
+    "the",
+    "who",
+    "is",
+    "he",
+    "naïve",
+    "𞤀𞤁",
+]
+
+
+def _memories(rng: random.Random, gen: TextGenerator, n: int) -> list[str]:
+    texts = []
+    for _ in range(n - n // 20):
+        words = gen.memory().split()
+        for _ in range(rng.randrange(4)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(TRICKY))
+        texts.append(" ".join(words) if rng.random() > 0.05 else gen.memory())
+    # Equal texts tie: the oldest goes first either way.
+    return texts + texts[: n // 20]
+
+
+def _fill(conn: sqlite3.Connection, seed: int, size: int) -> None:
+    """User ``u`` of account 1: ``size`` memories over agents ``a``, ``a.b``, ``c``; another
+    user and another account with the same words, which must change nothing."""
+    rng = random.Random(seed)
+    gen = TextGenerator(seed=seed)
+    rows = []
+    for account, user, n in ((1, "u", size), (1, "v", 50), (2, "u", 50)):
+        texts = _memories(rng, gen, n)
+        for text in texts:
+            agent = rng.choice(["a", "a", "a.b", "c"])
+            session = rng.choice([None, "s1", "s2", "s3"])
+            expires = rng.choice([None] * 8 + ["2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"])
+            meta = json.dumps({"kind": rng.choice("xyz"), "n": rng.randrange(10)})
+            rows.append((account, user, agent, session, text, meta, expires))
+    conn.executemany(
+        "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, content,"
+        " metadata, expires_at, created_at, updated_at)"
+        " VALUES ('m' || (SELECT count(*) FROM memories), ?, ?, ?, ?, ?, ?, ?, 't', 't')",
+        rows,
+    )
+
+
+def _queries(rng: random.Random, gen: TextGenerator, corpus: list[str], n: int) -> list[str]:
+    queries = gen.queries(n, corpus)
+    for i in range(0, n, 3):  # tricky words, alone and mixed in
+        words = [rng.choice(TRICKY) for _ in range(rng.randrange(1, 4))]
+        queries[i] = " ".join(words) if i % 2 else queries[i] + " " + " ".join(words)
+    return [*queries, "who is he", "the", "zzzunknown", "zzz qqq", "?!", "\u19b0", "plans 3"]
+
+
+def _requests(rng: random.Random) -> Iterator[dict[str, Any]]:
+    """Scopes and conditions of a recall: the user, one agent, an agent prefix; a session,
+    metadata filters, expiry."""
+    while True:
+        scope: dict[str, Any] = rng.choice(
+            [
+                {"agent_id": None},
+                {"agent_id": "a"},
+                {"agent_id": "c"},
+                {"agent_id": None, "agent_prefix": "a"},
+                {"agent_id": "nobody"},
+            ]
+        )
+        filters = rng.choice([None, None, {"kind": "x"}, {"n": {"$gte": 5}}])
+        yield {
+            "user_id": rng.choice(["u", "u", "u", "u", "nobody"]),
+            **scope,
+            "session_id": rng.choice([None, None, "s1"]),
+            "filters": compile_filters(filters),
+            "now": rng.choice([NOW, None]),
+            "limit": rng.choice([1, 5, 10, 50]),
+            "offset": rng.choice([0, 0, 3]),
+        }
+
+
+def _answer(conn: sqlite3.Connection, query: str, request: dict[str, Any]) -> list[Any]:
+    hits = search_module.search(conn, 1, query, **request)
+    reasons = explain(conn, query, [row for row, _ in hits])
+    # The score's bits, not a rounded float: repr round-trips a float exactly.
+    return [(dict(row), repr(score), why) for (row, score), why in zip(hits, reasons, strict=True)]
+
+
+def _both(conn, monkeypatch, query, request) -> tuple[list[Any], list[Any], int]:
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    monkeypatch.setattr(FtsIndex, "scans_up_to", POSTINGS_BUDGET)
+    scanned = _answer(conn, query, request)
+    monkeypatch.setattr(FtsIndex, "scans_up_to", 0)
+    indexed = _answer(conn, query, request)
+    conn.set_trace_callback(None)
+    return scanned, indexed, sum("memories_fts" in s for s in statements)
+
+
+@pytest.mark.parametrize("size", [SCAN_LIMIT - 1, SCAN_LIMIT + 1])
+def test_a_scanned_scope_answers_as_the_index_does(size, monkeypatch):
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    _fill(conn, seed=size, size=size)
+    rng = random.Random(size)
+    corpus = [r[0] for r in conn.execute("SELECT content FROM memories WHERE user_id = 'u'")]
+    requests = _requests(rng)
+    answered = 0
+    for query in _queries(rng, TextGenerator(seed=size + 1), corpus, 300):
+        request = next(requests)
+        scanned, indexed, _ = _both(conn, monkeypatch, query, request)
+        assert scanned == indexed, (query, request)
+        answered += bool(indexed)
+    assert answered > 120  # many questions find something: the comparison compares answers
+
+
+def test_the_scan_runs_up_to_the_limit_and_the_index_past_it(monkeypatch):
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    request = {
+        "user_id": "u",
+        "agent_id": "a",
+        "session_id": None,
+        "filters": None,
+        "limit": 10,
+        "offset": 0,
+    }
+    rows = [("u", "a", None, f"tea number {i}", "{}", None) for i in range(SCAN_LIMIT)]
+    insert = (
+        "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, content,"
+        " metadata, expires_at, created_at, updated_at)"
+        " VALUES ('m' || (SELECT count(*) FROM memories), 1, ?, ?, ?, ?, ?, ?, 't', 't')"
+    )
+    conn.executemany(insert, rows)
+    statements.clear()
+    assert len(search_module.search(conn, 1, "tea", **request)) == 10
+    assert not any("memories_fts" in s for s in statements)
+    conn.executemany(insert, rows[:1])
+    statements.clear()
+    assert len(search_module.search(conn, 1, "tea", **request)) == 10
+    assert any("memories_fts" in s for s in statements)
+    assert SCAN_LIMIT <= POSTINGS_BUDGET  # a scanned scope never needs the budget's choices
