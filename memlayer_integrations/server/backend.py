@@ -93,6 +93,9 @@ class TextIndex(ABC):
     #: A scope of at most this many memories is recalled by reading its rows instead of
     #: through the index (``scan.py``: the same answers); 0, never.
     scans_up_to: int = 0
+    #: A larger scope of at most this many memories is recalled from :meth:`every_match`,
+    #: one statement, instead of counting each word and then reading the matches; 0, never.
+    reads_matches_up_to: int = 0
 
     @abstractmethod
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
@@ -122,6 +125,12 @@ class TextIndex(ABC):
         rows = self.matches(conn, query, where, since, limit)
         raw = scorer.raw_all([(r[1], r[2]) for r in rows])
         return [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
+
+    def every_match(self, conn: Any, query: TextQuery, where: Filter) -> list[Any]:
+        """``(rowid, content, length, agent_id, session_id, meets where)`` of every memory
+        of the scope that matches ``query``, whatever ``where`` says (``scan.py``): only
+        for an index with ``reads_matches_up_to``."""
+        raise NotImplementedError
 
     @abstractmethod
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:

@@ -27,13 +27,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .backend import TextQuery, dialect_of
 from .filters import Filter, scope_condition
 from .scoring import Scorer, held, tokens
 
-__all__ = ["SCAN_LIMIT", "ScopeScan"]
+__all__ = ["MATCHES_LIMIT", "SCAN_LIMIT", "ScopeScan"]
 
 #: Largest scope recalled by reading it (on SQLite): past it, the index costs less.
-SCAN_LIMIT = 400
+SCAN_LIMIT = 200
+#: Largest scope recalled from all its matches, read in one statement (on SQLite).
+MATCHES_LIMIT = 1000
 
 _READ = (
     "SELECT m.rowid, m.content, length(m.content), m.agent_id, m.session_id,"
@@ -50,12 +53,13 @@ class ScopeScan:
         terms: the question's words (``search.query_terms``).
     """
 
-    def __init__(self, rows: Sequence[Any], terms: Sequence[str]) -> None:
+    def __init__(self, rows: Sequence[Any], terms: Sequence[str], whole: bool = True) -> None:
+        #: Whether ``rows`` are the whole scope (else: only the memories holding a word).
+        self.whole = whole
         self._rows = rows
         self._terms = list(terms)
         self._stems = {term: tuple(tokens(term)) for term in self._terms}
         self._held = held([row[1] for row in rows], self._stems.values())
-        self._meets = {row[0]: bool(row[5]) for row in rows}
 
     @classmethod
     def read(
@@ -71,22 +75,33 @@ class ScopeScan:
         marked with whether it meets ``where``: one statement."""
         scope = scope_condition(account_id, user_id, agent_id)
         sql = _READ.format(meets=where.sql, scope=scope.sql)
-        return cls(conn.execute(sql, [*where.params, *scope.params]).fetchall(), terms)
+        cursor = conn.cursor()
+        cursor.row_factory = None  # plain tuples: no row object for each memory of the scope
+        return cls(cursor.execute(sql, [*where.params, *scope.params]).fetchall(), terms)
+
+    @classmethod
+    def read_matches(cls, conn: Any, query: TextQuery, where: Filter) -> ScopeScan:
+        """The scope's memories holding a word of ``query`` (``TextIndex.every_match``),
+        each marked with whether it meets ``where``: one statement, and every word's count
+        in the scope is counted from them."""
+        rows = dialect_of(conn).text.every_match(conn, query, where)
+        return cls(rows, query.terms, whole=False)
 
     def counts(self) -> list[int]:
         """How many memories of the scope hold each word, in the order of the words."""
-        return [
-            sum(1 for found in self._held if stem in found) if stem else 0
-            for stem in (self._stems[term] for term in self._terms)
-        ]
+        holders: dict[tuple[str, ...], int] = {}
+        for found in self._held.values():
+            for stem in found:
+                holders[stem] = holders.get(stem, 0) + 1
+        return [holders.get(self._stems[term], 0) for term in self._terms]
 
     def scored(self, scorer: Scorer) -> list[tuple[int, float, bool]]:
         """``(rowid, raw score, in a session)`` of the memories holding a word of the
         question and meeting the request, unordered (``search._matches`` orders them)."""
-        stems = [stem for stem in dict.fromkeys(self._stems.values()) if stem]
         rows, counts = [], []
-        for row, found in zip(self._rows, self._held, strict=True):
-            if row[5] and any(stem in found for stem in stems):
+        for place, found in self._held.items():
+            row = self._rows[place]
+            if row[5]:
                 rows.append(row)
                 counts.append(found)
         counted = scorer.counted
@@ -129,4 +144,5 @@ class ScopeScan:
 
     def meeting(self, rowids: Iterable[int]) -> list[int]:
         """Those of ``rowids`` that meet the request's conditions."""
-        return [rowid for rowid in rowids if self._meets[rowid]]
+        meets = {row[0]: row[5] for row in self._rows}
+        return [rowid for rowid in rowids if meets[rowid]]

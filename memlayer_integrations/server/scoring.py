@@ -321,44 +321,65 @@ class Scorer:
         return score
 
 
+#: Most texts kept as bags of tokens (:func:`held`); past it the cache starts again.
+_BAGS_KEPT = 20_000
+_bags: dict[str, dict[str, int]] = {}
+
+
+def _bagged(texts: Sequence[str]) -> list[dict[str, int]]:
+    """Each of ``texts`` as its tokens and how often it holds each, from a per-process
+    cache: a small scope is read whole at every recall (``scan.py``), and most of its
+    memories were read, and their tokens counted, at the one before."""
+    global _bags
+    bags = _bags
+    found = [bags.get(text) for text in texts]
+    if None not in found:
+        return found  # type: ignore[return-value]  # no None left
+    missing = {text for text, bag in zip(texts, found, strict=True) if bag is None}
+    split = {text: text.split() for text in missing}
+    cache = _tokenized(set().union(*split.values())).tokens
+    new: dict[str, dict[str, int]] = {}
+    for text, chunks in split.items():
+        bag: dict[str, int] = {}
+        for chunk in chunks:
+            for token in cache[chunk]:
+                bag[token] = bag.get(token, 0) + 1
+        new[text] = bag
+    if len(bags) + len(new) > _BAGS_KEPT:
+        bags = _bags = {}
+    bags.update(new)
+    return [new[text] if bag is None else bag for text, bag in zip(texts, found, strict=True)]
+
+
 def held(
     texts: Sequence[str], stems: Iterable[tuple[str, ...]]
-) -> list[dict[tuple[str, ...], int]]:
+) -> dict[int, dict[tuple[str, ...], int]]:
     """How often each of ``texts`` holds each of ``stems`` (a word's tokens, one after the
     other), counted as FTS5 counts a phrase: what a memory matches, without the index.
 
-    Tokens come from the chunk cache (:class:`_Chunks`), as :class:`Scorer` reads them; a
-    text lacking a stem has no entry for it, and an empty stem (a word the tokenizer drops)
-    is held by none, as FTS5's empty phrase matches nothing.
+    Only the texts holding a stem are in the answer (by their place in ``texts``), with
+    only the stems they hold. Tokens are the index's (the chunk cache, :class:`_Chunks`,
+    as :class:`Scorer` reads them); an empty stem (a word the tokenizer drops) is held by
+    none, as FTS5's empty phrase matches nothing.
 
     Example:
-        >>> held(["Plans and plans", "a plan for tea"], [("plan",), ("plan", "for")])
-        [{('plan',): 2}, {('plan',): 1, ('plan', 'for'): 1}]
+        >>> held(["Plans and plans", "tea", "a plan for tea"], [("plan",), ("plan", "for")])
+        {0: {('plan',): 2}, 2: {('plan',): 1, ('plan', 'for'): 1}}
     """
     stems = [stem for stem in dict.fromkeys(stems) if stem]
-    split = [text.split() for text in texts]
     if not stems:
-        return [{} for _ in split]
-    chunks: set[str] = set().union(*split)
-    cache = _tokenized(chunks)
-    singles = {stem[0] for stem in stems if len(stem) == 1}
+        return {}
+    singles = [stem[0] for stem in stems if len(stem) == 1]
     phrases = [stem for stem in stems if len(stem) > 1]
-    wanted = singles.union(*phrases)
-    # The chunks holding a wanted token -> those tokens (the single words), once per time.
-    keys = {
-        chunk: tuple(t for t in cache.tokens[chunk] if t in singles)
-        for chunk in cache.holding(wanted) & chunks
-    }
-    found: list[dict[tuple[str, ...], int]] = []
-    for words in split:
-        counts: dict[tuple[str, ...], int] = {}
-        inside = [chunk for chunk in words if chunk in keys]
-        for chunk in inside:
-            for token in keys[chunk]:
-                counts[(token,)] = counts.get((token,), 0) + 1
-        if phrases and inside:
-            sequence = [token for chunk in words for token in cache.tokens[chunk]]
-            for phrase in phrases:
+    wanted = set(singles).union(*phrases)
+    found: dict[int, dict[tuple[str, ...], int]] = {}
+    for place, bag in enumerate(_bagged(texts)):
+        if bag.keys().isdisjoint(wanted):  # most memories hold no word of the question
+            continue
+        counts = {(token,): n for token in singles if (n := bag.get(token, 0))}
+        for phrase in phrases:
+            if bag.keys() >= set(phrase):
+                sequence = tokens(texts[place])
                 size = len(phrase)
                 n = sum(
                     1
@@ -367,5 +388,6 @@ def held(
                 )
                 if n:
                     counts[phrase] = n
-        found.append(counts)
+        if counts:
+            found[place] = counts
     return found

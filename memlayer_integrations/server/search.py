@@ -390,7 +390,7 @@ def _smoothed(
     in_session = [rowid for rowid, _, session in head if session]
     dialect = dialect_of(conn)
     neighbours: Any = []
-    if in_session and scan is not None:
+    if in_session and scan is not None and scan.whole:
         neighbours = scan.neighbours(in_session, NEIGHBOUR_REACH)
     elif in_session:
         ids = dialect.one_of("c.rowid", in_session)
@@ -403,7 +403,7 @@ def _smoothed(
     ranked = [(rowid, score + lent.get(rowid, 0.0)) for rowid, score, _ in head]
     lowest = head[-1][1]
     lifted = [rowid for rowid, share in lent.items() if rowid not in scores and share > lowest]
-    if lifted and scan is not None:
+    if lifted and scan is not None and scan.whole:
         ranked += [(rowid, lent[rowid]) for rowid in scan.meeting(lifted)]
     elif lifted:
         ids = dialect.one_of("m.rowid", lifted)
@@ -509,6 +509,10 @@ def ranked(
     if stats.size <= min(text.scans_up_to, POSTINGS_BUDGET):
         # A small scope: read whole, searched here (scan.py), the same answers.
         scan = ScopeScan.read(conn, account_id, user_id, agent_id, where, terms)
+        found = scan.counts()
+    elif stats.size <= min(text.reads_matches_up_to, POSTINGS_BUDGET):
+        # Every match is at most a few hundred rows: read once, the words counted in them.
+        scan = ScopeScan.read_matches(conn, scoped(terms), where)
         found = scan.counts()
     else:
         found = text.counts(conn, [scoped([term]) for term in terms], POSTINGS_BUDGET + 1)

@@ -16,7 +16,7 @@ from typing import Any
 from .backend import Dialect, TextIndex, TextQuery
 from .budget import Budget
 from .filters import Filter, compile_filters
-from .scan import SCAN_LIMIT
+from .scan import MATCHES_LIMIT, SCAN_LIMIT
 
 __all__ = ["SQLITE", "FtsIndex", "SQLiteDialect", "match_expression", "quote", "scope_word"]
 
@@ -68,6 +68,9 @@ class FtsIndex(TextIndex):
     # Measured: below it, one read of the scope's rows costs less than FTS5 intersecting
     # the scope word's postings with each word's (``scan.py``).
     scans_up_to = SCAN_LIMIT
+    # Every match of a scope this size is a few hundred rows: read them once and count the
+    # words in them, instead of one FTS5 count per word first.
+    reads_matches_up_to = MATCHES_LIMIT
 
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
         sql = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
@@ -85,6 +88,17 @@ class FtsIndex(TextIndex):
             " ORDER BY memories_fts.rowid DESC LIMIT ?"
         )
         return list(conn.execute(sql, [_scoped(query), since, *where.params, limit]).fetchall())
+
+    def every_match(self, conn: Any, query: TextQuery, where: Filter) -> list[Any]:
+        sql = (
+            "SELECT m.rowid, m.content, length(m.content), m.agent_id, m.session_id,"
+            f" CASE WHEN {where.sql} THEN 1 ELSE 0 END"
+            " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
+            " WHERE memories_fts MATCH ?"
+        )
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        return list(cursor.execute(sql, [*where.params, _scoped(query)]).fetchall())
 
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
         row = conn.execute(

@@ -22,7 +22,7 @@ from memlayer_integrations.server import search as search_module
 from memlayer_integrations.server.db import migrate
 from memlayer_integrations.server.explain import explain
 from memlayer_integrations.server.filters import compile_filters
-from memlayer_integrations.server.scan import SCAN_LIMIT
+from memlayer_integrations.server.scan import MATCHES_LIMIT, SCAN_LIMIT
 from memlayer_integrations.server.search import POSTINGS_BUDGET
 from memlayer_integrations.server.sqlite_text import FtsIndex
 
@@ -126,18 +126,24 @@ def _answer(conn: sqlite3.Connection, query: str, request: dict[str, Any]) -> li
     return [(dict(row), repr(score), why) for (row, score), why in zip(hits, reasons, strict=True)]
 
 
-def _both(conn, monkeypatch, query, request) -> tuple[list[Any], list[Any], int]:
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    monkeypatch.setattr(FtsIndex, "scans_up_to", POSTINGS_BUDGET)
-    scanned = _answer(conn, query, request)
-    monkeypatch.setattr(FtsIndex, "scans_up_to", 0)
-    indexed = _answer(conn, query, request)
-    conn.set_trace_callback(None)
-    return scanned, indexed, sum("memories_fts" in s for s in statements)
+#: How a recall may run: (scans_up_to, reads_matches_up_to) of the index.
+PATHS = {
+    "scan": (POSTINGS_BUDGET, 0),
+    "every match": (0, POSTINGS_BUDGET),
+    "index": (0, 0),
+}
 
 
-@pytest.mark.parametrize("size", [SCAN_LIMIT - 1, SCAN_LIMIT + 1])
+def _answers(conn, monkeypatch, query, request) -> dict[str, list[Any]]:
+    answers = {}
+    for path, (scan, matches) in PATHS.items():
+        monkeypatch.setattr(FtsIndex, "scans_up_to", scan)
+        monkeypatch.setattr(FtsIndex, "reads_matches_up_to", matches)
+        answers[path] = _answer(conn, query, request)
+    return answers
+
+
+@pytest.mark.parametrize("size", [SCAN_LIMIT - 1, SCAN_LIMIT + 1, MATCHES_LIMIT - 1])
 def test_a_scanned_scope_answers_as_the_index_does(size, monkeypatch):
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -149,13 +155,14 @@ def test_a_scanned_scope_answers_as_the_index_does(size, monkeypatch):
     answered = 0
     for query in _queries(rng, TextGenerator(seed=size + 1), corpus, 300):
         request = next(requests)
-        scanned, indexed, _ = _both(conn, monkeypatch, query, request)
-        assert scanned == indexed, (query, request)
-        answered += bool(indexed)
+        answers = _answers(conn, monkeypatch, query, request)
+        assert answers["scan"] == answers["index"], (query, request)
+        assert answers["every match"] == answers["index"], (query, request)
+        answered += bool(answers["index"])
     assert answered > 120  # many questions find something: the comparison compares answers
 
 
-def test_the_scan_runs_up_to_the_limit_and_the_index_past_it(monkeypatch):
+def test_each_way_runs_up_to_its_limit():
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.row_factory = sqlite3.Row
     migrate(conn)
@@ -169,18 +176,27 @@ def test_the_scan_runs_up_to_the_limit_and_the_index_past_it(monkeypatch):
         "limit": 10,
         "offset": 0,
     }
-    rows = [("u", "a", None, f"tea number {i}", "{}", None) for i in range(SCAN_LIMIT)]
     insert = (
-        "INSERT INTO memories (id, account_id, user_id, agent_id, session_id, content,"
-        " metadata, expires_at, created_at, updated_at)"
-        " VALUES ('m' || (SELECT count(*) FROM memories), 1, ?, ?, ?, ?, ?, ?, 't', 't')"
+        "INSERT INTO memories (id, account_id, user_id, agent_id, content, created_at,"
+        " updated_at) VALUES ('m' || (SELECT count(*) FROM memories), 1, 'u', 'a', ?, 't', 't')"
     )
-    conn.executemany(insert, rows)
-    statements.clear()
-    assert len(search_module.search(conn, 1, "tea", **request)) == 10
-    assert not any("memories_fts" in s for s in statements)
-    conn.executemany(insert, rows[:1])
-    statements.clear()
-    assert len(search_module.search(conn, 1, "tea", **request)) == 10
-    assert any("memories_fts" in s for s in statements)
-    assert SCAN_LIMIT <= POSTINGS_BUDGET  # a scanned scope never needs the budget's choices
+
+    def recall_statements(size: int) -> list[str]:
+        stored = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+        conn.executemany(insert, [(f"tea number {i}",) for i in range(size - stored)])
+        statements.clear()
+        assert len(search_module.search(conn, 1, "tea time", **request)) == 10
+        # (Statements FTS5 runs on its own tables are traced as "-- ...": not ours.)
+        ours = [s for s in statements if not s.startswith("--")]
+        return [s for s in ours if "FROM memories" in s or "memories_fts" in s]
+
+    # The scope read whole: one statement, then the page's rows.
+    scan = recall_statements(SCAN_LIMIT)
+    assert not any("memories_fts" in s for s in scan) and len(scan) == 2
+    # Every match read at once: one full-text statement, no count.
+    matches = recall_statements(SCAN_LIMIT + 1)
+    assert sum("memories_fts" in s for s in matches) == 1 and len(matches) == 2
+    assert len(recall_statements(MATCHES_LIMIT)) == 2
+    # Past it, one count per word, then the candidates.
+    assert sum("count(*)" in s for s in recall_statements(MATCHES_LIMIT + 1)) == 2
+    assert MATCHES_LIMIT <= POSTINGS_BUDGET  # no word is ever too common to read its matches
