@@ -31,7 +31,7 @@ from .backend import TextQuery, dialect_of
 from .filters import Filter, scope_condition
 from .scoring import Scorer, held, tokens
 
-__all__ = ["MATCHES_LIMIT", "SCAN_LIMIT", "ScopeScan"]
+__all__ = ["MATCHES_LIMIT", "SCAN_LIMIT", "ScopeScan", "plain_rows"]
 
 #: Largest scope recalled by reading it (on SQLite): past it, the index costs less.
 SCAN_LIMIT = 200
@@ -42,6 +42,14 @@ _READ = (
     "SELECT m.rowid, m.content, length(m.content), m.agent_id, m.session_id,"
     " CASE WHEN {meets} THEN 1 ELSE 0 END FROM memories AS m WHERE {scope}"
 )
+
+
+def plain_rows(cursor: Any) -> list[Any]:
+    """The rows of a SQLite ``cursor`` as plain tuples: a ``sqlite3.Row`` for each memory
+    of a scope costs about as much as reading it. (SQLite makes a row into the cursor's
+    ``row_factory`` as it is fetched, so setting it after ``execute`` still applies.)"""
+    cursor.row_factory = None
+    return list(cursor.fetchall())
 
 
 class ScopeScan:
@@ -75,9 +83,7 @@ class ScopeScan:
         marked with whether it meets ``where``: one statement."""
         scope = scope_condition(account_id, user_id, agent_id)
         sql = _READ.format(meets=where.sql, scope=scope.sql)
-        cursor = conn.cursor()
-        cursor.row_factory = None  # plain tuples: no row object for each memory of the scope
-        return cls(cursor.execute(sql, [*where.params, *scope.params]).fetchall(), terms)
+        return cls(plain_rows(conn.execute(sql, [*where.params, *scope.params])), terms)
 
     @classmethod
     def read_matches(cls, conn: Any, query: TextQuery, where: Filter) -> ScopeScan:

@@ -16,7 +16,7 @@ from typing import Any
 from .backend import Dialect, TextIndex, TextQuery
 from .budget import Budget
 from .filters import Filter, compile_filters
-from .scan import MATCHES_LIMIT, SCAN_LIMIT
+from .scan import MATCHES_LIMIT, SCAN_LIMIT, plain_rows
 
 __all__ = ["SQLITE", "FtsIndex", "SQLiteDialect", "match_expression", "quote", "scope_word"]
 
@@ -96,9 +96,7 @@ class FtsIndex(TextIndex):
             " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
             " WHERE memories_fts MATCH ?"
         )
-        cursor = conn.cursor()
-        cursor.row_factory = None
-        return list(cursor.execute(sql, [*where.params, _scoped(query)]).fetchall())
+        return plain_rows(conn.execute(sql, [*where.params, _scoped(query)]))
 
     def window_start(self, conn: Any, query: TextQuery, size: int) -> int:
         row = conn.execute(
