@@ -35,7 +35,9 @@ every word is in more than ``POSTINGS_BUDGET`` memories, the candidates are the 
 ``POSTINGS_BUDGET`` memories holding the rarest word: a question made only of everyday words
 favours what was said recently. A scope of at most ``POSTINGS_BUDGET`` memories cannot
 match more than the budget, so it gets plain BM25 over the OR of all the words (its
-words are still counted, to weigh them).
+words are still counted, to weigh them). A small scope is read in one statement, whole
+or every match of it, and its words counted in what was read (``scan.py``): the same
+answers, without a statement per word.
 
 Conversations: a chat stored turn by turn often answers a question in the turn *after*
 the one that uses the question's words ("How long do you hold that pose?" is answered by

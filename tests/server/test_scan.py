@@ -19,7 +19,9 @@ import pytest
 
 from benchmarks._text import TextGenerator
 from memlayer_integrations.server import search as search_module
+from memlayer_integrations.server.budget import PROGRESS_INTERVAL, Budget
 from memlayer_integrations.server.db import migrate
+from memlayer_integrations.server.errors import ApiError
 from memlayer_integrations.server.explain import explain
 from memlayer_integrations.server.filters import compile_filters
 from memlayer_integrations.server.scan import MATCHES_LIMIT, SCAN_LIMIT
@@ -200,3 +202,30 @@ def test_each_way_runs_up_to_its_limit():
     # Past it, one count per word, then the candidates.
     assert sum("count(*)" in s for s in recall_statements(MATCHES_LIMIT + 1)) == 2
     assert MATCHES_LIMIT <= POSTINGS_BUDGET  # no word is ever too common to read its matches
+
+
+@pytest.mark.parametrize("path", ["scan", "every match"])
+def test_the_query_budget_bounds_a_small_scopes_recall(path, monkeypatch):
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    _fill(conn, seed=1, size=SCAN_LIMIT)
+    scan, matches = PATHS[path]
+    monkeypatch.setattr(FtsIndex, "scans_up_to", scan)
+    monkeypatch.setattr(FtsIndex, "reads_matches_up_to", matches)
+    request = {
+        "user_id": "u",
+        "agent_id": None,
+        "session_id": None,
+        "filters": compile_filters({"kind": "x", "n": {"$gte": 0}}),
+        "limit": 10,
+        "offset": 0,
+    }
+    query = " ".join(TRICKY[:8])
+    tight = Budget(seconds=3600.0, max_response_bytes=1 << 20, max_steps=2 * PROGRESS_INTERVAL)
+    with pytest.raises(ApiError) as refused, tight.guard(conn):
+        search_module.search(conn, 1, query, **request)
+    assert refused.value.code == "query_too_expensive"
+    ample = Budget(seconds=3600.0, max_response_bytes=1 << 20, max_steps=10_000_000)
+    with ample.guard(conn):
+        assert search_module.search(conn, 1, query, **request)
