@@ -508,11 +508,14 @@ def ranked(
         return TextQuery(account_id, user_id, agent_id, words, choose)
 
     scan = None
-    if stats.size <= min(text.scans_up_to, POSTINGS_BUDGET):
+    # (A limit of 0: the index never reads a scope that way, not even an empty one.)
+    scan_limit = min(text.scans_up_to, POSTINGS_BUDGET)
+    matches_limit = min(text.reads_matches_up_to, POSTINGS_BUDGET)
+    if scan_limit and stats.size <= scan_limit:
         # A small scope: read whole, searched here (scan.py), the same answers.
         scan = ScopeScan.read(conn, account_id, user_id, agent_id, where, terms)
         found = scan.counts()
-    elif stats.size <= min(text.reads_matches_up_to, POSTINGS_BUDGET):
+    elif matches_limit and stats.size <= matches_limit:
         # Every match is at most a few hundred rows: read once, the words counted in them.
         scan = ScopeScan.read_matches(conn, scoped(terms), where)
         found = scan.counts()
