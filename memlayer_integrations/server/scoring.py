@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -338,13 +339,10 @@ def _bagged(texts: Sequence[str]) -> list[dict[str, int]]:
     missing = {text for text, bag in zip(texts, found, strict=True) if bag is None}
     split = {text: text.split() for text in missing}
     cache = _tokenized(set().union(*split.values())).tokens
-    new: dict[str, dict[str, int]] = {}
-    for text, chunks in split.items():
-        bag: dict[str, int] = {}
-        for chunk in chunks:
-            for token in cache[chunk]:
-                bag[token] = bag.get(token, 0) + 1
-        new[text] = bag
+    new: dict[str, dict[str, int]] = {
+        text: Counter(token for chunk in chunks for token in cache[chunk])
+        for text, chunks in split.items()
+    }
     if len(bags) + len(new) > _BAGS_KEPT:
         bags = _bags = {}
     bags.update(new)
