@@ -17,7 +17,8 @@ memories, or the user's with one agent):
   (Lucene's variant), and ``tf``, how often the memory holds the word, read from FTS5's
   memory's text, tokenized by the index's own tokenizer (each distinct whitespace-separated
   chunk once per process, :class:`_Chunks`), or counted by an index that keeps each
-  memory's tokens (:meth:`Scorer.raw_counts`, the same scores).
+  memory's tokens (:meth:`Scorer.raw_counts`, the same scores), or by :func:`held`, which
+  finds a question's words in a small scope's memories without the index (``scan.py``).
 
 ``raw = sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg_length)))`` ranks;
 :func:`relevance` turns it into the ``score`` of the contract, ``1 - e^-raw``: in (0, 1),
@@ -39,6 +40,7 @@ __all__ = [
     "B",
     "ScopeStats",
     "Scorer",
+    "held",
     "relevance",
     "scope_stats",
     "stems",
