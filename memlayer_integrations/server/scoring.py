@@ -376,7 +376,9 @@ def held(
     for place, bag in enumerate(_bagged(texts)):
         if bag.keys().isdisjoint(wanted):  # most memories hold no word of the question
             continue
-        counts = {(token,): n for token in singles if (n := bag.get(token, 0))}
+        counts: dict[tuple[str, ...], int] = {
+            (token,): n for token in singles if (n := bag.get(token, 0))
+        }
         for phrase in phrases:
             if bag.keys() >= set(phrase):
                 sequence = tokens(texts[place])
