@@ -1,7 +1,8 @@
 """Recall in a small scope (``scan.py``) answers exactly as recall through the index does.
 
 Random scopes of just below and just above the scan limit, and random questions of every
-kind (one word, several, stop words only, unknown words, words the tokenizer cuts in
+kind (one word, several, stop words only, unknown words, quotes and FTS5 operators as
+text, words the tokenizer cuts in
 two or drops, stemmed forms), with session, metadata, expiry and agent-prefix conditions,
 are recalled both ways: the same memories, in the same order, with the same scores bit
 for bit, and the same explanations.
@@ -93,7 +94,9 @@ def _queries(rng: random.Random, gen: TextGenerator, corpus: list[str], n: int) 
     for i in range(0, n, 3):  # tricky words, alone and mixed in
         words = [rng.choice(TRICKY) for _ in range(rng.randrange(1, 4))]
         queries[i] = " ".join(words) if i % 2 else queries[i] + " " + " ".join(words)
-    return [*queries, "who is he", "the", "zzzunknown", "zzz qqq", "?!", "\u19b0", "plans 3"]
+    fixed = ["who is he", "the", "zzzunknown", "zzz qqq", "?!", "\u19b0", "plans 3"]
+    quoted = ['"tea time" AND NOT plan*', "NEAR(café, tea) OR 42", "tea\u19b0time-plans"]
+    return [*queries, *fixed, *quoted]
 
 
 def _requests(rng: random.Random) -> Iterator[dict[str, Any]]:
