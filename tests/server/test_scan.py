@@ -1,11 +1,11 @@
 """Recall in a small scope (``scan.py``) answers exactly as recall through the index does.
 
-Random scopes of just below and just above the scan limit, and random questions of every
-kind (one word, several, stop words only, unknown words, quotes and FTS5 operators as
-text, words the tokenizer cuts in
-two or drops, stemmed forms), with session, metadata, expiry and agent-prefix conditions,
-are recalled both ways: the same memories, in the same order, with the same scores bit
-for bit, and the same explanations.
+Random scopes just below and above the scan limit and just below the every-match limit,
+and random questions of every kind (one word, several, stop words only, unknown words,
+quotes and FTS5 operators as text, words the tokenizer cuts in two or drops, stemmed
+forms), with session, metadata, expiry and agent-prefix conditions, are recalled all
+three ways (the scope read whole, every match read at once, the index): the same
+memories, in the same order, with the same scores bit for bit, and the same explanations.
 """
 
 from __future__ import annotations
