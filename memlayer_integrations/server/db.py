@@ -293,6 +293,9 @@ END;
 # 4: deleting a memory drops the answers showing it (`memories_idempotency_ad`); deleting an
 # answer (its day is over) deletes its links (`idempotency_ad`), so an id used again never
 # inherits an old answer's links.
+# `memories_text` (version 5) now holds only memories without a key, the only ones the
+# same-text lookup reads: a batch of keyed puts (every LangGraph store item) no longer
+# writes an entry per memory into it.
 _V7 = """
 DROP TRIGGER memories_idempotency_ad;
 CREATE TABLE idempotency_v7 (
@@ -330,6 +333,9 @@ END;
 CREATE TRIGGER idempotency_ad AFTER DELETE ON idempotency BEGIN
     DELETE FROM idempotency_links WHERE answer = old.id;
 END;
+DROP INDEX memories_text;
+CREATE INDEX memories_text ON memories(account_id, user_id, agent_id, substr(content, 1, 64))
+    WHERE key IS NULL;
 """
 
 #: The stored columns of a memory row (not the computed ``scope_terms``).

@@ -206,3 +206,24 @@ def test_version_7_moves_the_kept_answers_links_to_rowids_and_keeps_their_rules(
         )
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_the_same_text_lookup_reads_the_index_of_memories_without_a_key(tmp_path):
+    db = Database(tmp_path / "m.db")
+    db.open()
+    db.close()
+    conn = sqlite3.connect(tmp_path / "m.db")
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT rowid FROM memories WHERE account_id = ? AND user_id = ?"
+        " AND agent_id = ? AND key IS NULL AND substr(content, 1, 64) IN (?, ?)",
+        (1, "u", "a", "x", "y"),
+    ).fetchall()
+    assert any("USING INDEX memories_text" in row[-1] for row in plan), plan
+    conn.execute("INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 't')")
+    conn.executemany(
+        "INSERT INTO memories (id, account_id, user_id, agent_id, key, content, created_at,"
+        " updated_at) VALUES (?, 1, 'u', 'a', ?, 'same', 't', 't')",
+        [("mem_k", "k"), ("mem_n", None)],
+    )
+    count = "SELECT count(*) FROM memories INDEXED BY memories_text WHERE key IS NULL"
+    assert conn.execute(count).fetchone()[0] == 1
