@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from . import _constants as C
-from . import _in_process
+from . import _transports
 from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
@@ -64,8 +64,8 @@ class MemLayerClient(BaseClient):
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
         if http_client is None:
-            # An embedded server of this process is reached without a socket (_in_process).
-            http_client = httpx.Client(transport=_in_process.sync_transport(self.base_url))
+            # Embedded server: no socket; local http://: a lean transport (_transports).
+            http_client = httpx.Client(transport=_transports.sync_transport(self.base_url))
         self._http = http_client
 
     # -- sending ---------------------------------------------------------------------
@@ -313,7 +313,7 @@ class AsyncMemLayerClient(BaseClient):
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
         if http_client is None:
-            http_client = httpx.AsyncClient(transport=_in_process.async_transport(self.base_url))
+            http_client = httpx.AsyncClient(transport=_transports.async_transport(self.base_url))
         self._http = http_client
 
     async def _send(self, call: Call[T]) -> T:
