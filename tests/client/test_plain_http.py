@@ -115,9 +115,8 @@ async def test_an_answer_cut_short_is_a_protocol_error(http: Any) -> None:
         conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
         conn.close()
 
-    with ScriptedServer(answer) as server:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await fetch(http, "GET", server.url)
+    with ScriptedServer(answer) as server, pytest.raises(httpx.RemoteProtocolError):
+        await fetch(http, "GET", server.url)
     with (
         ScriptedServer(lambda conn, request: conn.close()) as silent,
         pytest.raises(httpx.RemoteProtocolError, match="without sending a response"),
