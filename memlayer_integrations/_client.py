@@ -39,7 +39,10 @@ class MemLayerClient(BaseClient):
             ``timeout=`` for one call.
         max_retries: retries after connection errors, timeouts, 408, 429 and 5xx.
         http_client: your own ``httpx.Client`` (proxies, transports); it is not closed by
-            :meth:`close`.
+            :meth:`close`. Without it the client makes its own, whose transport
+            ``_transports`` picks: no socket for an embedded server's ``in_process_url``, a
+            lean HTTP/1.1 transport for ``http://`` on a loopback host with no proxy,
+            httpx's own for everything else.
         default_headers: extra headers sent with every request.
 
     Constructing a client sends nothing.
