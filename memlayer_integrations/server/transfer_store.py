@@ -238,10 +238,13 @@ def find_memories(
 
 
 def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
-    """Store dumped memories as they were, in their order, in one ``executemany`` (one
-    round trip on PostgreSQL, whose driver pipelines it). The triggers of ``db.py`` keep
-    every count; what the backend's full-text index needs is written beside each memory
-    (``Dialect.text_column``)."""
+    """Store dumped memories as they were, in their order, many rows a statement.
+
+    The triggers keep every count (``db.py``; on PostgreSQL once per statement, adding up
+    its rows: ``postgres/schema.py`` migration 3), so fewer, larger statements also mean
+    fewer updates of the same count rows. What the backend's full-text index needs is
+    written beside each memory (``Dialect.text_column``).
+    """
     if not memories:
         return
     dialect = dialect_of(conn)
@@ -270,8 +273,15 @@ def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
                 *extra,
             )
         )
-    conn.executemany(
-        f"INSERT INTO memories ({_MEMORY_FIELDS}{column})"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{mark})",
-        rows,
-    )
+    one = f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{mark})"
+    per_statement = _MAX_VARIABLES // len(rows[0])
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        conn.execute(
+            f"INSERT INTO memories ({_MEMORY_FIELDS}{column}) VALUES {', '.join([one] * len(part))}",
+            [value for row in part for value in row],
+        )
+
+
+#: Values one statement may bind: older SQLite builds allow no more than 999.
+_MAX_VARIABLES = 999

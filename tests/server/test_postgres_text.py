@@ -214,3 +214,61 @@ def test_a_scorer_scores_counts_as_it_scores_the_content():
         [(c, len(t)) for c, t in zip(counts, texts, strict=True)]
     ) == scorer.raw_all([(t, len(t)) for t in texts])
     assert Scorer(["café-latte"], [3], stats).counted is None  # a phrase: scored from text
+
+
+SIZES = "SELECT account_id, user_id, agent_id, memories, chars FROM scope_sizes WHERE memories <> 0"
+RESIZE = (
+    "SELECT account_id, user_id, agent_id, count(*), sum(length(content)) FROM memories"
+    " GROUP BY 1, 2, 3"
+)
+ACCOUNTS = "SELECT id, memory_count FROM accounts WHERE memory_count <> 0"
+RECOUNT_ACCOUNTS = "SELECT account_id, count(*) FROM memories GROUP BY 1"
+
+
+def test_counts_follow_statements_of_many_rows(pg_url, tmp_path):
+    """An import writes many memories a statement (more than one statement's worth here,
+    over two accounts and three scopes); a batch writes up to 64 a statement. The counts,
+    added up per statement by migration 3's trigger, equal a count of the rows, and the
+    memories keep the dump's order."""
+    import io
+
+    from memlayer_integrations.server.backend import open_backend
+    from memlayer_integrations.server.transfer import export, import_dump
+
+    source = tmp_path / "source.db"
+    words = ["tea", "plans", "coffee", "noon", "dog", "garden", "piano", "café"]
+    with LocalMemLayerServer(source) as server:
+        for name, scopes in (("alice", ("a", "b")), ("bob", ("a",))):
+            key = server.create_key(plan="unlimited", name=name)
+            with MemLayerClient(api_key=key, base_url=server.url) as client:
+                for n, agent in enumerate(scopes):
+                    client.remember_many(
+                        [f"{words[i % 8]} {words[(i * 3 + n) % 8]} {i}" for i in range(100)],
+                        user_id="u",
+                        agent_id=agent,
+                    )
+
+    def dump(location: Any) -> bytes:
+        db = open_backend(location)
+        try:
+            out = io.BytesIO()
+            export(db, out, now="2026-01-01T00:00:00.000000Z", with_keys=True)
+            return out.getvalue()
+        finally:
+            db.close()
+
+    first = dump(source)
+    db = open_backend(pg_url)
+    try:
+        assert import_dump(db, io.BytesIO(first)).added["memories"] == 300
+    finally:
+        db.close()
+    assert dump(pg_url) == first
+    with LocalMemLayerServer(pg_url) as server:
+        key = server.create_key(plan="unlimited")
+        with MemLayerClient(api_key=key, base_url=server.url) as client:
+            client.remember_many([f"{w} later" for w in words * 10], user_id="u", agent_id="c")
+    assert _rows(pg_url, KEPT) == _rows(pg_url, RECOUNT)
+    assert _rows(pg_url, SIZES) == _rows(pg_url, RESIZE)
+    assert _rows(pg_url, ACCOUNTS) == _rows(pg_url, RECOUNT_ACCOUNTS)
+    assert len(_rows(pg_url, SIZES)) == 4

@@ -260,6 +260,46 @@ CREATE TRIGGER memories_words_au AFTER UPDATE OF tsv ON memories
     FOR EACH ROW EXECUTE FUNCTION memlayer_words_au();
 """
 
+# Counts kept per statement on insert, not per row. A row trigger updates the account's row,
+# the scope's row and the scope's word rows once per new memory; in one transaction each
+# update leaves another version of the same row behind, which the next one has to step
+# over, so an import of n memories into one scope took time growing with n squared (5k:
+# 9 s, 10k: 30 s, 20k: 170 s). A statement trigger adds up the statement's new memories
+# (its transition table) and updates each of those rows once, in key order, as the row
+# triggers did. Forgetting and rewriting keep their row triggers: they touch few rows.
+_V3 = r"""
+DROP TRIGGER memories_ai ON memories;
+DROP TRIGGER memories_words_ai ON memories;
+DROP FUNCTION memlayer_memories_ai();
+DROP FUNCTION memlayer_words_ai();
+
+CREATE FUNCTION memlayer_memories_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts AS a SET memory_count = a.memory_count + n.added
+        FROM (SELECT account_id, count(*) AS added FROM added GROUP BY account_id) AS n
+        WHERE a.id = n.account_id;
+    INSERT INTO scope_sizes (account_id, user_id, agent_id, memories, chars)
+        SELECT account_id, user_id, agent_id, count(*), sum(length(content))
+        FROM added GROUP BY account_id, user_id, agent_id
+        ORDER BY account_id, user_id, agent_id
+        ON CONFLICT (account_id, user_id, agent_id) DO UPDATE
+        SET memories = scope_sizes.memories + EXCLUDED.memories,
+            chars = scope_sizes.chars + EXCLUDED.chars;
+    INSERT INTO scope_words (account_id, user_id, word, agent_id, memories)
+        SELECT n.account_id, n.user_id, w.lexeme, n.agent_id, count(*)
+        FROM added AS n, unnest(n.tsv) AS w
+        WHERE left(w.lexeme, 1) <> '#'
+        GROUP BY n.account_id, n.user_id, w.lexeme, n.agent_id
+        ORDER BY 1, 2, 3, 4
+        ON CONFLICT (account_id, user_id, word, agent_id) DO UPDATE
+        SET memories = scope_words.memories + EXCLUDED.memories;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memories_added AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION memlayer_memories_added();
+"""
+
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
