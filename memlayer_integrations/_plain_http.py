@@ -130,7 +130,7 @@ def _key(request: httpx.Request) -> _Key:
 
 
 def _reusable(request: httpx.Request, head: Head, body: Body) -> bool:
-    asked_close = b"close" in request.headers.get("connection", "").lower().encode()
+    asked_close = "close" in request.headers.get("connection", "").lower()
     return not (asked_close or body.to_close or head.closes())
 
 
