@@ -198,11 +198,13 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def __init__(self) -> None:
         self._pool = _Pool()
         self._fallback: httpx.HTTPTransport | None = None
+        self._fallback_lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if _faked():
-            if self._fallback is None:
-                self._fallback = httpx.HTTPTransport()
+            with self._fallback_lock:  # built when first needed: it loads TLS certificates
+                if self._fallback is None:
+                    self._fallback = httpx.HTTPTransport()
             return self._fallback.handle_request(request)
         key = _key(request)
         timeouts = _timeouts(request)
@@ -370,7 +372,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if _faked_async() or not _on_asyncio():
-            if self._fallback is None:
+            if self._fallback is None:  # built when first needed: it loads TLS certificates
                 self._fallback = httpx.AsyncHTTPTransport()
             return await self._fallback.handle_async_request(request)
         key = _key(request)
