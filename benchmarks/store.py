@@ -3,7 +3,8 @@
 The stores: LangGraph's ``InMemoryStore``, ``SqliteStore`` (a file in WAL mode, as a
 LangGraph app would keep one), ``PostgresStore`` when ``$MEMLAYER_BENCH_POSTGRES_URL``
 names a database (langgraph-checkpoint-postgres installed), and ``MemLayerStore`` twice:
-over loopback HTTP (``server.url``) and in process (``server.in_process_url``, no socket).
+over loopback HTTP (``server.url``, on the transport a default client of it gets) and in
+process (``server.in_process_url``, no socket).
 Each is loaded with the same items (10,000 in 100 namespaces at full size), then every
 operation runs on every store in turn, the order rotating each round, so a drift of the
 machine hits all alike: put of a new key, get, search with a query (limit 10), and a batch
@@ -27,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from memlayer_integrations import MemLayerClient, _in_process
+from memlayer_integrations import MemLayerClient, _transports
 
 from ._harness import Context, CountingTransport, md_table, summarize_ms, verdict
 from ._text import TextGenerator
@@ -72,7 +73,8 @@ def _postgres_store(url: str) -> Iterator[Any]:
 def _memlayer_store(ctx: Context, base_url: str, counter: Counter) -> Any:
     from memlayer_integrations.langchain import MemLayerStore
 
-    inner = _in_process.sync_transport(base_url) or httpx.HTTPTransport()
+    # The transport a MemLayerClient built without http_client gets for this URL.
+    inner = _transports.sync_transport(base_url) or httpx.HTTPTransport()
     http = httpx.Client(transport=CountingTransport(inner, counter))
     ctx._http.append(http)  # closed with the context
     client = MemLayerClient(api_key=ctx.new_key(), base_url=base_url, http_client=http)

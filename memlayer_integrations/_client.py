@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from . import _constants as C
-from . import _in_process
+from . import _transports
 from ._base_client import NOT_GIVEN, BaseClient, Call, T, TimeoutTypes, log
 from ._exceptions import MemLayerError
 from ._models import Memory, MemoryList, RecalledMemory, Scope, Usage
@@ -39,7 +39,10 @@ class MemLayerClient(BaseClient):
             ``timeout=`` for one call.
         max_retries: retries after connection errors, timeouts, 408, 429 and 5xx.
         http_client: your own ``httpx.Client`` (proxies, transports); it is not closed by
-            :meth:`close`.
+            :meth:`close`. Without it the client makes its own, whose transport
+            ``_transports`` picks: no socket for an embedded server's ``in_process_url``, a
+            lean HTTP/1.1 transport for ``http://`` on a loopback host with no proxy,
+            httpx's own for everything else.
         default_headers: extra headers sent with every request.
 
     Constructing a client sends nothing.
@@ -64,8 +67,8 @@ class MemLayerClient(BaseClient):
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
         if http_client is None:
-            # An embedded server of this process is reached without a socket (_in_process).
-            http_client = httpx.Client(transport=_in_process.sync_transport(self.base_url))
+            # Embedded server: no socket; local http://: a lean transport (_transports).
+            http_client = httpx.Client(transport=_transports.sync_transport(self.base_url))
         self._http = http_client
 
     # -- sending ---------------------------------------------------------------------
@@ -313,7 +316,7 @@ class AsyncMemLayerClient(BaseClient):
         super().__init__(api_key, base_url, timeout, max_retries, default_headers)
         self._owns_http = http_client is None
         if http_client is None:
-            http_client = httpx.AsyncClient(transport=_in_process.async_transport(self.base_url))
+            http_client = httpx.AsyncClient(transport=_transports.async_transport(self.base_url))
         self._http = http_client
 
     async def _send(self, call: Call[T]) -> T:

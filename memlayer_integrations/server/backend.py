@@ -11,6 +11,7 @@ differently lives behind the backend, and nowhere else:
 - :meth:`~Backend.lock_account`: how an account's requests are made one at a time, so its
   daily quota, memory cap and idempotency keys are exact however many server processes
   share the database;
+- how a kept answer is linked to the memories it shows (:meth:`~Backend.keep_answer`);
 - metadata filters (:meth:`~Backend.compile_filters`: JSON is not queried the same way);
 - the full-text index behind recall (:class:`TextIndex`, :meth:`Dialect.text_column`) and
   how a statement names many rowids at once (:meth:`Dialect.one_of`);
@@ -213,6 +214,24 @@ class Backend(Dialect):
     @abstractmethod
     def migrate(self) -> tuple[int, int]:
         """Apply pending migrations: ``(version found, version now)``."""
+
+    @abstractmethod
+    def keep_answer(
+        self,
+        conn: Any,
+        account_id: int,
+        key: str,
+        fingerprint: str,
+        status: int,
+        body: bytes | None,
+        created_at: float,
+        memory_ids: Sequence[str],
+    ) -> None:
+        """Record that the request of Idempotency-Key ``key`` was answered (nothing if the
+        key already has a record). With ``body`` the answer is kept for replays, linked to
+        ``memory_ids`` (the distinct ids of the memories it shows) so that forgetting any of
+        them drops it; an answer showing a memory that is already gone is recorded as not
+        kept (``kept = 0``, no body), like one given ``body=None``."""
 
 
 def dialect_of(conn: Any) -> Dialect:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .backend import Backend, SchemaTooNewError
 from .sqlite_text import SQLiteDialect
@@ -282,6 +283,61 @@ CREATE TRIGGER memories_vector_au AFTER UPDATE OF content ON memories
 END;
 """
 
+# Version 7: a kept answer's memories linked by integers. Version 4 linked them by
+# (account_id, key, memory_id) text, with an index on memory_id: the ids are random, so a
+# batch of 100 puts wrote 100 entries at random places in that index, dirtying a page each,
+# and the links cost more than the memories' own rows at COMMIT. `idempotency_links` holds
+# (memory rowid, answer id) instead: both only grow, so a batch's links go at the end of
+# both indexes. `idempotency.id` is an explicit INTEGER PRIMARY KEY (a table rebuild) so
+# that a VACUUM cannot renumber the answers links point to. The rules are those of version
+# 4: deleting a memory drops the answers showing it (`memories_idempotency_ad`); deleting an
+# answer (its day is over) deletes its links (`idempotency_ad`), so an id used again never
+# inherits an old answer's links.
+# `memories_text` (version 5) now holds only memories without a key, the only ones the
+# same-text lookup reads: a batch of keyed puts (every LangGraph store item) no longer
+# writes an entry per memory into it.
+_V7 = """
+DROP TRIGGER memories_idempotency_ad;
+CREATE TABLE idempotency_v7 (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    body         BLOB NOT NULL,
+    created_at   REAL NOT NULL,
+    kept         INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, key)
+);
+INSERT INTO idempotency_v7 (id, account_id, key, fingerprint, status, body, created_at, kept)
+    SELECT rowid, account_id, key, fingerprint, status, body, created_at, kept FROM idempotency;
+CREATE TABLE idempotency_links (
+    memory_rowid  INTEGER NOT NULL,
+    answer        INTEGER NOT NULL,
+    PRIMARY KEY (memory_rowid, answer)
+) WITHOUT ROWID;
+INSERT INTO idempotency_links (memory_rowid, answer)
+    SELECT m.rowid, i.id FROM idempotency_memories AS l
+    JOIN idempotency_v7 AS i ON i.account_id = l.account_id AND i.key = l.key
+    JOIN memories AS m ON m.id = l.memory_id AND m.account_id = l.account_id;
+DROP TABLE idempotency_memories;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v7 RENAME TO idempotency;
+CREATE INDEX idempotency_created ON idempotency(created_at);
+CREATE INDEX idempotency_links_answer ON idempotency_links(answer);
+CREATE TRIGGER memories_idempotency_ad AFTER DELETE ON memories BEGIN
+    UPDATE idempotency SET kept = 0, body = x''
+        WHERE id IN (SELECT answer FROM idempotency_links WHERE memory_rowid = old.rowid);
+    DELETE FROM idempotency_links WHERE memory_rowid = old.rowid;
+END;
+CREATE TRIGGER idempotency_ad AFTER DELETE ON idempotency BEGIN
+    DELETE FROM idempotency_links WHERE answer = old.id;
+END;
+DROP INDEX memories_text;
+CREATE INDEX memories_text ON memories(account_id, user_id, agent_id, substr(content, 1, 64))
+    WHERE key IS NULL;
+"""
+
 #: The stored columns of a memory row (not the computed ``scope_terms``).
 MEMORY_COLUMNS = (
     "rowid, id, account_id, user_id, agent_id, session_id, key, content, metadata, created_at,"
@@ -289,7 +345,7 @@ MEMORY_COLUMNS = (
 )
 
 #: Migration n (1-based) takes the schema from version n-1 to n. Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -433,6 +489,42 @@ class Database(SQLiteDialect, Backend):
             finally:
                 conn.close()
         return found, SCHEMA_VERSION
+
+    def keep_answer(
+        self,
+        conn: Any,
+        account_id: int,
+        key: str,
+        fingerprint: str,
+        status: int,
+        body: bytes | None,
+        created_at: float,
+        memory_ids: Sequence[str],
+    ) -> None:
+        """See :meth:`.backend.Backend.keep_answer`: links by rowid (migration 7).
+
+        The links are inserted straight from the memories found, and their count tells
+        whether every memory is still there: one statement instead of a count and an insert.
+        """
+        found = conn.execute(
+            "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (account_id, key, fingerprint, status, body or b"", created_at, int(body is not None)),
+        ).fetchone()
+        if found is None or body is None or not memory_ids:
+            return
+        answer = found[0]
+        # "+account_id": found by the id index; left to itself, the planner walks every
+        # memory of the account by an account index (milliseconds per batch of puts).
+        linked = conn.execute(
+            "INSERT INTO idempotency_links (memory_rowid, answer)"
+            " SELECT rowid, ? FROM memories WHERE +account_id = ?"
+            f" AND id IN ({','.join('?' * len(memory_ids))})",
+            (answer, account_id, *memory_ids),
+        ).rowcount
+        if linked != len(memory_ids):  # a memory it shows is gone (remembered and forgotten)
+            conn.execute("DELETE FROM idempotency_links WHERE answer = ?", (answer,))
+            conn.execute("UPDATE idempotency SET kept = 0, body = x'' WHERE id = ?", (answer,))
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

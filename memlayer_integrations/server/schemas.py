@@ -101,10 +101,15 @@ class EncodedMetadata(dict):  # type: ignore[type-arg]
     encoded: str
 
 
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` without building an
+#: encoder for every metadata object of a batch (a third of its validation time).
+_encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     if _deeper_than(value, MAX_METADATA_DEPTH):
         raise _error("too_deep", f"must not be nested more than {MAX_METADATA_DEPTH} levels deep")
-    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    encoded = _encode_compact(value)
     size = len(encoded.encode())
     if size > MAX_METADATA_BYTES:
         raise _error(

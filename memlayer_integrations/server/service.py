@@ -300,8 +300,9 @@ class Service:
         status: int,
         answer: Answer,
     ) -> None:
-        """Keep a write's answer for replays, with the memories it shows (see ``db.py``,
-        migration 4: forgetting one of them drops the kept answer).
+        """Keep a write's answer for replays, linked to the memories it shows
+        (:meth:`.backend.Backend.keep_answer`; ``db.py``, migrations 4 and 7: forgetting one
+        of them drops the kept answer).
 
         An answer over ``max_idempotent_answer_bytes``, or one showing a memory that is
         already gone (a batch that remembered and forgot it), is not kept: only that the
@@ -311,28 +312,17 @@ class Service:
         conn.execute(
             "DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_TTL_SECONDS,)
         )
-        ids = sorted(answer.memory_ids)
         kept = len(answer.body) <= self.settings.max_idempotent_answer_bytes
-        if kept and ids:
-            marks = ",".join("?" * len(ids))
-            # "+account_id": found by the id index; left to itself, the planner walks every
-            # memory of the account by an account index (milliseconds per batch of puts).
-            present = conn.execute(
-                f"SELECT count(*) FROM memories WHERE +account_id = ? AND id IN ({marks})",
-                (account.id, *ids),
-            ).fetchone()[0]
-            kept = present == len(ids)
-        inserted = conn.execute(
-            "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (account.id, key, fingerprint, status, answer.body if kept else b"", now, int(kept)),
-        ).rowcount
-        if inserted and kept and ids:
-            conn.executemany(
-                "INSERT INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                [(account.id, key, memory_id) for memory_id in ids],
-            )
+        self.db.keep_answer(
+            conn,
+            account.id,
+            key,
+            fingerprint,
+            status,
+            answer.body if kept else None,
+            now,
+            sorted(answer.memory_ids),
+        )
 
     @staticmethod
     def _replay(stored: Any, quota: _Quota) -> Outcome:

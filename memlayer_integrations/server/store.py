@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,6 +123,19 @@ def dump_metadata(metadata: dict[str, Any] | None) -> str:
     if isinstance(metadata, EncodedMetadata):
         return metadata.encoded
     return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
+
+
+def new_memory_id() -> str:
+    """A new memory's id: ``mem_`` and 32 hex digits, the first 12 the time in milliseconds
+    and the other 20 random (80 bits).
+
+    Ids that grow with time go in at the end of the id index, on both databases. Random ones
+    (128 bits, as ``uuid4().hex`` gave) went in all over it: each memory of a batch of 100
+    dirtied a page of its own, and writing those pages out was a large part of the batch's
+    COMMIT. The id means what it did (unique, opaque, never used again); the milliseconds
+    say no more than the memory's ``created_at``.
+    """
+    return f"mem_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def _indexed_text(
@@ -320,9 +334,7 @@ def _write(
             ).fetchone()
         columns, marks, sets, values = _indexed_text(conn, item.content, scope)
         if row is None:
-            # 128 random bits as 32 hex digits, as uuid4().hex gave, without building a UUID
-            # object for each item of a batch.
-            memory_id = "mem_" + os.urandom(16).hex()
+            memory_id = new_memory_id()
             inserts.add(
                 columns,
                 marks,

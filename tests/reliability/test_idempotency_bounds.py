@@ -122,3 +122,23 @@ def test_kept_answers_stay_small_whatever_is_asked(server, http):
         post(http, "/batch", lists, f"r{i}")
     total = sum(size for _, _, size in kept(server))
     assert total <= 20 * 64 * 1024
+
+
+def test_an_answer_past_its_day_takes_its_links_and_its_id_never_inherits_them(server, http):
+    """Answers are linked to memories by ids that SQLite may hand out again once the newest
+    answer is deleted: the links must go with the answer, or forgetting an old memory would
+    drop a newer answer that never showed it."""
+    old = post(http, "/memories", {"content": "old", "user_id": "u", "agent_id": "a"}, "k1").json()
+    with sqlite3.connect(server.settings.db_path) as conn:
+        conn.execute("UPDATE idempotency SET created_at = 0 WHERE key = 'k1'")
+    body = {"content": "new", "user_id": "u", "agent_id": "a"}
+    post(http, "/memories", body, "k2")
+    with sqlite3.connect(server.settings.db_path) as conn:
+        [(answer,)] = conn.execute("SELECT id FROM idempotency").fetchall()
+        links = conn.execute("SELECT answer FROM idempotency_links").fetchall()
+    assert answer == 1 and links == [(1,)]  # k1's id, handed out again, with k2's link only
+    assert http.delete(f"/memories/{old['id']}").status_code == 204
+    replay = post(http, "/memories", body, "k2")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["content"] == "new"
+    assert kept(server) == [("k2", 1, len(replay.content))]

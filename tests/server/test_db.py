@@ -139,3 +139,91 @@ def test_concurrent_clients(tmp_path):
         assert statuses.count(201) == 128 and set(statuses) == {200, 201}
         usage = httpx.get(server.url + "/v1/usage", headers={"X-API-Key": key}).json()
         assert usage["memories_stored"] == 128 and usage["requests_today"] == 385
+
+
+def test_version_7_moves_the_kept_answers_links_to_rowids_and_keeps_their_rules(tmp_path):
+    from memlayer_integrations.server.db import _statements, migrate
+
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    for migration in MIGRATIONS[:6]:
+        for statement in _statements(migration):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=6")
+    conn.execute(
+        "INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 't'), (2, 'free', 't')"
+    )
+    conn.executemany(
+        "INSERT INTO memories (id, account_id, user_id, agent_id, content, created_at, updated_at)"
+        " VALUES (?, ?, 'u', 'a', ?, 't', 't')",
+        [("mem_a", 1, "a"), ("mem_b", 1, "b"), ("mem_c", 2, "c")],
+    )
+    conn.executemany(
+        "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
+        " VALUES (?, ?, 'f', 201, ?, 1e12, ?)",
+        [(1, "both", b"ab", 1), (1, "only-b", b"b", 1), (2, "c", b"c", 1), (1, "gone", b"", 0)],
+    )
+    conn.executemany(
+        "INSERT INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)",
+        [(1, "both", "mem_a"), (1, "both", "mem_b"), (1, "only-b", "mem_b"), (2, "c", "mem_c")],
+    )
+    answers = dict(conn.execute("SELECT key, rowid FROM idempotency").fetchall())
+    assert migrate(conn) == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # The answers keep their ids, and each link names the memory's rowid.
+    assert dict(conn.execute("SELECT key, id FROM idempotency").fetchall()) == answers
+    links = conn.execute(
+        "SELECT i.key, m.id FROM idempotency_links AS l JOIN idempotency AS i ON i.id = l.answer"
+        " JOIN memories AS m ON m.rowid = l.memory_rowid ORDER BY 1, 2"
+    ).fetchall()
+    assert links == [("both", "mem_a"), ("both", "mem_b"), ("c", "mem_c"), ("only-b", "mem_b")]
+    assert "idempotency_memories" not in {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    # Forgetting a memory drops exactly the answers that show it, and its links.
+    conn.execute("DELETE FROM memories WHERE id = 'mem_a'")
+    state = "SELECT key, kept, length(body) FROM idempotency ORDER BY key"
+    assert conn.execute(state).fetchall() == [
+        ("both", 0, 0),
+        ("c", 1, 1),
+        ("gone", 0, 0),
+        ("only-b", 1, 1),
+    ]
+    # An answer's day over: its links go with it.
+    conn.execute("DELETE FROM idempotency WHERE key = 'c'")
+    remaining = conn.execute("SELECT memory_rowid, answer FROM idempotency_links").fetchall()
+    assert sorted(remaining) == sorted(
+        conn.execute(
+            "SELECT m.rowid, i.id FROM memories AS m, idempotency AS i"
+            " WHERE (m.id, i.key) IN (VALUES ('mem_b', 'both'), ('mem_b', 'only-b'))"
+        ).fetchall()
+    )
+    # Keys stay unique per account.
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at)"
+            " VALUES (1, 'both', 'f', 201, x'', 0)"
+        )
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_the_same_text_lookup_reads_the_index_of_memories_without_a_key(tmp_path):
+    db = Database(tmp_path / "m.db")
+    db.open()
+    db.close()
+    conn = sqlite3.connect(tmp_path / "m.db")
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT rowid FROM memories WHERE account_id = ? AND user_id = ?"
+        " AND agent_id = ? AND key IS NULL AND substr(content, 1, 64) IN (?, ?)",
+        (1, "u", "a", "x", "y"),
+    ).fetchall()
+    assert any("USING INDEX memories_text" in row[-1] for row in plan), plan
+    conn.execute("INSERT INTO accounts (id, plan, created_at) VALUES (1, 'free', 't')")
+    conn.executemany(
+        "INSERT INTO memories (id, account_id, user_id, agent_id, key, content, created_at,"
+        " updated_at) VALUES (?, 1, 'u', 'a', ?, 'same', 't', 't')",
+        [("mem_k", "k"), ("mem_n", None)],
+    )
+    count = "SELECT count(*) FROM memories INDEXED BY memories_text WHERE key IS NULL"
+    assert conn.execute(count).fetchone()[0] == 1

@@ -172,3 +172,27 @@ def test_a_batch_of_reads_that_refresh_expiry_is_not_kept_either(http):
     assert "idempotent-replayed" not in again.headers
     assert len(again.json()["results"][0]["memories"]) == 2
     assert len(first.json()["results"][0]["memories"]) == 1
+
+
+def test_forgetting_one_memory_of_a_batch_drops_that_answer_only(http):
+    def put_batch(key: str, agent: str) -> httpx.Response:
+        items = [{"content": f"{agent} fact {i}", "key": f"k{i}"} for i in range(100)]
+        body = {
+            "operations": [
+                {"op": "remember_many", "user_id": "u1", "agent_id": agent, "items": items}
+            ]
+        }
+        return http.post("/batch", json=body, headers={"Idempotency-Key": key})
+
+    first, other = put_batch("b-1", "one"), put_batch("b-2", "two")
+    assert first.status_code == other.status_code == 200
+    memories = first.json()["results"][0]["memories"]
+    assert len(memories) == 100
+    assert http.delete(f"/memories/{memories[57]['id']}").status_code == 204
+    assert_error(put_batch("b-1", "one"), 409, "idempotent_answer_gone", "Idempotency-Key")
+    replay = put_batch("b-2", "two")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.content == other.content
+    # The replay ran nothing: the forgotten memory stays forgotten.
+    listed = http.get("/memories", params={"user_id": "u1", "agent_id": "one", "limit": 100})
+    assert len(listed.json()["memories"]) == 99

@@ -489,3 +489,21 @@ def test_a_cursor_is_bound_to_its_agent_prefix(http):
     cursor = page.json()["next_cursor"]
     other = http.get("/memories", params={"user_id": "u1", "agent_prefix": "b", "cursor": cursor})
     assert other.status_code == 422
+
+
+def test_memory_ids_keep_their_format_and_grow_with_time(http, monkeypatch):
+    from memlayer_integrations.server import store
+
+    ids = {store.new_memory_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(MEMORY_ID.fullmatch(i) for i in ids)
+    monkeypatch.setattr(store.time, "time_ns", lambda: 1_700_000_000_000 * 1_000_000)
+    earlier = store.new_memory_id()
+    monkeypatch.setattr(store.time, "time_ns", lambda: 1_700_000_000_001 * 1_000_000)
+    assert store.new_memory_id() > earlier
+    assert earlier.startswith("mem_018bcfe56800")  # 1_700_000_000_000 ms in 12 hex digits
+    monkeypatch.undo()
+    items = [{"content": f"fact {i}"} for i in range(3)]
+    stored = http.post(
+        "/memories/batch", json={"user_id": "u", "agent_id": "a", "items": items}
+    ).json()["memories"]
+    assert all(MEMORY_ID.fullmatch(m["id"]) for m in stored)

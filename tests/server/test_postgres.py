@@ -18,6 +18,7 @@ from memlayer_integrations import cli
 from memlayer_integrations._constants import KEY_PATTERN
 from memlayer_integrations.server import LocalMemLayerServer, Plan, ServerSettings
 from memlayer_integrations.server.backend import open_backend
+from memlayer_integrations.server.db import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from memlayer_integrations.server.postgres.schema import SCHEMA_VERSION
 
 from ._helpers import assert_error
@@ -46,7 +47,7 @@ def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
 
 def test_migrate_applies_every_migration_once_on_each_backend(db_location, capsys):
     if isinstance(db_location, Path):
-        expected = "from schema version 0 to 6"
+        expected = f"from schema version 0 to {SQLITE_SCHEMA_VERSION}"
     else:  # a fresh PostgreSQL database is copied from an already migrated template
         expected = f"schema version {SCHEMA_VERSION}, nothing to migrate"
     code, _, err = run(capsys, "migrate", "--db", str(db_location))

@@ -302,6 +302,38 @@ class PostgresDatabase(Backend):
     def read(self) -> Any:
         return self._transaction(read_only=True)
 
+    def keep_answer(
+        self,
+        conn: Any,
+        account_id: int,
+        key: str,
+        fingerprint: str,
+        status: int,
+        body: bytes | None,
+        created_at: float,
+        memory_ids: Sequence[str],
+    ) -> None:
+        """See :meth:`.backend.Backend.keep_answer`: links by memory id (``schema.py``)."""
+        kept = body is not None
+        if kept and memory_ids:
+            marks = ",".join("?" * len(memory_ids))
+            present = conn.execute(
+                f"SELECT count(*) FROM memories WHERE account_id = ? AND id IN ({marks})",
+                (account_id, *memory_ids),
+            ).fetchone()[0]
+            kept = present == len(memory_ids)
+        inserted = conn.execute(
+            "INSERT INTO idempotency (account_id, key, fingerprint, status, body, created_at, kept)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (account_id, key, fingerprint, status, body if kept else b"", created_at, int(kept)),
+        ).rowcount
+        if inserted and kept and memory_ids:
+            conn.executemany(
+                "INSERT INTO idempotency_memories (account_id, key, memory_id) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(account_id, key, memory_id) for memory_id in memory_ids],
+            )
+
     # -- the dialect -----------------------------------------------------------------
 
     def lock_account(self, conn: Any, account_id: int) -> None:

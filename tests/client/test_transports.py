@@ -1,0 +1,86 @@
+"""Which transport a client's own httpx client gets (``_transports``), and that it works."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, _transports
+from memlayer_integrations._plain_http import AsyncPlainHTTPTransport, PlainHTTPTransport
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000", "http://127.8.9.10:1/x", "http://localhost:8000", "http://[::1]:80"],
+)
+def test_plain_http_on_a_loopback_host_gets_the_lean_transport(url: str) -> None:
+    assert isinstance(_transports.sync_transport(url), PlainHTTPTransport)
+    assert isinstance(_transports.async_transport(url), AsyncPlainHTTPTransport)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:8000",  # TLS stays with httpx
+        "https://memlayer.online",
+        "http://10.0.0.5:8000",
+        "http://example.com",
+        "http://localhost.example.com",
+    ],
+)
+def test_anything_else_gets_httpx_s_own(url: str) -> None:
+    assert _transports.sync_transport(url) is None
+    assert _transports.async_transport(url) is None
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_of_the_environment_keeps_httpx_s_transport(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "http://proxy.internal:3128")
+    assert _transports.sync_transport("http://127.0.0.1:8000") is None
+    # What httpx would do with the same environment: a proxy applies.
+    client = httpx.Client()
+    assert client._transport_for_url(httpx.URL("http://127.0.0.1:8000")) is not client._transport
+    client.close()
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.1", "*"])
+def test_no_proxy_for_the_host_gives_the_lean_transport_back(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert isinstance(_transports.sync_transport("http://127.0.0.1:8000"), PlainHTTPTransport)
+
+
+def test_an_https_only_proxy_does_not_apply_to_plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert isinstance(_transports.sync_transport("http://127.0.0.1:8000"), PlainHTTPTransport)
+
+
+async def test_default_clients_of_a_local_server_use_it_and_work(
+    base_url: str, api_key: str
+) -> None:
+    with MemLayerClient(api_key=api_key, base_url=base_url) as client:
+        assert isinstance(client._http._transport, PlainHTTPTransport)
+        stored = client.remember("plain http", user_id="u-plain", agent_id="bot")
+        assert client.get(stored.id).content == "plain http"
+    async with AsyncMemLayerClient(api_key=api_key, base_url=base_url) as aclient:
+        assert isinstance(aclient._http._transport, AsyncPlainHTTPTransport)
+        assert (await aclient.get(stored.id)).content == "plain http"
+
+
+def test_a_users_own_http_client_is_never_touched(base_url: str, api_key: str) -> None:
+    http = httpx.Client()
+    with MemLayerClient(api_key=api_key, base_url=base_url, http_client=http) as client:
+        assert client._http is http
+        assert isinstance(http._transport, httpx.HTTPTransport)
+    http.close()
