@@ -11,7 +11,8 @@ machine hits all alike: put of a new key, get, search with a query (limit 10), a
 of 100 puts. Without an index LangGraph's stores answer a query by listing the namespace;
 MemLayer ranks by the query's words and fills up with the other items (see
 ``MemLayerStore``), so its search does more. The report gives medians, the ratios to the
-peers, and ``MemLayerStore``'s requests per operation.
+peers, ``MemLayerStore``'s requests per operation, and a floor: how long a request the server
+refuses before any database work takes through each of its ways (no operation is faster).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _postgres_store(url: str) -> Iterator[Any]:
         yield store
 
 
-def _memlayer_store(ctx: Context, base_url: str, counter: Counter) -> Any:
+def _memlayer_store(ctx: Context, base_url: str, counter: Counter) -> tuple[Any, httpx.Client]:
     from memlayer_integrations.langchain import MemLayerStore
 
     # The transport a MemLayerClient built without http_client gets for this URL.
@@ -78,7 +79,7 @@ def _memlayer_store(ctx: Context, base_url: str, counter: Counter) -> Any:
     http = httpx.Client(transport=CountingTransport(inner, counter))
     ctx._http.append(http)  # closed with the context
     client = MemLayerClient(api_key=ctx.new_key(), base_url=base_url, http_client=http)
-    return MemLayerStore(client=client)
+    return MemLayerStore(client=client), http
 
 
 class _Workload:
@@ -133,10 +134,13 @@ def run(ctx: Context) -> dict[str, Any]:
         }
         if postgres_url:
             stores["postgres"] = stack.enter_context(_postgres_store(postgres_url))
-        stores["memlayer_http"] = _memlayer_store(ctx, ctx.server.url, counters["memlayer_http"])
-        stores["memlayer_in_process"] = _memlayer_store(
-            ctx, ctx.server.in_process_url, counters["memlayer_in_process"]
-        )
+        https: dict[str, tuple[httpx.Client, str]] = {}
+        for name, url in (
+            ("memlayer_http", ctx.server.url),
+            ("memlayer_in_process", ctx.server.in_process_url),
+        ):
+            stores[name], http = _memlayer_store(ctx, url, counters[name])
+            https[name] = (http, url)
         for store in stores.values():
             workload.load(store)
         times: dict[str, dict[str, list[float]]] = {
@@ -156,6 +160,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     times[name][op].append(time.perf_counter() - start)
             for name, counter in counters.items():
                 requests[name][op] = sum(counter.values()) // len(times[name][op])
+        floor = _floor(https, rounds)
     return {
         "items": items,
         "namespaces": namespaces,
@@ -165,7 +170,24 @@ def run(ctx: Context) -> dict[str, Any]:
         "stores": {s: {op: summarize_ms(ts) for op, ts in ops.items()} for s, ops in times.items()},
         "requests_per_operation": requests,
         "ratios": _ratios(times),
+        "floor": floor,
     }
+
+
+def _floor(https: dict[str, tuple[httpx.Client, str]], rounds: int) -> dict[str, Any]:
+    """The p50 of a request the server refuses before any database work (a key of the
+    wrong format: 401), through each MemLayer store's own HTTP client and transport. No
+    operation can take less: a target allowing less cannot be met by any server behind
+    that client and transport, however little it does."""
+    times: dict[str, list[float]] = {name: [] for name in https}
+    for _ in range(rounds):
+        for name, (http, url) in https.items():
+            start = time.perf_counter()
+            answer = http.get(f"{url}/v1/usage", headers={"X-API-Key": "not-a-key"})
+            times[name].append(time.perf_counter() - start)
+            if answer.status_code != 401:
+                raise RuntimeError(f"expected 401 for a malformed key, got {answer.status_code}")
+    return {name: summarize_ms(ts) for name, ts in times.items()}
 
 
 def _ratios(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
@@ -239,6 +261,19 @@ def render(result: dict[str, Any]) -> str:
         ["ratio of medians", *OPERATIONS],
         [[pair, *(r[op] for op in OPERATIONS)] for pair, r in result["ratios"].items()],
     )
+    floor = result["floor"]
+    below = _below_floor(result)
+    floor_line = (
+        f"A request the server refuses before any database work (a malformed key, 401) takes "
+        f"{floor['memlayer_http']['p50_ms']:.3f} ms p50 over HTTP and "
+        f"{floor['memlayer_in_process']['p50_ms']:.3f} ms in process: no operation can be "
+        "faster. "
+        + (
+            "Targets allowing less than that: " + "; ".join(below) + "."
+            if below
+            else "Every target allows more than that."
+        )
+    )
     missing = (
         ""
         if result["postgres"]
@@ -253,5 +288,23 @@ def render(result: dict[str, Any]) -> str:
             table,
             "",
             ratios,
+            "",
+            floor_line,
         ]
     )
+
+
+def _below_floor(result: dict[str, Any]) -> list[str]:
+    """The targets whose allowed time (the limit times the peer's median) is below the
+    floor of their way of reaching the server (:func:`_floor`)."""
+    stores, floor = result["stores"], result["floor"]
+    limits = [("memlayer_in_process", "sqlite", IN_PROCESS_VS_SQLITE)]
+    if result["postgres"]:
+        limits.insert(0, ("memlayer_http", "postgres", HTTP_VS_POSTGRES))
+    out = []
+    for ours, peer, ops in limits:
+        for op, limit in ops.items():
+            allowed = limit * stores[peer][op]["p50_ms"]
+            if allowed < floor[ours]["p50_ms"]:
+                out.append(f"{op} {_LABELS[ours].split(', ')[1]}: {allowed:.3f} ms")
+    return out

@@ -514,6 +514,9 @@ def test_store(ctx: Context) -> None:
         assert result["requests_per_operation"][name] == dict.fromkeys(store.OPERATIONS, 1)
     assert set(result["ratios"]["memlayer_in_process/sqlite"]) == set(store.OPERATIONS)
     assert "SqliteStore (WAL)" in store.render(result)
+    for name in ("memlayer_http", "memlayer_in_process"):  # a refused request, timed
+        _check_latency(result["floor"][name])
+    assert "refuses before any database work" in store.render(result)
 
 
 def test_a_postgres_url_gets_fresh_databases_that_the_run_drops(postgres_cluster: Any) -> None:
