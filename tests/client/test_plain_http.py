@@ -132,12 +132,12 @@ def test_the_client_retries_an_answer_cut_short_with_the_same_idempotency_key(
     body = httpx.Response(201, json=memory_json()).content
 
     def answer(conn: Conn, request: bytes) -> None:
-        if len(answer_log) == 0:
+        answer_log.append(request)  # before answering: the client may check it right after
+        if len(answer_log) == 1:
             conn.send(b"HTTP/1.1 201 Created\r\nContent-Length: 500\r\n\r\n{")
             conn.close()
         else:
             conn.send(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        answer_log.append(request)
 
     answer_log: list[bytes] = []
     with ScriptedServer(answer) as server:
