@@ -38,12 +38,14 @@ from .scoring import relevance
 
 __all__ = [
     "FORGET_STEP",
+    "MemoryInserts",
     "dump_metadata",
     "expiry",
     "forget",
     "forget_all",
     "forget_step",
     "get",
+    "indexed_text",
     "iso",
     "list_page",
     "memory_json",
@@ -138,7 +140,7 @@ def new_memory_id() -> str:
     return f"mem_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
-def _indexed_text(
+def indexed_text(
     conn: Any, content: str, scope: tuple[int, str, str]
 ) -> tuple[str, str, str, list[Any]]:
     """What a memory's INSERT or UPDATE adds for the database's full-text index:
@@ -202,10 +204,11 @@ def _by_contents(
     return {row["content"]: row for row in rows if row["content"] in wanted}
 
 
-class _Inserts:
-    """New memories of one ``_write``, inserted a statement per up to :data:`_ROWS_PER_INSERT`
-    rows instead of one each: a batch of 100 puts paid as much for its 100 statements
-    (binding, stepping, reading ``RETURNING`` back into Python) as for the rows.
+class MemoryInserts:
+    """New memories of one ``_write`` (or of an import, ``transfer_store``), inserted a
+    statement per up to :data:`_ROWS_PER_INSERT` rows instead of one each: a batch of 100
+    puts paid as much for its 100 statements (binding, stepping, reading ``RETURNING`` back
+    into Python) as for the rows.
 
     Each new memory takes its place in ``written`` (rowids in item order) at once, and its
     rowid when its statement runs (:meth:`flush`). The rows go in in item order, so they get
@@ -247,7 +250,7 @@ class _Inserts:
         self.rows, self.slots = [], []
 
 
-#: Rows per INSERT of :class:`_Inserts`: 13 values a row stays under the 999 variables of
+#: Rows per INSERT of :class:`MemoryInserts`: 13 values a row stays under the 999 variables of
 #: older SQLite builds.
 _ROWS_PER_INSERT = 64
 
@@ -321,7 +324,7 @@ def _write(
     scope = (account.id, user_id, agent_id)
     out: list[tuple[dict[str, Any], bool]] = []
     written: list[int] = []
-    inserts = _Inserts(conn, written)
+    inserts = MemoryInserts(conn, written)
     for i, (item, row) in enumerate(zip(items, existing, strict=True)):
         session = item.session_id if item.session_id is not None else session_id
         metadata = dump_metadata(item.metadata)
@@ -332,7 +335,7 @@ def _write(
                 f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?",
                 (out[repeats[i]][0]["id"],),
             ).fetchone()
-        columns, marks, sets, values = _indexed_text(conn, item.content, scope)
+        columns, marks, sets, values = indexed_text(conn, item.content, scope)
         if row is None:
             memory_id = new_memory_id()
             inserts.add(
@@ -538,7 +541,7 @@ def update(
         memory["metadata"] = req.metadata
     memory["updated_at"] = now
     scope = (account.id, row["user_id"], row["agent_id"])
-    _, _, sets, values = _indexed_text(conn, memory["content"], scope)
+    _, _, sets, values = indexed_text(conn, memory["content"], scope)
     conn.execute(
         f"UPDATE memories SET content = ?, metadata = ?, updated_at = ?{sets} WHERE rowid = ?",
         (memory["content"], dump_metadata(memory["metadata"]), now, *values, row["rowid"]),

@@ -14,8 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .backend import dialect_of
-from .store import dump_metadata
+from .store import MemoryInserts, dump_metadata, indexed_text
 
 __all__ = [
     "BATCH",
@@ -238,25 +237,21 @@ def find_memories(
 
 
 def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
-    """Store dumped memories as they were, in their order, many rows a statement.
+    """Store dumped memories as they were, in their order, many rows a statement
+    (:class:`.store.MemoryInserts`, as a batch of puts is written).
 
     The triggers keep every count (``db.py``; on PostgreSQL once per statement, adding up
     its rows: ``postgres/schema.py`` migration 3), so fewer, larger statements also mean
     fewer updates of the same count rows. What the backend's full-text index needs is
-    written beside each memory (``Dialect.text_column``).
+    written beside each memory (:func:`.store.indexed_text`).
     """
-    if not memories:
-        return
-    dialect = dialect_of(conn)
-    rows = []
-    column = mark = ""
+    inserts = MemoryInserts(conn, [])
     for memory in memories:
         scope = (memory["account"], memory["user_id"], memory["agent_id"])
-        text = dialect.text_column(memory["content"], scope)
-        extra = [] if text is None else [text[2]]
-        if text is not None:
-            column, mark = f", {text[0]}", f", {text[1]}"
-        rows.append(
+        columns, marks, _, values = indexed_text(conn, memory["content"], scope)
+        inserts.add(
+            columns,
+            marks,
             (
                 memory["id"],
                 memory["account"],
@@ -270,18 +265,7 @@ def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
                 memory["updated_at"],
                 memory["expires_at"],
                 memory["ttl"],
-                *extra,
-            )
+                *values,
+            ),
         )
-    one = f"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{mark})"
-    per_statement = _MAX_VARIABLES // len(rows[0])
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        conn.execute(
-            f"INSERT INTO memories ({_MEMORY_FIELDS}{column}) VALUES {', '.join([one] * len(part))}",
-            [value for row in part for value in row],
-        )
-
-
-#: Values one statement may bind: older SQLite builds allow no more than 999.
-_MAX_VARIABLES = 999
+    inserts.flush()
