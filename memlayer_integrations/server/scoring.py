@@ -301,12 +301,7 @@ class Scorer:
             if token in self._wanted:
                 counts[(token,)] = counts.get((token,), 0) + 1
         for phrase in self._phrases:
-            size = len(phrase)
-            found = sum(
-                1
-                for i in range(len(sequence) - size + 1)
-                if tuple(sequence[i : i + size]) == phrase
-            )
+            found = _occurrences(sequence, phrase)
             if found:
                 counts[phrase] = found
         return counts
@@ -352,6 +347,15 @@ def _bagged(texts: Sequence[str]) -> list[dict[str, int]]:
     return [new[text] if bag is None else bag for text, bag in zip(texts, found, strict=True)]
 
 
+def _occurrences(sequence: Sequence[str], phrase: tuple[str, ...]) -> int:
+    """How often ``phrase`` occurs in ``sequence`` (a text's tokens), as FTS5 counts a
+    phrase: at every position, overlapping occurrences included."""
+    size = len(phrase)
+    return sum(
+        1 for i in range(len(sequence) - size + 1) if tuple(sequence[i : i + size]) == phrase
+    )
+
+
 def held(
     texts: Sequence[str], stems: Iterable[tuple[str, ...]]
 ) -> dict[int, dict[tuple[str, ...], int]]:
@@ -382,13 +386,7 @@ def held(
         }
         for phrase in phrases:
             if bag.keys() >= set(phrase):
-                sequence = tokens(texts[place])
-                size = len(phrase)
-                n = sum(
-                    1
-                    for i in range(len(sequence) - size + 1)
-                    if tuple(sequence[i : i + size]) == phrase
-                )
+                n = _occurrences(tokens(texts[place]), phrase)
                 if n:
                     counts[phrase] = n
         if counts:
