@@ -246,8 +246,10 @@ class PlainHTTPTransport(httpx.BaseTransport):
             self._fallback.close()
 
 
-class _SyncBody(httpx.SyncByteStream):
-    """A response body read off its connection, which goes back to the pool at its end."""
+class _Held:
+    """A response's connection while its body is read: back to the pool once the body was
+    read to its end (if it may be reused), closed when the body is left unread or fails.
+    The sync and async bodies differ only in how they read."""
 
     def __init__(
         self,
@@ -261,6 +263,24 @@ class _SyncBody(httpx.SyncByteStream):
         self._pool, self._key, self._sock = pool, key, sock
         self._buffer, self._body, self._reusable = buffer, body, reusable
         self._open = True
+
+    def _release(self) -> None:
+        """The body was read to its end."""
+        if self._open:
+            self._open = False
+            if self._reusable and not self._buffer:  # bytes past the answer: not reusable
+                self._pool.give(self._key, self._sock)
+            else:
+                self._sock.close()
+
+    def _discard(self) -> None:
+        if self._open:
+            self._open = False
+            self._sock.close()
+
+
+class _SyncBody(_Held, httpx.SyncByteStream):
+    """A response body read off its connection, which goes back to the pool at its end."""
 
     def __iter__(self) -> Iterator[bytes]:
         body, buffer = self._body, self._buffer
@@ -280,17 +300,7 @@ class _SyncBody(httpx.SyncByteStream):
         except BaseException:  # an error, or the stream closed before its end
             self._discard()
             raise
-        if self._open:
-            self._open = False
-            if self._reusable and not buffer:  # bytes past the answer: not reusable
-                self._pool.give(self._key, self._sock)
-            else:
-                self._sock.close()
-
-    def _discard(self) -> None:
-        if self._open:
-            self._open = False
-            self._sock.close()
+        self._release()
 
     def close(self) -> None:
         self._discard()
@@ -416,7 +426,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
             await self._fallback.aclose()
 
 
-class _AsyncBody(httpx.AsyncByteStream):
+class _AsyncBody(_Held, httpx.AsyncByteStream):
     """The async twin of :class:`_SyncBody`."""
 
     def __init__(
@@ -429,10 +439,8 @@ class _AsyncBody(httpx.AsyncByteStream):
         reusable: bool,
         timeout: float | None,
     ) -> None:
-        self._pool, self._key, self._sock = pool, key, sock
-        self._buffer, self._body, self._reusable = buffer, body, reusable
+        super().__init__(pool, key, sock, buffer, body, reusable)
         self._timeout = timeout
-        self._open = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         body, buffer = self._body, self._buffer
@@ -452,17 +460,7 @@ class _AsyncBody(httpx.AsyncByteStream):
         except BaseException:  # an error, or the stream closed before its end
             self._discard()
             raise
-        if self._open:
-            self._open = False
-            if self._reusable and not buffer:
-                self._pool.give(self._key, self._sock)
-            else:
-                self._sock.close()
-
-    def _discard(self) -> None:
-        if self._open:
-            self._open = False
-            self._sock.close()
+        self._release()
 
     async def aclose(self) -> None:
         self._discard()
