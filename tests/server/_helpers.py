@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
 import httpx
+
+from memlayer_integrations.server.backend import open_backend
+from memlayer_integrations.server.transfer import export
 
 
 def remember(
@@ -28,3 +34,15 @@ def assert_error(
     assert body["request_id"].startswith("req_")
     assert response.headers["x-request-id"] == body["request_id"]
     return body
+
+
+def dump(location: Any) -> bytes:
+    """``memlayer export --with-keys`` of the database at ``location`` (a SQLite path or a
+    PostgreSQL URL), at a fixed time."""
+    db = open_backend(location)
+    try:
+        out = io.BytesIO()
+        export(db, out, now="2026-01-01T00:00:00.000000Z", with_keys=True)
+        return out.getvalue()
+    finally:
+        db.close()

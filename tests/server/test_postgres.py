@@ -21,7 +21,7 @@ from memlayer_integrations.server.backend import open_backend
 from memlayer_integrations.server.db import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from memlayer_integrations.server.postgres.schema import SCHEMA_VERSION
 
-from ._helpers import assert_error
+from ._helpers import assert_error, dump
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_metadata_holding_a_nul_character_is_stored_and_filtered(pg_url):
 
 
 def test_a_sqlite_database_moves_to_postgres_and_back_exactly(tmp_path, pg_url):
-    from memlayer_integrations.server.transfer import export, import_dump
+    from memlayer_integrations.server.transfer import import_dump
 
     source = tmp_path / "source.db"
     with LocalMemLayerServer(source) as server:
@@ -238,15 +238,6 @@ def test_a_sqlite_database_moves_to_postgres_and_back_exactly(tmp_path, pg_url):
                 {"content": "The flat number is 42", "key": "flat", "metadata": {"ä": [1, 2.5]}},
             ):
                 http.post("/memories", json={"user_id": "u", "agent_id": "a", **body})
-
-    def dump(location: Any) -> bytes:
-        db = open_backend(location)
-        try:
-            out = io.BytesIO()
-            export(db, out, now="2026-01-01T00:00:00.000000Z", with_keys=True)
-            return out.getvalue()
-        finally:
-            db.close()
 
     def load(location: Any, data: bytes) -> dict[str, int]:
         db = open_backend(location)

@@ -19,6 +19,8 @@ from memlayer_integrations.server.postgres.schema import MIGRATIONS
 from memlayer_integrations.server.postgres.text import TsvectorIndex, _counts, document, tsquery
 from memlayer_integrations.server.scoring import ScopeStats, Scorer, scope_stats
 
+from ._helpers import dump
+
 RECOUNT = (
     "SELECT m.account_id, m.user_id, w.lexeme, m.agent_id, count(*) FROM memories AS m,"
     " unnest(m.tsv) AS w WHERE left(w.lexeme, 1) <> '#' GROUP BY 1, 2, 3, 4"
@@ -233,7 +235,7 @@ def test_counts_follow_statements_of_many_rows(pg_url, tmp_path):
     import io
 
     from memlayer_integrations.server.backend import open_backend
-    from memlayer_integrations.server.transfer import export, import_dump
+    from memlayer_integrations.server.transfer import import_dump
 
     source = tmp_path / "source.db"
     words = ["tea", "plans", "coffee", "noon", "dog", "garden", "piano", "café"]
@@ -247,15 +249,6 @@ def test_counts_follow_statements_of_many_rows(pg_url, tmp_path):
                         user_id="u",
                         agent_id=agent,
                     )
-
-    def dump(location: Any) -> bytes:
-        db = open_backend(location)
-        try:
-            out = io.BytesIO()
-            export(db, out, now="2026-01-01T00:00:00.000000Z", with_keys=True)
-            return out.getvalue()
-        finally:
-            db.close()
 
     first = dump(source)
     db = open_backend(pg_url)
