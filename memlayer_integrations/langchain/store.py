@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -30,7 +31,6 @@ from .._adapter import MAX_BATCH_ITEMS, MAX_CONTENT_CHARS, ClientPair, clip_quer
 
 __all__ = ["MemLayerStore", "decode_label", "encode_label", "memlayer_namespace"]
 
-_ESCAPES = {"%": "%25", ".": "%2E"}
 _ESCAPE_RE = re.compile(r"%(25|2E)")
 _FILTER_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"}
 _MAX_ID = 256
@@ -45,7 +45,8 @@ def encode_label(value: str) -> str:
     """
     if not isinstance(value, str) or not value:
         raise InvalidNamespaceError(f"a namespace id must be a non-empty string, got {value!r}")
-    return "".join(_ESCAPES.get(c, c) for c in value)
+    # "%" first, so the "%" of an escaped "." is not escaped again.
+    return value.replace("%", "%25").replace(".", "%2E")
 
 
 def decode_label(label: str) -> str:
@@ -79,6 +80,10 @@ def memlayer_namespace(user_id: str, *labels: str) -> tuple[str, ...]:
 _UNINDEXED = "\u2060"
 
 
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder for every item.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     """The searchable text of a value: the indexed fields, else the value as JSON."""
     if index is False:
@@ -87,7 +92,7 @@ def _render(value: dict[str, Any], index: bool | list[str] | None) -> str:
     if isinstance(index, list):
         for path in index:
             texts.extend(get_text_at_path(value, tokenize_path(path)))
-    text = "\n".join(t for t in texts if t.strip()) or json.dumps(value, ensure_ascii=False)
+    text = "\n".join(t for t in texts if t.strip()) or _encode(value)
     return text[:MAX_CONTENT_CHARS]
 
 
@@ -127,6 +132,25 @@ def _matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
     else:
         pairs = zip(reversed(ns), reversed(path), strict=False)
     return all(p == "*" or n == p for n, p in pairs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_namespace(root: str, user_id: str, agent_id: str) -> tuple[str, ...] | None:
+    """The namespace of scope ``(user_id, agent_id)`` in a store whose ``agent_id`` is
+    ``root``, or ``None`` if the scope is not one of that store's.
+
+    Cached: every item a read returns is mapped back to its namespace, and the items of
+    one read share one or a few scopes.
+    """
+    if agent_id == root:
+        rest: list[str] = []
+    elif agent_id.startswith(root + "."):
+        rest = agent_id[len(root) + 1 :].split(".")
+        if not all(rest):
+            return None
+    else:
+        return None
+    return (encode_label(user_id), *rest)
 
 
 class MemLayerStore(BaseStore):
@@ -228,15 +252,7 @@ class MemLayerStore(BaseStore):
 
     def _namespace(self, user_id: str, agent_id: str) -> tuple[str, ...] | None:
         """The namespace of a scope, or ``None`` if the scope is not one of this store's."""
-        if agent_id == self.agent_id:
-            rest: list[str] = []
-        elif agent_id.startswith(self.agent_id + "."):
-            rest = agent_id[len(self.agent_id) + 1 :].split(".")
-            if not all(rest):
-                return None
-        else:
-            return None
-        return (encode_label(user_id), *rest)
+        return _scope_namespace(self.agent_id, user_id, agent_id)
 
     # -- planning (pure) ---------------------------------------------------------------
 
@@ -360,15 +376,11 @@ class MemLayerStore(BaseStore):
                 deletes.setdefault(scope, []).append(key)
             else:
                 index = self.index if op.index is None else op.index
-                puts.setdefault(scope, []).append(
-                    {
-                        "content": _render(dict(op.value), index),
-                        "metadata": dict(op.value),
-                        "key": key,
-                        # LangGraph counts TTL in minutes, MemLayer in seconds.
-                        "ttl": None if op.ttl is None else op.ttl * 60,
-                    }
-                )
+                value = dict(op.value)
+                item = {"content": _render(value, index), "metadata": value, "key": key}
+                if op.ttl is not None:  # LangGraph counts TTL in minutes, MemLayer in seconds.
+                    item["ttl"] = op.ttl * 60
+                puts.setdefault(scope, []).append(item)
         for (user_id, agent_id), keys in deletes.items():
             for c in range(0, len(keys), MAX_BATCH_ITEMS):
                 wire.append(
