@@ -120,7 +120,7 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
     if name == "recall":
         _refresh_vectors(ctx, req)
         with ctx.budget.guard(conn):
-            results = store.recall(conn, account, req, ctx.now_iso, vectors)
+            results = store.recall(conn, account, req, ctx.now_iso, vectors, ctx.narrowed)
         if req.refresh_ttl:
             store.touch(conn, [r["memory"] for r in results], ctx.now)
         return {"results": results}
@@ -137,7 +137,7 @@ def _run_op(ctx: Context, name: str, req: Any) -> Any:
         return {"deleted": store.forget_all(conn, account, req)}
     if name == "list":
         with ctx.budget.guard(conn):
-            page = store.list_page(conn, account, req, ctx.now_iso, _page_bytes(ctx))
+            page = store.list_page(conn, account, req, ctx.now_iso, _page_bytes(ctx), ctx.narrowed)
         if req.refresh_ttl:
             store.touch(conn, page["memories"], ctx.now)
         return page
@@ -158,7 +158,8 @@ def batch(ctx: Context) -> tuple[int, Any]:
             f"operations: a list of 1 to {MAX_BATCH_ITEMS} operations", "operations"
         )
     parts: list[bytes] = []
-    ids: set[str] = set()
+    results: list[Any] = []
+    writes = False
     ctx.budget.charge(len(b'{"results":[]}'))
     for i, raw in enumerate(operations):
         try:
@@ -168,12 +169,17 @@ def batch(ctx: Context) -> tuple[int, Any]:
             if not isinstance(name, str) or name not in OP_MODELS:
                 raise validation_error(f"op: one of {', '.join(OP_MODELS)}", "op")
             result = _run_op(ctx, name, validate(OP_MODELS[name], raw))
+            if name in WRITE_OPS:
+                ctx.narrowed.clear()  # the scopes the reads narrowed to may have changed
+                writes = True
             # Rendered one by one: past the byte cap, the batch stops here.
             parts.append(ctx.budget.render(result))
             ctx.budget.charge(1)  # the comma
-            ids |= memory_ids(result)
+            results.append(result)
         except ApiError as exc:
             raise exc.prefixed(f"operations[{i}]") from None
+    # The memories shown, for an answer kept for replays: only a batch that writes keeps it.
+    ids = {i for result in results for i in memory_ids(result)} if writes else set()
     return 200, Rendered(b'{"results":[' + b",".join(parts) + b"]}", ids)
 
 

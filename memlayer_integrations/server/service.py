@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import re
@@ -56,7 +57,7 @@ from .errors import ApiError
 from .keys import Account
 from .parsing import parse_json_body
 from .settings import ServerSettings
-from .store import iso, next_midnight, sweep_expired
+from .store import Narrowed, iso, next_midnight, sweep_expired
 
 __all__ = [
     "Answer",
@@ -122,8 +123,11 @@ class Context:
     embeddings: Any = None
     #: What the earlier steps of this request did (see :class:`Unfinished`).
     carried: int = 0
+    #: Agent prefixes this request's reads have narrowed (``store.Narrowed``), forgotten
+    #: whenever it writes.
+    narrowed: Narrowed = field(default_factory=dict, init=False)
 
-    @property
+    @functools.cached_property
     def now_iso(self) -> str:
         return iso(self.now)
 

@@ -39,6 +39,7 @@ from .scoring import relevance
 __all__ = [
     "FORGET_STEP",
     "MemoryInserts",
+    "Narrowed",
     "dump_metadata",
     "expiry",
     "forget",
@@ -457,21 +458,34 @@ def remember_many(
     return [memory for memory, _ in pairs]
 
 
+#: What :func:`_narrowed` found for ``(user_id, agent_prefix)``, kept for the reads of one
+#: request until it writes (see ``operations.batch``): a store search is a recall and a
+#: list of the same prefix, which would read the same scope sizes twice.
+Narrowed = dict[tuple[str, str], tuple[str | None, str | None]]
+
+
 def _narrowed(
     conn: Any,
     account: Account,
     user_id: str,
     agent_id: str | None,
     agent_prefix: str | None,
+    known: Narrowed | None = None,
 ) -> tuple[str | None, str | None]:
     """``(agent_id, agent_prefix)`` to read by: an ``agent_prefix`` that covers one agent
     holding memories is that agent, read by the scope's own index (and, in a recall, its
     own statistics and full-text scope word) instead of a range of the user's agents."""
-    if agent_prefix is not None and agent_id is None:
-        covered = scopes(conn, account, user_id, agent_prefix)
-        if len(covered) == 1:
-            return covered[0]["agent_id"], None
-    return agent_id, agent_prefix
+    if agent_prefix is None or agent_id is not None:
+        return agent_id, agent_prefix
+    if known is not None and (user_id, agent_prefix) in known:
+        return known[(user_id, agent_prefix)]
+    found: tuple[str | None, str | None] = (None, agent_prefix)
+    covered = scopes(conn, account, user_id, agent_prefix)
+    if len(covered) == 1:
+        found = covered[0]["agent_id"], None
+    if known is not None:
+        known[(user_id, agent_prefix)] = found
+    return found
 
 
 def recall(
@@ -480,6 +494,7 @@ def recall(
     req: RecallRequest,
     now: str,
     embeddings: Any = None,
+    narrowed: Narrowed | None = None,
 ) -> list[dict[str, Any]]:
     """By words alone, or by words and meaning when the server has an embedder (``hybrid``).
 
@@ -487,7 +502,9 @@ def recall(
     (its own statistics and full-text scope word, far fewer postings to walk than the
     user's); one that covers several is searched as all the user's agents, narrowed to them.
     """
-    agent_id, agent_prefix = _narrowed(conn, account, req.user_id, req.agent_id, req.agent_prefix)
+    agent_id, agent_prefix = _narrowed(
+        conn, account, req.user_id, req.agent_id, req.agent_prefix, narrowed
+    )
     scope: dict[str, Any] = {
         "user_id": req.user_id,
         "agent_id": agent_id,
@@ -621,6 +638,7 @@ def list_page(
     q: ListQuery,
     now: str,
     page_bytes: int = PAGE_BYTES,
+    narrowed: Narrowed | None = None,
 ) -> dict[str, Any]:
     """One page in creation order of the memories not expired at ``now``; ``next_cursor``
     is ``None`` on the last page.
@@ -631,7 +649,9 @@ def list_page(
     bounded answer. The cursor is opaque and only valid for the same listing
     (:mod:`.cursors`).
     """
-    agent_id, agent_prefix = _narrowed(conn, account, q.user_id, q.agent_id, q.agent_prefix)
+    agent_id, agent_prefix = _narrowed(
+        conn, account, q.user_id, q.agent_id, q.agent_prefix, narrowed
+    )
     where = scope_condition(
         account.id,
         q.user_id,

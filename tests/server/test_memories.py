@@ -470,6 +470,22 @@ def test_agent_prefix_covers_an_agent_and_those_below_it(http):
     assert [r["memory"]["agent_id"] for r in batch[2]["results"]] == ["storex"]
 
 
+def test_a_batch_read_after_a_write_sees_the_agents_the_write_added_under_a_prefix(http):
+    # The reads of a batch share what they learn of a prefix's agents until the batch writes.
+    remember(http, "tea for store.a", agent_id="store.a")
+    read = [
+        {"op": "recall", "query": "tea", "user_id": "u1", "agent_prefix": "store"},
+        {"op": "list", "user_id": "u1", "agent_prefix": "store"},
+    ]
+    write = {"op": "remember", "content": "tea for store.b", "user_id": "u1", "agent_id": "store.b"}
+    results = http.post("/batch", json={"operations": [*read, write, *read]}).json()["results"]
+    both = ["store.a", "store.b"]
+    assert [r["memory"]["agent_id"] for r in results[0]["results"]] == ["store.a"]
+    assert [m["agent_id"] for m in results[1]["memories"]] == ["store.a"]
+    assert sorted(r["memory"]["agent_id"] for r in results[3]["results"]) == both
+    assert [m["agent_id"] for m in results[4]["memories"]] == both
+
+
 def test_agent_prefix_and_agent_id_together_must_both_hold(http):
     remember(http, "tea for a.b", agent_id="a.b")
     remember(http, "tea for c", agent_id="c")
