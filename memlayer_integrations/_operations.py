@@ -63,9 +63,8 @@ def normalize_item(item: MemoryItem) -> dict[str, Any]:
     if isinstance(item, str):
         return {"content": item}
     if isinstance(item, Mapping):
-        unknown = set(item) - _ITEM_FIELDS
-        if unknown:
-            raise TypeError(f"unknown memory item field(s): {sorted(unknown)}")
+        if not _ITEM_FIELDS.issuperset(item):
+            raise TypeError(f"unknown memory item field(s): {sorted(set(item) - _ITEM_FIELDS)}")
         if "content" not in item:
             raise TypeError("a memory item mapping needs 'content'")
         out = dict(item)
