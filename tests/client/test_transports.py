@@ -13,6 +13,7 @@ from memlayer_integrations import (
     MemLayerClient,
     _transports,
 )
+from memlayer_integrations._base_client import Call
 from memlayer_integrations._plain_http import AsyncPlainHTTPTransport, PlainHTTPTransport
 
 
@@ -136,3 +137,32 @@ def test_a_users_own_http_client_is_sent_through(base_url: str, api_key: str) ->
         client.usage()
     assert seen == ["/v1/usage"]
     http.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        Call("GET", "/usage", parse=dict),
+        Call("GET", "/memories", parse=dict, params=[("user_id", "u 1"), ("limit", "5")]),
+        Call("POST", "/memories", parse=dict, json={"content": "é"}, idempotency_key="k-1"),
+        Call("POST", "/batch", parse=dict, json={"ops": []}, timeout=2.5),
+    ],
+)
+def test_our_own_client_builds_the_request_httpx_s_build_request_would(call: Call) -> None:
+    """The requests of a client's own httpx client are built without ``build_request``
+    (its header merge is done once): byte for byte the same request."""
+    key = "ml_live_" + "b" * 24
+    client = MemLayerClient(
+        api_key=key, base_url="http://127.0.0.1:9", default_headers={"X-Trace": "t"}
+    )
+    for _ in range(2):  # built, then from the merged headers kept
+        ours = client._build_request(client._http, call)
+        client._owns_http = False
+        theirs = client._build_request(client._http, call)
+        client._owns_http = True
+        assert ours.method == theirs.method
+        assert ours.url == theirs.url
+        assert ours.headers.raw == theirs.headers.raw
+        assert ours.read() == theirs.read()
+        assert ours.extensions == theirs.extensions
+    client.close()
