@@ -377,7 +377,11 @@ class MemLayerStore(BaseStore):
             else:
                 index = self.index if op.index is None else op.index
                 value = dict(op.value)
-                item = {"content": _render(value, index), "metadata": value, "key": key}
+                item: dict[str, Any] = {
+                    "content": _render(value, index),
+                    "metadata": value,
+                    "key": key,
+                }
                 if op.ttl is not None:  # LangGraph counts TTL in minutes, MemLayer in seconds.
                     item["ttl"] = op.ttl * 60
                 puts.setdefault(scope, []).append(item)
