@@ -83,8 +83,18 @@ class FtsIndex(TextIndex):
     reads_matches_up_to = MATCHES_LIMIT
 
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
-        sql = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-        return int(conn.execute(sql, (_scoped(query), cap)).fetchone()[0])
+        return self.counts(conn, [query], cap)[0]
+
+    def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
+        # One statement for every word of a question (at most search.MAX_QUERY_TERMS).
+        if not queries:
+            return []
+        one = (
+            "(SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?))"
+        )
+        sql = f"SELECT {', '.join([one] * len(queries))}"
+        found = conn.execute(sql, [p for query in queries for p in (_scoped(query), cap)])
+        return [int(n) for n in found.fetchone()]
 
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
@@ -97,7 +107,8 @@ class FtsIndex(TextIndex):
             f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
             " ORDER BY memories_fts.rowid DESC LIMIT ?"
         )
-        return list(conn.execute(sql, [_scoped(query), since, *where.params, limit]).fetchall())
+        # Plain tuples (``plain_rows``): hundreds of rows, each read once by place.
+        return plain_rows(conn.execute(sql, [_scoped(query), since, *where.params, limit]))
 
     def every_match(self, conn: Any, query: TextQuery, where: Filter) -> list[Any]:
         sql = (

@@ -345,7 +345,7 @@ def test_a_scope_within_the_budget_is_plain_bm25_over_every_word(conn, monkeypat
     assert "alpha only" not in _search(conn, "alpha beta")
 
 
-def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word(conn):
+def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word_and_counts(conn):
     # The candidate statement matches the rare words alone: the same rows, in the same
     # order, as matching them AND any word of the question (a rare word is one of them).
     rng = random.Random(3)
@@ -374,3 +374,11 @@ def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word(conn)
         found = text.matches(conn, query, where, 5, 4000)
         assert [tuple(r) for r in found] == [tuple(r) for r in expected]
         assert 0 < len(found) < POSTINGS_BUDGET
+    # Every word counted in one statement: each count as on its own, capped.
+    for cap in (50, POSTINGS_BUDGET + 1):
+        alone = [
+            min(cap, len(text.holding(conn, TextQuery(1, "u1", None, [word])))) for word in words
+        ]
+        assert text.counts(conn, [TextQuery(1, "u1", None, [w]) for w in words], cap) == alone
+        assert text.count(conn, TextQuery(1, "u1", None, ["rex"]), cap) == alone[6] > 0
+    assert alone[0] == cap > alone[-1] > 0  # "tea" is in more than the cap, "zebra" fewer
