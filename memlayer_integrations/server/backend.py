@@ -112,7 +112,8 @@ class TextIndex(ABC):
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
     ) -> list[Any]:
         """``(rowid, content, length, in a session)`` of the newest ``limit`` matches that
-        meet ``where`` (a condition on ``memories AS m``) from rowid ``since`` on."""
+        meet ``where`` (a condition on ``memories AS m``) from rowid ``since`` on, in any
+        order."""
 
     def scored(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int, scorer: Scorer

@@ -372,8 +372,14 @@ def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word_and_c
             [f"scope_terms : {scope} AND content : ({both})", 5, *where.params, 4000],
         ).fetchall()
         found = text.matches(conn, query, where, 5, 4000)
-        assert [tuple(r) for r in found] == [tuple(r) for r in expected]
+        assert sorted(map(tuple, found)) == sorted(map(tuple, expected))  # in any order
         assert 0 < len(found) < POSTINGS_BUDGET
+    # More matches than the limit: the newest of them (read again newest first).
+    newest = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
+    everything = [r[0] for r in conn.execute(newest, [f"scope_terms : {scope} AND content : tea"])]
+    for limit in (100, len(everything) - 1, len(everything), len(everything) + 1):
+        found = text.matches(conn, TextQuery(1, "u1", None, ["tea"]), where, 0, limit)
+        assert sorted(r[0] for r in found) == sorted(everything[:limit])
     # Every word counted in one statement: each count as on its own, capped.
     for cap in (50, POSTINGS_BUDGET + 1):
         alone = [
