@@ -3,8 +3,11 @@
 The stores: LangGraph's ``InMemoryStore``, ``SqliteStore`` (a file in WAL mode, as a
 LangGraph app would keep one), ``PostgresStore`` when ``$MEMLAYER_BENCH_POSTGRES_URL``
 names a database (langgraph-checkpoint-postgres installed), and ``MemLayerStore`` twice:
-over loopback HTTP (``server.url``, on the transport a default client of it gets) and in
-process (``server.in_process_url``, no socket).
+over loopback HTTP to a server in its own process, as ``memlayer serve`` runs (PostgreSQL
+is another process too), and in process (the embedded server's ``in_process_url``, no
+socket). Both use the client a user gets without ``http_client=``, so each request takes the
+path a user's does; the requests an operation costs are counted by the server itself (its
+daily request count, as ``usage()`` reports it).
 Each is loaded with the same items (10,000 in 100 namespaces at full size), then every
 operation runs on every store in turn, the order rotating each round, so a drift of the
 machine hits all alike: put of a new key, get, search with a query (limit 10), and a batch
@@ -12,7 +15,8 @@ of 100 puts. Without an index LangGraph's stores answer a query by listing the n
 MemLayer ranks by the query's words and fills up with the other items (see
 ``MemLayerStore``), so its search does more. The report gives medians, the ratios to the
 peers, ``MemLayerStore``'s requests per operation, and a floor: how long a request the server
-refuses before any database work takes through each of its ways (no operation is faster).
+refuses at authentication (an unknown key: nothing is counted or read beyond the key) takes
+through each of its ways. Every operation is authenticated first, so none can be faster.
 """
 
 from __future__ import annotations
@@ -23,15 +27,13 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+from memlayer_integrations import AuthenticationError, MemLayerClient
 
-from memlayer_integrations import MemLayerClient, _transports
-
-from ._harness import Context, CountingTransport, md_table, summarize_ms, verdict
+from ._harness import Context, md_table, summarize_ms, verdict
+from ._serve import child_server
 from ._text import TextGenerator
 
 NAME = "store"
@@ -71,15 +73,30 @@ def _postgres_store(url: str) -> Iterator[Any]:
         yield store
 
 
-def _memlayer_store(ctx: Context, base_url: str, counter: Counter) -> tuple[Any, httpx.Client]:
+def _memlayer_store(
+    stack: contextlib.ExitStack, base_url: str, key: str
+) -> tuple[Any, MemLayerClient]:
     from memlayer_integrations.langchain import MemLayerStore
 
-    # The transport a MemLayerClient built without http_client gets for this URL.
-    inner = _transports.sync_transport(base_url) or httpx.HTTPTransport()
-    http = httpx.Client(transport=CountingTransport(inner, counter))
-    ctx._http.append(http)  # closed with the context
-    client = MemLayerClient(api_key=ctx.new_key(), base_url=base_url, http_client=http)
-    return MemLayerStore(client=client), http
+    client = stack.enter_context(MemLayerClient(api_key=key, base_url=base_url))
+    return MemLayerStore(client=client), client
+
+
+class _RequestCount:
+    """The requests a client's account sent, from the server's own count (``usage()``):
+    what the operations between two readings cost, retries and batches included."""
+
+    def __init__(self, client: MemLayerClient) -> None:
+        self.client = client
+        first = client.usage().requests_today
+        # What reading the count adds to it (the reading itself is a request).
+        self.own = client.usage().requests_today - first
+        self.last = client.usage().requests_today
+
+    def since_last(self) -> int:
+        now = self.client.usage().requests_today
+        sent, self.last = now - self.last - self.own, now
+        return sent
 
 
 class _Workload:
@@ -123,7 +140,6 @@ def run(ctx: Context) -> dict[str, Any]:
     batch_rounds = ctx.pick(2, 10, 30)
     workload = _Workload(items, namespaces)
     postgres_url = os.environ.get(POSTGRES_ENV) or None
-    counters: dict[str, Counter] = {"memlayer_http": Counter(), "memlayer_in_process": Counter()}
     with contextlib.ExitStack() as stack:
         from langgraph.store.memory import InMemoryStore
 
@@ -134,23 +150,22 @@ def run(ctx: Context) -> dict[str, Any]:
         }
         if postgres_url:
             stores["postgres"] = stack.enter_context(_postgres_store(postgres_url))
-        https: dict[str, tuple[httpx.Client, str]] = {}
-        for name, url in (
-            ("memlayer_http", ctx.server.url),
-            ("memlayer_in_process", ctx.server.in_process_url),
+        served = stack.enter_context(child_server(keys=1))
+        clients: dict[str, MemLayerClient] = {}
+        for name, url, key in (
+            ("memlayer_http", served.url, served.keys[0]),
+            ("memlayer_in_process", ctx.server.in_process_url, ctx.new_key()),
         ):
-            stores[name], http = _memlayer_store(ctx, url, counters[name])
-            https[name] = (http, url)
+            stores[name], clients[name] = _memlayer_store(stack, url, key)
         for store in stores.values():
             workload.load(store)
+        counts = {name: _RequestCount(client) for name, client in clients.items()}
         times: dict[str, dict[str, list[float]]] = {
             s: {op: [] for op in OPERATIONS} for s in stores
         }
-        requests: dict[str, dict[str, int]] = {s: {} for s in counters}
+        requests: dict[str, dict[str, int]] = {s: {} for s in counts}
         names = list(stores)
         for op in OPERATIONS:
-            for name in counters:
-                counters[name].clear()
             for r in range(batch_rounds if op == "batch_100_puts" else rounds):
                 shift = r % len(names)
                 for name in names[shift:] + names[:shift]:
@@ -158,9 +173,9 @@ def run(ctx: Context) -> dict[str, Any]:
                     start = time.perf_counter()
                     call()
                     times[name][op].append(time.perf_counter() - start)
-            for name, counter in counters.items():
-                requests[name][op] = sum(counter.values()) // len(times[name][op])
-        floor = _floor(https, rounds)
+            for name, count in counts.items():
+                requests[name][op] = count.since_last() // len(times[name][op])
+        floor = _floor({name: client.base_url for name, client in clients.items()}, rounds)
     return {
         "items": items,
         "namespaces": namespaces,
@@ -174,19 +189,28 @@ def run(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _floor(https: dict[str, tuple[httpx.Client, str]], rounds: int) -> dict[str, Any]:
-    """The p50 of a request the server refuses before any database work (a key of the
-    wrong format: 401), through each MemLayer store's own HTTP client and transport. No
-    operation can take less: a target allowing less cannot be met by any server behind
-    that client and transport, however little it does."""
-    times: dict[str, list[float]] = {name: [] for name in https}
-    for _ in range(rounds):
-        for name, (http, url) in https.items():
-            start = time.perf_counter()
-            answer = http.get(f"{url}/v1/usage", headers={"X-API-Key": "not-a-key"})
-            times[name].append(time.perf_counter() - start)
-            if answer.status_code != 401:
-                raise RuntimeError(f"expected 401 for a malformed key, got {answer.status_code}")
+def _floor(urls: dict[str, str], rounds: int) -> dict[str, Any]:
+    """The p50 of a request the server refuses at authentication (a well-formed key it does
+    not know: 401 after one lookup by the key's hash, nothing counted), through a client of
+    each MemLayer store's way, as its store's is built. Every operation is authenticated
+    first, so none can take less: a target allowing less cannot be met by any server
+    behind that client and transport, however little the rest of its work."""
+    unknown = "ml_live_" + "0" * 40
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    with contextlib.ExitStack() as stack:
+        clients = {
+            name: stack.enter_context(MemLayerClient(api_key=unknown, base_url=url))
+            for name, url in urls.items()
+        }
+        for _ in range(rounds):
+            for name, client in clients.items():
+                start = time.perf_counter()
+                try:
+                    client.usage()
+                except AuthenticationError:
+                    times[name].append(time.perf_counter() - start)
+                else:
+                    raise RuntimeError("the server accepted a key it never issued")
     return {name: summarize_ms(ts) for name, ts in times.items()}
 
 
@@ -264,7 +288,7 @@ def render(result: dict[str, Any]) -> str:
     floor = result["floor"]
     below = _below_floor(result)
     floor_line = (
-        f"A request the server refuses before any database work (a malformed key, 401) takes "
+        f"A request the server refuses at authentication (an unknown key, 401) takes "
         f"{floor['memlayer_http']['p50_ms']:.3f} ms p50 over HTTP and "
         f"{floor['memlayer_in_process']['p50_ms']:.3f} ms in process: no operation can be "
         "faster. "

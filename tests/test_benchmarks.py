@@ -513,14 +513,14 @@ def test_store(ctx: Context) -> None:
         assert set(ops) == set(store.OPERATIONS)
         for stats in ops.values():
             _check_latency(stats)
-    # Counted at the transport, over HTTP and in process alike.
+    # Counted by the server, over HTTP and in process alike.
     for name in ("memlayer_http", "memlayer_in_process"):
         assert result["requests_per_operation"][name] == dict.fromkeys(store.OPERATIONS, 1)
     assert set(result["ratios"]["memlayer_in_process/sqlite"]) == set(store.OPERATIONS)
     assert "SqliteStore (WAL)" in store.render(result)
     for name in ("memlayer_http", "memlayer_in_process"):  # a refused request, timed
         _check_latency(result["floor"][name])
-    assert "refuses before any database work" in store.render(result)
+    assert "refuses at authentication" in store.render(result)
 
 
 def test_a_postgres_url_gets_fresh_databases_that_the_run_drops(postgres_cluster: Any) -> None:

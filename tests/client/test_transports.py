@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
-from memlayer_integrations import AsyncMemLayerClient, MemLayerClient, _transports
+from memlayer_integrations import (
+    APIConnectionError,
+    AsyncMemLayerClient,
+    MemLayerClient,
+    _transports,
+)
+from memlayer_integrations._base_client import Call
 from memlayer_integrations._plain_http import AsyncPlainHTTPTransport, PlainHTTPTransport
 
 
@@ -84,3 +92,77 @@ def test_a_users_own_http_client_is_never_touched(base_url: str, api_key: str) -
         assert client._http is http
         assert isinstance(http._transport, httpx.HTTPTransport)
     http.close()
+
+
+async def test_our_own_transport_is_called_without_httpx_s_client_layer(
+    monkeypatch: pytest.MonkeyPatch, local_server, api_key: str
+) -> None:
+    """A default client of a local server sends straight to its transport (``_send_once``):
+    ``httpx.Client.send`` is never called, and what comes back is the same."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("httpx.Client.send was called")
+
+    monkeypatch.setattr(httpx.Client, "send", refuse)
+    monkeypatch.setattr(httpx.AsyncClient, "send", refuse)
+    for url in (local_server.url, local_server.in_process_url):
+        with MemLayerClient(api_key=api_key, base_url=url) as client:
+            stored = client.remember("straight", user_id="u-direct", agent_id="bot")
+            assert client.get(stored.id).content == "straight"
+        async with AsyncMemLayerClient(api_key=api_key, base_url=url) as aclient:
+            assert (await aclient.get(stored.id)).content == "straight"
+
+
+def test_a_connection_error_of_our_own_transport_names_its_request(api_key: str) -> None:
+    """Like ``httpx.Client.send``, the direct path puts the failed request on the error, so
+    the client can mask the key in it (``scrub_key``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    client = MemLayerClient(api_key=api_key, base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    with pytest.raises(APIConnectionError) as info:
+        client.usage()
+    cause = info.value.__cause__
+    assert isinstance(cause, httpx.ConnectError)
+    assert cause.request.url.path == "/v1/usage"
+    assert cause.request.headers["X-API-Key"] == api_key[:12] + "..."
+    client.close()
+
+
+def test_a_users_own_http_client_is_sent_through(base_url: str, api_key: str) -> None:
+    """Given ``http_client=``, every request goes through its ``send`` (its hooks run)."""
+    seen: list[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda r: seen.append(r.url.path)]})
+    with MemLayerClient(api_key=api_key, base_url=base_url, http_client=http) as client:
+        client.usage()
+    assert seen == ["/v1/usage"]
+    http.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        Call("GET", "/usage", parse=dict),
+        Call("GET", "/memories", parse=dict, params=[("user_id", "u 1"), ("limit", "5")]),
+        Call("POST", "/memories", parse=dict, json={"content": "é"}, idempotency_key="k-1"),
+        Call("POST", "/batch", parse=dict, json={"ops": []}, timeout=2.5),
+    ],
+)
+def test_our_own_client_builds_the_request_httpx_s_build_request_would(call: Call) -> None:
+    """The requests of a client's own httpx client are built without ``build_request``
+    (its header merge is done once): byte for byte the same request."""
+    key = "ml_live_" + "b" * 24
+    client = MemLayerClient(
+        api_key=key, base_url="http://127.0.0.1:9", default_headers={"X-Trace": "t"}
+    )
+    for _ in range(2):  # built, then from the merged headers kept
+        ours = client._build_request(client._http, call)
+        client._owns_http = False
+        theirs = client._build_request(client._http, call)
+        client._owns_http = True
+        assert ours.method == theirs.method
+        assert ours.url == theirs.url
+        assert ours.headers.raw == theirs.headers.raw
+        assert ours.read() == theirs.read()
+        assert ours.extensions == theirs.extensions
+    client.close()
