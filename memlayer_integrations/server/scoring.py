@@ -226,8 +226,8 @@ class Scorer:
         texts = [text for text, _ in memories]
         # All the texts cut in one call, a separator chunk between them: a recall scores
         # hundreds of short memories, and one split, one set and one filter over all their
-        # chunks cost a third of doing each per memory. (A text holding the separator, which
-        # none should, is cut on its own.)
+        # chunks cost less than a split and a filter per memory (at 100k memories, ~660 of
+        # them: 1.55 -> 1.1 ms). Should a text hold the separator, each is cut on its own.
         joined = _APART.join(texts)
         if self._phrases or joined.count(_SEPARATOR) != len(texts) - 1:
             return self._raw_each(memories)
