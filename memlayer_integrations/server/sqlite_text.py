@@ -18,7 +18,19 @@ from .budget import Budget
 from .filters import Filter, compile_filters
 from .scan import MATCHES_LIMIT, SCAN_LIMIT, plain_rows
 
-__all__ = ["SQLITE", "FtsIndex", "SQLiteDialect", "match_expression", "quote", "scope_word"]
+__all__ = [
+    "FEW_MATCHES",
+    "SQLITE",
+    "FtsIndex",
+    "SQLiteDialect",
+    "match_expression",
+    "quote",
+    "scope_word",
+]
+
+#: Recall's candidates are at most ``search.POSTINGS_BUDGET`` (1,000) matches: up to this
+#: many, :meth:`FtsIndex.matches` reads them in one statement, oldest first.
+FEW_MATCHES = 1000
 
 
 def quote(term: str) -> str:
@@ -108,13 +120,14 @@ class FtsIndex(TextIndex):
             " ORDER BY memories_fts.rowid {order} LIMIT ?"
         )
         params = [_scoped(query), since, *where.params]
-        # FTS5 walks postings backwards at about 1.3 times the cost. The candidates are
-        # chosen to be far fewer than the limit: read oldest first, and only when there are
-        # more than the limit read again, newest first, for the newest of them. Either way
-        # the same rows (in another order; recall orders them by score).
-        # Plain tuples (``plain_rows``): hundreds of rows, each read once by place.
-        rows = plain_rows(conn.execute(sql.format(order="ASC"), [*params, limit + 1]))
-        if len(rows) <= limit:
+        # FTS5 walks postings backwards at about 1.3 times the cost, and recall's candidates
+        # are chosen to be few: up to FEW_MATCHES they are read oldest first; only when
+        # more match (a fallback to every match) are they read again, newest first, for
+        # the newest ``limit``. Either way the same rows (in another order; recall orders
+        # them by score). Plain tuples (``plain_rows``): hundreds of rows, each read once.
+        few = min(limit, FEW_MATCHES)
+        rows = plain_rows(conn.execute(sql.format(order="ASC"), [*params, few + 1]))
+        if len(rows) <= few:
             return rows
         return plain_rows(conn.execute(sql.format(order="DESC"), [*params, limit]))
 

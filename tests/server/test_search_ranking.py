@@ -19,7 +19,7 @@ from memlayer_integrations.server.search import (
     scope_word,
     search,
 )
-from memlayer_integrations.server.sqlite_text import FtsIndex, quote
+from memlayer_integrations.server.sqlite_text import FEW_MATCHES, FtsIndex, quote
 
 from ._helpers import remember
 
@@ -377,7 +377,8 @@ def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word_and_c
     # More matches than the limit: the newest of them (read again newest first).
     newest = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
     everything = [r[0] for r in conn.execute(newest, [f"scope_terms : {scope} AND content : tea"])]
-    for limit in (100, len(everything) - 1, len(everything), len(everything) + 1):
+    assert len(everything) > FEW_MATCHES >= POSTINGS_BUDGET  # recall's candidates: one read
+    for limit in (100, FEW_MATCHES, len(everything) - 1, len(everything), len(everything) + 1):
         found = text.matches(conn, TextQuery(1, "u1", None, ["tea"]), where, 0, limit)
         assert sorted(r[0] for r in found) == sorted(everything[:limit])
     # Every word counted in one statement: each count as on its own, capped.
