@@ -50,7 +50,7 @@ __all__ = [
 #: BM25's term-frequency saturation and length normalization (the usual values).
 K1 = 1.2
 B = 0.75
-# Must be the index's tokenizer (db.py), so stems compare equal to what FTS5 matched.
+# Must be the index's tokenizer (sqlite_schema.py), so stems compare equal to what FTS5 matched.
 _TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
@@ -75,7 +75,8 @@ class ScopeStats:
 def scope_stats(
     conn: sqlite3.Connection, account_id: int, user_id: str, agent_id: str | None
 ) -> ScopeStats:
-    """The scope's :class:`ScopeStats`, from ``scope_sizes`` (kept by triggers, see ``db.py``)."""
+    """The scope's :class:`ScopeStats`, from ``scope_sizes`` (kept by triggers, see
+    ``sqlite_schema.py``)."""
     sql = (
         "SELECT coalesce(sum(memories), 0), coalesce(sum(chars), 0) FROM scope_sizes"
         " WHERE account_id = ? AND user_id = ?"

@@ -10,7 +10,7 @@ parentheses or emoji are only ever text. General English stop words ("what", "is
 and single letters are dropped, because they match nearly every memory and only blur the
 ranking; a question made only of stop words ("who is he") searches those words instead.
 The remaining words are OR-ed over a Porter-stemmed index (``memories_fts``, see
-``db.py``), so "plans" finds "plan", and the matches are ranked by BM25 computed over the
+``sqlite_schema.py``), so "plans" finds "plan", and the matches are ranked by BM25 computed over the
 scope alone (:mod:`.scoring`): a memory matching more (and, in this scope, rarer) words of
 the question ranks higher.
 

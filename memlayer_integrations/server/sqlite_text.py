@@ -1,7 +1,7 @@
 """SQLite's side of the seam (``backend.Dialect``): FTS5 recall, ``json_each`` filters, the
 progress-handler budget, and no account lock (one write lock serves the whole file).
 
-The full-text index is ``memories_fts`` (``db.py``, migration 2): FTS5 with the Porter
+The full-text index is ``memories_fts`` (``sqlite_schema.py``, migration 2): FTS5 with the Porter
 tokenizer over ``content``, and ``scope_terms``, two words naming each memory's scope. A
 :class:`~.backend.TextQuery` becomes a ``MATCH`` of the scope's word AND the question's
 words, so FTS5 walks only that scope's postings (``search.py`` says why).
@@ -40,7 +40,8 @@ def quote(term: str) -> str:
 
 
 def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> str:
-    """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
+    """The word ``scope_terms`` holds for this scope (``sqlite_schema.py`` computes the same
+    in SQL).
 
     ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
     hex digits and the letters between them make any id one plain word for the tokenizer.
@@ -179,7 +180,7 @@ class SQLiteDialect(Dialect):
         return Filter(f"{column} IN ({','.join('?' * len(ids))})", list(ids))
 
     def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
-        """None: ``memories_fts`` is kept in step by triggers (``db.py``)."""
+        """None: ``memories_fts`` is kept in step by triggers (``sqlite_schema.py``)."""
         return None
 
     def compile_filters(
