@@ -240,8 +240,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 result["remember_single_with"] = _singles(client, TextGenerator(seed=5), 20)
             if ctx.size != "tiny":  # LoCoMo embeds thousands of turns: minutes on a CPU
                 try:
-                    result["locomo_with"] = locomo.run(semantic_ctx)["overall"]
-                    result["locomo_without"] = locomo.run(ctx)["overall"]
+                    result["locomo_with"] = locomo.run(semantic_ctx, haystack=False)["overall"]
+                    result["locomo_without"] = locomo.run(ctx, haystack=False)["overall"]
                 except Skip as exc:
                     result["locomo_skipped"] = str(exc)
         finally:

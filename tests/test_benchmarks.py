@@ -375,6 +375,10 @@ def test_locomo(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert 0 <= overall["recall@1"] <= overall["recall@5"] <= overall["recall@10"] <= 1
     assert overall["recall@10"] > 0  # "Rex" and "puppy" are findable by any ranking
     assert set(result["by_category"]) == {"1", "2", "4"}
+    haystack = result["haystack"]  # the same conversation again, in the one shared scope
+    assert haystack["overall"]["questions"] == 4
+    assert 0 < haystack["overall"]["recall@10"] <= 1
+    assert set(haystack["by_category"]) == {"1", "2", "4"}
 
 
 def test_locomo_without_data_is_skipped(

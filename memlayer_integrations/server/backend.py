@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +112,8 @@ class TextIndex(ABC):
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
     ) -> list[Any]:
         """``(rowid, content, length, in a session)`` of the newest ``limit`` matches that
-        meet ``where`` (a condition on ``memories AS m``) from rowid ``since`` on."""
+        meet ``where`` (a condition on ``memories AS m``) from rowid ``since`` on, in any
+        order."""
 
     def scored(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int, scorer: Scorer
@@ -124,8 +126,10 @@ class TextIndex(ABC):
         no content travels, nothing is tokenized again.
         """
         rows = self.matches(conn, query, where, since, limit)
-        raw = scorer.raw_all([(r[1], r[2]) for r in rows])
-        return [(r[0], score, bool(r[3])) for r, score in zip(rows, raw, strict=True)]
+        raw = scorer.raw_all(list(map(itemgetter(1, 2), rows)))
+        return list(
+            zip(map(itemgetter(0), rows), raw, map(bool, map(itemgetter(3), rows)), strict=True)
+        )
 
     def every_match(self, conn: Any, query: TextQuery, where: Filter) -> list[Any]:
         """``(rowid, content, length, agent_id, session_id, meets where)`` of every memory

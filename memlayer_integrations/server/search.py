@@ -10,7 +10,7 @@ parentheses or emoji are only ever text. General English stop words ("what", "is
 and single letters are dropped, because they match nearly every memory and only blur the
 ranking; a question made only of stop words ("who is he") searches those words instead.
 The remaining words are OR-ed over a Porter-stemmed index (``memories_fts``, see
-``db.py``), so "plans" finds "plan", and the matches are ranked by BM25 computed over the
+``sqlite_schema.py``), so "plans" finds "plan", and the matches are ranked by BM25 computed over the
 scope alone (:mod:`.scoring`): a memory matching more (and, in this scope, rarer) words of
 the question ranks higher.
 
@@ -29,7 +29,8 @@ Cost control: FTS5 scores every memory that matches, so one very common word wou
 OR query as slow as the whole scope. In a scope of more than ``POSTINGS_BUDGET`` memories,
 :func:`search` therefore counts each word's matches (capped at ``POSTINGS_BUDGET + 1``);
 the rarest words whose counts add up to at most ``POSTINGS_BUDGET`` choose the candidates
-and the others only add to their score: ``("rare") AND ("rare" OR "common")``. Where no
+and the others only add to their score: the candidates are the matches of ``"rare"``
+alone (FTS5 never walks the common words' postings), scored for every word. Where no
 word is that common the query is the plain OR. Words that match nothing are left out. When
 every word is in more than ``POSTINGS_BUDGET`` memories, the candidates are the newest
 ``POSTINGS_BUDGET`` memories holding the rarest word: a question made only of everyday words
@@ -304,7 +305,9 @@ def build_match_query(
 
     With ``document_frequency``, words that match nothing are left out (``None`` if no word
     matches anything), and the rarest of the others whose counts add up to at most
-    ``budget`` (always at least one word) choose the candidates: ``(rare) AND (all words)``.
+    ``budget`` (always at least one word) choose the candidates: the expression is theirs
+    alone (a memory holding a rare word holds a word of the question; the others only add
+    to its score, :mod:`.scoring`).
 
     Example:
         >>> build_match_query('what "plan" is NEAR(me)*?')
@@ -312,7 +315,7 @@ def build_match_query(
         >>> build_match_query("?!") is None
         True
         >>> build_match_query("likes tea", {"tea": 40, "likes": 3000}.get)
-        '("tea") AND ("likes" OR "tea")'
+        '"tea"'
         >>> build_match_query("likes zebras", {"zebras": 0, "likes": 3000}.get)
         '"likes"'
     """

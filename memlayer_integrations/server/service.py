@@ -305,8 +305,8 @@ class Service:
         answer: Answer,
     ) -> None:
         """Keep a write's answer for replays, linked to the memories it shows
-        (:meth:`.backend.Backend.keep_answer`; ``db.py``, migrations 4 and 7: forgetting one
-        of them drops the kept answer).
+        (:meth:`.backend.Backend.keep_answer`; ``sqlite_schema.py``, migrations 4 and 7:
+        forgetting one of them drops the kept answer).
 
         An answer over ``max_idempotent_answer_bytes``, or one showing a memory that is
         already gone (a batch that remembered and forgot it), is not kept: only that the

@@ -1,7 +1,7 @@
 """SQLite's side of the seam (``backend.Dialect``): FTS5 recall, ``json_each`` filters, the
 progress-handler budget, and no account lock (one write lock serves the whole file).
 
-The full-text index is ``memories_fts`` (``db.py``, migration 2): FTS5 with the Porter
+The full-text index is ``memories_fts`` (``sqlite_schema.py``, migration 2): FTS5 with the Porter
 tokenizer over ``content``, and ``scope_terms``, two words naming each memory's scope. A
 :class:`~.backend.TextQuery` becomes a ``MATCH`` of the scope's word AND the question's
 words, so FTS5 walks only that scope's postings (``search.py`` says why).
@@ -18,7 +18,19 @@ from .budget import Budget
 from .filters import Filter, compile_filters
 from .scan import MATCHES_LIMIT, SCAN_LIMIT, plain_rows
 
-__all__ = ["SQLITE", "FtsIndex", "SQLiteDialect", "match_expression", "quote", "scope_word"]
+__all__ = [
+    "FEW_MATCHES",
+    "SQLITE",
+    "FtsIndex",
+    "SQLiteDialect",
+    "match_expression",
+    "quote",
+    "scope_word",
+]
+
+#: Recall's candidates are at most ``search.POSTINGS_BUDGET`` (1,000) matches: up to this
+#: many, :meth:`FtsIndex.matches` reads them in one statement, oldest first.
+FEW_MATCHES = 1000
 
 
 def quote(term: str) -> str:
@@ -28,7 +40,8 @@ def quote(term: str) -> str:
 
 
 def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> str:
-    """The word ``scope_terms`` holds for this scope (``db.py`` computes the same in SQL).
+    """The word ``scope_terms`` holds for this scope (``sqlite_schema.py`` computes the same
+    in SQL).
 
     ``'u' <account> 'x' <hex of user_id>``, and with an agent ``'a' ... 'y' <hex of agent_id>``:
     hex digits and the letters between them make any id one plain word for the tokenizer.
@@ -46,10 +59,20 @@ def scope_word(account_id: int, user_id: str, agent_id: str | None = None) -> st
 def match_expression(terms: Sequence[str], choose: Sequence[str] | None = None) -> str:
     """The FTS5 expression for "any of ``terms``" (and, with ``choose``, one of those too).
 
+    When every word of ``choose`` is one of ``terms`` (``search.choose_terms``'s rare words
+    always are), a memory holding one of ``choose`` holds one of ``terms``: the expression
+    is then "any of ``choose``" alone, the same memories, and FTS5 does not walk the
+    postings of the common words at all (at 100k memories in one scope: 0.9 ms against
+    1.7 ms for the ~660 candidates of a recall).
+
     Example:
         >>> match_expression(["likes", "tea"], ["tea"])
-        '("tea") AND ("likes" OR "tea")'
+        '"tea"'
+        >>> match_expression(["likes", "tea"], ["cake"])
+        '("cake") AND ("likes" OR "tea")'
     """
+    if choose is not None and set(choose) <= set(terms):
+        terms, choose = choose, None
     everything = " OR ".join(quote(t) for t in terms)
     if choose is None:
         return everything
@@ -73,8 +96,18 @@ class FtsIndex(TextIndex):
     reads_matches_up_to = MATCHES_LIMIT
 
     def count(self, conn: Any, query: TextQuery, cap: int) -> int:
-        sql = "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-        return int(conn.execute(sql, (_scoped(query), cap)).fetchone()[0])
+        return self.counts(conn, [query], cap)[0]
+
+    def counts(self, conn: Any, queries: Sequence[TextQuery], cap: int) -> list[int]:
+        # One statement for every word of a question (at most search.MAX_QUERY_TERMS).
+        if not queries:
+            return []
+        one = (
+            "(SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?))"
+        )
+        sql = f"SELECT {', '.join([one] * len(queries))}"
+        found = conn.execute(sql, [p for query in queries for p in (_scoped(query), cap)])
+        return [int(n) for n in found.fetchone()]
 
     def matches(
         self, conn: Any, query: TextQuery, where: Filter, since: int, limit: int
@@ -85,9 +118,19 @@ class FtsIndex(TextIndex):
             "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
             " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {where.sql}"
-            " ORDER BY memories_fts.rowid DESC LIMIT ?"
+            " ORDER BY memories_fts.rowid {order} LIMIT ?"
         )
-        return list(conn.execute(sql, [_scoped(query), since, *where.params, limit]).fetchall())
+        params = [_scoped(query), since, *where.params]
+        # FTS5 walks postings backwards at about 1.3 times the cost, and recall's candidates
+        # are chosen to be few: up to FEW_MATCHES they are read oldest first; only when
+        # more match (a fallback to every match) are they read again, newest first, for
+        # the newest ``limit``. Either way the same rows (in another order; recall orders
+        # them by score). Plain tuples (``plain_rows``): hundreds of rows, each read once.
+        few = min(limit, FEW_MATCHES)
+        rows = plain_rows(conn.execute(sql.format(order="ASC"), [*params, few + 1]))
+        if len(rows) <= few:
+            return rows
+        return plain_rows(conn.execute(sql.format(order="DESC"), [*params, limit]))
 
     def every_match(self, conn: Any, query: TextQuery, where: Filter) -> list[Any]:
         sql = (
@@ -137,7 +180,7 @@ class SQLiteDialect(Dialect):
         return Filter(f"{column} IN ({','.join('?' * len(ids))})", list(ids))
 
     def text_column(self, content: str, scope: tuple[int, str, str]) -> tuple[str, str, Any] | None:
-        """None: ``memories_fts`` is kept in step by triggers (``db.py``)."""
+        """None: ``memories_fts`` is kept in step by triggers (``sqlite_schema.py``)."""
         return None
 
     def compile_filters(

@@ -240,7 +240,7 @@ def insert_memories(conn: Any, memories: Sequence[dict[str, Any]]) -> None:
     """Store dumped memories as they were, in their order, many rows a statement
     (:class:`.store.MemoryInserts`, as a batch of puts is written).
 
-    The triggers keep every count (``db.py``; on PostgreSQL once per statement, adding up
+    The triggers keep every count (``sqlite_schema.py``; on PostgreSQL once per statement, adding up
     its rows: ``postgres/schema.py`` migration 3), so fewer, larger statements also mean
     fewer updates of the same count rows. What the backend's full-text index needs is
     written beside each memory (:func:`.store.indexed_text`).

@@ -5,7 +5,7 @@ Two layers, so another database can be added without touching the ranking:
 * :class:`VectorStorage` is the storage interface: write a batch of vectors, say whether a
   scope changed, read a scope's vectors newer than a sequence number. :class:`TableVectors`
   implements it on the ``memory_vectors`` and ``vector_scopes`` tables (SQLite's migration
-  6 in ``db.py``, PostgreSQL's ``postgres/schema.py``) with SQL both databases run.
+  6 in ``sqlite_schema.py``, PostgreSQL's ``postgres/schema.py``) with SQL both databases run.
 * :class:`SemanticIndex` holds the embedder and, per scope (account, user, agent), the
   scope's vectors as one normalized float32 matrix in memory. A recall reads the scope's
   two counters (vectors added, vectors removed; one row) and brings the matrix up to date:

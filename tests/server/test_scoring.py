@@ -63,3 +63,25 @@ def test_a_cache_that_starts_again_midway_scores_the_same(monkeypatch):
         part = memories[start : start + 7]
         assert Scorer(["tea", "cake"], [10, 3], STATS).raw_all(part) == expected[start : start + 7]
     assert tokens("Tea, (tea) cakes") == ["tea", "tea", "cake"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_memories_scored_together_score_as_each_on_its_own(seed):
+    # raw_all cuts every text in one call; Scorer._raw_each cuts each text on its own (the
+    # way a phrase is scored): the same floats, bit for bit, whatever the spacing, for
+    # empty texts, repeated texts of other lengths and a text holding raw_all's separator.
+    rng = random.Random(seed)
+    spaces = [" ", "  ", "\t", "\n", " \u3000 "]
+    texts = [
+        rng.choice(["", " "])
+        + "".join(w + rng.choice(spaces) for w in rng.choices(WORDS, k=rng.randint(0, 9)))
+        for _ in range(80)
+    ]
+    memories = [(t, len(t) + rng.randint(0, 3)) for t in texts + texts[:10]]
+    scorer = Scorer(["tea", "cake", "latte"], [10, 3, 7], STATS)
+    expected = scorer._raw_each(memories)
+    assert scorer.raw_all(memories) == expected
+    assert sum(1 for score in expected if score) > 20
+    apart = [*memories[:5], (f"tea{scoring._SEPARATOR}tea cake", 12), *memories[5:]]
+    assert scorer.raw_all(apart) == scorer._raw_each(apart)
+    assert scorer.raw_all([]) == []

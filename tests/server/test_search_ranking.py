@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 
 import pytest
 
+from memlayer_integrations.server.backend import TextQuery
 from memlayer_integrations.server.db import migrate
-from memlayer_integrations.server.filters import compile_filters
+from memlayer_integrations.server.filters import compile_filters, scope_condition
 from memlayer_integrations.server.search import (
     CANDIDATES,
     MAX_QUERY_TERMS,
@@ -17,6 +19,7 @@ from memlayer_integrations.server.search import (
     scope_word,
     search,
 )
+from memlayer_integrations.server.sqlite_text import FEW_MATCHES, FtsIndex, quote
 
 from ._helpers import remember
 
@@ -87,11 +90,12 @@ def test_at_most_max_query_terms_distinct_words():
 
 def test_budget_keeps_rarest_words_as_candidates():
     counts = {"tea": 40, "green": 900, "likes": 3000}
-    assert build_match_query("likes green tea", counts.get, budget=2000) == (
-        '("green" OR "tea") AND ("likes" OR "green" OR "tea")'
+    # "likes" would take the rarer two past the budget: it only adds to their scores.
+    assert build_match_query("likes green tea", counts.get, budget=2000) == '"green" OR "tea"'
+    # Nothing over budget: the plain OR of every word.
+    assert build_match_query("likes green tea", counts.get, budget=5000) == (
+        '"likes" OR "green" OR "tea"'
     )
-    # Nothing over budget: the plain OR.
-    assert build_match_query("green tea", counts.get, budget=2000) == '"green" OR "tea"'
     # Even a word over budget on its own still chooses candidates when it is the rarest.
     assert build_match_query("likes", counts.get, budget=10) == '"likes"'
 
@@ -339,3 +343,49 @@ def test_a_scope_within_the_budget_is_plain_bm25_over_every_word(conn, monkeypat
     # One more memory and the scope is over the budget: the rarer word chooses the candidates.
     _add(conn, ["gamma"])
     assert "alpha only" not in _search(conn, "alpha beta")
+
+
+def test_candidates_of_the_rare_words_alone_are_those_of_rare_and_any_word_and_counts(conn):
+    # The candidate statement matches the rare words alone: the same rows, in the same
+    # order, as matching them AND any word of the question (a rare word is one of them).
+    rng = random.Random(3)
+    words = ["tea", "cake", "plans", "cafe", "green", "likes", "rex", "zebra"]
+    weights = [40, 30, 20, 10, 5, 3, 2, 1]
+    _add(conn, [" ".join(rng.choices(words, weights, k=4)) for _ in range(POSTINGS_BUDGET + 300)])
+    _add(conn, ["tea cake zebra"] * 30, account_id=2)
+    text = FtsIndex()
+    where = scope_condition(1, "u1", None, None)
+    for terms, choose in [
+        (["tea", "zebra"], ["zebra"]),
+        (["cake", "rex", "zebra"], ["rex", "zebra"]),
+        (["likes", "tea", "plans"], ["likes"]),
+        (["green", "cafe"], ["cafe"]),
+    ]:
+        query = TextQuery(1, "u1", None, terms, choose)
+        scope = quote(scope_word(1, "u1"))
+        both = f"({' OR '.join(map(quote, choose))}) AND ({' OR '.join(map(quote, terms))})"
+        expected = conn.execute(
+            "SELECT m.rowid, m.content, length(m.content), m.session_id IS NOT NULL"
+            " FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid"
+            " WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND"
+            f" {where.sql} ORDER BY memories_fts.rowid DESC LIMIT ?",
+            [f"scope_terms : {scope} AND content : ({both})", 5, *where.params, 4000],
+        ).fetchall()
+        found = text.matches(conn, query, where, 5, 4000)
+        assert sorted(map(tuple, found)) == sorted(map(tuple, expected))  # in any order
+        assert 0 < len(found) < POSTINGS_BUDGET
+    # More matches than the limit: the newest of them (read again newest first).
+    newest = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC"
+    everything = [r[0] for r in conn.execute(newest, [f"scope_terms : {scope} AND content : tea"])]
+    assert len(everything) > FEW_MATCHES >= POSTINGS_BUDGET  # recall's candidates: one read
+    for limit in (100, FEW_MATCHES, len(everything) - 1, len(everything), len(everything) + 1):
+        found = text.matches(conn, TextQuery(1, "u1", None, ["tea"]), where, 0, limit)
+        assert sorted(r[0] for r in found) == sorted(everything[:limit])
+    # Every word counted in one statement: each count as on its own, capped.
+    for cap in (50, POSTINGS_BUDGET + 1):
+        alone = [
+            min(cap, len(text.holding(conn, TextQuery(1, "u1", None, [word])))) for word in words
+        ]
+        assert text.counts(conn, [TextQuery(1, "u1", None, [w]) for w in words], cap) == alone
+        assert text.count(conn, TextQuery(1, "u1", None, ["rex"]), cap) == alone[6] > 0
+    assert alone[0] == cap > alone[-1] > 0  # "tea" is in more than the cap, "zebra" fewer

@@ -1,6 +1,6 @@
 """PostgreSQL's schema, as versioned migrations (the version is ``memlayer_schema.version``).
 
-The same tables and columns as SQLite's schema after its migration 6 (``db.py``), so the
+The same tables and columns as SQLite's schema after its migration 6 (``sqlite_schema.py``), so the
 server's shared SQL runs on both: ``memories.rowid`` is an identity column that only grows
 (pages and recall order by it), counters are kept by triggers, timestamps are the same ISO
 strings. Every text column sorts and compares byte by byte (``COLLATE "C"``), as SQLite's
