@@ -224,13 +224,14 @@ class Scorer:
 
     def raw_all(self, memories: Sequence[tuple[str, int]]) -> list[float]:
         """The BM25 score of each memory, given as its content and length in characters."""
-        texts = [text for text, _ in memories]
+        if self._phrases:
+            return self._raw_each(memories)
         # All the texts cut in one call, a separator chunk between them: a recall scores
         # hundreds of short memories, and one split, one set and one filter over all their
         # chunks cost less than a split and a filter per memory (at 100k memories, ~660 of
         # them: 1.55 -> 1.1 ms). Should a text hold the separator, each is cut on its own.
-        joined = _APART.join(texts)
-        if self._phrases or joined.count(_SEPARATOR) != len(texts) - 1:
+        joined = _APART.join(text for text, _ in memories)
+        if joined.count(_SEPARATOR) != len(memories) - 1:
             return self._raw_each(memories)
         every = joined.split()
         chunks = set(every)
